@@ -1,0 +1,382 @@
+/*
+ * The application object behind include/ringcast/app.h: configuration checks, the kernel
+ * probe, SO_REUSEPORT listeners (one per shard, created here so a bind error is reported
+ * before any thread starts), shard start-up and the drain on SIGINT/SIGTERM. Main thread,
+ * except rc_app_stop() (any thread).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+/* ---- public configuration wrappers (include/ringcast/config.h) ---------------------------- */
+struct rc_config *rc_config_new(void)
+{
+	struct rc_config *cfg = malloc(sizeof(*cfg));
+	if (cfg && rc_config_init(cfg) != 0) {
+		rc_config_free(cfg);
+		free(cfg);
+		cfg = NULL;
+	}
+	return cfg;
+}
+
+int rc_config_set_key(struct rc_config *cfg, const char *key, const char *value, char *err,
+		      size_t err_len)
+{
+	return rc_config_set(cfg, key, value, err, err_len);
+}
+
+void rc_config_delete(struct rc_config *cfg)
+{
+	if (!cfg)
+		return;
+	rc_config_free(cfg);
+	free(cfg);
+}
+
+/* ---- listeners ----------------------------------------------------------------------------- */
+static int listen_socket(const struct rc_config *cfg, int port, char *err, size_t err_len)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	memset(&ss, 0, sizeof(ss));
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, cfg->address, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		slen = sizeof(*in4);
+	} else if (inet_pton(AF_INET6, cfg->address, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		slen = sizeof(*in6);
+	} else {
+		snprintf(err, err_len, "address: '%s' is not an IPv4 or IPv6 address",
+			 cfg->address);
+		return -EINVAL;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	int one = 1;
+	/* Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+		goto fail_close;
+	if (bind(fd, (struct sockaddr *)&ss, slen) || listen(fd, (int)cfg->backlog))
+		goto fail_close;
+	return fd;
+fail_close:;
+	int e = errno;
+	close(fd);
+	errno = e;
+fail:
+	snprintf(err, err_len, "listen on %s:%d: %s", cfg->address, port, strerror(errno));
+	return -errno;
+}
+
+static int bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return -1;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* ---- creation ------------------------------------------------------------------------------ */
+static int online_cpus(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		return CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+static int log_level_of(const char *s)
+{
+	static const char *names[] = {"error", "warn", "info", "debug"};
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return RC_LOG_INFO;
+}
+
+static size_t split_slices(const char *text, char **buf, struct rc_slice *out, size_t max)
+{
+	char *items[32];
+	*buf = strdup(text);
+	if (!*buf)
+		return 0;
+	size_t n = rc_config_split_list(*buf, items, RC_MIN(max, RC_ARRAY_LEN(items)));
+	for (size_t i = 0; i < n; i++) {
+		out[i].p = items[i];
+		out[i].len = (uint32_t)strlen(items[i]);
+	}
+	return n;
+}
+
+/* Sizes the per-shard connection tables from connections_max and RLIMIT_NOFILE. */
+static int size_tables(struct rc_app *app, char *err, size_t err_len)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -errno;
+	/* Raise the soft limit to the hard one: the fixed-file table is capped by it. */
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	uint64_t per_ring_max = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : rl.rlim_cur;
+	uint64_t want = app->cfg.connections_max;
+	uint64_t per_shard =
+		want ? (want + (uint64_t)app->shards_count - 1) / app->shards_count : per_ring_max;
+	if (per_shard > per_ring_max) {
+		snprintf(err, err_len,
+			 "connections_max: %llu over %d shards needs %llu descriptors per ring, "
+			 "above "
+			 "RLIMIT_NOFILE %llu (raise it, add shards, or see kernel-tuning.md)",
+			 (unsigned long long)want, app->shards_count, (unsigned long long)per_shard,
+			 (unsigned long long)per_ring_max);
+		return -EINVAL;
+	}
+	app->conns_per_shard = (uint32_t)RC_MAX(per_shard, 16u);
+	return 0;
+}
+
+struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_len)
+{
+	if (rc_config_validate(cfg, err, err_len) != 0)
+		return NULL;
+	if (rc_uring_probe(err, err_len) != 0)
+		return NULL;
+	struct rc_app *app = calloc(1, sizeof(*app));
+	if (!app || rc_config_copy(&app->cfg, cfg) != 0) {
+		snprintf(err, err_len, "out of memory");
+		if (app)
+			rc_config_free(&app->cfg);
+		free(app);
+		return NULL;
+	}
+	app->shards_count = cfg->shards ? (int)cfg->shards : online_cpus();
+	app->log_level = log_level_of(cfg->log_level);
+	app->drop_slow = strcmp(cfg->slow_consumer_policy, "drop") == 0;
+	app->client_publish = strcmp(cfg->client_publish, "any") == 0 ? 0 : 2;
+	if (strcmp(cfg->client_publish, "subscribed") == 0)
+		app->client_publish = 1;
+	app->pubsub_ws = -1;
+	app->origins_count = split_slices(cfg->origins, &app->origins_buf, app->origins,
+					  RC_ARRAY_LEN(app->origins));
+	app->subprotocols_count = split_slices(cfg->subprotocols, &app->subprotocols_buf,
+					       app->subprotocols, RC_ARRAY_LEN(app->subprotocols));
+	if (size_tables(app, err, err_len) != 0) {
+		rc_app_destroy(app);
+		return NULL;
+	}
+	return app;
+}
+
+static int add_path(char *dst, size_t cap, const char *path)
+{
+	if (!path || path[0] != '/' || strlen(path) >= cap)
+		return -EINVAL;
+	strcpy(dst, path);
+	return 0;
+}
+
+int rc_app_ws(struct rc_app *app, const char *path, const struct rc_ws_handler *h)
+{
+	if (app->ws_count == RC_ENDPOINT_LIMIT)
+		return -ENOSPC;
+	struct rc_ws_endpoint *ep = &app->ws[app->ws_count];
+	if (add_path(ep->path, sizeof(ep->path), path) != 0)
+		return -EINVAL;
+	ep->h = *h;
+	ep->limits.frame_bytes_max =
+		h->frame_bytes_max ? h->frame_bytes_max : app->cfg.frame_bytes_max;
+	ep->limits.message_bytes_max =
+		h->message_bytes_max ? h->message_bytes_max : app->cfg.message_bytes_max;
+	ep->limits.require_mask = true;
+	ep->limits.rsv1_allowed = false;
+	app->ws_count++;
+	return 0;
+}
+
+int rc_app_http(struct rc_app *app, const char *path, rc_http_fn fn, void *ctx)
+{
+	if (app->http_count == RC_ENDPOINT_LIMIT)
+		return -ENOSPC;
+	struct rc_http_endpoint *ep = &app->http[app->http_count];
+	if (add_path(ep->path, sizeof(ep->path), path) != 0)
+		return -EINVAL;
+	ep->fn = fn;
+	ep->ctx = ctx;
+	app->http_count++;
+	return 0;
+}
+
+int rc_app_shards(const struct rc_app *app)
+{
+	return app->shards_count;
+}
+
+int rc_app_port(const struct rc_app *app)
+{
+	return app->port;
+}
+
+void rc_app_stop(struct rc_app *app)
+{
+	/* Pairs with the acquire loads in each shard's wake handler. */
+	atomic_store_explicit(&app->stopping, true, memory_order_release);
+	for (int i = 0; app->shards && i < app->shards_count; i++)
+		rc_shard_wake(&app->shards[i]);
+}
+
+/* ---- running ------------------------------------------------------------------------------- */
+static int open_listeners(struct rc_app *app, char *err, size_t err_len)
+{
+	int port = (int)app->cfg.port;
+	for (int i = 0; i < app->shards_count; i++) {
+		struct rc_shard *s = &app->shards[i];
+		s->listen_fd = listen_socket(&app->cfg, port, err, err_len);
+		if (s->listen_fd < 0)
+			return s->listen_fd;
+		if (i == 0)
+			port = bound_port(s->listen_fd);
+	}
+	app->port = port;
+	return 0;
+}
+
+/* Waits until every shard has set up its ring or failed. */
+static void wait_ready(struct rc_app *app)
+{
+	struct timespec ms = {0, 1000000};
+	/* Pairs with the release increments in shard_main. */
+	while (atomic_load_explicit(&app->shards_ready, memory_order_acquire) +
+		       atomic_load_explicit(&app->shards_exited, memory_order_acquire) <
+	       app->shards_count)
+		nanosleep(&ms, NULL);
+}
+
+static void wait_for_stop(struct rc_app *app, bool handle_signals, const sigset_t *set)
+{
+	struct timespec tick = {0, 100 * 1000000};
+	bool stop_sent = false;
+	/* Exits when every shard has; a second signal during the drain forces the deadline. */
+	while (atomic_load_explicit(&app->shards_exited, memory_order_acquire) <
+	       app->shards_count) {
+		int sig = handle_signals ? sigtimedwait(set, NULL, &tick) : -1;
+		if (!handle_signals)
+			nanosleep(&tick, NULL);
+		if (sig == SIGINT || sig == SIGTERM) {
+			if (stop_sent)
+				app->cfg.drain_timeout_ms = 0;
+			rc_log(app, RC_LOG_INFO, "%s: draining %s", strsignal(sig),
+			       stop_sent ? "(forced)" : "connections");
+			stop_sent = true;
+			rc_app_stop(app);
+		}
+	}
+}
+
+int rc_app_run(struct rc_app *app, bool handle_signals)
+{
+	char err[256] = "";
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	signal(SIGPIPE, SIG_IGN);
+	/* Shards inherit the mask, so only this thread takes SIGINT/SIGTERM. */
+	if (handle_signals)
+		pthread_sigmask(SIG_BLOCK, &set, &old);
+
+	app->shards = calloc((size_t)app->shards_count, sizeof(*app->shards));
+	if (!app->shards)
+		return -ENOMEM;
+	for (int i = 0; i < app->shards_count; i++) {
+		app->shards[i].app = app;
+		app->shards[i].index = i;
+		app->shards[i].cpu = -1;
+		app->shards[i].listen_fd = -1;
+		app->shards[i].wake_fd = -1;
+		app->shards[i].conns_cap = app->conns_per_shard;
+	}
+	int rc = open_listeners(app, err, sizeof(err));
+	int started = 0;
+	for (int i = 0; rc == 0 && i < app->shards_count; i++, started++)
+		rc = rc_shard_start(&app->shards[i]);
+	if (rc != 0 && !err[0])
+		snprintf(err, sizeof(err), "starting shards: %s", strerror(-rc));
+	if (rc != 0) {
+		rc_log(app, RC_LOG_ERROR, "%s", err);
+		rc_app_stop(app);
+	} else {
+		wait_ready(app);
+		rc_log(app, RC_LOG_DEBUG, "%u connections per shard", app->conns_per_shard);
+		if (atomic_load(&app->shards_exited) == 0)
+			fprintf(stderr, "ringcast: ready on %s:%d (%d shards)\n", app->cfg.address,
+				app->port, app->shards_count);
+	}
+	/* Threads that did start must be joined even if a later one failed. */
+	app->shards_count = started;
+	wait_for_stop(app, handle_signals, &set);
+	for (int i = 0; i < started; i++) {
+		struct rc_shard *s = &app->shards[i];
+		pthread_join(s->thread, NULL);
+		if (s->start_rc != 0) {
+			rc_log(app, RC_LOG_ERROR, "%s", s->start_err);
+			rc = s->start_rc;
+		}
+	}
+	if (handle_signals)
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+void rc_app_destroy(struct rc_app *app)
+{
+	if (!app)
+		return;
+	/* Every shard thread has joined: rings and inboxes can go now, in any order. */
+	for (int i = 0; app->shards && i < app->shards_count; i++) {
+		struct rc_shard *s = &app->shards[i];
+		if (s->running)
+			io_uring_queue_exit(&s->ring);
+		if (s->outbox)
+			rc_pubsub_free(s);
+		if (s->inbox.slots)
+			rc_mpsc_free(&s->inbox);
+	}
+	for (int i = 0; app->shards && i < app->shards_count; i++) {
+		struct rc_shard *s = &app->shards[i];
+		if (s->listen_fd >= 0)
+			close(s->listen_fd);
+		if (s->wake_fd >= 0)
+			close(s->wake_fd);
+		free(s->conns);
+		free(s->dirty);
+	}
+	free(app->shards);
+	free(app->origins_buf);
+	free(app->subprotocols_buf);
+	rc_config_free(&app->cfg);
+	free(app);
+}

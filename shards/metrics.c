@@ -1,0 +1,90 @@
+/*
+ * Prometheus text exposition of the shards' counters (GET /metrics). Each shard writes only
+ * its own counters; this reader, on whichever shard serves the request, loads them relaxed:
+ * a scrape may see one shard a few events older than another, never a torn value (aligned
+ * 64-bit loads). Any shard thread.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime.h"
+
+struct out {
+	char *p;
+	size_t cap;
+	size_t len;
+};
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct out *o, const char *fmt, ...)
+{
+	if (o->len >= o->cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+	va_end(ap);
+	o->len += n > 0 ? (size_t)n : 0;
+}
+
+static uint64_t load(const uint64_t *v)
+{
+	return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+/* One metric family with a value per shard. */
+static void family(struct out *o, const struct rc_app *app, const char *name, const char *type,
+		   const char *help, size_t offset)
+{
+	/* Prometheus naming: counters end in _total. */
+	const char *sfx = strcmp(type, "counter") == 0 ? "_total" : "";
+	put(o, "# HELP ringcast_%s%s %s\n# TYPE ringcast_%s%s %s\n", name, sfx, help, name, sfx,
+	    type);
+	for (int i = 0; i < app->shards_count; i++) {
+		const uint64_t *v = (const uint64_t *)((const char *)&app->shards[i].stats + offset);
+		put(o, "ringcast_%s%s{shard=\"%d\"} %llu\n", name, sfx, i,
+		    (unsigned long long)load(v));
+	}
+}
+
+#define RC_FAMILY(o, app, field, type, help)                                                       \
+	family(o, app, #field, type, help, offsetof(struct rc_shard_stats, field))
+
+static void closed(struct out *o, const struct rc_app *app)
+{
+	put(o, "# HELP ringcast_connections_closed_total Connections ended, by reason.\n"
+	       "# TYPE ringcast_connections_closed_total counter\n");
+	for (int i = 0; i < app->shards_count; i++)
+		for (int r = 0; r < RC_CLOSE_REASON_COUNT; r++)
+			put(o, "ringcast_connections_closed_total{shard=\"%d\",reason=\"%s\"} %llu\n",
+			    i, rc_close_reason_name((enum rc_close_reason)r),
+			    (unsigned long long)load(&app->shards[i].stats.connections_closed[r]));
+}
+
+size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
+{
+	struct out o = { buf, cap, 0 };
+	RC_FAMILY(&o, app, connections_open, "gauge", "Connection records in use.");
+	RC_FAMILY(&o, app, websockets_open, "gauge", "Upgraded WebSocket connections.");
+	RC_FAMILY(&o, app, connections_accepted, "counter", "Connections accepted.");
+	RC_FAMILY(&o, app, connections_refused, "counter",
+		  "Accepts that failed (connection table full, out of memory).");
+	closed(&o, app);
+	RC_FAMILY(&o, app, frames_in, "counter", "WebSocket frames received.");
+	RC_FAMILY(&o, app, frames_out, "counter", "WebSocket frames queued for sending.");
+	RC_FAMILY(&o, app, messages_in, "counter", "WebSocket messages received.");
+	RC_FAMILY(&o, app, messages_out, "counter", "WebSocket messages queued for sending.");
+	RC_FAMILY(&o, app, bytes_in, "counter", "Bytes received.");
+	RC_FAMILY(&o, app, bytes_out, "counter", "Bytes sent.");
+	RC_FAMILY(&o, app, http_requests, "counter", "HTTP requests parsed (upgrades included).");
+	RC_FAMILY(&o, app, pings_sent, "counter", "Heartbeat pings sent.");
+	RC_FAMILY(&o, app, sends, "counter", "send/sendmsg operations issued.");
+	RC_FAMILY(&o, app, recv_rearms, "counter", "Multishot receives re-armed.");
+	RC_FAMILY(&o, app, stale_cqes, "counter", "Completions for recycled slots, dropped.");
+	RC_FAMILY(&o, app, loop_turns, "counter", "Event-loop turns.");
+	RC_FAMILY(&o, app, submits, "counter", "io_uring_submit calls.");
+	if (o.len >= cap)
+		return 0;
+	return o.len;
+}

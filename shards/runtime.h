@@ -1,0 +1,491 @@
+/*
+ * The runtime's private types: the application, its shards and their connection records,
+ * frames and send queues, the timing wheel and the per-shard counters. Never installed;
+ * included by the files of shards/ only. Each struct says which thread may touch it.
+ */
+#ifndef RC_RUNTIME_H
+#define RC_RUNTIME_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/rc_assert.h"
+#include "base/rc_util.h"
+#include "config.h"
+#include "ws_frame.h"
+#include "mpsc.h"
+#include <ringcast/app.h>
+#include <ringcast/conn.h>
+#include <ringcast/config.h>
+
+/* ---- user_data: {op:8, gen:24, slot:32} --------------------------------------------------- */
+enum rc_op {
+	RC_OP_NONE = 0,
+	RC_OP_ACCEPT,
+	RC_OP_RECV,
+	RC_OP_SEND,
+	RC_OP_CANCEL,
+	RC_OP_CLOSE,
+	RC_OP_SHUTDOWN,
+	RC_OP_WAKE, /* eventfd doorbell read */
+	RC_OP_MSG,  /* MSG_RING doorbell from another shard */
+	RC_OP_COUNT,
+};
+
+#define RC_GEN_MASK 0xffffffu
+
+static inline uint64_t rc_ud(enum rc_op op, uint32_t gen, uint32_t slot)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(gen & RC_GEN_MASK) << 32) | slot;
+}
+static inline enum rc_op rc_ud_op(uint64_t ud)
+{
+	return (enum rc_op)(ud >> 56);
+}
+static inline uint32_t rc_ud_gen(uint64_t ud)
+{
+	return (uint32_t)(ud >> 32) & RC_GEN_MASK;
+}
+static inline uint32_t rc_ud_slot(uint64_t ud)
+{
+	return (uint32_t)ud;
+}
+
+/* ---- counters ---------------------------------------------------------------------------- */
+/* Why a connection ended; the metric label of ringcast_connections_closed_total. */
+#define RC_CLOSE_REASONS(X)                                                                        \
+	X(normal, "client or server close handshake completed")                                    \
+	X(protocol_error, "1002 sent")                                                             \
+	X(invalid_data, "1007 sent")                                                               \
+	X(too_big, "1009 sent")                                                                    \
+	X(handshake_rejected, "the upgrade got a 4xx")                                             \
+	X(handshake_timeout, "no complete request in handshake_timeout_ms")                        \
+	X(idle_timeout, "no traffic in idle_timeout_ms")                                           \
+	X(close_timeout, "no close reply in close_timeout_ms")                                     \
+	X(peer_gone, "EOF or reset without a close handshake")                                     \
+	X(slow_consumer, "send queue over send_queue_bytes_max")                                   \
+	X(drain, "server shutdown")                                                                \
+	X(http_done, "plain HTTP request answered")                                                \
+	X(app, "closed by the application")
+
+enum rc_close_reason {
+#define RC_X(name, help) RC_CLOSE_##name,
+	RC_CLOSE_REASONS(RC_X)
+#undef RC_X
+		RC_CLOSE_REASON_COUNT,
+};
+
+/* One shard's counters. Written only by the shard; read racily (relaxed) by /metrics. */
+struct rc_shard_stats {
+	uint64_t connections_accepted;
+	uint64_t connections_refused; /* accept failed: table full or out of memory */
+	uint64_t connections_open;    /* gauge: records in use */
+	uint64_t websockets_open;     /* gauge: upgraded connections */
+	uint64_t connections_closed[RC_CLOSE_REASON_COUNT];
+	uint64_t frames_in;
+	uint64_t frames_out;
+	uint64_t messages_in;
+	uint64_t messages_out;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t http_requests;
+	uint64_t pings_sent;
+	uint64_t recv_rearms; /* multishot recv re-armed (ENOBUFS or kernel ended it) */
+	uint64_t stale_cqes;  /* completions for a recycled slot, dropped */
+	uint64_t sends;	      /* send/sendmsg SQEs issued */
+	uint64_t loop_turns;
+	uint64_t submits;
+	uint64_t publishes;          /* messages sequenced by this shard as owner */
+	uint64_t publish_duplicates; /* dropped by the dedup window */
+	uint64_t deliveries;         /* broadcast frames queued to local subscribers */
+	uint64_t slow_drops;         /* frames skipped for slow subscribers (policy drop) */
+	uint64_t subscriptions;      /* gauge */
+	uint64_t topics_owned;       /* gauge */
+	uint64_t mpsc_full;          /* posts that waited in an outbox: target ring full */
+	uint64_t doorbells;          /* MSG_RING wake-ups sent */
+	uint64_t limit_mpsc_drain;   /* turns that hit mpsc_drain_max */
+};
+
+/* ---- timing wheel ------------------------------------------------------------------------ */
+struct rc_timer {
+	struct rc_timer *next;
+	struct rc_timer *prev;
+	uint32_t expiry_tick; /* absolute tick; valid while linked */
+	uint32_t linked;      /* 1 while in a bucket */
+};
+
+struct rc_wheel {
+	struct rc_timer *buckets; /* sentinels, one per slot; circular lists */
+	uint32_t slots;		  /* power of two */
+	uint32_t now_tick;	  /* last tick processed */
+};
+
+int rc_wheel_init(struct rc_wheel *w, uint32_t slots, uint32_t now_tick);
+void rc_wheel_free(struct rc_wheel *w);
+/* (Re)arms t to fire at absolute tick expiry (clamped to now + 1). */
+void rc_wheel_arm(struct rc_wheel *w, struct rc_timer *t, uint32_t expiry);
+void rc_wheel_disarm(struct rc_timer *t);
+/* Advances to tick now, calling fire(t, ctx) for every expired timer (already disarmed). */
+void rc_wheel_advance(struct rc_wheel *w, uint32_t now, void (*fire)(struct rc_timer *, void *),
+		      void *ctx);
+/* Checks the wheel's invariants (tests, RC_DASSERT). */
+bool rc_wheel_validate(const struct rc_wheel *w);
+
+/* ---- frames and send queues -------------------------------------------------------------- */
+/*
+ * Bytes to send: a WebSocket frame or an HTTP response. A unicast frame belongs to one shard
+ * and counts references with plain integers; a broadcast frame (shared) is built once by its
+ * topic's owner shard, read-only afterwards, and counted atomically because every shard
+ * holding subscribers references it.
+ */
+struct rc_frame {
+	uint32_t refs;       /* atomic (__atomic builtins) when shared */
+	uint32_t len;        /* bytes of data[] to send */
+	uint64_t seq;        /* pub/sub sequence number, 0 for unicast frames */
+	uint64_t topic_hash; /* rc_topic_hash of topic */
+	const char *topic;   /* NUL-terminated, inside this allocation; NULL for unicast */
+	uint16_t topic_len;
+	uint8_t shared;
+	uint8_t owner; /* shard that built it */
+	uint32_t pad;
+	uint8_t data[];
+};
+
+struct rc_qnode {
+	struct rc_qnode *next;
+	struct rc_frame *frame;
+	uint32_t queued_tick; /* for send_queue_age_max_ms */
+};
+
+struct rc_sendq {
+	struct rc_qnode *head;
+	struct rc_qnode *tail;
+	uint32_t bytes;	   /* queued and unsent, head_off excluded */
+	uint32_t head_off; /* bytes of head->frame already sent */
+};
+
+#define RC_SEND_IOV_LIMIT 64
+
+/* The msghdr and iovecs of one gathered send, alive until its completion. */
+struct rc_sendop {
+	struct msghdr mh;
+	struct iovec iov[RC_SEND_IOV_LIMIT];
+	struct rc_sendop *next_free;
+};
+
+/* A growable byte buffer: partial frames, HTTP requests, message assembly. */
+struct rc_buf {
+	uint32_t len;
+	uint32_t cap;
+	uint32_t flags; /* RC_BUF_* */
+	uint32_t done;  /* pending frame: payload bytes already unmasked and validated */
+	uint8_t data[];
+};
+#define RC_BUF_HDR_CHECKED 1u /* the pending frame's header passed rc_ws_rx_frame() */
+
+/* ---- pub/sub ----------------------------------------------------------------------------- */
+#include "topic.h"
+
+/* A topic with local subscribers on this shard. */
+struct rc_ltopic {
+	struct rc_topic_node node;
+	struct rc_sub *subs; /* doubly linked through rc_sub.next/prev */
+	uint32_t count;
+};
+
+/* One connection's subscription to one topic. */
+struct rc_sub {
+	struct rc_sub *next; /* in the topic */
+	struct rc_sub *prev;
+	struct rc_sub *conn_next; /* in the connection */
+	struct rc_ltopic *topic;
+	struct rc_conn *conn;
+	uint64_t last_seq; /* newest seq queued to this subscriber */
+	bool pending;      /* waiting for the owner's replay: live frames are skipped */
+};
+
+#define RC_SHARD_MASK_WORDS (RC_SHARDS_LIMIT / 64)
+
+/* A topic this shard owns: its sequence, history, subscribed shards and recent ids. */
+struct rc_otopic {
+	struct rc_topic_node node;
+	uint64_t seq;
+	uint64_t shard_mask[RC_SHARD_MASK_WORDS];
+	uint32_t shards_subscribed;
+	struct rc_history hist;
+	uint64_t *dedup_hash; /* dedup_ids_max recent id hashes (ring), allocated on first id */
+	uint64_t *dedup_at;
+	uint32_t dedup_next;
+};
+
+/* Cross-shard control messages (frames travel as bare pointers, low bit clear). */
+enum rc_xkind {
+	RC_X_PUBLISH = 0, /* to the owner: assign a seq and broadcast */
+	RC_X_SHARD_SUB,   /* to the owner: shard `from` has subscribers */
+	RC_X_SHARD_UNSUB, /* to the owner: shard `from` has none left */
+	RC_X_REPLAY,      /* to the owner: what came after seq for a resuming subscriber */
+	RC_X_REPLAYED,    /* from the owner: frames, gap and current seq for that subscriber */
+	RC_X_PUB_DONE,    /* from the owner: the seq assigned to a publish (or duplicate) */
+};
+
+enum rc_reply {
+	RC_REPLY_NONE = 0,
+	RC_REPLY_WS,   /* ack to a WebSocket client */
+	RC_REPLY_HTTP, /* one answer of a POST /publish batch */
+};
+
+struct rc_xmsg {
+	uint8_t kind;  /* enum rc_xkind */
+	uint8_t reply; /* enum rc_reply */
+	uint8_t duplicate;
+	uint8_t gap;
+	uint16_t from; /* producing shard; RC_SHARDS_LIMIT for foreign threads */
+	uint16_t topic_len;
+	uint32_t slot; /* reply-to connection */
+	uint32_t gen;
+	uint32_t tag;  /* index within an HTTP batch */
+	uint32_t nframes;
+	uint64_t seq; /* REPLAY: since; REPLAYED/PUB_DONE: current or assigned seq */
+	uint64_t gap_from;
+	uint64_t gap_to;
+	struct rc_frame **frames; /* REPLAYED: references owned by the message */
+	uint32_t data_len;
+	uint16_t id_len;
+	char topic[RC_TOPIC_BYTES_LIMIT + 1];
+	char id[65];
+	char data[]; /* PUBLISH: the JSON value */
+};
+
+/* ---- connections ------------------------------------------------------------------------- */
+enum rc_conn_state {
+	RC_CONN_FREE = 0,
+	RC_CONN_HTTP,	 /* reading the HTTP request */
+	RC_CONN_OPEN,	 /* WebSocket open */
+	RC_CONN_CLOSING, /* our close frame is queued or sent; waiting for the reply */
+	RC_CONN_DOOMED,	 /* ops cancelled; the descriptor closes when none is in flight */
+};
+
+enum rc_conn_flag {
+	RC_CF_RECV = 1u << 0,	      /* multishot recv armed */
+	RC_CF_SEND = 1u << 1,	      /* a send is in flight */
+	RC_CF_DIRTY = 1u << 2,	      /* on the shard's flush list */
+	RC_CF_FLUSH_CLOSE = 1u << 3,  /* terminate once the queue is flushed */
+	RC_CF_PING = 1u << 4,	      /* a server ping is unanswered */
+	RC_CF_APP_OPEN = 1u << 5,     /* on_open ran; on_close owed */
+	RC_CF_DESC_CLOSING = 1u << 6, /* close_direct issued */
+	RC_CF_WANT_DRAIN = 1u << 7,   /* on_drain owed when the queue empties */
+	RC_CF_DISCARD = 1u << 8,      /* failed: input is dropped, TCP half-closes after flush */
+	RC_CF_SHUT_WR = 1u << 9,      /* shutdown(SHUT_WR) issued */
+};
+
+/*
+ * One connection. The slot index equals the io_uring fixed-file index, so the table needs
+ * no map; a slot is reused only after its descriptor's close completed. Shard thread only.
+ */
+struct rc_conn {
+	struct rc_timer timer;
+	struct rc_ws_rx rx;
+	struct rc_buf *pend; /* partial frame or HTTP request; NULL when idle */
+	struct rc_buf *msg;  /* fragments of the message in progress; NULL when none */
+	struct rc_sendq q;
+	struct rc_sendop *sop; /* gathered send in flight, NULL otherwise */
+	void *user;
+	struct rc_shard *shard;
+	struct rc_sub *subs; /* this connection's subscriptions */
+	uint32_t gen;
+	uint32_t last_rx_tick;
+	uint16_t close_code; /* what on_close reports */
+	uint16_t flags;	     /* enum rc_conn_flag */
+	uint8_t state;	     /* enum rc_conn_state */
+	uint8_t endpoint;    /* index into app->ws */
+	uint8_t inflight;    /* SQEs whose completion is still owed */
+	uint8_t close_reason;
+	uint16_t subs_count;
+};
+
+/* ---- shard and application --------------------------------------------------------------- */
+struct rc_shard {
+	struct io_uring ring;
+	struct rc_app *app;
+	struct rc_conn *conns; /* conns_cap records, index = fixed-file index */
+	uint32_t conns_cap;
+	uint32_t conns_live;
+	uint32_t *dirty; /* slots to flush this turn */
+	uint32_t dirty_count;
+	int index;
+	int cpu;
+	int listen_fd;
+	int wake_fd;	   /* eventfd doorbell for other threads */
+	uint64_t wake_buf; /* target of the doorbell's read */
+	bool accept_armed;
+	bool wake_armed;
+	bool draining;
+	bool running;
+	uint64_t now_ms;   /* monotonic, updated each loop turn */
+	uint64_t epoch_ms; /* monotonic time of tick 0 */
+	uint64_t drain_deadline_ms;
+	struct rc_wheel wheel;
+	/* provided-buffer ring */
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	uint32_t buf_count;
+	uint32_t buf_size;
+	uint32_t br_returned; /* buffers added since the last advance */
+	/* pools */
+	struct rc_qnode *qnode_free;
+	struct rc_sendop *sendop_free;
+	struct rc_shard_stats stats;
+	/* pub/sub */
+	struct rc_mpsc inbox;          /* any shard or thread produces; this shard consumes */
+	struct rc_outbox *outbox;      /* one per target shard */
+	struct rc_topic_table ltopics; /* topics with local subscribers (rc_ltopic) */
+	struct rc_topic_table otopics; /* topics this shard owns (rc_otopic) */
+	char *scratch;                 /* envelope building */
+	size_t scratch_cap;
+	uint64_t next_sweep_ms;
+	pthread_t thread;
+	int start_rc; /* 0 or -errno from the thread's setup */
+	char start_err[160];
+};
+
+/* Items posted to a shard whose inbox was full, kept in order for the next turn. */
+struct rc_outbox {
+	void **items;
+	uint32_t head;
+	uint32_t count;
+	uint32_t cap;
+};
+
+#define RC_ENDPOINT_LIMIT 16
+
+struct rc_ws_endpoint {
+	char path[64];
+	struct rc_ws_handler h;
+	struct rc_ws_limits limits;
+};
+
+struct rc_http_endpoint {
+	char path[64];
+	rc_http_fn fn;
+	void *ctx;
+};
+
+struct rc_app {
+	struct rc_config cfg;
+	struct rc_shard *shards;
+	int shards_count;
+	int port; /* bound port */
+	uint32_t conns_per_shard;
+	struct rc_ws_endpoint ws[RC_ENDPOINT_LIMIT];
+	int ws_count;
+	struct rc_http_endpoint http[RC_ENDPOINT_LIMIT];
+	int http_count;
+	struct rc_slice origins[32];
+	size_t origins_count;
+	struct rc_slice subprotocols[16];
+	size_t subprotocols_count;
+	char *origins_buf;
+	char *subprotocols_buf;
+	int log_level; /* 0 error .. 3 debug */
+	bool drop_slow; /* slow_consumer_policy = drop */
+	uint8_t client_publish; /* 0 any, 1 subscribed, 2 none */
+	int pubsub_ws;  /* index of the pub/sub endpoint in ws[], -1 if none */
+	char publish_path[64]; /* POST endpoint of the backend publish API, "" if none */
+	atomic_bool stopping;
+	atomic_int shards_exited; /* pairs with the main thread's acquire load in run */
+	atomic_int shards_ready;  /* likewise: shards whose setup succeeded */
+};
+
+/* ---- functions shared between shards/ files ---------------------------------------------- */
+/* uring.c */
+int rc_uring_probe(char *err, size_t err_len);
+int rc_uring_setup(struct rc_shard *s, char *err, size_t err_len);
+struct io_uring_sqe *rc_uring_sqe(struct rc_shard *s);
+uint64_t rc_clock_ms(void);
+
+/* bufring.c */
+int rc_bufring_setup(struct rc_shard *s, char *err, size_t err_len);
+void rc_bufring_free(struct rc_shard *s);
+uint8_t *rc_bufring_addr(struct rc_shard *s, uint16_t bid);
+void rc_bufring_return(struct rc_shard *s, uint16_t bid);
+void rc_bufring_commit(struct rc_shard *s);
+
+/* sendq.c */
+struct rc_frame *rc_frame_alloc(uint32_t len);
+void rc_frame_unref(struct rc_frame *f);
+int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f);
+int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t len);
+int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len);
+void rc_conn_mark_dirty(struct rc_conn *c);
+void rc_shard_flush(struct rc_shard *s);
+void rc_send_complete(struct rc_conn *c, int res);
+void rc_sendq_release(struct rc_shard *s, struct rc_sendq *q);
+/* Drops every queued frame not yet handed to the kernel (slow consumer being closed). */
+void rc_sendq_drop_unsent(struct rc_conn *c);
+void rc_pools_free(struct rc_shard *s);
+
+/* conn.c */
+void rc_accept_arm(struct rc_shard *s);
+void rc_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe);
+void rc_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe);
+void rc_conn_op_complete(struct rc_conn *c, enum rc_op op, int res);
+void rc_conn_shutdown_wr(struct rc_conn *c);
+void rc_conn_terminate(struct rc_conn *c, enum rc_close_reason why);
+void rc_conn_ws_close(struct rc_conn *c, uint16_t code, const char *reason,
+		      enum rc_close_reason why);
+void rc_conn_timer_fire(struct rc_timer *t, void *ctx);
+struct rc_conn *rc_conn_lookup(struct rc_shard *s, uint64_t ud);
+uint32_t rc_shard_tick(const struct rc_shard *s);
+const char *rc_close_reason_name(enum rc_close_reason why);
+/* The upgrade succeeded: the heartbeat timer replaces the handshake timer. */
+void rc_conn_opened(struct rc_conn *c);
+
+/* input.c */
+void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n);
+
+/* pubsub.c */
+void rc_frame_ref_n(struct rc_frame *f, uint32_t n);
+int rc_pubsub_init(struct rc_shard *s);
+void rc_pubsub_free(struct rc_shard *s);
+void rc_pubsub_poll(struct rc_shard *s);
+void rc_pubsub_sweep(struct rc_shard *s);
+void rc_pubsub_conn_closed(struct rc_conn *c);
+/* 0 subscribed; 1 subscribed, answer follows via rc_proto_subscribed; -EEXIST, -E2BIG
+ * (subscriptions_per_connection_max), -EINVAL (topic name), -ENOMEM. */
+int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool has_since,
+			uint64_t since);
+int rc_pubsub_unsubscribe(struct rc_conn *c, const char *topic, size_t len);
+/* Any thread. 0, -EINVAL, -ENOMEM, or -EAGAIN (foreign thread and the owner's ring full). */
+int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const char *data,
+		      size_t dlen, const char *id, size_t idlen, enum rc_reply reply,
+		      struct rc_conn *c, uint32_t tag);
+
+/* pubsub_proto.c: the JSON client protocol and POST /publish on top of pubsub.c */
+void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq);
+void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to);
+void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
+			size_t len, uint64_t seq, bool duplicate);
+void rc_proto_message(struct rc_conn *c, const void *data, size_t len, bool binary);
+/* Serves POST /publish; the answer is sent when every publish of the batch is sequenced. */
+void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len);
+
+/* shard.c */
+/* Rings `to`'s doorbell from shard s's ring (IORING_OP_MSG_RING). */
+void rc_shard_ring(struct rc_shard *s, struct rc_shard *to);
+/* Allocates the shard's tables and starts its thread (setup happens on the thread). */
+int rc_shard_start(struct rc_shard *s);
+/* Rings the shard's doorbell; any thread. */
+void rc_shard_wake(struct rc_shard *s);
+void rc_shard_drain_begin(struct rc_shard *s);
+void rc_log(const struct rc_app *app, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define RC_LOG_ERROR 0
+#define RC_LOG_WARN 1
+#define RC_LOG_INFO 2
+#define RC_LOG_DEBUG 3
+
+#endif

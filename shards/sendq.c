@@ -1,0 +1,292 @@
+/*
+ * Frames and per-connection send queues. A connection has at most one send in flight, which
+ * keeps its bytes in order; whatever queues up meanwhile is gathered into one sendmsg when
+ * the previous send completes. Sends are not issued as they are queued but once per loop
+ * turn (rc_shard_flush), so all of a turn's sends leave in one io_uring_submit. Shard thread
+ * only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "runtime.h"
+
+struct rc_frame *rc_frame_alloc(uint32_t len)
+{
+	struct rc_frame *f = malloc(sizeof(*f) + len);
+	if (!f)
+		return NULL;
+	memset(f, 0, sizeof(*f));
+	f->refs = 1;
+	f->len = len;
+	return f;
+}
+
+void rc_frame_unref(struct rc_frame *f)
+{
+	if (f->shared) {
+		/* acq_rel: the last holder must see every other holder's reads finished. */
+		uint32_t old = __atomic_fetch_sub(&f->refs, 1, __ATOMIC_ACQ_REL);
+		RC_ASSERT(old > 0);
+		if (old == 1)
+			free(f);
+		return;
+	}
+	RC_ASSERT(f->refs > 0);
+	if (--f->refs == 0)
+		free(f);
+}
+
+static struct rc_qnode *qnode_get(struct rc_shard *s)
+{
+	struct rc_qnode *n = s->qnode_free;
+	if (n) {
+		s->qnode_free = n->next;
+		return n;
+	}
+	return malloc(sizeof(*n));
+}
+
+static void qnode_put(struct rc_shard *s, struct rc_qnode *n)
+{
+	n->frame = NULL;
+	n->next = s->qnode_free;
+	s->qnode_free = n;
+}
+
+void rc_conn_mark_dirty(struct rc_conn *c)
+{
+	struct rc_shard *s = c->shard;
+	if (c->flags & RC_CF_DIRTY)
+		return;
+	RC_DASSERT(s->dirty_count < s->conns_cap);
+	c->flags |= RC_CF_DIRTY;
+	s->dirty[s->dirty_count++] = (uint32_t)(c - s->conns);
+}
+
+/* Takes ownership of the caller's reference to f. */
+int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
+{
+	struct rc_qnode *n = qnode_get(c->shard);
+	if (!n) {
+		rc_frame_unref(f);
+		return -ENOMEM;
+	}
+	n->frame = f;
+	n->next = NULL;
+	n->queued_tick = rc_shard_tick(c->shard);
+	if (c->q.tail)
+		c->q.tail->next = n;
+	else
+		c->q.head = n;
+	c->q.tail = n;
+	c->q.bytes += f->len;
+	rc_conn_mark_dirty(c);
+	return 0;
+}
+
+int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t len)
+{
+	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
+	size_t hlen = rc_ws_frame_write_header(hdr, opcode, true, false, len);
+	struct rc_frame *f = rc_frame_alloc((uint32_t)(hlen + len));
+	if (!f)
+		return -ENOMEM;
+	memcpy(f->data, hdr, hlen);
+	if (len)
+		memcpy(f->data + hlen, p, len);
+	c->shard->stats.frames_out++;
+	return rc_conn_enqueue(c, f);
+}
+
+int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len)
+{
+	struct rc_frame *f = rc_frame_alloc((uint32_t)len);
+	if (!f)
+		return -ENOMEM;
+	memcpy(f->data, p, len);
+	return rc_conn_enqueue(c, f);
+}
+
+void rc_sendq_release(struct rc_shard *s, struct rc_sendq *q)
+{
+	struct rc_qnode *n = q->head;
+	while (n) {
+		struct rc_qnode *next = n->next;
+		rc_frame_unref(n->frame);
+		qnode_put(s, n);
+		n = next;
+	}
+	memset(q, 0, sizeof(*q));
+}
+
+void rc_sendq_drop_unsent(struct rc_conn *c)
+{
+	struct rc_sendq *q = &c->q;
+	/* Frames the kernel may be reading (the send in flight) or has half sent stay. */
+	size_t keep = 0;
+	if (c->flags & RC_CF_SEND)
+		keep = c->sop ? c->sop->mh.msg_iovlen : 1;
+	else if (q->head_off)
+		keep = 1;
+	struct rc_qnode *last = NULL, *n = q->head;
+	for (size_t i = 0; i < keep && n; i++) {
+		last = n;
+		n = n->next;
+	}
+	while (n) {
+		struct rc_qnode *next = n->next;
+		q->bytes -= n->frame->len;
+		rc_frame_unref(n->frame);
+		qnode_put(c->shard, n);
+		n = next;
+	}
+	if (last)
+		last->next = NULL;
+	else
+		q->head = NULL;
+	q->tail = last;
+	RC_ASSERT(q->head || q->bytes == 0);
+}
+
+static struct rc_sendop *sendop_get(struct rc_shard *s)
+{
+	struct rc_sendop *op = s->sendop_free;
+	if (op) {
+		s->sendop_free = op->next_free;
+		return op;
+	}
+	return malloc(sizeof(*op));
+}
+
+static void sendop_put(struct rc_shard *s, struct rc_sendop *op)
+{
+	op->next_free = s->sendop_free;
+	s->sendop_free = op;
+}
+
+/* Issues one send for c's queue: a plain send for one frame, a gathered sendmsg for more. */
+static void issue_send(struct rc_conn *c)
+{
+	struct rc_shard *s = c->shard;
+	struct rc_qnode *n = c->q.head;
+	uint32_t slot = (uint32_t)(c - s->conns);
+
+	RC_ASSERT(n != NULL);
+	RC_ASSERT(!(c->flags & RC_CF_SEND));
+	struct io_uring_sqe *sqe;
+	if (!n->next || !(c->sop = sendop_get(s))) {
+		sqe = rc_uring_sqe(s);
+		io_uring_prep_send(sqe, (int)slot, n->frame->data + c->q.head_off,
+				   n->frame->len - c->q.head_off, MSG_NOSIGNAL);
+	} else {
+		struct rc_sendop *op = c->sop;
+		int iovs = 0;
+		for (uint32_t off = c->q.head_off; n && iovs < RC_SEND_IOV_LIMIT; n = n->next) {
+			op->iov[iovs].iov_base = n->frame->data + off;
+			op->iov[iovs].iov_len = n->frame->len - off;
+			iovs++;
+			off = 0;
+		}
+		memset(&op->mh, 0, sizeof(op->mh));
+		op->mh.msg_iov = op->iov;
+		op->mh.msg_iovlen = (size_t)iovs;
+		sqe = rc_uring_sqe(s);
+		io_uring_prep_sendmsg(sqe, (int)slot, &op->mh, MSG_NOSIGNAL);
+	}
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_SEND, c->gen, slot));
+	c->flags |= RC_CF_SEND;
+	c->inflight++;
+	s->stats.sends++;
+}
+
+void rc_shard_flush(struct rc_shard *s)
+{
+	/* Bounded by the table size: a connection is on the list at most once. */
+	for (uint32_t i = 0; i < s->dirty_count; i++) {
+		struct rc_conn *c = &s->conns[s->dirty[i]];
+		c->flags &= (uint16_t)~RC_CF_DIRTY;
+		if (c->state == RC_CONN_FREE || c->state == RC_CONN_DOOMED)
+			continue;
+		if (c->flags & RC_CF_SEND)
+			continue; /* the completion will send the rest */
+		if (c->q.head) {
+			issue_send(c);
+		} else if (c->flags & RC_CF_FLUSH_CLOSE) {
+			rc_conn_terminate(c, (enum rc_close_reason)c->close_reason);
+		} else if ((c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
+			rc_conn_shutdown_wr(c);
+		}
+	}
+	s->dirty_count = 0;
+}
+
+/* Drops the frames the kernel accepted (res bytes) from the head of the queue. */
+static void consume(struct rc_shard *s, struct rc_sendq *q, uint32_t res)
+{
+	while (res > 0) {
+		struct rc_qnode *n = q->head;
+		RC_ASSERT(n != NULL);
+		uint32_t left = n->frame->len - q->head_off;
+		if (res < left) {
+			q->head_off += res;
+			q->bytes -= res;
+			return;
+		}
+		res -= left;
+		q->bytes -= left;
+		q->head_off = 0;
+		q->head = n->next;
+		if (!q->head)
+			q->tail = NULL;
+		rc_frame_unref(n->frame);
+		qnode_put(s, n);
+	}
+}
+
+void rc_send_complete(struct rc_conn *c, int res)
+{
+	struct rc_shard *s = c->shard;
+
+	RC_ASSERT(c->flags & RC_CF_SEND);
+	c->flags &= (uint16_t)~RC_CF_SEND;
+	if (c->sop) {
+		sendop_put(s, c->sop);
+		c->sop = NULL;
+	}
+	if (c->state == RC_CONN_DOOMED)
+		return; /* the queue is released when the descriptor closes */
+	if (res < 0) {
+		rc_conn_terminate(c, RC_CLOSE_peer_gone);
+		return;
+	}
+	s->stats.bytes_out += (uint64_t)res;
+	consume(s, &c->q, (uint32_t)res);
+	if (c->q.head || (c->flags & RC_CF_FLUSH_CLOSE) ||
+	    (c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
+		rc_conn_mark_dirty(c);
+		return;
+	}
+	if ((c->flags & RC_CF_WANT_DRAIN) && c->state == RC_CONN_OPEN) {
+		c->flags &= (uint16_t)~RC_CF_WANT_DRAIN;
+		const struct rc_ws_handler *h = &s->app->ws[c->endpoint].h;
+		if (h->on_drain)
+			h->on_drain(c, h->ctx);
+	}
+}
+
+void rc_pools_free(struct rc_shard *s)
+{
+	while (s->qnode_free) {
+		struct rc_qnode *n = s->qnode_free;
+		s->qnode_free = n->next;
+		free(n);
+	}
+	while (s->sendop_free) {
+		struct rc_sendop *op = s->sendop_free;
+		s->sendop_free = op->next_free;
+		free(op);
+	}
+}

@@ -1,0 +1,286 @@
+/*
+ * A shard: one thread pinned to one CPU, owning one io_uring, one SO_REUSEPORT listener, a
+ * connection table, a provided-buffer ring and a timing wheel. The loop turn is: flush the
+ * turn's sends, submit everything and wait for completions or the next tick, dispatch a
+ * bounded batch of completions, advance the wheel. Shard thread only, except
+ * rc_shard_wake(), which any thread may call.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+void rc_log(const struct rc_app *app, int level, const char *fmt, ...)
+{
+	static const char *names[] = {"error", "warn", "info", "debug"};
+	if (app && level > app->log_level)
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (rc_thread_shard >= 0)
+		fprintf(stderr, "ringcast: [%s] shard %d: %s\n", names[level], rc_thread_shard,
+			line);
+	else
+		fprintf(stderr, "ringcast: [%s] %s\n", names[level], line);
+}
+
+static void wake_arm(struct rc_shard *s)
+{
+	if (s->wake_armed)
+		return;
+	struct io_uring_sqe *sqe = rc_uring_sqe(s);
+	io_uring_prep_read(sqe, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_WAKE, 0, 0));
+	s->wake_armed = true;
+}
+
+void rc_shard_drain_begin(struct rc_shard *s)
+{
+	if (s->draining)
+		return;
+	s->draining = true;
+	s->drain_deadline_ms = s->now_ms + s->app->cfg.drain_timeout_ms;
+	/* Stop accepting: the listener closes, so the kernel stops routing SYNs to this shard. */
+	if (s->accept_armed) {
+		struct io_uring_sqe *sqe = rc_uring_sqe(s);
+		io_uring_prep_cancel64(sqe, rc_ud(RC_OP_ACCEPT, 0, 0), 0);
+		io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
+	}
+	/* The pending accept holds its own file reference until the cancel completes. */
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+	}
+	for (uint32_t i = 0; i < s->conns_cap; i++) {
+		struct rc_conn *c = &s->conns[i];
+		if (c->state == RC_CONN_OPEN)
+			rc_conn_ws_close(c, RC_WS_CLOSE_GOING_AWAY, "server shutting down",
+					 RC_CLOSE_drain);
+		else if (c->state == RC_CONN_HTTP)
+			rc_conn_terminate(c, RC_CLOSE_drain);
+	}
+}
+
+/* After the drain deadline every remaining connection is closed without waiting. */
+static void drain_force(struct rc_shard *s)
+{
+	for (uint32_t i = 0; i < s->conns_cap; i++) {
+		struct rc_conn *c = &s->conns[i];
+		if (c->state != RC_CONN_FREE && c->state != RC_CONN_DOOMED)
+			rc_conn_terminate(c, RC_CLOSE_drain);
+	}
+}
+
+static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum rc_op op = rc_ud_op(ud);
+	struct rc_conn *c;
+
+	switch (op) {
+	case RC_OP_ACCEPT: rc_accept_complete(s, cqe); return;
+	case RC_OP_WAKE:
+		s->wake_armed = false;
+		if (atomic_load_explicit(&s->app->stopping, memory_order_acquire))
+			rc_shard_drain_begin(s);
+		else
+			wake_arm(s);
+		return;
+	case RC_OP_NONE:
+	case RC_OP_MSG: return; /* the loop polls the inbox every turn */
+	case RC_OP_RECV:
+		c = rc_conn_lookup(s, ud);
+		if (c)
+			rc_recv_complete(c, cqe);
+		else if (cqe->flags & IORING_CQE_F_BUFFER)
+			rc_bufring_return(s, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+		return;
+	case RC_OP_SEND:
+	case RC_OP_CANCEL:
+	case RC_OP_CLOSE:
+	case RC_OP_SHUTDOWN:
+		c = rc_conn_lookup(s, ud);
+		if (c)
+			rc_conn_op_complete(c, op, cqe->res);
+		return;
+	default: RC_ASSERT(!"unknown op in user_data");
+	}
+}
+
+static bool loop_done(const struct rc_shard *s)
+{
+	return s->draining && s->conns_live == 0 && !s->accept_armed;
+}
+
+void rc_shard_ring(struct rc_shard *s, struct rc_shard *to)
+{
+	struct io_uring_sqe *sqe = rc_uring_sqe(s);
+	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0, rc_ud(RC_OP_MSG, 0, 0), 0);
+	/* Only failures (a stopped target) post a completion here; RC_OP_NONE ignores them. */
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
+	s->stats.doorbells++;
+}
+
+/* True if the turn left work that must not wait for a completion or a tick. */
+static bool work_left(struct rc_shard *s)
+{
+	for (int i = 0; i < s->app->shards_count; i++)
+		if (s->outbox[i].count)
+			return true;
+	return false;
+}
+
+/* Submits the turn's SQEs and waits for a completion, the next tick, or a doorbell. */
+static int submit_and_wait(struct rc_shard *s, unsigned wait_nr)
+{
+	const struct rc_config *cfg = &s->app->cfg;
+	struct __kernel_timespec ts = {0, (long long)cfg->timer_tick_ms * 1000000ll};
+	struct io_uring_cqe *cqe;
+	s->stats.submits++;
+	if (wait_nr == 0)
+		return io_uring_submit(&s->ring);
+	/* Producers ring the doorbell only while we sleep; re-check after announcing it. */
+	rc_mpsc_sleep_prepare(&s->inbox);
+	if (rc_mpsc_sleep_cancel(&s->inbox))
+		return io_uring_submit(&s->ring);
+	int rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, wait_nr, &ts, NULL);
+	rc_mpsc_sleep_end(&s->inbox);
+	return rc;
+}
+
+static void loop(struct rc_shard *s)
+{
+	const struct rc_config *cfg = &s->app->cfg;
+	uint32_t batch_max = (uint32_t)cfg->cqe_batch_max;
+	struct io_uring_cqe *cqe;
+
+	while (!loop_done(s)) {
+		rc_pubsub_poll(s);
+		rc_shard_flush(s);
+		rc_bufring_commit(s);
+		int rc = submit_and_wait(s, work_left(s) ? 0 : 1);
+		RC_ASSERT(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN);
+		s->now_ms = rc_clock_ms();
+		s->stats.loop_turns++;
+		unsigned head, n = 0;
+		io_uring_for_each_cqe (&s->ring, head, cqe) {
+			dispatch(s, cqe);
+			if (++n == batch_max)
+				break;
+		}
+		io_uring_cq_advance(&s->ring, n);
+		rc_wheel_advance(&s->wheel, rc_shard_tick(s), rc_conn_timer_fire, s);
+		if (s->draining && s->now_ms >= s->drain_deadline_ms)
+			drain_force(s);
+		if (s->now_ms >= s->next_sweep_ms) {
+			rc_pubsub_sweep(s);
+			s->next_sweep_ms = s->now_ms + 1000;
+		}
+	}
+	/* The loop exits only while draining, with every record back in the table. */
+	RC_ASSERT(s->draining);
+	RC_ASSERT(s->conns_live == 0);
+}
+
+static int shard_setup(struct rc_shard *s)
+{
+	int rc = rc_uring_setup(s, s->start_err, sizeof(s->start_err));
+	if (rc)
+		return rc;
+	rc = rc_bufring_setup(s, s->start_err, sizeof(s->start_err));
+	if (rc)
+		goto out_ring;
+	s->now_ms = rc_clock_ms();
+	s->epoch_ms = s->now_ms;
+	rc = rc_wheel_init(&s->wheel, 4096, 0);
+	if (rc) {
+		snprintf(s->start_err, sizeof(s->start_err), "shard %d: timing wheel: no memory",
+			 s->index);
+		goto out_bufring;
+	}
+	return 0;
+out_bufring:
+	rc_bufring_free(s);
+out_ring:
+	io_uring_queue_exit(&s->ring);
+	return rc;
+}
+
+static void pin(struct rc_shard *s)
+{
+	cpu_set_t allowed, one;
+	if (!s->app->cfg.pin_shards || sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+		return;
+	int nth = s->index % CPU_COUNT(&allowed), seen = 0;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed) || seen++ != nth)
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0)
+			s->cpu = cpu;
+		return;
+	}
+}
+
+/* Startup handshake with rc_app_run: 1 = set up, -1 = failed (start_err says why). */
+static void *shard_main(void *arg)
+{
+	struct rc_shard *s = arg;
+	rc_thread_shard = s->index;
+	pin(s);
+	s->start_rc = shard_setup(s);
+	if (s->start_rc == 0) {
+		s->running = true;
+		/* Pairs with the acquire load in wait_ready(). */
+		atomic_fetch_add_explicit(&s->app->shards_ready, 1, memory_order_release);
+		rc_accept_arm(s);
+		wake_arm(s);
+		if (atomic_load_explicit(&s->app->stopping, memory_order_acquire))
+			rc_shard_drain_begin(s);
+		loop(s);
+		/* The ring outlives the thread: other shards may still ring its doorbell until
+		 * they stop too, so rc_app_destroy closes it after every thread has joined. */
+		rc_wheel_free(&s->wheel);
+		rc_bufring_free(s);
+		rc_pools_free(s);
+	}
+	/* Pairs with the acquire load in rc_app_run's wait loop. */
+	atomic_fetch_add_explicit(&s->app->shards_exited, 1, memory_order_release);
+	return NULL;
+}
+
+int rc_shard_start(struct rc_shard *s)
+{
+	s->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (s->wake_fd < 0)
+		return -errno;
+	int rc = rc_mpsc_init(&s->inbox, (uint32_t)s->app->cfg.mpsc_ring_entries);
+	if (rc == 0)
+		rc = rc_pubsub_init(s);
+	if (rc != 0)
+		return rc;
+	s->conns = calloc(s->conns_cap, sizeof(*s->conns));
+	s->dirty = calloc(s->conns_cap, sizeof(*s->dirty));
+	if (!s->conns || !s->dirty)
+		return -ENOMEM;
+	rc = pthread_create(&s->thread, NULL, shard_main, s);
+	return -rc;
+}
+
+void rc_shard_wake(struct rc_shard *s)
+{
+	uint64_t one = 1;
+	if (s->wake_fd >= 0)
+		(void)!write(s->wake_fd, &one, sizeof(one));
+}

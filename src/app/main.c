@@ -1,0 +1,200 @@
+/*
+ * The ringcast program: reads the configuration (embedded defaults, then an optional file,
+ * then --key=value flags), checks the host's limits, and runs the gateway application on the
+ * embedding API with its endpoints: /echo (conformance and benchmarks) and GET /health.
+ * Main thread; the endpoint callbacks run on shard threads.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ringcast/ringcast.h>
+
+#include "config.h"
+#include "app/hostcheck.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"ringcast %s - a sharded io_uring WebSocket gateway\n\n"
+		"usage: ringcast [--config FILE] [--KEY=VALUE | --KEY VALUE]...\n"
+		"       ringcast --help | --version | --print-config | --print-config-markdown\n\n"
+		"Endpoints: ws://HOST:PORT/echo echoes every message; GET /health answers 200.\n"
+		"Signals: SIGTERM/SIGINT drain (close 1001 to every client, wait up to\n"
+		"drain_timeout_ms, exit 0); a second signal ends the drain at once.\n"
+		"Run tools/tune-host.sh --check before start (see kernel-tuning.md).\n\n"
+		"Configuration keys (config file lines are 'key = value'; sizes accept k/m/g):\n",
+		RINGCAST_VERSION);
+	rc_config_print_help(out);
+}
+
+static int load_file(struct rc_config *cfg, const char *path, char *err, size_t err_len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, err_len, "config: cannot open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	char *text = NULL;
+	size_t cap = 0, len = 0, n;
+	char chunk[4096];
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (len + n > cap) {
+			cap = (len + n) * 2;
+			char *t = realloc(text, cap);
+			if (!t) {
+				free(text);
+				fclose(f);
+				return -ENOMEM;
+			}
+			text = t;
+		}
+		memcpy(text + len, chunk, n);
+		len += n;
+	}
+	fclose(f);
+	int rc = rc_config_parse_text(cfg, text ? text : "", len, path, err, err_len);
+	free(text);
+	return rc;
+}
+
+enum action { RUN = 0, HELP, VERSION, PRINT, PRINT_MD, FAIL };
+
+/* Applies --config first (so flags override the file), then every --key=value. */
+static enum action parse_args(struct rc_config *cfg, int argc, char **argv, char *err,
+			      size_t err_len)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			return load_file(cfg, argv[i + 1], err, err_len) ? FAIL : RUN;
+		if (strncmp(argv[i], "--config=", 9) == 0)
+			return load_file(cfg, argv[i] + 9, err, err_len) ? FAIL : RUN;
+	}
+	return RUN;
+}
+
+static enum action parse_flags(struct rc_config *cfg, int argc, char **argv, char *err,
+			       size_t err_len)
+{
+	static const struct {
+		const char *flag;
+		enum action a;
+	} words[] = {
+		{"--help", HELP},
+		{"-h", HELP},
+		{"--version", VERSION},
+		{"--print-config", PRINT},
+		{"--print-config-markdown", PRINT_MD},
+	};
+	enum action act = RUN;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		bool word = false;
+		for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+			if (strcmp(a, words[w].flag) == 0) {
+				act = words[w].a;
+				word = true;
+			}
+		if (word)
+			continue;
+		if (strncmp(a, "--", 2) != 0) {
+			snprintf(err, err_len, "unexpected argument '%s' (see --help)", a);
+			return FAIL;
+		}
+		char key[128];
+		const char *eq = strchr(a, '='), *value;
+		if (eq) {
+			snprintf(key, sizeof(key), "%.*s", (int)(eq - a - 2), a + 2);
+			value = eq + 1;
+		} else if (i + 1 < argc) {
+			snprintf(key, sizeof(key), "%s", a + 2);
+			value = argv[++i];
+		} else {
+			snprintf(err, err_len, "%s needs a value (see --help)", a);
+			return FAIL;
+		}
+		if (strcmp(key, "config") == 0)
+			continue;
+		if (rc_config_set(cfg, key, value, err, err_len) != 0)
+			return FAIL;
+	}
+	return act;
+}
+
+/* /echo: every message goes back as it came. */
+static void echo_message(struct rc_conn *c, const void *data, size_t len, bool binary, void *ctx)
+{
+	(void)ctx;
+	(void)rc_conn_send(c, data, len, binary);
+}
+
+static int health(const struct rc_http_call *call, char *out, size_t *out_len,
+		  const char **content_type, void *ctx)
+{
+	(void)call;
+	(void)ctx;
+	int n = snprintf(out, *out_len, "{\"status\":\"ok\"}\n");
+	*out_len = (size_t)n;
+	*content_type = "application/json";
+	return 200;
+}
+
+static int metrics(const struct rc_http_call *call, char *out, size_t *out_len,
+		   const char **content_type, void *ctx)
+{
+	(void)call;
+	*out_len = rc_app_metrics(ctx, out, *out_len);
+	*content_type = "text/plain; version=0.0.4";
+	return *out_len ? 200 : 500;
+}
+
+static void log_line(const char *line, void *ctx)
+{
+	(void)ctx;
+	fprintf(stderr, "ringcast: [warn] %s\n", line);
+}
+
+int main(int argc, char **argv)
+{
+	struct rc_config cfg;
+	char err[512] = "";
+	if (rc_config_init(&cfg) != 0)
+		return 1;
+	enum action act = parse_args(&cfg, argc, argv, err, sizeof(err));
+	if (act == RUN)
+		act = parse_flags(&cfg, argc, argv, err, sizeof(err));
+	int rc = 0;
+	switch (act) {
+	case HELP: usage(stdout); goto out;
+	case VERSION: printf("ringcast %s\n", RINGCAST_VERSION); goto out;
+	case PRINT: rc_config_print(&cfg, stdout); goto out;
+	case PRINT_MD: rc_config_print_markdown(stdout); goto out;
+	case FAIL:
+		fprintf(stderr, "ringcast: %s\n", err);
+		rc = 2;
+		goto out;
+	case RUN: break;
+	}
+	struct rc_app *app = rc_app_create(&cfg, err, sizeof(err));
+	if (!app) {
+		fprintf(stderr, "ringcast: %s\n", err);
+		rc = 1;
+		goto out;
+	}
+	rc_hostcheck_log((unsigned long)cfg.connections_max, log_line, NULL);
+	struct rc_ws_handler echo = {.on_message = echo_message,
+				     .frame_bytes_max = cfg.echo_frame_bytes_max,
+				     .message_bytes_max = cfg.echo_message_bytes_max};
+	if (rc_app_ws(app, "/echo", &echo) != 0 || rc_app_http(app, "/health", health, NULL) != 0 ||
+	    rc_app_http(app, "/metrics", metrics, app) != 0) {
+		fprintf(stderr, "ringcast: registering endpoints failed\n");
+		rc = 1;
+	} else if (rc_app_run(app, true) != 0) {
+		rc = 1;
+	}
+	rc_app_destroy(app);
+out:
+	rc_config_free(&cfg);
+	return rc;
+}

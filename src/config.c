@@ -1,0 +1,372 @@
+/*
+ * The configuration table and its parsers. Every key is declared once in RC_CONFIG_KEYS
+ * (config.h); the descriptor table below, the struct, --help and the README table are
+ * generated from it. Startup only, single thread.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rc_assert.h"
+#include "base/rc_util.h"
+
+enum rc_cfg_type {
+	RC_CFG_UINT = 0,
+	RC_CFG_STRING,
+	RC_CFG_BOOL,
+};
+
+struct rc_cfg_desc {
+	const char *name;
+	enum rc_cfg_type type;
+	size_t offset;
+	uint64_t def;
+	const char *def_str;
+	uint64_t min;
+	uint64_t max;
+	const char *unit;
+	const char *help;
+};
+
+#define RC_CFG_X(n, d, lo, hi, u, h)                                                               \
+	{#n, RC_CFG_UINT, offsetof(struct rc_config, n), d, NULL, lo, hi, u, h},
+#define RC_CFG_S(n, d, h) {#n, RC_CFG_STRING, offsetof(struct rc_config, n), 0, d, 0, 0, "", h},
+#define RC_CFG_B(n, d, h) {#n, RC_CFG_BOOL, offsetof(struct rc_config, n), d, NULL, 0, 1, "", h},
+static const struct rc_cfg_desc keys[] = {RC_CONFIG_KEYS(RC_CFG_X, RC_CFG_S, RC_CFG_B)};
+#undef RC_CFG_X
+#undef RC_CFG_S
+#undef RC_CFG_B
+
+static const struct rc_cfg_desc *find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++)
+		if (strlen(keys[i].name) == len && memcmp(keys[i].name, name, len) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+int rc_config_init(struct rc_config *cfg)
+{
+	RC_ASSERT(cfg != NULL);
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++) {
+		const struct rc_cfg_desc *k = &keys[i];
+		char *field = (char *)cfg + k->offset;
+		RC_ASSERT(k->type == RC_CFG_STRING || (k->def >= k->min && k->def <= k->max));
+		if (k->type == RC_CFG_UINT) {
+			memcpy(field, &k->def, sizeof(uint64_t));
+		} else if (k->type == RC_CFG_BOOL) {
+			bool b = k->def != 0;
+			memcpy(field, &b, sizeof(b));
+		} else {
+			char *s = strdup(k->def_str);
+			if (!s)
+				return -ENOMEM;
+			memcpy(field, &s, sizeof(s));
+		}
+	}
+	return 0;
+}
+
+int rc_config_copy(struct rc_config *dst, const struct rc_config *src)
+{
+	*dst = *src;
+	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++) {
+		if (keys[i].type != RC_CFG_STRING)
+			continue;
+		char **field = (char **)((char *)dst + keys[i].offset);
+		*field = strdup(*field);
+		if (!*field) {
+			/* Keep dst freeable: later strings still alias src, so null them. */
+			for (size_t j = i + 1; j < RC_ARRAY_LEN(keys); j++)
+				if (keys[j].type == RC_CFG_STRING)
+					*(char **)((char *)dst + keys[j].offset) = NULL;
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void rc_config_free(struct rc_config *cfg)
+{
+	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++) {
+		if (keys[i].type != RC_CFG_STRING)
+			continue;
+		char **field = (char **)((char *)cfg + keys[i].offset);
+		free(*field);
+		*field = NULL;
+	}
+}
+
+/* Parses an unsigned decimal with an optional k/m/g (binary) suffix. */
+static bool parse_uint(const char *v, uint64_t *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)*v))
+		return false;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno)
+		return false;
+	uint64_t mul = 1;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		mul = RC_KIB;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = RC_MIB;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1024 * RC_MIB;
+		end++;
+		break;
+	default: break;
+	}
+	if (*end != '\0' || (n && mul > UINT64_MAX / n))
+		return false;
+	*out = n * mul;
+	return true;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+	static const char *yes[] = {"1", "true", "yes", "on"};
+	static const char *no[] = {"0", "false", "no", "off"};
+	for (size_t i = 0; i < RC_ARRAY_LEN(yes); i++) {
+		if (strcasecmp(v, yes[i]) == 0)
+			return (*out = true);
+		if (strcasecmp(v, no[i]) == 0)
+			return !(*out = false);
+	}
+	return false;
+}
+
+static int set_desc(struct rc_config *cfg, const struct rc_cfg_desc *k, const char *value,
+		    char *err, size_t err_len)
+{
+	char *field = (char *)cfg + k->offset;
+	uint64_t n;
+	bool b;
+
+	switch (k->type) {
+	case RC_CFG_UINT:
+		if (!parse_uint(value, &n) || n < k->min || n > k->max) {
+			snprintf(err, err_len, "%s: '%s' is not in %llu..%llu%s%s", k->name, value,
+				 (unsigned long long)k->min, (unsigned long long)k->max,
+				 *k->unit ? " " : "", k->unit);
+			return -EINVAL;
+		}
+		memcpy(field, &n, sizeof(n));
+		return 0;
+	case RC_CFG_BOOL:
+		if (!parse_bool(value, &b)) {
+			snprintf(err, err_len, "%s: '%s' is not a boolean (true/false)", k->name,
+				 value);
+			return -EINVAL;
+		}
+		memcpy(field, &b, sizeof(b));
+		return 0;
+	case RC_CFG_STRING: {
+		char *s = strdup(value), *old;
+		if (!s)
+			return -ENOMEM;
+		memcpy(&old, field, sizeof(old));
+		free(old);
+		memcpy(field, &s, sizeof(s));
+		return 0;
+	}
+	}
+	RC_ASSERT(!"unknown config type");
+	return -EINVAL;
+}
+
+int rc_config_set(struct rc_config *cfg, const char *key, const char *value, char *err,
+		  size_t err_len)
+{
+	RC_ASSERT(cfg != NULL && key != NULL && value != NULL);
+	const struct rc_cfg_desc *k = find(key, strlen(key));
+	if (!k) {
+		snprintf(err, err_len, "unknown config key '%s' (see --help)", key);
+		return -EINVAL;
+	}
+	return set_desc(cfg, k, value, err, err_len);
+}
+
+static char *trim(char *s, char *end)
+{
+	while (s < end && isspace((unsigned char)*s))
+		s++;
+	while (end > s && isspace((unsigned char)end[-1]))
+		end--;
+	*end = '\0';
+	return s;
+}
+
+int rc_config_parse_text(struct rc_config *cfg, const char *text, size_t len, const char *origin,
+			 char *err, size_t err_len)
+{
+	char *copy = strndup(text, len);
+	if (!copy)
+		return -ENOMEM;
+	int rc = 0, lineno = 0;
+	char *save = NULL;
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		lineno++;
+		char *hash = strchr(line, '#');
+		char *end = hash ? hash : line + strlen(line);
+		char *eq = memchr(line, '=', (size_t)(end - line));
+		char *l = trim(line, eq ? eq : end);
+		if (!eq) {
+			if (*l == '\0')
+				continue;
+			snprintf(err, err_len, "%s:%d: expected 'key = value'", origin, lineno);
+			rc = -EINVAL;
+			break;
+		}
+		char *v = trim(eq + 1, end);
+		char sub[256];
+		rc = rc_config_set(cfg, l, v, sub, sizeof(sub));
+		if (rc) {
+			snprintf(err, err_len, "%s:%d: %s", origin, lineno, sub);
+			break;
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
+{
+	if (cfg->frame_bytes_max > cfg->message_bytes_max) {
+		snprintf(err, err_len, "frame_bytes_max (%llu) exceeds message_bytes_max (%llu)",
+			 (unsigned long long)cfg->frame_bytes_max,
+			 (unsigned long long)cfg->message_bytes_max);
+		return -EINVAL;
+	}
+	if (cfg->echo_frame_bytes_max > cfg->echo_message_bytes_max) {
+		snprintf(err, err_len,
+			 "echo_frame_bytes_max (%llu) exceeds echo_message_bytes_max (%llu)",
+			 (unsigned long long)cfg->echo_frame_bytes_max,
+			 (unsigned long long)cfg->echo_message_bytes_max);
+		return -EINVAL;
+	}
+	if (!rc_is_pow2(cfg->recv_buffers) || !rc_is_pow2(cfg->recv_buffer_bytes)) {
+		snprintf(err, err_len, "recv_buffers and recv_buffer_bytes must be powers of two");
+		return -EINVAL;
+	}
+	if (cfg->ping_interval_ms && cfg->idle_timeout_ms &&
+	    cfg->idle_timeout_ms <= cfg->ping_interval_ms) {
+		snprintf(err, err_len,
+			 "idle_timeout_ms (%llu) must exceed ping_interval_ms (%llu) so a pong can "
+			 "arrive",
+			 (unsigned long long)cfg->idle_timeout_ms,
+			 (unsigned long long)cfg->ping_interval_ms);
+		return -EINVAL;
+	}
+	if (!rc_is_pow2(cfg->mpsc_ring_entries)) {
+		snprintf(err, err_len, "mpsc_ring_entries (%llu) must be a power of two",
+			 (unsigned long long)cfg->mpsc_ring_entries);
+		return -EINVAL;
+	}
+	if (strcmp(cfg->slow_consumer_policy, "close") != 0 &&
+	    strcmp(cfg->slow_consumer_policy, "drop") != 0) {
+		snprintf(err, err_len, "slow_consumer_policy: '%s' is not close or drop",
+			 cfg->slow_consumer_policy);
+		return -EINVAL;
+	}
+	if (strcmp(cfg->client_publish, "any") != 0 && strcmp(cfg->client_publish, "none") != 0 &&
+	    strcmp(cfg->client_publish, "subscribed") != 0) {
+		snprintf(err, err_len, "client_publish: '%s' is not any, subscribed or none",
+			 cfg->client_publish);
+		return -EINVAL;
+	}
+	static const char *levels[] = {"error", "warn", "info", "debug"};
+	for (size_t i = 0; i < RC_ARRAY_LEN(levels); i++)
+		if (strcmp(cfg->log_level, levels[i]) == 0)
+			return 0;
+	snprintf(err, err_len, "log_level: '%s' is not one of error, warn, info, debug",
+		 cfg->log_level);
+	return -EINVAL;
+}
+
+static void format_default(const struct rc_cfg_desc *k, char *buf, size_t len)
+{
+	if (k->type == RC_CFG_STRING)
+		snprintf(buf, len, "\"%s\"", k->def_str);
+	else if (k->type == RC_CFG_BOOL)
+		snprintf(buf, len, "%s", k->def ? "true" : "false");
+	else
+		snprintf(buf, len, "%llu", (unsigned long long)k->def);
+}
+
+void rc_config_print_help(FILE *out)
+{
+	char def[64];
+	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++) {
+		const struct rc_cfg_desc *k = &keys[i];
+		format_default(k, def, sizeof(def));
+		fprintf(out, "  --%s=%s\n      %s", k->name, def, k->help);
+		if (k->type == RC_CFG_UINT)
+			fprintf(out, " [%llu..%llu%s%s]", (unsigned long long)k->min,
+				(unsigned long long)k->max, *k->unit ? " " : "", k->unit);
+		fputc('\n', out);
+	}
+}
+
+void rc_config_print_markdown(FILE *out)
+{
+	char def[64];
+	fprintf(out, "| key | default | range | meaning |\n|---|---|---|---|\n");
+	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++) {
+		const struct rc_cfg_desc *k = &keys[i];
+		format_default(k, def, sizeof(def));
+		fprintf(out, "| `%s` | `%s` | ", k->name, def);
+		if (k->type == RC_CFG_UINT)
+			fprintf(out, "%llu..%llu%s%s", (unsigned long long)k->min,
+				(unsigned long long)k->max, *k->unit ? " " : "", k->unit);
+		else
+			fprintf(out, "%s", k->type == RC_CFG_BOOL ? "true/false" : "text");
+		fprintf(out, " | %s |\n", k->help);
+	}
+}
+
+void rc_config_print(const struct rc_config *cfg, FILE *out)
+{
+	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++) {
+		const struct rc_cfg_desc *k = &keys[i];
+		const char *field = (const char *)cfg + k->offset;
+		if (k->type == RC_CFG_UINT) {
+			uint64_t n;
+			memcpy(&n, field, sizeof(n));
+			fprintf(out, "%s = %llu\n", k->name, (unsigned long long)n);
+		} else if (k->type == RC_CFG_BOOL) {
+			bool b;
+			memcpy(&b, field, sizeof(b));
+			fprintf(out, "%s = %s\n", k->name, b ? "true" : "false");
+		} else {
+			char *s;
+			memcpy(&s, field, sizeof(s));
+			fprintf(out, "%s = %s\n", k->name, s);
+		}
+	}
+}
+
+size_t rc_config_split_list(char *s, char **items, size_t max)
+{
+	size_t n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(s, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) {
+		char *v = trim(t, t + strlen(t));
+		if (*v)
+			items[n++] = v;
+	}
+	return n;
+}

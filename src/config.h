@@ -1,0 +1,142 @@
+/*
+ * The configuration: one table of every key (name, type, default, range, unit, help) from
+ * which the struct, the parser, --help and the README table all come, so a key has one
+ * spelling everywhere. Parses "key = value" text and --key=value arguments; reading files is
+ * the caller's job (sans I/O). Single-threaded use at startup; the finished struct is
+ * read-only and shared by every shard.
+ */
+#ifndef RC_CONFIG_H
+#define RC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define RC_KIB 1024ull
+#define RC_MIB (1024ull * 1024ull)
+
+/* Hard ceilings that config ranges may not exceed. */
+#define RC_SHARDS_LIMIT 256
+#define RC_MESSAGE_BYTES_LIMIT (1024ull * RC_MIB)
+#define RC_RECV_BUFFERS_LIMIT 32768
+
+/*
+ * X(name, default, min, max, unit, help) for unsigned keys;
+ * S(name, default, help) for strings; B(name, default, help) for booleans.
+ */
+#define RC_CONFIG_KEYS(X, S, B)                                                                    \
+	S(address, "0.0.0.0", "IPv4 or IPv6 address to listen on")                                \
+	X(port, 8080, 0, 65535, "",                                                                \
+	  "TCP port every shard listens on (SO_REUSEPORT); 0 = any free port")                     \
+	X(shards, 0, 0, RC_SHARDS_LIMIT, "", "shard threads, one per core; 0 = online CPUs")       \
+	B(pin_shards, true, "pin shard i to the i-th allowed CPU")                                 \
+	X(connections_max, 0, 0, 100000000, "",                                                    \
+	  "connections held at once (all shards); 0 = shards x RLIMIT_NOFILE hard limit")          \
+	X(backlog, 4096, 16, 1048576, "", "listen() backlog per shard (capped by somaxconn)")      \
+	X(handshake_timeout_ms, 10000, 100, 600000, "ms",                                          \
+	  "time allowed from accept to a complete HTTP request")                                   \
+	X(ping_interval_ms, 30000, 0, 3600000, "ms",                                               \
+	  "send a ping after this long without traffic from the client; 0 = never")                \
+	X(idle_timeout_ms, 120000, 0, 86400000, "ms",                                              \
+	  "close (1001) after this long without any frame from the client; 0 = never")             \
+	X(close_timeout_ms, 5000, 10, 600000, "ms",                                                \
+	  "wait this long for the peer's close reply before closing TCP")                          \
+	X(drain_timeout_ms, 10000, 0, 3600000, "ms",                                               \
+	  "on SIGTERM/SIGINT, wait this long for close replies before exiting")                    \
+	X(header_bytes_max, 8192, 256, 1048576, "bytes",                                           \
+	  "request line + headers; larger gets 431")                                               \
+	X(body_bytes_max, 1048576, 0, 268435456, "bytes", "HTTP request body; larger gets 413")    \
+	X(frame_bytes_max, 65536, 125, RC_MESSAGE_BYTES_LIMIT, "bytes",                            \
+	  "payload of one frame on pub/sub endpoints; larger closes with 1009")                    \
+	X(message_bytes_max, 1048576, 125, RC_MESSAGE_BYTES_LIMIT, "bytes",                        \
+	  "reassembled message on pub/sub endpoints; larger closes with 1009")                     \
+	X(echo_frame_bytes_max, 16777216, 125, RC_MESSAGE_BYTES_LIMIT, "bytes",                    \
+	  "payload of one frame on /echo; larger closes with 1009")                                \
+	X(echo_message_bytes_max, 16777216, 125, RC_MESSAGE_BYTES_LIMIT, "bytes",                  \
+	  "reassembled message on /echo; larger closes with 1009")                                 \
+	X(send_queue_bytes_max, 4194304, 4096, RC_MESSAGE_BYTES_LIMIT, "bytes",                    \
+	  "bytes queued to one connection before the slow-consumer policy applies")                \
+	X(recv_buffer_bytes, 16384, 1024, 1048576, "bytes",                                        \
+	  "size of each provided receive buffer (power of two)")                                   \
+	X(recv_buffers, 1024, 16, RC_RECV_BUFFERS_LIMIT, "",                                       \
+	  "provided receive buffers per shard (power of two)")                                     \
+	X(ring_entries, 4096, 64, 32768, "", "io_uring submission queue entries per shard")        \
+	X(cqe_batch_max, 1024, 16, 65536, "", "completions handled per loop turn")                 \
+	X(timer_tick_ms, 50, 1, 1000, "ms", "timing-wheel resolution")                             \
+	X(send_queue_age_max_ms, 10000, 0, 3600000, "ms",                                        \
+	  "oldest queued frame older than this applies the slow-consumer policy; 0 = no limit")   \
+	S(slow_consumer_policy, "close",                                                          \
+	  "close (1013 + reason) or drop (skip frames; the client sees a sequence gap)")           \
+	X(subscriptions_per_connection_max, 256, 1, 65536, "",                                     \
+	  "topics one connection may subscribe to")                                              \
+	X(history_messages_max, 1024, 0, 1048576, "",                                              \
+	  "messages kept per topic for replay after a reconnect; 0 = none")                        \
+	X(history_age_max_ms, 300000, 0, 86400000, "ms",                                           \
+	  "messages older than this leave the history; 0 = kept until evicted by count")           \
+	X(dedup_window_ms, 60000, 0, 3600000, "ms",                                                \
+	  "a publish repeating a recent id within this window is dropped; 0 = no dedup")           \
+	X(dedup_ids_max, 256, 1, 65536, "", "publish ids remembered per topic for dedup")          \
+	S(client_publish, "any", "who may publish over WebSocket: any, subscribed or none")        \
+	X(mpsc_ring_entries, 16384, 64, 1048576, "",                                               \
+	  "slots of each shard's inbound cross-shard ring (power of two)")                         \
+	X(mpsc_drain_max, 4096, 16, 1048576, "", "cross-shard items handled per loop turn")         \
+	S(origins, "", "comma-separated Origin allowlist; empty = any origin")                     \
+	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
+	S(log_level, "info", "error, warn, info or debug")
+
+struct rc_config {
+#define RC_CFG_X(name, def, min, max, unit, help) uint64_t name;
+#define RC_CFG_S(name, def, help) char *name;
+#define RC_CFG_B(name, def, help) bool name;
+	RC_CONFIG_KEYS(RC_CFG_X, RC_CFG_S, RC_CFG_B)
+#undef RC_CFG_X
+#undef RC_CFG_S
+#undef RC_CFG_B
+};
+
+/* Fills cfg with every key's default. Strings are heap copies; free with rc_config_free(). */
+int rc_config_init(struct rc_config *cfg);
+
+/* Deep-copies src into dst (dst uninitialised). Returns 0 or -ENOMEM. */
+int rc_config_copy(struct rc_config *dst, const struct rc_config *src);
+
+/* Frees the strings of cfg. */
+void rc_config_free(struct rc_config *cfg);
+
+/*
+ * Sets one key from its text value. Returns 0, or -EINVAL with a one-line message in err
+ * naming the key and its accepted range (unknown key, not a number, out of range).
+ */
+int rc_config_set(struct rc_config *cfg, const char *key, const char *value, char *err,
+		  size_t err_len);
+
+/*
+ * Parses "key = value" lines (# comments, blank lines) from text[0..len). origin names the
+ * source in error messages ("ringcast.conf"). Returns 0 or -EINVAL with err set (line number).
+ */
+int rc_config_parse_text(struct rc_config *cfg, const char *text, size_t len, const char *origin,
+			 char *err, size_t err_len);
+
+/*
+ * Checks rules that span keys (e.g. a frame limit above its message limit, buffer sizes that
+ * are not powers of two). Returns 0 or -EINVAL with err set.
+ */
+int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len);
+
+/* Writes every key with its default, range, unit and help, one per line, as --help shows. */
+void rc_config_print_help(FILE *out);
+
+/* Writes the README's Markdown table of keys. */
+void rc_config_print_markdown(FILE *out);
+
+/* Writes the effective configuration as "key = value" lines. */
+void rc_config_print(const struct rc_config *cfg, FILE *out);
+
+/*
+ * Splits a comma-separated list into trimmed, non-empty items; returns their count (at most
+ * max). The items point into s, which is modified (commas become NULs).
+ */
+size_t rc_config_split_list(char *s, char **items, size_t max);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * The client protocol's envelopes: JSON text frames, sans I/O. Parses what clients send
+ *   {"op":"sub","topic":T[,"since":N]}   {"op":"unsub","topic":T}
+ *   {"op":"pub","topic":T,"data":D[,"id":I]}   {"op":"ping"}
+ * and the body of HTTP POST /publish ({"topic":T,"data":D[,"id":I]} or an array of those),
+ * and writes what the server sends into caller buffers:
+ *   {"op":"msg","topic":T,"seq":N,"data":D}   (built once per publish, same bytes for all)
+ *   {"op":"ack","of":OP[,"topic":T][,"seq":N][,"id":I]}
+ *   {"op":"error","code":C,"reason":R}
+ *   {"op":"gap","topic":T,"from":A,"to":B}   (history lost what the client missed: resync)
+ * Parsing uses cJSON and frees its tree before returning; the writers never allocate. Keys
+ * other than op/topic/since/data/id are ignored; a known key that does not belong to the op,
+ * or any repeated key, is an error. D is passed through as the client wrote it (minus
+ * whitespace), never re-encoded: numbers keep every digit. Pure; any thread.
+ */
+#ifndef RC_ENVELOPE_H
+#define RC_ENVELOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "topic.h" /* RC_TOPIC_BYTES_LIMIT */
+
+#define RC_ENVELOPE_ID_BYTES_LIMIT 64             /* idempotency key, bytes */
+#define RC_ENVELOPE_KEYS_LIMIT 16                 /* keys in one message object */
+#define RC_ENVELOPE_SEQ_LIMIT ((UINT64_C(1) << 53) - 1) /* exact in every JSON client */
+
+enum rc_envelope_op {
+	RC_ENVELOPE_OP_SUB = 0,
+	RC_ENVELOPE_OP_UNSUB,
+	RC_ENVELOPE_OP_PUB,
+	RC_ENVELOPE_OP_PING,
+	RC_ENVELOPE_OP_COUNT,
+};
+
+/*
+ * Why a message was refused. The values are the `code` of the error envelope: documented
+ * in the README, never renumbered. The parser returns codes 1..11; the runtime reports the
+ * others.
+ */
+enum rc_envelope_err {
+	RC_ENVELOPE_OK = 0,
+	RC_ENVELOPE_ERR_JSON = 1,            /* not UTF-8, not strict JSON, or trailing bytes */
+	RC_ENVELOPE_ERR_NOT_OBJECT = 2,      /* the message or a batch item is not an object */
+	RC_ENVELOPE_ERR_OP = 3,              /* "op" missing or not a string */
+	RC_ENVELOPE_ERR_UNKNOWN_OP = 4,      /* "op" is not sub, unsub, pub or ping */
+	RC_ENVELOPE_ERR_TOPIC = 5,           /* "topic" missing, not a string, or invalid */
+	RC_ENVELOPE_ERR_DATA = 6,            /* "data" missing */
+	RC_ENVELOPE_ERR_DATA_TOO_LARGE = 7,  /* "data" does not fit the caller's limit */
+	RC_ENVELOPE_ERR_SINCE = 8,           /* "since" not an integer 0..RC_ENVELOPE_SEQ_LIMIT */
+	RC_ENVELOPE_ERR_ID = 9,              /* "id" not a string of 1..64 bytes */
+	RC_ENVELOPE_ERR_FIELD = 10,          /* repeated key, too many keys, key not for this op */
+	RC_ENVELOPE_ERR_BATCH = 11,          /* publish body empty or over the item limit */
+	RC_ENVELOPE_ERR_NOT_SUBSCRIBED = 12, /* runtime: unsub of a topic not subscribed */
+	RC_ENVELOPE_ERR_ALREADY_SUBSCRIBED = 13, /* runtime */
+	RC_ENVELOPE_ERR_SUBSCRIPTION_LIMIT = 14, /* runtime: per-connection limit reached */
+	RC_ENVELOPE_ERR_FORBIDDEN = 15,      /* runtime: not allowed to publish or subscribe */
+	RC_ENVELOPE_ERR_BUSY = 16,           /* runtime: try again later */
+	RC_ENVELOPE_ERR_INTERNAL = 17,       /* runtime: out of memory and the like */
+	RC_ENVELOPE_ERR_COUNT,
+};
+
+/*
+ * One parsed client message or POST /publish item. Strings are copies, NUL-terminated;
+ * data points into the caller's data buffer.
+ */
+struct rc_envelope {
+	enum rc_envelope_op op;                 /* always PUB for a POST /publish item */
+	uint32_t topic_len;                     /* 1..RC_TOPIC_BYTES_LIMIT; 0 for ping */
+	char topic[RC_TOPIC_BYTES_LIMIT + 1];   /* valid per rc_topic_name_valid() */
+	bool has_since;                         /* sub carried "since" */
+	uint64_t since;                         /* last seq the client saw, <= SEQ_LIMIT */
+	uint32_t id_len;                        /* 0: no id */
+	char id[RC_ENVELOPE_ID_BYTES_LIMIT + 1];/* idempotency key, any UTF-8 but NUL */
+	const char *data;                       /* pub: compact JSON text; NULL otherwise */
+	uint32_t data_len;                      /* bytes at data, NUL not counted */
+};
+
+/*
+ * True if name[0..len) is a topic name: 1..RC_TOPIC_BYTES_LIMIT bytes of A-Z a-z 0-9 and
+ * _ . : / - (so it never needs escaping in JSON or in a metric label). Borrows name.
+ */
+bool rc_topic_name_valid(const char *name, size_t len);
+
+/*
+ * Parses one client message in[0..len) (need not be NUL-terminated; borrowed) into *out.
+ * A pub's data is written to data_buf as compact JSON, NUL-terminated; it may take at most
+ * data_cap - 1 bytes (else RC_ENVELOPE_ERR_DATA_TOO_LARGE). out->data points into data_buf,
+ * which the caller owns and must keep while it uses out. Returns RC_ENVELOPE_OK, or an
+ * error with *reason set to a string literal fit for the error envelope (out is then
+ * unspecified). Allocates only inside cJSON, freed before returning.
+ */
+enum rc_envelope_err rc_envelope_parse(const char *in, size_t len, struct rc_envelope *out,
+				       char *data_buf, size_t data_cap, const char **reason);
+
+/*
+ * Parses a POST /publish body: one {"topic","data"[,"id"]} object or an array of 1..items_max
+ * of them, into items[0..*count) (op PUB). The data of all items is packed into data_buf
+ * (each NUL-terminated, data_cap bytes in all); each items[i].data points there. Returns
+ * RC_ENVELOPE_OK, or an error with *reason (a literal) and *count set to the index of the
+ * offending item (0 for errors of the body as a whole). Borrows in; the caller owns items
+ * and data_buf.
+ */
+enum rc_envelope_err rc_envelope_parse_publish(const char *in, size_t len,
+					       struct rc_envelope *items, uint32_t items_max,
+					       uint32_t *count, char *data_buf, size_t data_cap,
+					       const char **reason);
+
+/* "sub", "unsub", "pub", "ping". */
+const char *rc_envelope_op_name(enum rc_envelope_op op);
+
+/* A short snake_case name for metric labels ("json", "topic", ...); "ok" for RC_ENVELOPE_OK. */
+const char *rc_envelope_err_name(enum rc_envelope_err err);
+
+/* A default human-readable reason for err, for the runtime's own errors. */
+const char *rc_envelope_err_reason(enum rc_envelope_err err);
+
+/*
+ * Exact length of the msg envelope rc_envelope_write_msg() would write, so the caller can
+ * size a frame and its WebSocket header before building it.
+ */
+size_t rc_envelope_msg_len(size_t topic_len, uint64_t seq, size_t data_len);
+
+/*
+ * Writes {"op":"msg","topic":T,"seq":N,"data":D} to out (no NUL). topic must be a valid
+ * topic name; data compact JSON from the parser. Returns the length, or 0 if cap is too
+ * small (out is then garbage). Borrows everything; allocates nothing.
+ */
+size_t rc_envelope_write_msg(char *out, size_t cap, const char *topic, size_t topic_len,
+			     uint64_t seq, const char *data, size_t data_len);
+
+/*
+ * Writes {"op":"ack","of":OP[,"topic":T][,"seq":N][,"id":I]} to out (no NUL): topic is
+ * left out when topic_len is 0, seq when 0, id when id_len is 0 (id is JSON-escaped).
+ * Returns the length, or 0 if cap is too small.
+ */
+size_t rc_envelope_write_ack(char *out, size_t cap, enum rc_envelope_op of, const char *topic,
+			     size_t topic_len, uint64_t seq, const char *id, size_t id_len);
+
+/*
+ * Writes {"op":"error","code":C,"reason":R} to out (no NUL); reason is a NUL-terminated
+ * UTF-8 string, JSON-escaped here. Returns the length, or 0 if cap is too small.
+ */
+size_t rc_envelope_write_error(char *out, size_t cap, enum rc_envelope_err code,
+			       const char *reason);
+
+/*
+ * Writes {"op":"gap","topic":T,"from":A,"to":B} to out (no NUL): the messages A..B (A <= B)
+ * of topic are gone from history. Returns the length, or 0 if cap is too small.
+ */
+size_t rc_envelope_write_gap(char *out, size_t cap, const char *topic, size_t topic_len,
+			     uint64_t from, uint64_t to);
+
+#endif

@@ -1,0 +1,147 @@
+// Shared harness for ringcast's Node integration tests (node:test + ws).
+//
+// Owns: starting a server (ringcast, or the Node reference server when RINGCAST_REF=1) in its own
+// process group on a free port, waiting for its readiness line, stopping it with a signal,
+// collecting its output, checking its exit status and sanitizer reports. Every started process
+// group is killed when this process exits, whatever happens to the test.
+//
+// Environment: RINGCAST_BIN (default <repo>/build/bin/ringcast), RINGCAST_REF=1 (reference
+// server), RINGCAST_ASAN=1 (longer timeouts; sanitizer reports fail the test).
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(HERE, '..', '..');
+export const REF = process.env.RINGCAST_REF === '1';
+export const ASAN = process.env.RINGCAST_ASAN === '1';
+export const BIN = process.env.RINGCAST_BIN || path.join(REPO, 'build', 'bin', 'ringcast');
+const REF_SERVER = path.join(HERE, 'ref', 'echo-server.mjs');
+const SANITIZER_MARKERS = ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:'];
+
+/** A timeout in milliseconds, stretched for sanitizer builds. */
+export const scale = (ms) => ms * (ASAN ? 4 : 1);
+
+/** node:test options that skip a case the reference server is known not to reproduce. */
+export const skipOnRef = (reason) => (REF ? { skip: `reference server differs: ${reason}` } : {});
+
+const live = new Set();
+process.on('exit', () => {
+  for (const child of live) {
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => process.exit(130));
+}
+
+/** A TCP port nothing listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function tail(text, lines = 40) {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+export class Server {
+  constructor({ shards = 2, opts = {} } = {}) {
+    this.shards = shards;
+    this.opts = opts;
+    this.output = '';
+    this.exit = null; // { code, signal } once exited
+  }
+
+  argv() {
+    const args = ['--port', String(this.port), '--address', '127.0.0.1',
+      '--shards', String(this.shards)];
+    for (const [k, v] of Object.entries(this.opts)) args.push(`--${k}=${v}`);
+    return REF ? [process.execPath, REF_SERVER, ...args] : [BIN, ...args];
+  }
+
+  async start() {
+    if (!REF && !existsSync(BIN)) {
+      throw new Error(`ringcast binary not found: ${BIN} (set RINGCAST_BIN or build it)`);
+    }
+    this.port = await freePort();
+    const [cmd, ...args] = this.argv();
+    this.child = spawn(cmd, args, { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(this.child);
+    const collect = (d) => { this.output += d.toString(); };
+    this.child.stdout.on('data', collect);
+    this.child.stderr.on('data', collect);
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        resolve(this.exit);
+      });
+    });
+    const ready = `ready on 127.0.0.1:${this.port}`;
+    const deadline = Date.now() + scale(10000);
+    while (!this.output.includes(ready)) {
+      if (this.exit) {
+        const how = JSON.stringify(this.exit);
+        throw new Error(`server exited before ready (${how}):\n${tail(this.output)}`);
+      }
+      if (Date.now() > deadline) {
+        this.kill();
+        throw new Error(`server not ready in time:\n${tail(this.output)}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return this;
+  }
+
+  alive() {
+    return this.exit === null;
+  }
+
+  kill() {
+    try { process.kill(-this.child.pid, 'SIGKILL'); } catch { /* already gone */ }
+    live.delete(this.child);
+  }
+
+  sanitizerReport() {
+    for (const m of SANITIZER_MARKERS) {
+      const i = this.output.indexOf(m);
+      if (i >= 0) return this.output.slice(Math.max(0, i - 200), i + 6000);
+    }
+    return null;
+  }
+
+  /** Signals the server, waits for it, asserts exit status 0 and no sanitizer report. */
+  async stop(signal = 'SIGTERM', timeoutMs = scale(15000)) {
+    if (this.alive()) this.child.kill(signal);
+    let timer;
+    const timeout = new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs, null); });
+    const exit = await Promise.race([this.exited, timeout]);
+    clearTimeout(timer);
+    this.kill(); // the process group, even if the leader is gone
+    const out = tail(this.output);
+    if (exit === null) throw new Error(`server did not exit after ${signal}:\n${out}`);
+    const report = this.sanitizerReport();
+    if (report) throw new Error(`sanitizer report in server output:\n${report}`);
+    if (exit.code !== 0) {
+      throw new Error(`server exit ${JSON.stringify(exit)}, expected code 0:\n${out}`);
+    }
+  }
+
+  url(p = '/echo') {
+    return `ws://127.0.0.1:${this.port}${p}`;
+  }
+}
+
+/** Prints which server the file runs against. */
+export function banner(file) {
+  const target = REF ? 'reference server (RINGCAST_REF=1)' : BIN;
+  console.log(`# ${path.basename(file)}: server under test: ${target}${ASAN ? ' [ASan]' : ''}`);
+}
