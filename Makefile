@@ -184,3 +184,4 @@ help:
 	@sed -n '1,12p' Makefile
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+.SECONDARY:

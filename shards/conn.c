@@ -326,6 +326,14 @@ void rc_conn_op_complete(struct rc_conn *c, enum rc_op op, int res)
 		close_desc(c);
 }
 
+void rc_conn_slow_close(struct rc_conn *c)
+{
+	/* The backlog would only delay the close frame behind data the reader cannot take. */
+	rc_sendq_drop_unsent(c);
+	rc_conn_ws_close(c, RC_WS_CLOSE_TRY_AGAIN, "slow consumer: send queue over limit",
+			 RC_CLOSE_slow_consumer);
+}
+
 /* ---- the public connection API (include/ringcast/conn.h) --------------------------------- */
 int rc_conn_send(struct rc_conn *c, const void *data, size_t len, bool binary)
 {
@@ -334,8 +342,7 @@ int rc_conn_send(struct rc_conn *c, const void *data, size_t len, bool binary)
 		return -EPIPE;
 	/* A message larger than the limit still goes out alone; a backlog never grows past it. */
 	if (c->q.bytes > 0 && c->q.bytes + len > cfg->send_queue_bytes_max) {
-		rc_conn_ws_close(c, RC_WS_CLOSE_TRY_AGAIN, "send queue full",
-				 RC_CLOSE_slow_consumer);
+		rc_conn_slow_close(c);
 		return -ENOBUFS;
 	}
 	int rc = rc_conn_send_frame(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);

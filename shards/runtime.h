@@ -20,6 +20,7 @@
 #include <ringcast/app.h>
 #include <ringcast/conn.h>
 #include <ringcast/config.h>
+#include <ringcast/pubsub.h>
 
 /* ---- user_data: {op:8, gen:24, slot:32} --------------------------------------------------- */
 enum rc_op {
@@ -107,6 +108,7 @@ struct rc_shard_stats {
 	uint64_t mpsc_full;          /* posts that waited in an outbox: target ring full */
 	uint64_t doorbells;          /* MSG_RING wake-ups sent */
 	uint64_t limit_mpsc_drain;   /* turns that hit mpsc_drain_max */
+	uint64_t protocol_rejects;   /* client pub/sub messages answered with an error */
 };
 
 /* ---- timing wheel ------------------------------------------------------------------------ */
@@ -433,6 +435,8 @@ void rc_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe);
 void rc_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe);
 void rc_conn_op_complete(struct rc_conn *c, enum rc_op op, int res);
 void rc_conn_shutdown_wr(struct rc_conn *c);
+/* Applies the close policy to a slow consumer: backlog dropped, 1013 sent. */
+void rc_conn_slow_close(struct rc_conn *c);
 void rc_conn_terminate(struct rc_conn *c, enum rc_close_reason why);
 void rc_conn_ws_close(struct rc_conn *c, uint16_t code, const char *reason,
 		      enum rc_close_reason why);
@@ -467,7 +471,7 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq);
 void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to);
 void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
-			size_t len, uint64_t seq, bool duplicate);
+			size_t len, uint64_t seq, bool duplicate, const char *id, size_t id_len);
 void rc_proto_message(struct rc_conn *c, const void *data, size_t len, bool binary);
 /* Serves POST /publish; the answer is sent when every publish of the batch is sequenced. */
 void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len);

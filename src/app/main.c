@@ -187,7 +187,8 @@ int main(int argc, char **argv)
 				     .frame_bytes_max = cfg.echo_frame_bytes_max,
 				     .message_bytes_max = cfg.echo_message_bytes_max};
 	if (rc_app_ws(app, "/echo", &echo) != 0 || rc_app_http(app, "/health", health, NULL) != 0 ||
-	    rc_app_http(app, "/metrics", metrics, app) != 0) {
+	    rc_app_http(app, "/metrics", metrics, app) != 0 ||
+	    rc_app_pubsub(app, "/ws", "/publish") != 0) {
 		fprintf(stderr, "ringcast: registering endpoints failed\n");
 		rc = 1;
 	} else if (rc_app_run(app, true) != 0) {

@@ -1,0 +1,617 @@
+/*
+ * Pub/sub across shards. Every topic has an owner shard (topic hash mod shards) that assigns
+ * its sequence numbers, keeps its history and dedup window, and builds each published
+ * message once: a WebSocket text frame holding the {"op":"msg",...} envelope. The owner then
+ * posts one pointer to that frame to each shard that has subscribers (a per-topic shard
+ * mask) through the shards' MPSC rings, and each shard queues the same frame to every local
+ * subscriber; the sends of a loop turn leave in one submission. Subscribe, unsubscribe and
+ * replay requests travel to the owner the same way, so per (producer, consumer) pair
+ * everything stays in FIFO order. Shard threads; rc_pubsub_publish also from foreign threads.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "runtime.h"
+
+#define RC_XMSG_TAG 1ul
+
+static struct rc_shard *owner_of(const struct rc_app *app, uint64_t hash)
+{
+	return &app->shards[hash % (uint64_t)app->shards_count];
+}
+
+/* ---- frames ---------------------------------------------------------------------------- */
+void rc_frame_ref_n(struct rc_frame *f, uint32_t n)
+{
+	if (f->shared)
+		__atomic_fetch_add(&f->refs, n, __ATOMIC_RELAXED);
+	else
+		f->refs += n;
+}
+
+static void release_ref(void *ref, void *ctx)
+{
+	(void)ctx;
+	rc_frame_unref(ref);
+}
+
+/* Builds the broadcast frame of one publish: header + envelope, topic copied behind. */
+static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t tlen,
+				  uint64_t hash, uint64_t seq, const char *data, size_t dlen)
+{
+	size_t elen = rc_envelope_msg_len(tlen, seq, dlen);
+	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
+	size_t hlen = rc_ws_frame_write_header(hdr, RC_WS_OP_TEXT, true, false, elen);
+	struct rc_frame *f = rc_frame_alloc((uint32_t)(hlen + elen + tlen + 1));
+	if (!f)
+		return NULL;
+	memcpy(f->data, hdr, hlen);
+	size_t n = rc_envelope_write_msg((char *)f->data + hlen, elen, topic, tlen, seq, data, dlen);
+	RC_ASSERT(n == elen);
+	f->len = (uint32_t)(hlen + elen);
+	char *t = (char *)f->data + f->len;
+	memcpy(t, topic, tlen);
+	t[tlen] = '\0';
+	f->topic = t;
+	f->topic_len = (uint16_t)tlen;
+	f->topic_hash = hash;
+	f->seq = seq;
+	f->shared = 1;
+	f->owner = (uint8_t)s->index;
+	return f;
+}
+
+/* ---- cross-shard posting ----------------------------------------------------------------- */
+/*
+ * Posts item to shard `to`. From a shard thread a full ring never blocks and never drops:
+ * the item waits in this shard's outbox for `to` (kept FIFO) and is retried every turn.
+ */
+static void post(struct rc_shard *s, struct rc_shard *to, void *item)
+{
+	struct rc_outbox *ob = &s->outbox[to->index];
+	if (ob->count == 0 && rc_mpsc_push(&to->inbox, item)) {
+		if (rc_mpsc_wake_needed(&to->inbox))
+			rc_shard_ring(s, to);
+		return;
+	}
+	if (ob->count == ob->cap) {
+		uint32_t ncap = ob->cap ? ob->cap * 2 : 64;
+		void **items = malloc(ncap * sizeof(*items));
+		RC_ASSERT(items != NULL); /* bounded by the publish rate; out of memory is fatal */
+		for (uint32_t i = 0; i < ob->count; i++)
+			items[i] = ob->items[(ob->head + i) % ob->cap];
+		free(ob->items);
+		ob->items = items;
+		ob->head = 0;
+		ob->cap = ncap;
+	}
+	ob->items[(ob->head + ob->count) % ob->cap] = item;
+	ob->count++;
+	s->stats.mpsc_full++;
+}
+
+static void outbox_retry(struct rc_shard *s)
+{
+	for (int i = 0; i < s->app->shards_count; i++) {
+		struct rc_outbox *ob = &s->outbox[i];
+		struct rc_shard *to = &s->app->shards[i];
+		bool pushed = false;
+		while (ob->count && rc_mpsc_push(&to->inbox, ob->items[ob->head])) {
+			ob->head = (ob->head + 1) % ob->cap;
+			ob->count--;
+			pushed = true;
+		}
+		if (pushed && rc_mpsc_wake_needed(&to->inbox))
+			rc_shard_ring(s, to);
+	}
+}
+
+static struct rc_xmsg *xmsg_new(enum rc_xkind kind, const char *topic, size_t tlen, size_t dlen)
+{
+	struct rc_xmsg *m = calloc(1, sizeof(*m) + dlen + 1);
+	if (!m)
+		return NULL;
+	m->kind = (uint8_t)kind;
+	m->topic_len = (uint16_t)tlen;
+	memcpy(m->topic, topic, tlen);
+	m->from = (uint16_t)(rc_thread_shard >= 0 ? rc_thread_shard : RC_SHARDS_LIMIT);
+	return m;
+}
+
+static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m);
+
+/* Sends m to shard `to`, or handles it at once when `to` is this shard. Takes ownership. */
+static void send_xmsg(struct rc_shard *s, struct rc_shard *to, struct rc_xmsg *m)
+{
+	if (to == s) {
+		handle_xmsg(s, m);
+		return;
+	}
+	post(s, to, (void *)((uintptr_t)m | RC_XMSG_TAG));
+}
+
+/* ---- local subscribers ------------------------------------------------------------------- */
+static bool slow(struct rc_conn *c, uint32_t add)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	if (c->q.bytes > 0 && c->q.bytes + add > cfg->send_queue_bytes_max)
+		return true;
+	if (cfg->send_queue_age_max_ms && c->q.head) {
+		uint64_t age = (uint64_t)(rc_shard_tick(c->shard) - c->q.head->queued_tick) *
+			       cfg->timer_tick_ms;
+		return age > cfg->send_queue_age_max_ms;
+	}
+	return false;
+}
+
+/* Queues f to one subscriber, taking one of the caller's references. False if not taken. */
+static bool offer(struct rc_sub *sub, struct rc_frame *f)
+{
+	struct rc_conn *c = sub->conn;
+	struct rc_shard *s = c->shard;
+	if (sub->pending || f->seq <= sub->last_seq || c->state != RC_CONN_OPEN)
+		return false;
+	if (slow(c, f->len)) {
+		if (s->app->drop_slow) {
+			s->stats.slow_drops++;
+			return false;
+		}
+		rc_conn_slow_close(c);
+		return false;
+	}
+	if (rc_conn_enqueue(c, f) != 0)
+		return true; /* enqueue released the reference */
+	sub->last_seq = f->seq;
+	s->stats.deliveries++;
+	return true;
+}
+
+/* Delivers a broadcast frame to this shard's subscribers. Consumes one reference. */
+static void deliver_local(struct rc_shard *s, struct rc_frame *f)
+{
+	struct rc_topic_node *n = rc_topic_find(&s->ltopics, f->topic, f->topic_len);
+	if (!n) {
+		rc_frame_unref(f);
+		return;
+	}
+	struct rc_ltopic *t = rc_container_of(n, struct rc_ltopic, node);
+	/* One atomic add for the whole fan-out instead of one per subscriber. */
+	uint32_t given = t->count;
+	rc_frame_ref_n(f, given);
+	uint32_t used = 0;
+	for (struct rc_sub *sub = t->subs; sub; sub = sub->next) {
+		/* offer() may close a slow subscriber, which never unlinks it here. */
+		if (offer(sub, f))
+			used++;
+	}
+	RC_ASSERT(used <= given);
+	for (uint32_t i = used; i < given + 1; i++)
+		rc_frame_unref(f);
+}
+
+/* ---- owner side -------------------------------------------------------------------------- */
+static struct rc_otopic *otopic_get(struct rc_shard *s, const char *name, size_t len, bool create)
+{
+	struct rc_topic_node *n = rc_topic_find(&s->otopics, name, len);
+	if (n || !create)
+		return n ? rc_container_of(n, struct rc_otopic, node) : NULL;
+	struct rc_otopic *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	rc_history_init(&t->hist, (uint32_t)s->app->cfg.history_messages_max);
+	rc_topic_insert(&s->otopics, &t->node, name, len);
+	s->stats.topics_owned++;
+	return t;
+}
+
+/* True if id was published on t within the dedup window; otherwise remembers it. */
+static bool duplicate(struct rc_shard *s, struct rc_otopic *t, const char *id, size_t len)
+{
+	const struct rc_config *cfg = &s->app->cfg;
+	if (!len || !cfg->dedup_window_ms)
+		return false;
+	uint32_t k = (uint32_t)cfg->dedup_ids_max;
+	if (!t->dedup_hash) {
+		t->dedup_hash = calloc(k, sizeof(uint64_t));
+		t->dedup_at = calloc(k, sizeof(uint64_t));
+		if (!t->dedup_hash || !t->dedup_at)
+			return false;
+	}
+	uint64_t h = rc_topic_hash(id, len) | 1; /* never 0: 0 marks an empty slot */
+	for (uint32_t i = 0; i < k; i++)
+		if (t->dedup_hash[i] == h && s->now_ms - t->dedup_at[i] <= cfg->dedup_window_ms)
+			return true;
+	t->dedup_hash[t->dedup_next] = h;
+	t->dedup_at[t->dedup_next] = s->now_ms;
+	t->dedup_next = (t->dedup_next + 1) % k;
+	return false;
+}
+
+static void reply_published(struct rc_shard *s, struct rc_xmsg *m, uint64_t seq, bool dup)
+{
+	if (m->reply == RC_REPLY_NONE || m->from >= s->app->shards_count) {
+		free(m);
+		return;
+	}
+	m->kind = RC_X_PUB_DONE;
+	m->seq = seq;
+	m->duplicate = dup;
+	send_xmsg(s, &s->app->shards[m->from], m);
+}
+
+static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
+{
+	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, true);
+	if (!t || duplicate(s, t, m->id, m->id_len)) {
+		s->stats.publish_duplicates += t != NULL;
+		reply_published(s, m, t ? t->seq : 0, true);
+		return;
+	}
+	uint64_t seq = t->seq + 1;
+	struct rc_frame *f = build_msg(s, m->topic, m->topic_len, t->node.hash, seq, m->data,
+				       m->data_len);
+	if (!f) {
+		reply_published(s, m, 0, true);
+		return;
+	}
+	t->seq = seq;
+	s->stats.publishes++;
+	void *evicted = NULL;
+	rc_frame_ref_n(f, 1);
+	if (rc_history_push(&t->hist, seq, s->now_ms, f, &evicted) != 0)
+		rc_frame_unref(f);
+	if (evicted)
+		rc_frame_unref(evicted);
+	for (int i = 0; i < s->app->shards_count; i++) {
+		if (!(t->shard_mask[i / 64] & (1ull << (i % 64))))
+			continue;
+		rc_frame_ref_n(f, 1);
+		if (i == s->index)
+			deliver_local(s, f);
+		else
+			post(s, &s->app->shards[i], f);
+	}
+	rc_frame_unref(f);
+	reply_published(s, m, seq, false);
+}
+
+static void owner_shard_sub(struct rc_shard *s, struct rc_xmsg *m, bool sub)
+{
+	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, sub);
+	if (t) {
+		uint64_t bit = 1ull << (m->from % 64);
+		bool had = t->shard_mask[m->from / 64] & bit;
+		if (sub && !had) {
+			t->shard_mask[m->from / 64] |= bit;
+			t->shards_subscribed++;
+		} else if (!sub && had) {
+			t->shard_mask[m->from / 64] &= ~bit;
+			t->shards_subscribed--;
+		}
+	}
+	free(m);
+}
+
+static void owner_replay(struct rc_shard *s, struct rc_xmsg *m)
+{
+	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, false);
+	uint64_t since = m->seq;
+	m->kind = RC_X_REPLAYED;
+	m->seq = t ? t->seq : 0;
+	if (t && since < t->seq) {
+		uint32_t first;
+		bool gap;
+		uint32_t n = rc_history_since(&t->hist, since, &first, &gap);
+		m->gap = gap || n == 0;
+		m->gap_from = since + 1;
+		m->gap_to = n ? rc_history_at(&t->hist, first)->seq - 1 : t->seq;
+		m->frames = n ? malloc(n * sizeof(*m->frames)) : NULL;
+		for (uint32_t i = 0; m->frames && i < n; i++) {
+			m->frames[i] = rc_history_at(&t->hist, first + i)->ref;
+			rc_frame_ref_n(m->frames[i], 1);
+		}
+		m->nframes = m->frames ? n : 0;
+	}
+	send_xmsg(s, &s->app->shards[m->from], m);
+}
+
+/* ---- subscriber side --------------------------------------------------------------------- */
+static struct rc_conn *reply_conn(struct rc_shard *s, const struct rc_xmsg *m)
+{
+	if (m->slot >= s->conns_cap)
+		return NULL;
+	struct rc_conn *c = &s->conns[m->slot];
+	if (c->state != RC_CONN_OPEN && c->state != RC_CONN_HTTP)
+		return NULL;
+	return c->gen == m->gen ? c : NULL;
+}
+
+static struct rc_sub *find_sub(struct rc_conn *c, const char *topic, size_t len)
+{
+	for (struct rc_sub *sub = c->subs; sub; sub = sub->conn_next)
+		if (sub->topic->node.name_len == len && memcmp(sub->topic->node.name, topic, len) == 0)
+			return sub;
+	return NULL;
+}
+
+static void replayed(struct rc_shard *s, struct rc_xmsg *m)
+{
+	struct rc_conn *c = reply_conn(s, m);
+	struct rc_sub *sub = c ? find_sub(c, m->topic, m->topic_len) : NULL;
+	if (sub && sub->pending) {
+		sub->pending = false;
+		if (m->gap)
+			rc_proto_gap(c, m->topic, m->topic_len, m->gap_from, m->gap_to);
+		for (uint32_t i = 0; i < m->nframes; i++) {
+			if (offer(sub, m->frames[i]))
+				m->frames[i] = NULL;
+		}
+		if (sub->last_seq < m->seq)
+			sub->last_seq = m->seq;
+		rc_proto_subscribed(c, m->topic, m->topic_len, m->seq);
+	}
+	for (uint32_t i = 0; i < m->nframes; i++)
+		if (m->frames[i])
+			rc_frame_unref(m->frames[i]);
+	free(m->frames);
+	free(m);
+}
+
+static void pub_done(struct rc_shard *s, struct rc_xmsg *m)
+{
+	struct rc_conn *c = reply_conn(s, m);
+	if (c)
+		rc_proto_published(c, (enum rc_reply)m->reply, m->tag, m->topic, m->topic_len,
+				   m->seq, m->duplicate, m->id, m->id_len);
+	free(m);
+}
+
+static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
+{
+	switch ((enum rc_xkind)m->kind) {
+	case RC_X_PUBLISH: owner_publish(s, m); break;
+	case RC_X_SHARD_SUB: owner_shard_sub(s, m, true); break;
+	case RC_X_SHARD_UNSUB: owner_shard_sub(s, m, false); break;
+	case RC_X_REPLAY: owner_replay(s, m); break;
+	case RC_X_REPLAYED: replayed(s, m); break;
+	case RC_X_PUB_DONE: pub_done(s, m); break;
+	default: RC_ASSERT(!"unknown cross-shard message");
+	}
+}
+
+/* ---- the API used by the protocol layer and embedders ------------------------------------ */
+int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool has_since,
+			uint64_t since)
+{
+	struct rc_shard *s = c->shard;
+	if (!rc_topic_name_valid(topic, len))
+		return -EINVAL;
+	if (find_sub(c, topic, len))
+		return -EEXIST;
+	if (c->subs_count >= s->app->cfg.subscriptions_per_connection_max)
+		return -E2BIG;
+	struct rc_sub *sub = calloc(1, sizeof(*sub));
+	if (!sub)
+		return -ENOMEM;
+	struct rc_topic_node *n = rc_topic_find(&s->ltopics, topic, len);
+	struct rc_ltopic *t = n ? rc_container_of(n, struct rc_ltopic, node) : NULL;
+	uint64_t hash = rc_topic_hash(topic, len);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t) {
+			free(sub);
+			return -ENOMEM;
+		}
+		rc_topic_insert(&s->ltopics, &t->node, topic, len);
+		struct rc_xmsg *m = xmsg_new(RC_X_SHARD_SUB, topic, len, 0);
+		RC_ASSERT(m != NULL);
+		send_xmsg(s, owner_of(s->app, hash), m);
+	}
+	sub->topic = t;
+	sub->conn = c;
+	sub->next = t->subs;
+	if (t->subs)
+		t->subs->prev = sub;
+	t->subs = sub;
+	t->count++;
+	sub->conn_next = c->subs;
+	c->subs = sub;
+	c->subs_count++;
+	s->stats.subscriptions++;
+	if (!has_since)
+		return 0;
+	/* Resume: hold live frames until the owner's replay arrives (FIFO after SHARD_SUB). */
+	sub->pending = true;
+	sub->last_seq = since;
+	struct rc_xmsg *m = xmsg_new(RC_X_REPLAY, topic, len, 0);
+	RC_ASSERT(m != NULL);
+	m->seq = since;
+	m->slot = (uint32_t)(c - s->conns);
+	m->gen = c->gen;
+	send_xmsg(s, owner_of(s->app, hash), m);
+	return 1; /* the answer comes through rc_proto_subscribed() */
+}
+
+static void unlink_sub(struct rc_shard *s, struct rc_sub *sub)
+{
+	struct rc_ltopic *t = sub->topic;
+	if (sub->prev)
+		sub->prev->next = sub->next;
+	else
+		t->subs = sub->next;
+	if (sub->next)
+		sub->next->prev = sub->prev;
+	RC_ASSERT(t->count > 0);
+	t->count--;
+	s->stats.subscriptions--;
+	free(sub);
+	if (t->count)
+		return;
+	struct rc_xmsg *m = xmsg_new(RC_X_SHARD_UNSUB, t->node.name, t->node.name_len, 0);
+	RC_ASSERT(m != NULL);
+	send_xmsg(s, owner_of(s->app, t->node.hash), m);
+	rc_topic_remove(&s->ltopics, &t->node);
+	free(t);
+}
+
+int rc_pubsub_unsubscribe(struct rc_conn *c, const char *topic, size_t len)
+{
+	struct rc_sub **pp = &c->subs;
+	while (*pp && !(len == (*pp)->topic->node.name_len &&
+			memcmp((*pp)->topic->node.name, topic, len) == 0))
+		pp = &(*pp)->conn_next;
+	if (!*pp)
+		return -ENOENT;
+	struct rc_sub *sub = *pp;
+	*pp = sub->conn_next;
+	c->subs_count--;
+	unlink_sub(c->shard, sub);
+	return 0;
+}
+
+void rc_pubsub_conn_closed(struct rc_conn *c)
+{
+	while (c->subs) {
+		struct rc_sub *sub = c->subs;
+		c->subs = sub->conn_next;
+		unlink_sub(c->shard, sub);
+	}
+	c->subs_count = 0;
+}
+
+int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const char *data,
+		      size_t dlen, const char *id, size_t idlen, enum rc_reply reply,
+		      struct rc_conn *c, uint32_t tag)
+{
+	if (!rc_topic_name_valid(topic, tlen) || idlen > 64)
+		return -EINVAL;
+	struct rc_xmsg *m = xmsg_new(RC_X_PUBLISH, topic, tlen, dlen);
+	if (!m)
+		return -ENOMEM;
+	memcpy(m->data, data, dlen);
+	m->data_len = (uint32_t)dlen;
+	memcpy(m->id, id, idlen);
+	m->id_len = (uint16_t)idlen;
+	m->reply = (uint8_t)reply;
+	m->tag = tag;
+	if (c) {
+		m->slot = (uint32_t)(c - c->shard->conns);
+		m->gen = c->gen;
+	}
+	struct rc_shard *to = owner_of(app, rc_topic_hash(topic, tlen));
+	if (rc_thread_shard >= 0 && rc_thread_shard < app->shards_count) {
+		send_xmsg(&app->shards[rc_thread_shard], to, m);
+		return 0;
+	}
+	/* A foreign thread: no outbox of its own, so a full ring is reported to the caller. */
+	if (!rc_mpsc_push(&to->inbox, (void *)((uintptr_t)m | RC_XMSG_TAG))) {
+		free(m);
+		return -EAGAIN;
+	}
+	if (rc_mpsc_wake_needed(&to->inbox))
+		rc_shard_wake(to);
+	return 0;
+}
+
+/* ---- per-turn work and lifetime ---------------------------------------------------------- */
+void rc_pubsub_poll(struct rc_shard *s)
+{
+	void *items[256];
+	uint32_t budget = (uint32_t)s->app->cfg.mpsc_drain_max;
+	outbox_retry(s);
+	while (budget > 0) {
+		uint32_t n = rc_mpsc_pop(&s->inbox, items, RC_MIN(budget, 256u));
+		if (n == 0)
+			break;
+		budget -= n;
+		for (uint32_t i = 0; i < n; i++) {
+			uintptr_t p = (uintptr_t)items[i];
+			if (p & RC_XMSG_TAG)
+				handle_xmsg(s, (struct rc_xmsg *)(p & ~RC_XMSG_TAG));
+			else
+				deliver_local(s, (struct rc_frame *)p);
+		}
+	}
+	if (budget == 0)
+		s->stats.limit_mpsc_drain++;
+}
+
+/* Ages owned topics' history out and forgets topics nobody follows and nothing remembers. */
+void rc_pubsub_sweep(struct rc_shard *s)
+{
+	const struct rc_config *cfg = &s->app->cfg;
+	for (uint32_t b = 0; b <= s->otopics.mask; b++) {
+		struct rc_topic_node *n = s->otopics.buckets[b];
+		while (n) {
+			struct rc_topic_node *next = n->next;
+			struct rc_otopic *t = rc_container_of(n, struct rc_otopic, node);
+			rc_history_expire(&t->hist, s->now_ms, cfg->history_age_max_ms, release_ref,
+					  NULL);
+			/* Keeping seq alive while history exists lets resumers detect gaps. */
+			if (t->shards_subscribed == 0 && t->hist.count == 0 &&
+			    (!t->dedup_hash || !cfg->dedup_window_ms)) {
+				rc_topic_remove(&s->otopics, n);
+				free(t->dedup_hash);
+				free(t->dedup_at);
+				rc_history_free(&t->hist, release_ref, NULL);
+				free(t);
+				s->stats.topics_owned--;
+			}
+			n = next;
+		}
+	}
+}
+
+int rc_pubsub_init(struct rc_shard *s)
+{
+	s->outbox = calloc((size_t)s->app->shards_count, sizeof(*s->outbox));
+	if (!s->outbox)
+		return -ENOMEM;
+	int rc = rc_topic_table_init(&s->ltopics, 1024);
+	if (rc == 0)
+		rc = rc_topic_table_init(&s->otopics, 1024);
+	return rc;
+}
+
+void rc_pubsub_free(struct rc_shard *s)
+{
+	/* Drain what other shards posted before they stopped (their frames, our messages). */
+	void *items[64];
+	uint32_t n;
+	while ((n = rc_mpsc_pop(&s->inbox, items, 64)) > 0)
+		for (uint32_t i = 0; i < n; i++) {
+			uintptr_t p = (uintptr_t)items[i];
+			if (p & RC_XMSG_TAG) {
+				struct rc_xmsg *m = (struct rc_xmsg *)(p & ~RC_XMSG_TAG);
+				for (uint32_t k = 0; k < m->nframes; k++)
+					rc_frame_unref(m->frames[k]);
+				free(m->frames);
+				free(m);
+			} else {
+				rc_frame_unref((struct rc_frame *)p);
+			}
+		}
+	for (uint32_t b = 0; s->otopics.buckets && b <= s->otopics.mask; b++) {
+		struct rc_topic_node *n2 = s->otopics.buckets[b];
+		while (n2) {
+			struct rc_topic_node *next = n2->next;
+			struct rc_otopic *t = rc_container_of(n2, struct rc_otopic, node);
+			rc_history_free(&t->hist, release_ref, NULL);
+			free(t->dedup_hash);
+			free(t->dedup_at);
+			free(t);
+			n2 = next;
+		}
+	}
+	rc_topic_table_free(&s->otopics);
+	rc_topic_table_free(&s->ltopics);
+	for (int i = 0; s->outbox && i < s->app->shards_count; i++)
+		free(s->outbox[i].items);
+	free(s->outbox);
+	s->outbox = NULL;
+	free(s->scratch);
+	s->scratch = NULL;
+}

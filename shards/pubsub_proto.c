@@ -1,0 +1,290 @@
+/*
+ * ringcast's pub/sub client protocol on top of pubsub.c: JSON text frames from clients
+ * (sub, unsub, pub, ping) and the server's answers (ack, error, gap, pong), plus the
+ * backend API POST /publish whose answer waits until the owner shards have sequenced every
+ * publish of the request. JSON is parsed here, once per client request; broadcast messages
+ * are built by the owner shard and never touch JSON per recipient. Shard threads.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "http.h"
+#include "runtime.h"
+
+#define RC_PROTO_OUT_LIMIT 512
+#define RC_PUBLISH_BATCH_LIMIT 256
+
+static void send_text(struct rc_conn *c, const char *p, size_t len)
+{
+	if (len)
+		(void)rc_conn_send(c, p, len, false);
+}
+
+static void send_error(struct rc_conn *c, enum rc_envelope_err code, const char *reason)
+{
+	char out[RC_PROTO_OUT_LIMIT];
+	if (!reason)
+		reason = rc_envelope_err_reason(code);
+	send_text(c, out, rc_envelope_write_error(out, sizeof(out), code, reason));
+}
+
+static void send_ack(struct rc_conn *c, enum rc_envelope_op of, const char *topic, size_t len,
+		     uint64_t seq, const char *id, size_t id_len)
+{
+	char out[RC_PROTO_OUT_LIMIT];
+	send_text(c, out,
+		  rc_envelope_write_ack(out, sizeof(out), of, topic, len, seq, id, id_len));
+}
+
+void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq)
+{
+	send_ack(c, RC_ENVELOPE_OP_SUB, topic, len, seq, NULL, 0);
+}
+
+void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to)
+{
+	char out[RC_PROTO_OUT_LIMIT];
+	send_text(c, out, rc_envelope_write_gap(out, sizeof(out), topic, len, from, to));
+}
+
+/* A per-shard buffer for parsed publish data, grown to the largest message seen. */
+static char *data_buf(struct rc_shard *s, size_t need)
+{
+	if (need > s->scratch_cap) {
+		char *p = realloc(s->scratch, need);
+		if (!p)
+			return NULL;
+		s->scratch = p;
+		s->scratch_cap = need;
+	}
+	return s->scratch;
+}
+
+/* ---- WebSocket clients -------------------------------------------------------------------- */
+static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
+{
+	const struct rc_app *app = c->shard->app;
+	if (app->client_publish == 2)
+		return false;
+	if (app->client_publish == 0)
+		return true;
+	for (struct rc_sub *sub = c->subs; sub; sub = sub->conn_next)
+		if (sub->topic->node.name_len == e->topic_len &&
+		    memcmp(sub->topic->node.name, e->topic, e->topic_len) == 0)
+			return true;
+	return false;
+}
+
+static void on_sub(struct rc_conn *c, const struct rc_envelope *e)
+{
+	int rc = rc_pubsub_subscribe(c, e->topic, e->topic_len, e->has_since, e->since);
+	if (rc == 0)
+		send_ack(c, RC_ENVELOPE_OP_SUB, e->topic, e->topic_len, 0, NULL, 0);
+	else if (rc == -EEXIST)
+		send_error(c, RC_ENVELOPE_ERR_ALREADY_SUBSCRIBED, NULL);
+	else if (rc == -E2BIG)
+		send_error(c, RC_ENVELOPE_ERR_SUBSCRIPTION_LIMIT, NULL);
+	else if (rc == -EINVAL)
+		send_error(c, RC_ENVELOPE_ERR_TOPIC, NULL);
+	else if (rc < 0)
+		send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
+}
+
+static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
+{
+	if (!may_publish(c, e)) {
+		send_error(c, RC_ENVELOPE_ERR_FORBIDDEN, "publishing to this topic is not allowed");
+		return;
+	}
+	int rc = rc_pubsub_publish(c->shard->app, e->topic, e->topic_len, e->data, e->data_len,
+				   e->id, e->id_len, RC_REPLY_WS, c, 0);
+	if (rc == -EINVAL)
+		send_error(c, RC_ENVELOPE_ERR_TOPIC, NULL);
+	else if (rc < 0)
+		send_error(c, RC_ENVELOPE_ERR_BUSY, NULL);
+}
+
+void rc_proto_message(struct rc_conn *c, const void *data, size_t len, bool binary)
+{
+	struct rc_envelope e;
+	const char *reason = NULL;
+
+	if (binary) {
+		send_error(c, RC_ENVELOPE_ERR_JSON, "the protocol uses text frames");
+		return;
+	}
+	char *buf = data_buf(c->shard, len + 1);
+	if (!buf) {
+		send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
+		return;
+	}
+	enum rc_envelope_err err = rc_envelope_parse(data, len, &e, buf, len + 1, &reason);
+	if (err != RC_ENVELOPE_OK) {
+		c->shard->stats.protocol_rejects++;
+		send_error(c, err, reason);
+		return;
+	}
+	switch (e.op) {
+	case RC_ENVELOPE_OP_SUB: on_sub(c, &e); break;
+	case RC_ENVELOPE_OP_UNSUB:
+		if (rc_pubsub_unsubscribe(c, e.topic, e.topic_len) == 0)
+			send_ack(c, RC_ENVELOPE_OP_UNSUB, e.topic, e.topic_len, 0, NULL, 0);
+		else
+			send_error(c, RC_ENVELOPE_ERR_NOT_SUBSCRIBED, NULL);
+		break;
+	case RC_ENVELOPE_OP_PUB: on_pub(c, &e); break;
+	case RC_ENVELOPE_OP_PING: send_text(c, "{\"op\":\"pong\"}", 13); break;
+	default: send_error(c, RC_ENVELOPE_ERR_UNKNOWN_OP, NULL); break;
+	}
+}
+
+/* ---- POST /publish ------------------------------------------------------------------------ */
+/* What a connection waits for while its publish request is being sequenced (in c->msg). */
+struct rc_http_pub {
+	uint32_t count;
+	uint32_t pending;
+	bool batch;
+	uint64_t seq[RC_PUBLISH_BATCH_LIMIT];
+	uint8_t duplicate[RC_PUBLISH_BATCH_LIMIT];
+};
+
+static void http_answer(struct rc_conn *c, int status, const char *body, size_t len)
+{
+	char head[256];
+	int hlen = snprintf(head, sizeof(head),
+			    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+			    "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			    status, rc_http_status_text((uint16_t)status), len);
+	c->close_reason = RC_CLOSE_http_done;
+	c->flags |= RC_CF_FLUSH_CLOSE;
+	if (rc_conn_send_raw(c, head, (size_t)hlen) != 0 || rc_conn_send_raw(c, body, len) != 0)
+		rc_conn_terminate(c, RC_CLOSE_http_done);
+}
+
+static void http_fail(struct rc_conn *c, int status, enum rc_envelope_err code,
+		      const char *reason)
+{
+	char out[RC_PROTO_OUT_LIMIT];
+	size_t len = rc_envelope_write_error(out, sizeof(out), code,
+					     reason ? reason : rc_envelope_err_reason(code));
+	http_answer(c, status, out, len);
+}
+
+static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
+{
+	size_t cap = 32 + (size_t)hp->count * 48, len = 0;
+	char *out = malloc(cap);
+	if (!out) {
+		rc_conn_terminate(c, RC_CLOSE_http_done);
+		return;
+	}
+	len += (size_t)snprintf(out + len, cap - len, "%s", hp->batch ? "{\"results\":[" : "");
+	for (uint32_t i = 0; i < hp->count; i++)
+		len += (size_t)snprintf(out + len, cap - len, "%s{\"seq\":%llu%s}", i ? "," : "",
+					(unsigned long long)hp->seq[i],
+					hp->duplicate[i] ? ",\"duplicate\":true" : "");
+	len += (size_t)snprintf(out + len, cap - len, "%s", hp->batch ? "]}\n" : "\n");
+	http_answer(c, 200, out, len);
+	free(out);
+}
+
+void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
+			size_t len, uint64_t seq, bool duplicate, const char *id, size_t id_len)
+{
+	if (reply == RC_REPLY_WS) {
+		/* A duplicate is acknowledged without a seq: it was sequenced before. */
+		if (c->state == RC_CONN_OPEN)
+			send_ack(c, RC_ENVELOPE_OP_PUB, topic, len, duplicate ? 0 : seq, id, id_len);
+		return;
+	}
+	struct rc_http_pub *hp = (struct rc_http_pub *)(void *)c->msg;
+	if (c->state != RC_CONN_HTTP || !hp || tag >= hp->count || hp->pending == 0)
+		return;
+	hp->seq[tag] = duplicate ? 0 : seq;
+	hp->duplicate[tag] = duplicate;
+	if (--hp->pending == 0) {
+		c->msg = NULL;
+		http_done(c, hp);
+		free(hp);
+	}
+}
+
+void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len)
+{
+	const char *reason = NULL;
+	uint32_t n = 0;
+	struct rc_envelope *items = calloc(RC_PUBLISH_BATCH_LIMIT, sizeof(*items));
+	struct rc_http_pub *hp = calloc(1, sizeof(*hp));
+	char *buf = data_buf(c->shard, len + RC_PUBLISH_BATCH_LIMIT + 1);
+	if (!items || !hp || !buf) {
+		http_fail(c, 503, RC_ENVELOPE_ERR_INTERNAL, NULL);
+		goto out;
+	}
+	enum rc_envelope_err err = rc_envelope_parse_publish(
+		body, len, items, RC_PUBLISH_BATCH_LIMIT, &n, buf, len + RC_PUBLISH_BATCH_LIMIT + 1,
+		&reason);
+	if (err != RC_ENVELOPE_OK) {
+		http_fail(c, err == RC_ENVELOPE_ERR_DATA_TOO_LARGE ? 413 : 400, err, reason);
+		goto out;
+	}
+	hp->count = n;
+	hp->pending = n;
+	hp->batch = len > 0 && body[0] == '[';
+	RC_ASSERT(c->msg == NULL);
+	c->msg = (struct rc_buf *)(void *)hp;
+	hp = NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		/* Topic names were validated by the parser: only allocation can fail here, and
+		 * such an item is answered as not sequenced (seq 0). */
+		if (rc_pubsub_publish(c->shard->app, items[i].topic, items[i].topic_len,
+				      items[i].data, items[i].data_len, items[i].id, items[i].id_len,
+				      RC_REPLY_HTTP, c, i) != 0)
+			rc_proto_published(c, RC_REPLY_HTTP, i, items[i].topic, items[i].topic_len, 0,
+					   true, NULL, 0);
+	}
+out:
+	free(items);
+	free(hp);
+}
+
+/* ---- registration and the public topic API ------------------------------------------------ */
+static void proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary,
+			     void *ctx)
+{
+	(void)ctx;
+	rc_proto_message(c, data, len, binary);
+}
+
+int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_path)
+{
+	struct rc_ws_handler h = {.on_message = proto_on_message};
+	if (strlen(publish_path) >= sizeof(app->publish_path) || publish_path[0] != '/')
+		return -EINVAL;
+	int rc = rc_app_ws(app, ws_path, &h);
+	if (rc)
+		return rc;
+	app->pubsub_ws = app->ws_count - 1;
+	strcpy(app->publish_path, publish_path);
+	return 0;
+}
+
+int rc_publish(struct rc_app *app, const char *topic, size_t topic_len, const char *data,
+	       size_t data_len, const char *id)
+{
+	return rc_pubsub_publish(app, topic, topic_len, data, data_len, id, id ? strlen(id) : 0,
+				 RC_REPLY_NONE, NULL, 0);
+}
+
+int rc_conn_subscribe(struct rc_conn *c, const char *topic, size_t topic_len)
+{
+	int rc = rc_pubsub_subscribe(c, topic, topic_len, false, 0);
+	return rc > 0 ? 0 : rc;
+}
+
+int rc_conn_unsubscribe(struct rc_conn *c, const char *topic, size_t topic_len)
+{
+	return rc_pubsub_unsubscribe(c, topic, topic_len);
+}
