@@ -84,6 +84,19 @@ size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
 	RC_FAMILY(&o, app, stale_cqes, "counter", "Completions for recycled slots, dropped.");
 	RC_FAMILY(&o, app, loop_turns, "counter", "Event-loop turns.");
 	RC_FAMILY(&o, app, submits, "counter", "io_uring_submit calls.");
+	RC_FAMILY(&o, app, publishes, "counter", "Messages sequenced by this shard as topic owner.");
+	RC_FAMILY(&o, app, publish_duplicates, "counter", "Publishes dropped by the dedup window.");
+	RC_FAMILY(&o, app, deliveries, "counter", "Broadcast frames queued to local subscribers.");
+	RC_FAMILY(&o, app, slow_drops, "counter",
+		  "Frames skipped for slow subscribers (slow_consumer_policy=drop).");
+	RC_FAMILY(&o, app, subscriptions, "gauge", "Subscriptions held by local connections.");
+	RC_FAMILY(&o, app, topics_owned, "gauge", "Topics this shard sequences.");
+	RC_FAMILY(&o, app, mpsc_full, "counter",
+		  "Cross-shard posts that waited because the target ring was full.");
+	RC_FAMILY(&o, app, doorbells, "counter", "MSG_RING wake-ups sent to sleeping shards.");
+	RC_FAMILY(&o, app, limit_mpsc_drain, "counter", "Loop turns that hit mpsc_drain_max.");
+	RC_FAMILY(&o, app, protocol_rejects, "counter",
+		  "Pub/sub client messages answered with an error.");
 	if (o.len >= cap)
 		return 0;
 	return o.len;

@@ -71,7 +71,7 @@ static bool ref_valid(const uint8_t *p, size_t n)
 static bool ref_completable(const uint8_t *p, size_t n)
 {
 	static const uint8_t firsts[] = { 0x80, 0x90, 0xa0 };
-	uint8_t buf[8];
+	uint8_t buf[16];
 	size_t start = n;
 
 	if (ref_valid(p, n))
@@ -82,7 +82,7 @@ static bool ref_completable(const uint8_t *p, size_t n)
 	if (start == 0 || (p[start - 1] & 0xc0) == 0x80)
 		return false;
 	start--;
-	if (!ref_valid(p, start))
+	if (n - start > 4 || !ref_valid(p, start))
 		return false;
 	for (size_t add = 1; add <= 3; add++) {
 		for (size_t f = 0; f < sizeof(firsts); f++) {
