@@ -319,7 +319,9 @@ int rc_app_run(struct rc_app *app, bool handle_signals)
 		app->shards[i].wake_fd = -1;
 		app->shards[i].conns_cap = app->conns_per_shard;
 	}
-	int rc = open_listeners(app, err, sizeof(err));
+	int rc = rc_arena_init(app, err, sizeof(err));
+	if (rc == 0)
+		rc = open_listeners(app, err, sizeof(err));
 	int started = 0;
 	for (int i = 0; rc == 0 && i < app->shards_count; i++, started++)
 		rc = rc_shard_start(&app->shards[i]);
@@ -375,6 +377,7 @@ void rc_app_destroy(struct rc_app *app)
 		free(s->dirty);
 	}
 	free(app->shards);
+	rc_arena_free_all(app);
 	free(app->origins_buf);
 	free(app->subprotocols_buf);
 	rc_config_free(&app->cfg);

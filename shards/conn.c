@@ -146,6 +146,7 @@ static void release_slot(struct rc_conn *c)
 	struct rc_shard *s = c->shard;
 	RC_ASSERT(c->inflight == 0);
 	RC_ASSERT(c->q.head == NULL && c->pend == NULL && c->msg == NULL);
+	RC_ASSERT(c->zc_wait == NULL);
 	c->state = RC_CONN_FREE;
 	c->gen = (c->gen + 1) & RC_GEN_MASK;
 	s->conns_live--;
@@ -313,7 +314,8 @@ void rc_conn_op_complete(struct rc_conn *c, enum rc_op op, int res)
 	RC_ASSERT(c->inflight > 0);
 	c->inflight--;
 	switch (op) {
-	case RC_OP_SEND: rc_send_complete(c, res); break;
+	case RC_OP_SEND:
+	case RC_OP_SEND_ZC: rc_send_complete(c, res); break;
 	case RC_OP_CANCEL:
 	case RC_OP_SHUTDOWN: break;
 	case RC_OP_CLOSE:

@@ -282,12 +282,12 @@ static void control(struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t 
 		return;
 	}
 	c->close_code = code;
-	c->close_reason = RC_CLOSE_normal;
 	c->flags |= RC_CF_FLUSH_CLOSE;
 	if (c->state == RC_CONN_OPEN) {
 		/* Echo the peer's code (RFC 6455 §5.5.1); a bare close gets a bare close. */
 		size_t rlen = rc_ws_close_write(reply, code, NULL);
 		c->state = RC_CONN_CLOSING;
+		c->close_reason = RC_CLOSE_normal; /* the peer started it; ours keeps its reason */
 		if (rc_conn_send_frame(c, RC_WS_OP_CLOSE, reply, rlen) != 0)
 			rc_conn_terminate(c, RC_CLOSE_normal);
 		return;

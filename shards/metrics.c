@@ -97,6 +97,10 @@ size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
 	RC_FAMILY(&o, app, limit_mpsc_drain, "counter", "Loop turns that hit mpsc_drain_max.");
 	RC_FAMILY(&o, app, protocol_rejects, "counter",
 		  "Pub/sub client messages answered with an error.");
+	RC_FAMILY(&o, app, sends_zc, "counter", "send_zc_fixed operations issued.");
+	RC_FAMILY(&o, app, arena_frames, "gauge", "Frames alive in the shard's arena slice.");
+	RC_FAMILY(&o, app, arena_exhausted, "counter",
+		  "Broadcast frames built on the heap because the arena slice was full.");
 	if (o.len >= cap)
 		return 0;
 	return o.len;

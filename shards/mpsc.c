@@ -22,17 +22,21 @@
 
 #include "base/rc_assert.h"
 
-RC_STATIC_ASSERT(sizeof(struct rc_mpsc_slot) == 16, "two slots per 32 bytes, four per line");
+/* Bytes between the end of field a and the start of field b of struct rc_mpsc. */
+#define GAP(a, b)                                                                                  \
+	(offsetof(struct rc_mpsc, b) - offsetof(struct rc_mpsc, a) -                               \
+	 sizeof(((struct rc_mpsc *)0)->a))
+
+RC_STATIC_ASSERT(sizeof(struct rc_mpsc_slot) == 16, "four slots per cache line");
 RC_STATIC_ASSERT((uint64_t)RC_MPSC_CAPACITY_LIMIT * sizeof(struct rc_mpsc_slot) <= SIZE_MAX,
 		 "the slot array size fits size_t");
-RC_STATIC_ASSERT(offsetof(struct rc_mpsc, tail) - offsetof(struct rc_mpsc, capacity) >=
+RC_STATIC_ASSERT(offsetof(struct rc_mpsc, slots) >= RC_CACHELINE, "apart from what precedes");
+RC_STATIC_ASSERT(GAP(capacity, tail) >= RC_CACHELINE, "tail apart from the read-only fields");
+RC_STATIC_ASSERT(GAP(tail, head) >= RC_CACHELINE, "consumer's head apart from producers' tail");
+RC_STATIC_ASSERT(GAP(head, sleeping) >= RC_CACHELINE, "sleep flag apart from the head");
+RC_STATIC_ASSERT(sizeof(struct rc_mpsc) - offsetof(struct rc_mpsc, sleeping) - sizeof(uint32_t) >=
 			 RC_CACHELINE,
-		 "producers' tail apart from the read-only fields");
-RC_STATIC_ASSERT(offsetof(struct rc_mpsc, head) - offsetof(struct rc_mpsc, tail) >= RC_CACHELINE,
-		 "consumer's head apart from producers' tail");
-RC_STATIC_ASSERT(offsetof(struct rc_mpsc, sleeping) - offsetof(struct rc_mpsc, head) >=
-			 RC_CACHELINE,
-		 "sleep flag apart from the consumer's head");
+		 "apart from what follows");
 
 int rc_mpsc_init(struct rc_mpsc *q, uint32_t capacity)
 {

@@ -16,7 +16,8 @@
 #include "envelope.h"
 #include "runtime.h"
 
-#define RC_XMSG_TAG 1ul
+#define RC_XMSG_TAG 1ul   /* a struct rc_xmsg */
+#define RC_RETURN_TAG 2ul /* an arena frame coming home to its owner */
 
 static struct rc_shard *owner_of(const struct rc_app *app, uint64_t hash)
 {
@@ -45,7 +46,10 @@ static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t 
 	size_t elen = rc_envelope_msg_len(tlen, seq, dlen);
 	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
 	size_t hlen = rc_ws_frame_write_header(hdr, RC_WS_OP_TEXT, true, false, elen);
-	struct rc_frame *f = rc_frame_alloc((uint32_t)(hlen + elen + tlen + 1));
+	uint32_t len = (uint32_t)(hlen + elen + tlen + 1);
+	struct rc_frame *f = rc_arena_frame_alloc(s, len);
+	if (!f)
+		f = rc_frame_alloc(len);
 	if (!f)
 		return NULL;
 	memcpy(f->data, hdr, hlen);
@@ -349,8 +353,9 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 			if (offer(sub, m->frames[i]))
 				m->frames[i] = NULL;
 		}
-		if (sub->last_seq < m->seq)
-			sub->last_seq = m->seq;
+		/* Everything up to the owner's current seq was replayed or reported as a gap;
+		 * a since ahead of it (the topic restarted) must not hide new messages. */
+		sub->last_seq = m->seq;
 		rc_proto_subscribed(c, m->topic, m->topic_len, m->seq);
 	}
 	for (uint32_t i = 0; i < m->nframes; i++)
@@ -486,7 +491,7 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 		      size_t dlen, const char *id, size_t idlen, enum rc_reply reply,
 		      struct rc_conn *c, uint32_t tag)
 {
-	if (!rc_topic_name_valid(topic, tlen) || idlen > 64)
+	if (!rc_topic_name_valid(topic, tlen) || idlen > RC_ENVELOPE_ID_BYTES_LIMIT)
 		return -EINVAL;
 	struct rc_xmsg *m = xmsg_new(RC_X_PUBLISH, topic, tlen, dlen);
 	if (!m)
@@ -516,6 +521,13 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 	return 0;
 }
 
+void rc_pubsub_return_frame(struct rc_frame *f)
+{
+	struct rc_shard *s = rc_current_shard;
+	RC_ASSERT(s != NULL && f->arena_class);
+	post(s, &s->app->shards[f->owner], (void *)((uintptr_t)f | RC_RETURN_TAG));
+}
+
 /* ---- per-turn work and lifetime ---------------------------------------------------------- */
 void rc_pubsub_poll(struct rc_shard *s)
 {
@@ -531,6 +543,8 @@ void rc_pubsub_poll(struct rc_shard *s)
 			uintptr_t p = (uintptr_t)items[i];
 			if (p & RC_XMSG_TAG)
 				handle_xmsg(s, (struct rc_xmsg *)(p & ~RC_XMSG_TAG));
+			else if (p & RC_RETURN_TAG)
+				rc_arena_frame_release(s, (struct rc_frame *)(p & ~RC_RETURN_TAG));
 			else
 				deliver_local(s, (struct rc_frame *)p);
 		}
@@ -550,9 +564,13 @@ void rc_pubsub_sweep(struct rc_shard *s)
 			struct rc_otopic *t = rc_container_of(n, struct rc_otopic, node);
 			rc_history_expire(&t->hist, s->now_ms, cfg->history_age_max_ms, release_ref,
 					  NULL);
-			/* Keeping seq alive while history exists lets resumers detect gaps. */
-			if (t->shards_subscribed == 0 && t->hist.count == 0 &&
-			    (!t->dedup_hash || !cfg->dedup_window_ms)) {
+			/* A topic keeps its numbering while anyone may resume it: it is forgotten
+			 * (and would restart at seq 1) only after topic_forget_ms unused. */
+			bool unused = t->shards_subscribed == 0 && t->hist.count == 0;
+			if (!unused || !t->unused_since_ms)
+				t->unused_since_ms = unused ? s->now_ms : 0;
+			if (unused && cfg->topic_forget_ms &&
+			    s->now_ms - t->unused_since_ms >= cfg->topic_forget_ms) {
 				rc_topic_remove(&s->otopics, n);
 				free(t->dedup_hash);
 				free(t->dedup_at);
@@ -576,24 +594,36 @@ int rc_pubsub_init(struct rc_shard *s)
 	return rc;
 }
 
+/* Releases what an undelivered cross-shard item owns (shutdown only, main thread). */
+static void discard_item(void *item)
+{
+	uintptr_t p = (uintptr_t)item;
+	if (p & RC_RETURN_TAG)
+		return; /* the arena goes away whole */
+	if (p & RC_XMSG_TAG) {
+		struct rc_xmsg *m = (struct rc_xmsg *)(p & ~RC_XMSG_TAG);
+		for (uint32_t k = 0; k < m->nframes; k++)
+			rc_frame_unref(m->frames[k]);
+		free(m->frames);
+		free(m);
+		return;
+	}
+	rc_frame_unref(item);
+}
+
 void rc_pubsub_free(struct rc_shard *s)
 {
 	/* Drain what other shards posted before they stopped (their frames, our messages). */
 	void *items[64];
 	uint32_t n;
 	while ((n = rc_mpsc_pop(&s->inbox, items, 64)) > 0)
-		for (uint32_t i = 0; i < n; i++) {
-			uintptr_t p = (uintptr_t)items[i];
-			if (p & RC_XMSG_TAG) {
-				struct rc_xmsg *m = (struct rc_xmsg *)(p & ~RC_XMSG_TAG);
-				for (uint32_t k = 0; k < m->nframes; k++)
-					rc_frame_unref(m->frames[k]);
-				free(m->frames);
-				free(m);
-			} else {
-				rc_frame_unref((struct rc_frame *)p);
-			}
-		}
+		for (uint32_t i = 0; i < n; i++)
+			discard_item(items[i]);
+	for (int i = 0; s->outbox && i < s->app->shards_count; i++) {
+		struct rc_outbox *ob = &s->outbox[i];
+		for (uint32_t k = 0; k < ob->count; k++)
+			discard_item(ob->items[(ob->head + k) % ob->cap]);
+	}
 	for (uint32_t b = 0; s->otopics.buckets && b <= s->otopics.mask; b++) {
 		struct rc_topic_node *n2 = s->otopics.buckets[b];
 		while (n2) {

@@ -232,7 +232,11 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len)
 	}
 	hp->count = n;
 	hp->pending = n;
-	hp->batch = len > 0 && body[0] == '[';
+	size_t lead = 0;
+	while (lead < len && (body[lead] == ' ' || body[lead] == '\t' || body[lead] == '\r' ||
+			      body[lead] == '\n'))
+		lead++;
+	hp->batch = lead < len && body[lead] == '[';
 	RC_ASSERT(c->msg == NULL);
 	c->msg = (struct rc_buf *)(void *)hp;
 	hp = NULL;

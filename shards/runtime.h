@@ -28,6 +28,7 @@ enum rc_op {
 	RC_OP_ACCEPT,
 	RC_OP_RECV,
 	RC_OP_SEND,
+	RC_OP_SEND_ZC, /* result, then a notification (IORING_CQE_F_NOTIF) */
 	RC_OP_CANCEL,
 	RC_OP_CLOSE,
 	RC_OP_SHUTDOWN,
@@ -109,6 +110,9 @@ struct rc_shard_stats {
 	uint64_t doorbells;          /* MSG_RING wake-ups sent */
 	uint64_t limit_mpsc_drain;   /* turns that hit mpsc_drain_max */
 	uint64_t protocol_rejects;   /* client pub/sub messages answered with an error */
+	uint64_t arena_frames;       /* gauge: frames alive in this shard's arena slice */
+	uint64_t arena_exhausted;    /* broadcast frames that fell back to the heap */
+	uint64_t sends_zc;           /* send_zc_fixed operations issued */
 };
 
 /* ---- timing wheel ------------------------------------------------------------------------ */
@@ -151,8 +155,9 @@ struct rc_frame {
 	const char *topic;   /* NUL-terminated, inside this allocation; NULL for unicast */
 	uint16_t topic_len;
 	uint8_t shared;
-	uint8_t owner; /* shard that built it */
-	uint32_t pad;
+	uint8_t owner;       /* shard that built it */
+	uint8_t arena_class; /* 0: malloc'd; else 1 + size class in the registered arena */
+	uint8_t pad[3];
 	uint8_t data[];
 };
 
@@ -161,6 +166,8 @@ struct rc_qnode {
 	struct rc_frame *frame;
 	uint32_t queued_tick; /* for send_queue_age_max_ms */
 };
+
+#define RC_ARENA_CLASSES 9 /* 256 B .. 64 KiB chunks */
 
 struct rc_sendq {
 	struct rc_qnode *head;
@@ -218,6 +225,7 @@ struct rc_otopic {
 	uint64_t shard_mask[RC_SHARD_MASK_WORDS];
 	uint32_t shards_subscribed;
 	struct rc_history hist;
+	uint64_t unused_since_ms; /* no subscribers and no history since then; 0 = in use */
 	uint64_t *dedup_hash; /* dedup_ids_max recent id hashes (ring), allocated on first id */
 	uint64_t *dedup_at;
 	uint32_t dedup_next;
@@ -297,6 +305,7 @@ struct rc_conn {
 	void *user;
 	struct rc_shard *shard;
 	struct rc_sub *subs; /* this connection's subscriptions */
+	struct rc_qnode *zc_wait; /* frames sent zero-copy whose notification is owed (FIFO) */
 	uint32_t gen;
 	uint32_t last_rx_tick;
 	uint16_t close_code; /* what on_close reports */
@@ -348,6 +357,10 @@ struct rc_shard {
 	char *scratch;                 /* envelope building */
 	size_t scratch_cap;
 	uint64_t next_sweep_ms;
+	/* this shard's slice of the registered frame arena */
+	uint8_t *arena_bump;
+	uint8_t *arena_end;
+	struct rc_frame *arena_free[RC_ARENA_CLASSES];
 	pthread_t thread;
 	int start_rc; /* 0 or -errno from the thread's setup */
 	char start_err[160];
@@ -396,6 +409,8 @@ struct rc_app {
 	uint8_t client_publish; /* 0 any, 1 subscribed, 2 none */
 	int pubsub_ws;  /* index of the pub/sub endpoint in ws[], -1 if none */
 	char publish_path[64]; /* POST endpoint of the backend publish API, "" if none */
+	uint8_t *arena;        /* registered frame arena (fixed buffer 0 of every ring) */
+	size_t arena_bytes;
 	atomic_bool stopping;
 	atomic_int shards_exited; /* pairs with the main thread's acquire load in run */
 	atomic_int shards_ready;  /* likewise: shards whose setup succeeded */
@@ -424,6 +439,9 @@ int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len);
 void rc_conn_mark_dirty(struct rc_conn *c);
 void rc_shard_flush(struct rc_shard *s);
 void rc_send_complete(struct rc_conn *c, int res);
+void rc_send_zc_notified(struct rc_conn *c);
+/* The shard whose thread this is, NULL elsewhere. */
+extern _Thread_local struct rc_shard *rc_current_shard;
 void rc_sendq_release(struct rc_shard *s, struct rc_sendq *q);
 /* Drops every queued frame not yet handed to the kernel (slow consumer being closed). */
 void rc_sendq_drop_unsent(struct rc_conn *c);
@@ -450,7 +468,18 @@ void rc_conn_opened(struct rc_conn *c);
 /* input.c */
 void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n);
 
+/* arena.c */
+int rc_arena_init(struct rc_app *app, char *err, size_t err_len);
+void rc_arena_free_all(struct rc_app *app);
+int rc_arena_attach(struct rc_shard *s, char *err, size_t err_len);
+/* A frame in s's arena slice, or NULL (no arena, too large, or slice exhausted). */
+struct rc_frame *rc_arena_frame_alloc(struct rc_shard *s, uint32_t len);
+/* Returns an arena frame to its owner's free list; owner shard thread only. */
+void rc_arena_frame_release(struct rc_shard *s, struct rc_frame *f);
+
 /* pubsub.c */
+/* Sends an arena frame whose last reference dropped on this thread back to its owner. */
+void rc_pubsub_return_frame(struct rc_frame *f);
 void rc_frame_ref_n(struct rc_frame *f, uint32_t n);
 int rc_pubsub_init(struct rc_shard *s);
 void rc_pubsub_free(struct rc_shard *s);

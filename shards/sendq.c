@@ -23,6 +23,23 @@ struct rc_frame *rc_frame_alloc(uint32_t len)
 	return f;
 }
 
+_Thread_local struct rc_shard *rc_current_shard;
+
+/* The last reference of f dropped: free it, or give an arena frame back to its owner. */
+static void frame_dispose(struct rc_frame *f)
+{
+	if (!f->arena_class) {
+		free(f);
+		return;
+	}
+	struct rc_shard *s = rc_current_shard;
+	if (s && s->index == f->owner)
+		rc_arena_frame_release(s, f);
+	else if (s)
+		rc_pubsub_return_frame(f);
+	/* Outside shard threads (shutdown) the arena is unmapped whole. */
+}
+
 void rc_frame_unref(struct rc_frame *f)
 {
 	if (f->shared) {
@@ -30,7 +47,7 @@ void rc_frame_unref(struct rc_frame *f)
 		uint32_t old = __atomic_fetch_sub(&f->refs, 1, __ATOMIC_ACQ_REL);
 		RC_ASSERT(old > 0);
 		if (old == 1)
-			free(f);
+			frame_dispose(f);
 		return;
 	}
 	RC_ASSERT(f->refs > 0);
@@ -166,15 +183,59 @@ static void sendop_put(struct rc_shard *s, struct rc_sendop *op)
 	s->sendop_free = op;
 }
 
+/*
+ * Sends the head frame zero-copy from the registered arena. The kernel reads the frame until
+ * the notification completion, so a node keeps a reference to it on c->zc_wait until then.
+ */
+static bool issue_send_zc(struct rc_conn *c)
+{
+	struct rc_shard *s = c->shard;
+	struct rc_qnode *n = c->q.head, *w = qnode_get(s);
+	uint32_t slot = (uint32_t)(c - s->conns);
+	if (!w)
+		return false;
+	rc_frame_ref_n(n->frame, 1);
+	w->frame = n->frame;
+	w->next = NULL;
+	struct rc_qnode **tail = &c->zc_wait;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = w;
+	struct io_uring_sqe *sqe = rc_uring_sqe(s);
+	io_uring_prep_send_zc_fixed(sqe, (int)slot, n->frame->data + c->q.head_off,
+				    n->frame->len - c->q.head_off, MSG_NOSIGNAL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_SEND_ZC, c->gen, slot));
+	c->flags |= RC_CF_SEND;
+	c->inflight += 2; /* the result and the notification */
+	s->stats.sends_zc++;
+	return true;
+}
+
+/* A send_zc notification: the kernel no longer reads the oldest zero-copy frame. */
+void rc_send_zc_notified(struct rc_conn *c)
+{
+	struct rc_qnode *w = c->zc_wait;
+	RC_ASSERT(w != NULL);
+	c->zc_wait = w->next;
+	rc_frame_unref(w->frame);
+	qnode_put(c->shard, w);
+}
+
 /* Issues one send for c's queue: a plain send for one frame, a gathered sendmsg for more. */
 static void issue_send(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
 	struct rc_qnode *n = c->q.head;
 	uint32_t slot = (uint32_t)(c - s->conns);
+	uint64_t zc_min = s->app->cfg.send_zc_threshold_bytes;
 
 	RC_ASSERT(n != NULL);
 	RC_ASSERT(!(c->flags & RC_CF_SEND));
+	/* Large arena frames go zero-copy one at a time; small ones are cheaper to copy. */
+	if (zc_min && n->frame->arena_class && n->frame->len - c->q.head_off >= zc_min &&
+	    issue_send_zc(c))
+		return;
 	struct io_uring_sqe *sqe;
 	if (!n->next || !(c->sop = sendop_get(s))) {
 		sqe = rc_uring_sqe(s);

@@ -104,6 +104,15 @@ static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
 		else if (cqe->flags & IORING_CQE_F_BUFFER)
 			rc_bufring_return(s, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
 		return;
+	case RC_OP_SEND_ZC:
+		c = rc_conn_lookup(s, ud);
+		if (c && (cqe->flags & IORING_CQE_F_NOTIF)) {
+			rc_send_zc_notified(c);
+			rc_conn_op_complete(c, RC_OP_CANCEL, 0); /* only the in-flight count */
+		} else if (c) {
+			rc_conn_op_complete(c, op, cqe->res);
+		}
+		return;
 	case RC_OP_SEND:
 	case RC_OP_CANCEL:
 	case RC_OP_CLOSE:
@@ -200,6 +209,11 @@ static int shard_setup(struct rc_shard *s)
 	rc = rc_bufring_setup(s, s->start_err, sizeof(s->start_err));
 	if (rc)
 		goto out_ring;
+	rc = rc_arena_attach(s, s->start_err, sizeof(s->start_err));
+	if (rc) {
+		rc_bufring_free(s);
+		goto out_ring;
+	}
 	s->now_ms = rc_clock_ms();
 	s->epoch_ms = s->now_ms;
 	rc = rc_wheel_init(&s->wheel, 4096, 0);
@@ -238,6 +252,7 @@ static void *shard_main(void *arg)
 {
 	struct rc_shard *s = arg;
 	rc_thread_shard = s->index;
+	rc_current_shard = s;
 	pin(s);
 	s->start_rc = shard_setup(s);
 	if (s->start_rc == 0) {

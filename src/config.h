@@ -74,10 +74,17 @@
 	  "messages kept per topic for replay after a reconnect; 0 = none")                        \
 	X(history_age_max_ms, 300000, 0, 86400000, "ms",                                           \
 	  "messages older than this leave the history; 0 = kept until evicted by count")           \
+	X(topic_forget_ms, 600000, 0, 86400000, "ms",                                              \
+	  "a topic without subscribers or history is forgotten (seq restarts) after this; 0 = never") \
 	X(dedup_window_ms, 60000, 0, 3600000, "ms",                                                \
 	  "a publish repeating a recent id within this window is dropped; 0 = no dedup")           \
 	X(dedup_ids_max, 256, 1, 65536, "", "publish ids remembered per topic for dedup")          \
 	S(client_publish, "any", "who may publish over WebSocket: any, subscribed or none")        \
+	X(frame_arena_bytes, 33554432, 0, 17179869184ull, "bytes",                                 \
+	  "registered arena for broadcast frames, split over shards; 0 = heap frames, no zero-copy") \
+	X(send_zc_threshold_bytes, 0, 0, 4294967295ull, "bytes",                                   \
+	  "arena frames at least this large go out with send_zc_fixed; 0 = never (loopback: "     \
+	  "zero-copy measured slower at every size, see perf/results)")                           \
 	X(mpsc_ring_entries, 16384, 64, 1048576, "",                                               \
 	  "slots of each shard's inbound cross-shard ring (power of two)")                         \
 	X(mpsc_drain_max, 4096, 16, 1048576, "", "cross-shard items handled per loop turn")         \

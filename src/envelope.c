@@ -68,6 +68,12 @@ static bool is_ws(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* memchr, not strchr: a NUL byte must not match the terminator. */
+static bool is_structural(char c)
+{
+	return memchr("{}[],:", c, 6) != NULL;
+}
+
 static bool is_digit(char c)
 {
 	return c >= '0' && c <= '9';
@@ -169,15 +175,10 @@ static const char *scan_scalar(const char *p, const char *end)
 static bool strict_tokens(const char *p, const char *end)
 {
 	while (p < end) {
-		switch (*p) {
-		case ' ': case '\t': case '\n': case '\r':
-		case '{': case '}': case '[': case ']': case ',': case ':':
+		if (is_ws(*p) || is_structural(*p))
 			p++;
-			break;
-		default:
-			if (!(p = scan_scalar(p, end)))
-				return false;
-		}
+		else if (!(p = scan_scalar(p, end)))
+			return false;
 	}
 	return true;
 }
@@ -210,16 +211,19 @@ static const char *copy_value(const char *p, const char *end, struct sink *s)
 			return NULL;
 		tok = p;
 		switch (*p) {
-		case '{': case '[':
+		case '{':
+		case '[':
 			depth++;
 			p++;
 			break;
-		case '}': case ']':
+		case '}':
+		case ']':
 			if (depth-- == 0)
 				return NULL;
 			p++;
 			break;
-		case ',': case ':':
+		case ',':
+		case ':':
 			if (depth == 0)
 				return NULL;
 			p++;
@@ -335,6 +339,7 @@ static enum rc_envelope_err collect(const cJSON *obj, const char *raw, const cha
 		}
 	}
 	if (!member_values(raw, end, vals, count)) {
+		RC_DASSERT(!"the raw walker disagrees with cJSON");
 		*reason = "not valid JSON";
 		return RC_ENVELOPE_ERR_JSON;
 	}
@@ -452,7 +457,8 @@ static enum rc_envelope_err read_id(const cJSON *node, struct rc_envelope *e,
 
 	if (!cJSON_IsString(node) || (len = strlen(node->valuestring)) == 0 ||
 	    len > RC_ENVELOPE_ID_BYTES_LIMIT) {
-		*reason = "\"id\" must be a string of 1 to " STR(RC_ENVELOPE_ID_BYTES_LIMIT) " bytes";
+		*reason = "\"id\" must be a string of 1 to " STR(RC_ENVELOPE_ID_BYTES_LIMIT)
+			  " bytes";
 		return RC_ENVELOPE_ERR_ID;
 	}
 	memcpy(e->id, node->valuestring, len + 1);
@@ -464,12 +470,13 @@ static enum rc_envelope_err read_id(const cJSON *node, struct rc_envelope *e,
 static enum rc_envelope_err read_data(const char *raw, const char *end, struct sink *data,
 				      struct rc_envelope *e, const char **reason)
 {
-	size_t start = data->len;
-	struct sink s = { data->p + start, 0, 0, false };
+	struct sink s = { data->p + data->len, 0, 0, false };
 
-	RC_ASSERT(data->len < data->cap);
-	s.cap = data->cap - start - 1; /* room for the NUL */
+	RC_ASSERT(data->len <= data->cap);
+	/* Earlier items of a batch may have used it all; a NUL must follow the value. */
+	s.cap = data->cap - data->len > 0 ? data->cap - data->len - 1 : 0;
 	if (!copy_value(raw, end, &s)) {
+		RC_DASSERT(s.full);
 		*reason = s.full ? "\"data\" is larger than allowed" : "not valid JSON";
 		return s.full ? RC_ENVELOPE_ERR_DATA_TOO_LARGE : RC_ENVELOPE_ERR_JSON;
 	}
@@ -600,6 +607,7 @@ static enum rc_envelope_err parse_batch(const cJSON *arr, const char *raw, const
 		if ((err = parse_object(c, p, end, true, data, &items[n], reason)))
 			return err;
 		if (!(p = copy_value(p, end, NULL))) {
+			RC_DASSERT(!"the raw walker disagrees with cJSON");
 			*reason = "not valid JSON";
 			return RC_ENVELOPE_ERR_JSON;
 		}

@@ -179,8 +179,9 @@ size_t rc_handshake_write_101(char *out, size_t cap, const struct rc_ws_accept *
 		proto ? LIT("Sec-WebSocket-Protocol: ") : none,
 		proto ? acc->subprotocol : none,
 		proto ? LIT("\r\n") : none,
-		extra_headers != NULL ? (struct rc_slice){extra_headers, strlen(extra_headers)}
-				      : none,
+		extra_headers != NULL
+			? (struct rc_slice){extra_headers, (uint32_t)strlen(extra_headers)}
+			: none,
 		LIT("\r\n"),
 	};
 	size_t len = 0;
@@ -202,7 +203,8 @@ size_t rc_handshake_write_error(char *out, size_t cap, int status, const char *r
 	size_t n;
 	const char *extra = NULL;
 
-	RC_ASSERT(status >= 400 && status <= 599);
+	RC_ASSERT(status >= 400);
+	RC_ASSERT(status <= 599);
 	if (reason == NULL)
 		reason = rc_http_status_text((uint16_t)status);
 	n = RC_MIN(strlen(reason), (size_t)REASON_BYTES_MAX);

@@ -333,6 +333,11 @@ enum rc_parse rc_http_parse(const char *buf, size_t len, const struct rc_http_li
 	RC_ASSERT(consumed != NULL);
 	memset(req, 0, sizeof(*req));
 	*consumed = 0;
+	/*
+	 * No lenient flag is set: each accepts framing RFC 7230 tells a server to refuse or
+	 * leaves ambiguous (Transfer-Encoding beside Content-Length, odd versions, bad header
+	 * bytes), the raw material of request smuggling.
+	 */
 	llhttp_init(&p, HTTP_REQUEST, &parse_settings);
 	p.data = &c;
 	r = parse_head(&p, &c, buf, len, status, reason);
@@ -476,7 +481,8 @@ size_t rc_http_write_response(char *out, size_t cap, uint16_t status, const char
 	bool has_length = status >= 200 && status != 204;
 
 	RC_ASSERT(out != NULL || cap == 0);
-	RC_ASSERT(status >= 100 && status <= 999);
+	RC_ASSERT(status >= 100);
+	RC_ASSERT(status <= 999);
 	RC_ASSERT(body != NULL || body_len == 0);
 	if (!has_length)
 		RC_ASSERT(body_len == 0);

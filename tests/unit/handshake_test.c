@@ -66,7 +66,7 @@ static void expect_status(const char *text, const struct rc_ws_policy *pol, int 
 	cr_assert(eq(int, status, want), "got %d (%s)", status, reason ? reason : "");
 }
 
-/* ---- accept key and valid requests ----------------------------------------------------------  */
+/* ---- accept key and valid requests ----------------------------------------------------------- */
 
 Test(handshake, accept_key_matches_rfc6455_example)
 {
@@ -162,7 +162,7 @@ Test(handshake, subprotocol_follows_server_preference)
 	cr_assert(eq(u32, acc.subprotocol.len, 0));
 }
 
-/* ---- refused requests ------------------------------------------------------------------------  */
+/* ---- refused requests ------------------------------------------------------------------------ */
 
 Test(handshake, refuses_other_methods_with_405)
 {
@@ -264,7 +264,7 @@ Test(handshake, refuses_when_required_subprotocol_missing)
 		      &pol, 0);
 }
 
-/* ---- writers -----------------------------------------------------------------------------------  */
+/* ---- writers --------------------------------------------------------------------------------- */
 
 /* The 101 for the RFC's example key, up to its optional headers. */
 #define HEAD_101                                                                                   \

@@ -128,7 +128,7 @@ static bool slice_is(struct rc_slice s, const char *lit)
 
 TestSuite(http, .init = guard_setup, .fini = guard_teardown);
 
-/* ---- valid requests ---------------------------------------------------------------------- --- */
+/* ---- valid requests -------------------------------------------------------------------------- */
 
 Test(http, minimal_request)
 {
@@ -364,7 +364,7 @@ Test(http, body_exactly_at_limit_is_accepted)
 	cr_assert(slice_is(req.body, "abcd"));
 }
 
-/* ---- invalid requests -------------------------------------------------------------------- --- */
+/* ---- invalid requests ------------------------------------------------------------------------ */
 
 Test(http, rejects_unknown_method)
 {
@@ -489,7 +489,7 @@ Test(http, missing_limits_abort, .signal = SIGABRT)
 	rc_http_parse("GET", 3, NULL, &req, &consumed, &status, &reason);
 }
 
-/* ---- token lists --------------------------------------------------------------------------- - */
+/* ---- token lists ----------------------------------------------------------------------------- */
 
 Test(http, next_token_walks_a_list)
 {
@@ -508,7 +508,7 @@ Test(http, next_token_walks_a_list)
 	cr_assert(not(rc_http_next_token(list, &pos, &t)));
 }
 
-/* ---- response writer ----------------------------------------------------------------------- - */
+/* ---- response writer ------------------------------------------------------------------------- */
 
 /* The writer produced exactly want. */
 static void expect_written(const char *out, size_t n, const char *want)

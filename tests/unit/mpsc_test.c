@@ -1,8 +1,10 @@
 /*
  * Unit tests for shards/mpsc.c: FIFO order and full-ring behaviour on one thread, wrap-around
  * over many laps, four producer threads against one consumer (no loss, no duplicate, FIFO per
- * producer), and the sleep/wake protocol with a consumer that really sleeps on an eventfd:
- * a lost wake-up would hang the test, which criterion's timeout turns into a failure.
+ * producer), and the sleep/wake protocol with a consumer that really sleeps on an eventfd,
+ * both under bursts from four producers and in a one-item ping-pong where every push races
+ * the consumer's fall into sleep: a lost wake-up would hang a test, which criterion's timeout
+ * turns into a failure.
  * Items are encoded as (producer + 1) << 32 | (counter + 1), never NULL.
  * Throughput figures are printed, never asserted (numbers live in perf/).
  */
@@ -25,6 +27,7 @@
 #define PRODUCERS 4
 #define ITEMS_PER_PRODUCER 1000000u
 #define WAKE_ITEMS_PER_PRODUCER 200000u
+#define PING_PONG_ROUNDS 100000u
 
 static void *item_of(uint32_t producer, uint32_t counter)
 {
@@ -308,7 +311,8 @@ struct tally {
 	uint64_t prepares;
 	uint64_t cancels;
 	uint64_t sleeps;
-	uint64_t woken; /* sum of eventfd counts read */
+	uint64_t woken;   /* sum of eventfd counts read */
+	uint64_t invalid; /* validate() failures while producers ran */
 };
 
 static void take(struct tally *t, void **items, uint32_t n)
@@ -335,6 +339,9 @@ static void consume(struct hammer *h, struct tally *t)
 		uint64_t v;
 
 		if (n) {
+			/* validate() holds for the consumer even while producers push. */
+			if ((t->received & 0xffff) + n > 0xffff)
+				t->invalid += !rc_mpsc_validate(h->q);
 			take(t, items, n);
 			continue;
 		}
@@ -380,6 +387,7 @@ Test(mpsc, four_producers_one_consumer, .timeout = 120)
 	double dt = run_hammer(&h, &t);
 
 	cr_assert(eq(u64, t.out_of_order, 0));
+	cr_assert(eq(u64, t.invalid, 0));
 	cr_assert(eq(u64, t.received, (uint64_t)PRODUCERS * ITEMS_PER_PRODUCER));
 	for (uint32_t p = 0; p < PRODUCERS; p++)
 		cr_assert(eq(u32, t.next[p], ITEMS_PER_PRODUCER), "producer %u", p);
@@ -410,6 +418,7 @@ Test(mpsc, sleep_wake_under_threads, .timeout = 120)
 	rings = atomic_load(&h.rings);
 
 	cr_assert(eq(u64, t.out_of_order, 0));
+	cr_assert(eq(u64, t.invalid, 0));
 	cr_assert(eq(u64, t.received, (uint64_t)PRODUCERS * WAKE_ITEMS_PER_PRODUCER));
 	cr_assert(le(u64, rings, t.prepares), "more doorbells than announcements");
 	cr_assert(le(u64, t.sleeps, rings), "woke without a doorbell");
@@ -427,4 +436,77 @@ Test(mpsc, sleep_wake_under_threads, .timeout = 120)
 		(unsigned long long)rings);
 	close(h.efd);
 	ring_delete(h.q);
+}
+
+/* ---- ping-pong: every push races the consumer's fall into sleep ------------------------- */
+struct ping_pong {
+	struct rc_mpsc *q;
+	int efd;
+	atomic_uint consumed; /* items the consumer took, published with release */
+	atomic_uint rings;
+	atomic_uint write_errors;
+};
+
+static void *ping_producer(void *arg)
+{
+	struct ping_pong *pp = arg;
+
+	for (uint32_t i = 0; i < PING_PONG_ROUNDS; i++) {
+		uint64_t one = 1;
+
+		if (!rc_mpsc_push(pp->q, item_of(0, i)))
+			atomic_fetch_add(&pp->write_errors, 1); /* cannot be full: one in flight */
+		if (rc_mpsc_wake_needed(pp->q)) {
+			atomic_fetch_add(&pp->rings, 1);
+			if (write(pp->efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+				atomic_fetch_add(&pp->write_errors, 1);
+		}
+		/* Wait until it is taken, so the next push lands as the consumer falls asleep. */
+		for (uint32_t spin = 0; atomic_load_explicit(&pp->consumed, memory_order_acquire) <= i;
+		     spin++)
+			if (spin % 64 == 63)
+				sched_yield();
+	}
+	return NULL;
+}
+
+/*
+ * One item in flight at a time: the consumer takes it and at once announces sleep while the
+ * producer pushes the next one, so the fence pairing is exercised on every round. A lost
+ * wake-up leaves both waiting for each other, and the timeout fails the test.
+ */
+Test(mpsc, ping_pong_wakes, .timeout = 120)
+{
+	struct ping_pong pp = { .q = ring_new(8), .efd = eventfd(0, EFD_CLOEXEC) };
+	uint32_t received = 0, bad = 0, sleeps = 0;
+	pthread_t th;
+	void *items[8];
+	uint64_t v;
+
+	cr_assert(ge(int, pp.efd, 0));
+	cr_assert(eq(int, pthread_create(&th, NULL, ping_producer, &pp), 0));
+	while (received < PING_PONG_ROUNDS) {
+		uint32_t n = rc_mpsc_pop(pp.q, items, 8);
+
+		for (uint32_t i = 0; i < n; i++)
+			bad += counter_of(items[i]) != received++;
+		if (n) {
+			atomic_store_explicit(&pp.consumed, received, memory_order_release);
+			continue;
+		}
+		rc_mpsc_sleep_prepare(pp.q);
+		if (rc_mpsc_sleep_cancel(pp.q))
+			continue;
+		cr_assert(eq(long, (long)read(pp.efd, &v, sizeof(v)), 8));
+		sleeps++;
+		rc_mpsc_sleep_end(pp.q);
+	}
+	pthread_join(th, NULL);
+	cr_assert(eq(u32, bad, 0));
+	cr_assert(eq(u32, atomic_load(&pp.write_errors), 0));
+	cr_assert(le(u32, sleeps, atomic_load(&pp.rings)));
+	fprintf(stderr, "mpsc ping-pong: %u rounds, %u sleeps, %u doorbells\n", PING_PONG_ROUNDS,
+		sleeps, atomic_load(&pp.rings));
+	close(pp.efd);
+	ring_delete(pp.q);
 }

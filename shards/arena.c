@@ -1,0 +1,109 @@
+/*
+ * The registered frame arena. One mapping, registered as fixed buffer 0 with every shard's
+ * ring, is cut into one slice per shard. A shard builds its broadcast frames in its own slice
+ * (size classes of powers of two, carved by a bump pointer and recycled through per-class
+ * free lists), so any shard can send them with send_zc_fixed: the NIC or the loopback path
+ * reads the owner's bytes, nothing is copied per subscriber. Only the owner allocates and
+ * frees in its slice; a frame whose last reference drops elsewhere travels back to its owner
+ * through the owner's MPSC inbox. Allocation: owner shard thread. Setup: main thread.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "runtime.h"
+
+#define RC_ARENA_MIN_SHIFT 8 /* 256-byte smallest chunk */
+
+RC_STATIC_ASSERT((1u << (RC_ARENA_MIN_SHIFT + RC_ARENA_CLASSES - 1)) >= 65536,
+		 "the largest arena class must hold a 64 KiB frame");
+
+int rc_arena_init(struct rc_app *app, char *err, size_t err_len)
+{
+	size_t bytes = (size_t)app->cfg.frame_arena_bytes;
+	if (bytes == 0)
+		return 0;
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (p == MAP_FAILED) {
+		snprintf(err, err_len, "frame_arena_bytes: mmap(%zu): %s", bytes, strerror(errno));
+		return -errno;
+	}
+	app->arena = p;
+	app->arena_bytes = bytes;
+	return 0;
+}
+
+void rc_arena_free_all(struct rc_app *app)
+{
+	if (app->arena)
+		munmap(app->arena, app->arena_bytes);
+	app->arena = NULL;
+}
+
+/* Registers the whole arena with s's ring and gives s its slice. Shard thread, at setup. */
+int rc_arena_attach(struct rc_shard *s, char *err, size_t err_len)
+{
+	struct rc_app *app = s->app;
+	if (!app->arena)
+		return 0;
+	struct iovec iov = {app->arena, app->arena_bytes};
+	int rc = io_uring_register_buffers(&s->ring, &iov, 1);
+	if (rc < 0) {
+		snprintf(err, err_len,
+			 "shard %d: registering the %zu-byte frame arena: %s (RLIMIT_MEMLOCK? see "
+			 "kernel-tuning.md, or lower frame_arena_bytes)",
+			 s->index, app->arena_bytes, strerror(-rc));
+		return rc;
+	}
+	size_t slice = app->arena_bytes / (size_t)app->shards_count;
+	slice &= ~(size_t)(RC_CACHELINE - 1);
+	s->arena_bump = app->arena + slice * (size_t)s->index;
+	s->arena_end = s->arena_bump + slice;
+	return 0;
+}
+
+static int class_of(size_t bytes)
+{
+	int cls = 0;
+	while (cls < RC_ARENA_CLASSES && ((size_t)1 << (RC_ARENA_MIN_SHIFT + cls)) < bytes)
+		cls++;
+	return cls < RC_ARENA_CLASSES ? cls : -1;
+}
+
+struct rc_frame *rc_arena_frame_alloc(struct rc_shard *s, uint32_t len)
+{
+	int cls = class_of(sizeof(struct rc_frame) + len);
+	if (cls < 0 || !s->arena_end)
+		return NULL;
+	struct rc_frame *f = s->arena_free[cls];
+	if (f) {
+		s->arena_free[cls] = *(struct rc_frame **)(void *)f->data;
+	} else {
+		size_t chunk = (size_t)1 << (RC_ARENA_MIN_SHIFT + cls);
+		if ((size_t)(s->arena_end - s->arena_bump) < chunk) {
+			s->stats.arena_exhausted++;
+			return NULL;
+		}
+		f = (struct rc_frame *)(void *)s->arena_bump;
+		s->arena_bump += chunk;
+	}
+	memset(f, 0, sizeof(*f));
+	f->refs = 1;
+	f->len = len;
+	f->arena_class = (uint8_t)(cls + 1);
+	f->owner = (uint8_t)s->index;
+	s->stats.arena_frames++;
+	return f;
+}
+
+void rc_arena_frame_release(struct rc_shard *s, struct rc_frame *f)
+{
+	RC_ASSERT(f->arena_class > 0 && f->owner == s->index);
+	RC_DASSERT((uint8_t *)f >= s->app->arena &&
+		   (uint8_t *)f < s->app->arena + s->app->arena_bytes);
+	int cls = f->arena_class - 1;
+	*(struct rc_frame **)(void *)f->data = s->arena_free[cls];
+	s->arena_free[cls] = f;
+	s->stats.arena_frames--;
+}
