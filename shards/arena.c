@@ -1,6 +1,6 @@
 /*
- * The registered frame arena. One mapping, registered as fixed buffer 0 with every shard's
- * ring, is cut into one slice per shard. A shard builds its broadcast frames in its own slice
+ * The frame arena. One mapping, registered as fixed buffer 0 with every shard's ring when
+ * zero-copy sends are enabled, is cut into one slice per shard. A shard builds its broadcast frames in its own slice
  * (size classes of powers of two, carved by a bump pointer and recycled through per-class
  * free lists), so any shard can send them with send_zc_fixed: the NIC or the loopback path
  * reads the owner's bytes, nothing is copied per subscriber. Only the owner allocates and
@@ -47,8 +47,11 @@ int rc_arena_attach(struct rc_shard *s, char *err, size_t err_len)
 	struct rc_app *app = s->app;
 	if (!app->arena)
 		return 0;
+	/* Registration pins every page of the arena (resident at once, and charged to
+	 * RLIMIT_MEMLOCK per ring without CAP_IPC_LOCK), so it happens only when zero-copy
+	 * sends are on; otherwise the arena is plain memory touched as frames need it. */
 	struct iovec iov = {app->arena, app->arena_bytes};
-	int rc = io_uring_register_buffers(&s->ring, &iov, 1);
+	int rc = app->cfg.send_zc_threshold_bytes ? io_uring_register_buffers(&s->ring, &iov, 1) : 0;
 	if (rc < 0) {
 		snprintf(err, err_len,
 			 "shard %d: registering the %zu-byte frame arena: %s (RLIMIT_MEMLOCK? see "
