@@ -496,9 +496,11 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 	struct rc_xmsg *m = xmsg_new(RC_X_PUBLISH, topic, tlen, dlen);
 	if (!m)
 		return -ENOMEM;
-	memcpy(m->data, data, dlen);
+	if (dlen)
+		memcpy(m->data, data, dlen);
 	m->data_len = (uint32_t)dlen;
-	memcpy(m->id, id, idlen);
+	if (idlen)
+		memcpy(m->id, id, idlen);
 	m->id_len = (uint16_t)idlen;
 	m->reply = (uint8_t)reply;
 	m->tag = tag;
