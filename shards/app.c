@@ -176,6 +176,9 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 	app->shards_count = cfg->shards ? (int)cfg->shards : online_cpus();
 	app->log_level = log_level_of(cfg->log_level);
 	app->drop_slow = strcmp(cfg->slow_consumer_policy, "drop") == 0;
+	app->pmd.enabled = cfg->deflate;
+	app->pmd.level = (uint8_t)cfg->deflate_level;
+	app->pmd.threshold_bytes = (uint32_t)cfg->deflate_threshold_bytes;
 	app->client_publish = strcmp(cfg->client_publish, "any") == 0 ? 0 : 2;
 	if (strcmp(cfg->client_publish, "subscribed") == 0)
 		app->client_publish = 1;

@@ -270,7 +270,9 @@ void rc_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 		if (c->state != RC_CONN_DOOMED) {
 			c->last_rx_tick = rc_shard_tick(s);
 			c->flags &= (uint16_t)~RC_CF_PING;
+			s->rx_end = rc_bufring_addr(s, bid) + s->buf_size;
 			rc_conn_input(c, rc_bufring_addr(s, bid), (size_t)cqe->res);
+			s->rx_end = NULL;
 		}
 		rc_bufring_return(s, bid);
 	} else if (c->state != RC_CONN_DOOMED) {
@@ -347,7 +349,7 @@ int rc_conn_send(struct rc_conn *c, const void *data, size_t len, bool binary)
 		rc_conn_slow_close(c);
 		return -ENOBUFS;
 	}
-	int rc = rc_conn_send_frame(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
+	int rc = rc_conn_send_data(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
 	if (rc == 0) {
 		c->shard->stats.messages_out++;
 		if (c->q.bytes > cfg->send_queue_bytes_max / 2)

@@ -13,6 +13,7 @@
 #include "handshake.h"
 #include "http.h"
 #include "runtime.h"
+#include "utf8.h"
 
 #define RC_HTTP_OUT_LIMIT (256u * 1024u)
 
@@ -21,11 +22,12 @@ static int buf_reserve(struct rc_buf **bp, size_t need, size_t max)
 {
 	struct rc_buf *b = *bp;
 	size_t cap = b ? b->cap : 0;
-	if (b && need <= cap)
+	if (b && need + RC_PMD_TAIL_ROOM <= cap)
 		return 0;
 	if (need > max)
 		return -EMSGSIZE;
-	size_t ncap = RC_MAX(need, RC_MIN(RC_MAX(cap * 2, (size_t)256), max));
+	/* Tail room lets rc_pmd_inflate() append the stripped 00 00 ff ff in place. */
+	size_t ncap = RC_MAX(need, RC_MIN(RC_MAX(cap * 2, (size_t)256), max)) + RC_PMD_TAIL_ROOM;
 	struct rc_buf *nb = realloc(b, sizeof(*nb) + ncap);
 	if (!nb)
 		return -ENOMEM;
@@ -151,8 +153,10 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 		http_error(c, status, reason);
 		return;
 	}
-	char out[512];
-	size_t len = rc_handshake_write_101(out, sizeof(out), &acc, NULL);
+	char out[512], ext[RC_PMD_RESPONSE_LIMIT] = "";
+	struct rc_pmd_params pmd;
+	bool deflate = rc_pmd_negotiate(&req->ws_extensions, &app->pmd, &pmd, ext, sizeof(ext));
+	size_t len = rc_handshake_write_101(out, sizeof(out), &acc, deflate ? ext : NULL);
 	if (len == 0 || rc_conn_send_raw(c, out, len) != 0) {
 		rc_conn_terminate(c, RC_CLOSE_handshake_rejected);
 		return;
@@ -160,6 +164,8 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 	c->state = RC_CONN_OPEN;
 	c->endpoint = (uint8_t)ep;
 	c->flags |= RC_CF_APP_OPEN;
+	if (deflate)
+		c->flags |= RC_CF_DEFLATE;
 	s->stats.websockets_open++;
 	memset(&c->rx, 0, sizeof(c->rx));
 	rc_conn_opened(c);
@@ -217,6 +223,7 @@ static void http_input(struct rc_conn *c, uint8_t *p, size_t n)
 	/* Detached while parsing: bytes after the request may start a frame of their own. */
 	struct rc_buf *b = c->pend;
 	c->pend = NULL;
+	c->shard->rx_end = NULL; /* those bytes no longer sit in the receive buffer */
 	if (http_try(c, b->data, b->len, &partial) == 0 && partial) {
 		c->pend = b;
 		return;
@@ -296,8 +303,43 @@ static void control(struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t 
 }
 
 /*
+ * Delivers a permessage-deflate message: p[0..len) is the compressed payload with tail room
+ * after it when room is true (otherwise it is copied first). Inflation is bounded by the
+ * endpoint's message limit (a bomb gets 1009, corrupt data 1007) and text is validated as
+ * UTF-8 once inflated.
+ */
+static void deliver_deflated(struct rc_conn *c, uint8_t opcode, uint8_t *p, size_t len,
+			     bool room)
+{
+	struct rc_shard *s = c->shard;
+	size_t max = (size_t)limits_of(c)->message_bytes_max, out_len = 0;
+	struct rc_buf *copy = NULL;
+	if (!room) {
+		if (buf_append(&copy, p, len, len + 1) != 0) {
+			fail(c, RC_WS_CLOSE_INTERNAL, "out of memory");
+			return;
+		}
+		p = copy->data;
+	}
+	uint8_t *out = rc_shard_ibuf(s, max);
+	int rc = out ? rc_pmd_inflate(s->inflater, p, len, out, max, &out_len) : -ENOMEM;
+	free(copy);
+	s->stats.inflated_messages++;
+	if (rc == RC_PMD_ERR_TOO_BIG)
+		fail(c, RC_WS_CLOSE_TOO_BIG, "message too big once inflated");
+	else if (rc != 0)
+		fail(c, rc == -ENOMEM ? RC_WS_CLOSE_INTERNAL : RC_WS_CLOSE_INVALID_DATA,
+		     rc == -ENOMEM ? "out of memory" : "invalid compressed data");
+	else if (opcode == RC_WS_OP_TEXT && !rc_utf8_valid(out, out_len))
+		fail(c, RC_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+	else
+		deliver(c, opcode, out, out_len);
+}
+
+/*
  * A whole frame is in memory. If prepared, its payload was unmasked and validated as it
- * arrived (pend_progress); otherwise payload is still masked.
+ * arrived (pend_progress) and sits in a buffer of ours with tail room after it; otherwise
+ * payload is still masked and sits in the receive buffer.
  */
 static void frame_done(struct rc_conn *c, const struct rc_ws_frame *f, uint8_t *payload,
 		       bool prepared)
@@ -325,9 +367,16 @@ static void frame_done(struct rc_conn *c, const struct rc_ws_frame *f, uint8_t *
 		return;
 	}
 	uint8_t opcode = c->rx.message_opcode;
+	bool compressed = c->rx.message_rsv1;
 	if (f->fin && !c->msg) {
+		/* The receive buffer may hold the tail room after the payload (the next frame's
+		 * bytes are borrowed and restored); a pending buffer always does. */
+		const uint8_t *end = c->shard->rx_end;
+		bool room = prepared || (end && payload + len + RC_PMD_TAIL_ROOM <= end);
 		if (rc_ws_rx_end_frame(&c->rx, true, &code, &reason) == RC_PARSE_FAIL)
 			fail(c, code, reason);
+		else if (compressed)
+			deliver_deflated(c, opcode, payload, len, room);
 		else
 			deliver(c, opcode, payload, len);
 		return;
@@ -343,7 +392,10 @@ static void frame_done(struct rc_conn *c, const struct rc_ws_frame *f, uint8_t *
 	if (f->fin) {
 		struct rc_buf *m = c->msg;
 		c->msg = NULL;
-		deliver(c, opcode, m->data, m->len);
+		if (compressed)
+			deliver_deflated(c, opcode, m->data, m->len, true);
+		else
+			deliver(c, opcode, m->data, m->len);
 		free(m);
 	}
 }
@@ -354,9 +406,11 @@ static enum rc_parse header(struct rc_conn *c, const uint8_t *p, size_t n, struc
 {
 	uint16_t code = 0;
 	const char *reason = NULL;
-	enum rc_parse r = rc_ws_frame_parse(p, n, limits_of(c), f, &code, &reason);
+	struct rc_ws_limits lim = *limits_of(c);
+	lim.rsv1_allowed = c->flags & RC_CF_DEFLATE;
+	enum rc_parse r = rc_ws_frame_parse(p, n, &lim, f, &code, &reason);
 	if (r == RC_PARSE_DONE && check && f->opcode < RC_WS_OP_CLOSE)
-		r = rc_ws_rx_frame(&c->rx, f, limits_of(c), &code, &reason);
+		r = rc_ws_rx_frame(&c->rx, f, &lim, &code, &reason);
 	if (r == RC_PARSE_FAIL)
 		fail(c, code, reason);
 	return r;

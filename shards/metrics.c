@@ -101,6 +101,10 @@ size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
 	RC_FAMILY(&o, app, arena_frames, "gauge", "Frames alive in the shard's arena slice.");
 	RC_FAMILY(&o, app, arena_exhausted, "counter",
 		  "Broadcast frames built on the heap because the arena slice was full.");
+	RC_FAMILY(&o, app, deflate_in_bytes, "counter", "Bytes given to the deflate compressor.");
+	RC_FAMILY(&o, app, deflate_out_bytes, "counter",
+		  "Compressed bytes produced (sent with RSV1; a broadcast counts once).");
+	RC_FAMILY(&o, app, inflated_messages, "counter", "Compressed messages received.");
 	if (o.len >= cap)
 		return 0;
 	return o.len;

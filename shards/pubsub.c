@@ -68,6 +68,38 @@ static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t 
 	return f;
 }
 
+/*
+ * Compresses a broadcast frame's envelope once for every subscriber that negotiated
+ * permessage-deflate; NULL when not worth it (below the threshold or incompressible).
+ */
+static struct rc_frame *build_deflated(struct rc_shard *s, const struct rc_frame *f)
+{
+	size_t hlen = f->data[1] == 127 ? 10 : f->data[1] == 126 ? 4 : 2;
+	size_t elen = f->len - hlen;
+	if (!rc_pmd_should_compress(&s->app->pmd, elen) || elen < 8)
+		return NULL;
+	uint8_t *z = rc_shard_zbuf(s, elen);
+	size_t zlen = z ? rc_pmd_deflate(s->deflater, f->data + hlen, elen, z, elen - 1) : 0;
+	if (!zlen)
+		return NULL;
+	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
+	size_t zh = rc_ws_frame_write_header(hdr, RC_WS_OP_TEXT, true, true, zlen);
+	struct rc_frame *d = rc_arena_frame_alloc(s, (uint32_t)(zh + zlen));
+	if (!d)
+		d = rc_frame_alloc((uint32_t)(zh + zlen));
+	if (!d)
+		return NULL;
+	memcpy(d->data, hdr, zh);
+	memcpy(d->data + zh, z, zlen);
+	d->len = (uint32_t)(zh + zlen);
+	d->seq = f->seq;
+	d->shared = 1;
+	d->owner = (uint8_t)s->index;
+	s->stats.deflate_in_bytes += elen;
+	s->stats.deflate_out_bytes += zlen;
+	return d;
+}
+
 /* ---- cross-shard posting ----------------------------------------------------------------- */
 /*
  * Posts item to shard `to`. From a shard thread a full ring never blocks and never drops:
@@ -166,10 +198,19 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 		rc_conn_slow_close(c);
 		return false;
 	}
-	if (rc_conn_enqueue(c, f) != 0)
-		return true; /* enqueue released the reference */
-	sub->last_seq = f->seq;
-	s->stats.deliveries++;
+	/* Subscribers that negotiated permessage-deflate share the owner's one deflated copy. */
+	struct rc_frame *use = f;
+	if (f->deflated && (c->flags & RC_CF_DEFLATE)) {
+		use = f->deflated;
+		rc_frame_ref_n(use, 1);
+	}
+	int rc = rc_conn_enqueue(c, use); /* on failure it released the reference */
+	if (rc == 0) {
+		sub->last_seq = f->seq;
+		s->stats.deliveries++;
+	}
+	if (use != f)
+		return false; /* f's reference was not used */
 	return true;
 }
 
@@ -263,6 +304,8 @@ static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 	}
 	t->seq = seq;
 	s->stats.publishes++;
+	if (t->deflate_shards)
+		f->deflated = build_deflated(s, f);
 	void *evicted = NULL;
 	rc_frame_ref_n(f, 1);
 	if (rc_history_push(&t->hist, seq, s->now_ms, f, &evicted) != 0)
@@ -280,6 +323,24 @@ static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 	}
 	rc_frame_unref(f);
 	reply_published(s, m, seq, false);
+}
+
+/* Tracks which shards have subscribers that take the deflated variant. */
+static void owner_shard_deflate(struct rc_shard *s, struct rc_xmsg *m, bool on)
+{
+	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, on);
+	if (t) {
+		uint64_t bit = 1ull << (m->from % 64);
+		bool had = t->deflate_mask[m->from / 64] & bit;
+		if (on && !had) {
+			t->deflate_mask[m->from / 64] |= bit;
+			t->deflate_shards++;
+		} else if (!on && had) {
+			t->deflate_mask[m->from / 64] &= ~bit;
+			t->deflate_shards--;
+		}
+	}
+	free(m);
 }
 
 static void owner_shard_sub(struct rc_shard *s, struct rc_xmsg *m, bool sub)
@@ -380,6 +441,8 @@ static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
 	case RC_X_PUBLISH: owner_publish(s, m); break;
 	case RC_X_SHARD_SUB: owner_shard_sub(s, m, true); break;
 	case RC_X_SHARD_UNSUB: owner_shard_sub(s, m, false); break;
+	case RC_X_DEFLATE_ON: owner_shard_deflate(s, m, true); break;
+	case RC_X_DEFLATE_OFF: owner_shard_deflate(s, m, false); break;
 	case RC_X_REPLAY: owner_replay(s, m); break;
 	case RC_X_REPLAYED: replayed(s, m); break;
 	case RC_X_PUB_DONE: pub_done(s, m); break;
@@ -388,6 +451,14 @@ static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
 }
 
 /* ---- the API used by the protocol layer and embedders ------------------------------------ */
+/* Tells t's owner about this shard's subscribers of t (FIFO with everything else we post). */
+static void notify_owner(struct rc_shard *s, struct rc_ltopic *t, enum rc_xkind kind)
+{
+	struct rc_xmsg *m = xmsg_new(kind, t->node.name, t->node.name_len, 0);
+	RC_ASSERT(m != NULL);
+	send_xmsg(s, owner_of(s->app, t->node.hash), m);
+}
+
 int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool has_since,
 			uint64_t since)
 {
@@ -426,6 +497,8 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool h
 	c->subs = sub;
 	c->subs_count++;
 	s->stats.subscriptions++;
+	if ((c->flags & RC_CF_DEFLATE) && t->deflate_count++ == 0)
+		notify_owner(s, t, RC_X_DEFLATE_ON);
 	if (!has_since)
 		return 0;
 	/* Resume: hold live frames until the owner's replay arrives (FIFO after SHARD_SUB). */
@@ -452,12 +525,13 @@ static void unlink_sub(struct rc_shard *s, struct rc_sub *sub)
 	RC_ASSERT(t->count > 0);
 	t->count--;
 	s->stats.subscriptions--;
+	if ((sub->conn->flags & RC_CF_DEFLATE) && --t->deflate_count == 0)
+		notify_owner(s, t, RC_X_DEFLATE_OFF);
 	free(sub);
 	if (t->count)
 		return;
-	struct rc_xmsg *m = xmsg_new(RC_X_SHARD_UNSUB, t->node.name, t->node.name_len, 0);
-	RC_ASSERT(m != NULL);
-	send_xmsg(s, owner_of(s->app, t->node.hash), m);
+	RC_ASSERT(t->deflate_count == 0);
+	notify_owner(s, t, RC_X_SHARD_UNSUB);
 	rc_topic_remove(&s->ltopics, &t->node);
 	free(t);
 }

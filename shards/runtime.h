@@ -17,6 +17,7 @@
 #include "config.h"
 #include "ws_frame.h"
 #include "mpsc.h"
+#include "pmd.h"
 #include <ringcast/app.h>
 #include <ringcast/conn.h>
 #include <ringcast/config.h>
@@ -113,6 +114,9 @@ struct rc_shard_stats {
 	uint64_t arena_frames;       /* gauge: frames alive in this shard's arena slice */
 	uint64_t arena_exhausted;    /* broadcast frames that fell back to the heap */
 	uint64_t sends_zc;           /* send_zc_fixed operations issued */
+	uint64_t deflate_in_bytes;   /* bytes given to the compressor */
+	uint64_t deflate_out_bytes;  /* bytes it produced (sent with RSV1) */
+	uint64_t inflated_messages;  /* compressed messages received */
 };
 
 /* ---- timing wheel ------------------------------------------------------------------------ */
@@ -158,6 +162,7 @@ struct rc_frame {
 	uint8_t owner;       /* shard that built it */
 	uint8_t arena_class; /* 0: malloc'd; else 1 + size class in the registered arena */
 	uint8_t pad[3];
+	struct rc_frame *deflated; /* broadcast: its permessage-deflate variant (a reference) */
 	uint8_t data[];
 };
 
@@ -203,6 +208,7 @@ struct rc_ltopic {
 	struct rc_topic_node node;
 	struct rc_sub *subs; /* doubly linked through rc_sub.next/prev */
 	uint32_t count;
+	uint32_t deflate_count; /* subscribers that negotiated permessage-deflate */
 };
 
 /* One connection's subscription to one topic. */
@@ -223,6 +229,8 @@ struct rc_otopic {
 	struct rc_topic_node node;
 	uint64_t seq;
 	uint64_t shard_mask[RC_SHARD_MASK_WORDS];
+	uint64_t deflate_mask[RC_SHARD_MASK_WORDS]; /* shards with deflate subscribers */
+	uint32_t deflate_shards;
 	uint32_t shards_subscribed;
 	struct rc_history hist;
 	uint64_t unused_since_ms; /* no subscribers and no history since then; 0 = in use */
@@ -236,6 +244,8 @@ enum rc_xkind {
 	RC_X_PUBLISH = 0, /* to the owner: assign a seq and broadcast */
 	RC_X_SHARD_SUB,   /* to the owner: shard `from` has subscribers */
 	RC_X_SHARD_UNSUB, /* to the owner: shard `from` has none left */
+	RC_X_DEFLATE_ON,  /* to the owner: shard `from` has deflate subscribers */
+	RC_X_DEFLATE_OFF, /* to the owner: shard `from` has none left */
 	RC_X_REPLAY,      /* to the owner: what came after seq for a resuming subscriber */
 	RC_X_REPLAYED,    /* from the owner: frames, gap and current seq for that subscriber */
 	RC_X_PUB_DONE,    /* from the owner: the seq assigned to a publish (or duplicate) */
@@ -289,6 +299,7 @@ enum rc_conn_flag {
 	RC_CF_WANT_DRAIN = 1u << 7,   /* on_drain owed when the queue empties */
 	RC_CF_DISCARD = 1u << 8,      /* failed: input is dropped, TCP half-closes after flush */
 	RC_CF_SHUT_WR = 1u << 9,      /* shutdown(SHUT_WR) issued */
+	RC_CF_DEFLATE = 1u << 10,     /* permessage-deflate negotiated */
 };
 
 /*
@@ -354,8 +365,16 @@ struct rc_shard {
 	struct rc_outbox *outbox;      /* one per target shard */
 	struct rc_topic_table ltopics; /* topics with local subscribers (rc_ltopic) */
 	struct rc_topic_table otopics; /* topics this shard owns (rc_otopic) */
-	char *scratch;                 /* envelope building */
+	char *scratch;                 /* publish data parsing */
 	size_t scratch_cap;
+	/* permessage-deflate: one codec per shard, nothing per connection */
+	struct libdeflate_compressor *deflater;
+	struct libdeflate_decompressor *inflater;
+	uint8_t *zbuf; /* compression and inflation output, grown on demand */
+	size_t zbuf_cap;
+	uint8_t *ibuf; /* inflation output */
+	size_t ibuf_cap;
+	const uint8_t *rx_end; /* end of the receive buffer being parsed (tail room check) */
 	uint64_t next_sweep_ms;
 	/* this shard's slice of the registered frame arena */
 	uint8_t *arena_bump;
@@ -409,6 +428,7 @@ struct rc_app {
 	uint8_t client_publish; /* 0 any, 1 subscribed, 2 none */
 	int pubsub_ws;  /* index of the pub/sub endpoint in ws[], -1 if none */
 	char publish_path[64]; /* POST endpoint of the backend publish API, "" if none */
+	struct rc_pmd_config pmd; /* permessage-deflate settings */
 	uint8_t *arena;        /* registered frame arena (fixed buffer 0 of every ring) */
 	size_t arena_bytes;
 	atomic_bool stopping;
@@ -435,6 +455,12 @@ struct rc_frame *rc_frame_alloc(uint32_t len);
 void rc_frame_unref(struct rc_frame *f);
 int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f);
 int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t len);
+/* Sends a data message, compressed when c negotiated deflate and it is worth it. */
+int rc_conn_send_data(struct rc_conn *c, uint8_t opcode, const void *p, size_t len);
+/* Grows the shard's codec buffer to at least n bytes; NULL on allocation failure. */
+uint8_t *rc_shard_zbuf(struct rc_shard *s, size_t n);
+/* The same for the inflation output (a message being delivered may be echoed compressed). */
+uint8_t *rc_shard_ibuf(struct rc_shard *s, size_t n);
 int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len);
 void rc_conn_mark_dirty(struct rc_conn *c);
 void rc_shard_flush(struct rc_shard *s);

@@ -28,6 +28,10 @@ _Thread_local struct rc_shard *rc_current_shard;
 /* The last reference of f dropped: free it, or give an arena frame back to its owner. */
 static void frame_dispose(struct rc_frame *f)
 {
+	if (f->deflated) {
+		rc_frame_unref(f->deflated);
+		f->deflated = NULL;
+	}
 	if (!f->arena_class) {
 		free(f);
 		return;
@@ -103,10 +107,10 @@ int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
 	return 0;
 }
 
-int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t len)
+static int send_frame(struct rc_conn *c, uint8_t opcode, bool rsv1, const void *p, size_t len)
 {
 	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
-	size_t hlen = rc_ws_frame_write_header(hdr, opcode, true, false, len);
+	size_t hlen = rc_ws_frame_write_header(hdr, opcode, true, rsv1, len);
 	struct rc_frame *f = rc_frame_alloc((uint32_t)(hlen + len));
 	if (!f)
 		return -ENOMEM;
@@ -115,6 +119,50 @@ int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t 
 		memcpy(f->data + hlen, p, len);
 	c->shard->stats.frames_out++;
 	return rc_conn_enqueue(c, f);
+}
+
+int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t len)
+{
+	return send_frame(c, opcode, false, p, len);
+}
+
+uint8_t *rc_shard_zbuf(struct rc_shard *s, size_t n)
+{
+	if (n > s->zbuf_cap) {
+		uint8_t *p = realloc(s->zbuf, n);
+		if (!p)
+			return NULL;
+		s->zbuf = p;
+		s->zbuf_cap = n;
+	}
+	return s->zbuf;
+}
+
+uint8_t *rc_shard_ibuf(struct rc_shard *s, size_t n)
+{
+	if (n > s->ibuf_cap) {
+		uint8_t *p = realloc(s->ibuf, n);
+		if (!p)
+			return NULL;
+		s->ibuf = p;
+		s->ibuf_cap = n;
+	}
+	return s->ibuf;
+}
+
+int rc_conn_send_data(struct rc_conn *c, uint8_t opcode, const void *p, size_t len)
+{
+	struct rc_shard *s = c->shard;
+	if (!(c->flags & RC_CF_DEFLATE) || len < 8 || !rc_pmd_should_compress(&s->app->pmd, len))
+		return send_frame(c, opcode, false, p, len);
+	/* A cap below len makes libdeflate give up on output that would not be smaller. */
+	uint8_t *z = rc_shard_zbuf(s, len);
+	size_t zlen = z ? rc_pmd_deflate(s->deflater, p, len, z, len - 1) : 0;
+	if (zlen == 0)
+		return send_frame(c, opcode, false, p, len);
+	s->stats.deflate_in_bytes += len;
+	s->stats.deflate_out_bytes += zlen;
+	return send_frame(c, opcode, true, z, zlen);
 }
 
 int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len)

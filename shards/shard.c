@@ -14,6 +14,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <libdeflate.h>
+
 #include "runtime.h"
 
 void rc_log(const struct rc_app *app, int level, const char *fmt, ...)
@@ -214,6 +216,14 @@ static int shard_setup(struct rc_shard *s)
 		rc_bufring_free(s);
 		goto out_ring;
 	}
+	s->deflater = libdeflate_alloc_compressor((int)s->app->cfg.deflate_level);
+	s->inflater = libdeflate_alloc_decompressor();
+	if (!s->deflater || !s->inflater) {
+		snprintf(s->start_err, sizeof(s->start_err), "shard %d: libdeflate: no memory",
+			 s->index);
+		rc = -ENOMEM;
+		goto out_codec;
+	}
 	s->now_ms = rc_clock_ms();
 	s->epoch_ms = s->now_ms;
 	rc = rc_wheel_init(&s->wheel, 4096, 0);
@@ -223,6 +233,11 @@ static int shard_setup(struct rc_shard *s)
 		goto out_bufring;
 	}
 	return 0;
+out_codec:
+	libdeflate_free_compressor(s->deflater);
+	libdeflate_free_decompressor(s->inflater);
+	s->deflater = NULL;
+	s->inflater = NULL;
 out_bufring:
 	rc_bufring_free(s);
 out_ring:
@@ -269,6 +284,12 @@ static void *shard_main(void *arg)
 		rc_wheel_free(&s->wheel);
 		rc_bufring_free(s);
 		rc_pools_free(s);
+		libdeflate_free_compressor(s->deflater);
+		libdeflate_free_decompressor(s->inflater);
+		free(s->zbuf);
+		s->zbuf = NULL;
+		free(s->ibuf);
+		s->ibuf = NULL;
 	}
 	/* Pairs with the acquire load in rc_app_run's wait loop. */
 	atomic_fetch_add_explicit(&s->app->shards_exited, 1, memory_order_release);

@@ -88,6 +88,10 @@
 	X(mpsc_ring_entries, 16384, 64, 1048576, "",                                               \
 	  "slots of each shard's inbound cross-shard ring (power of two)")                         \
 	X(mpsc_drain_max, 4096, 16, 1048576, "", "cross-shard items handled per loop turn")         \
+	B(deflate, true, "negotiate permessage-deflate (RFC 7692, no context takeover)")          \
+	X(deflate_level, 6, 1, 12, "", "libdeflate compression level")                             \
+	X(deflate_threshold_bytes, 256, 0, 1073741824, "bytes",                                    \
+	  "messages shorter than this are sent uncompressed")                                      \
 	S(origins, "", "comma-separated Origin allowlist; empty = any origin")                     \
 	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
 	S(log_level, "info", "error, warn, info or debug")

@@ -199,12 +199,14 @@ describe('echo over Node ws', () => {
     }));
   });
 
-  it('permessage-deflate offer declined; echo works uncompressed', { timeout: T }, async () => {
-    const ws = await open(server.url(), { perMessageDeflate: true });
-    assert.equal(ws.extensions, '', 'no extension may be negotiated on /echo yet');
+  it('permessage-deflate is negotiated without context takeover; echo round-trips', { timeout: T }, async () => {
+    const ws = await open(server.url(), { perMessageDeflate: { threshold: 0 } });
+    assert.match(ws.extensions, /^permessage-deflate/, 'deflate must be negotiated');
     const box = inbox(ws);
-    ws.send('x'.repeat(5000));
-    assert.equal((await box.next()).data.toString(), 'x'.repeat(5000));
+    for (const msg of ['x'.repeat(5000), 'short', JSON.stringify({ a: 'y'.repeat(3000) })]) {
+      ws.send(msg);
+      assert.equal((await box.next()).data.toString(), msg);
+    }
     ws.close(1000);
     await closed(ws);
   });

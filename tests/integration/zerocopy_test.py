@@ -60,14 +60,15 @@ class ZeroCopyTest(ServerTestCase):
         self.assertEqual(m.get("ringcast_arena_exhausted_total", 0), 0)
 
     def test_arena_frames_come_home(self):
-        """Frames released on the other shard return to their owner: only history remains."""
+        """Frames released on the other shard return to their owner: only history remains
+        (each held message with its permessage-deflate variant: websockets negotiates it)."""
         asyncio.run(broadcast(self.port, 10, 50, BIG, "zc-home"))
         for _ in range(50):
             live = metrics(self.port).get("ringcast_arena_frames", 0)
-            if live <= 8:
+            if live <= 16:
                 break
             asyncio.run(asyncio.sleep(0.1))
-        self.assertLessEqual(live, 8, "arena frames still held beyond history")
+        self.assertLessEqual(live, 16, "arena frames still held beyond history")
 
 
 class ArenaFallbackTest(ServerTestCase):
