@@ -175,7 +175,13 @@ static int set_desc(struct rc_config *cfg, const struct rc_cfg_desc *k, const ch
 		memcpy(field, &b, sizeof(b));
 		return 0;
 	case RC_CFG_STRING: {
-		char *s = strdup(value), *old;
+		/* Surrounding blanks are trimmed, as in a config file, so both spell one value. */
+		while (isspace((unsigned char)*value))
+			value++;
+		size_t vlen = strlen(value);
+		while (vlen && isspace((unsigned char)value[vlen - 1]))
+			vlen--;
+		char *s = strndup(value, vlen), *old;
 		if (!s)
 			return -ENOMEM;
 		memcpy(&old, field, sizeof(old));

@@ -14,6 +14,8 @@ PKGS=(
 	gnuplot-nox
 	golang-go golang-github-gorilla-websocket-dev
 	iproute2 procps
+	chromium
+	python3-matplotlib
 )
 
 missing=()

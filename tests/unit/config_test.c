@@ -115,3 +115,9 @@ Test(config, splits_lists)
 	cr_assert(eq(str, items[1], "superchat"));
 	cr_assert(eq(str, items[2], "v2"));
 }
+
+Test(config, trims_string_values_like_the_file_parser)
+{
+	cr_assert(eq(int, rc_config_set(&cfg, "origins", "  https://a \t", err, sizeof(err)), 0));
+	cr_assert(eq(str, cfg.origins, "https://a"));
+}
