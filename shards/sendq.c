@@ -309,6 +309,11 @@ static void issue_send(struct rc_conn *c)
 	c->flags |= RC_CF_SEND;
 	c->inflight++;
 	s->stats.sends++;
+	/* The unbatched mode exists to measure what batching saves (perf/broadcast). */
+	if (!s->app->cfg.submit_batching) {
+		s->stats.submits++;
+		io_uring_submit(&s->ring);
+	}
 }
 
 void rc_shard_flush(struct rc_shard *s)

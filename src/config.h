@@ -63,6 +63,8 @@
 	  "provided receive buffers per shard (power of two)")                                     \
 	X(ring_entries, 4096, 64, 32768, "", "io_uring submission queue entries per shard")        \
 	X(cqe_batch_max, 1024, 16, 65536, "", "completions handled per loop turn")                 \
+	B(submit_batching, true,                                                                   \
+	  "one io_uring_submit per loop turn; false submits after every send (benchmarks only)")  \
 	X(timer_tick_ms, 50, 1, 1000, "ms", "timing-wheel resolution")                             \
 	X(send_queue_age_max_ms, 10000, 0, 3600000, "ms",                                        \
 	  "oldest queued frame older than this applies the slow-consumer policy; 0 = no limit")   \
