@@ -325,36 +325,24 @@ static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 	reply_published(s, m, seq, false);
 }
 
-/* Tracks which shards have subscribers that take the deflated variant. */
-static void owner_shard_deflate(struct rc_shard *s, struct rc_xmsg *m, bool on)
+/*
+ * Sets or clears shard m->from in one of t's shard sets (subscribers, or subscribers taking
+ * the deflated variant), keeping its population count. Consumes m.
+ */
+static void owner_shard_set(struct rc_shard *s, struct rc_xmsg *m, bool deflate, bool on)
 {
 	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, on);
 	if (t) {
+		uint64_t *mask = deflate ? t->deflate_mask : t->shard_mask;
+		uint32_t *count = deflate ? &t->deflate_shards : &t->shards_subscribed;
 		uint64_t bit = 1ull << (m->from % 64);
-		bool had = t->deflate_mask[m->from / 64] & bit;
+		bool had = mask[m->from / 64] & bit;
 		if (on && !had) {
-			t->deflate_mask[m->from / 64] |= bit;
-			t->deflate_shards++;
+			mask[m->from / 64] |= bit;
+			(*count)++;
 		} else if (!on && had) {
-			t->deflate_mask[m->from / 64] &= ~bit;
-			t->deflate_shards--;
-		}
-	}
-	free(m);
-}
-
-static void owner_shard_sub(struct rc_shard *s, struct rc_xmsg *m, bool sub)
-{
-	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, sub);
-	if (t) {
-		uint64_t bit = 1ull << (m->from % 64);
-		bool had = t->shard_mask[m->from / 64] & bit;
-		if (sub && !had) {
-			t->shard_mask[m->from / 64] |= bit;
-			t->shards_subscribed++;
-		} else if (!sub && had) {
-			t->shard_mask[m->from / 64] &= ~bit;
-			t->shards_subscribed--;
+			mask[m->from / 64] &= ~bit;
+			(*count)--;
 		}
 	}
 	free(m);
@@ -439,10 +427,10 @@ static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
 {
 	switch ((enum rc_xkind)m->kind) {
 	case RC_X_PUBLISH: owner_publish(s, m); break;
-	case RC_X_SHARD_SUB: owner_shard_sub(s, m, true); break;
-	case RC_X_SHARD_UNSUB: owner_shard_sub(s, m, false); break;
-	case RC_X_DEFLATE_ON: owner_shard_deflate(s, m, true); break;
-	case RC_X_DEFLATE_OFF: owner_shard_deflate(s, m, false); break;
+	case RC_X_SHARD_SUB: owner_shard_set(s, m, false, true); break;
+	case RC_X_SHARD_UNSUB: owner_shard_set(s, m, false, false); break;
+	case RC_X_DEFLATE_ON: owner_shard_set(s, m, true, true); break;
+	case RC_X_DEFLATE_OFF: owner_shard_set(s, m, true, false); break;
 	case RC_X_REPLAY: owner_replay(s, m); break;
 	case RC_X_REPLAYED: replayed(s, m); break;
 	case RC_X_PUB_DONE: pub_done(s, m); break;

@@ -53,14 +53,7 @@ void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t fro
 /* A per-shard buffer for parsed publish data, grown to the largest message seen. */
 static char *data_buf(struct rc_shard *s, size_t need)
 {
-	if (need > s->scratch_cap) {
-		char *p = realloc(s->scratch, need);
-		if (!p)
-			return NULL;
-		s->scratch = p;
-		s->scratch_cap = need;
-	}
-	return s->scratch;
+	return rc_grow((void **)&s->scratch, &s->scratch_cap, need);
 }
 
 /* ---- WebSocket clients -------------------------------------------------------------------- */

@@ -459,6 +459,8 @@ int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t 
 int rc_conn_send_data(struct rc_conn *c, uint8_t opcode, const void *p, size_t len);
 /* Grows the shard's codec buffer to at least n bytes; NULL on allocation failure. */
 uint8_t *rc_shard_zbuf(struct rc_shard *s, size_t n);
+/* Grows *buf (capacity *cap) to at least n bytes; returns it, or NULL (unchanged) on failure. */
+void *rc_grow(void **buf, size_t *cap, size_t n);
 /* The same for the inflation output (a message being delivered may be echoed compressed). */
 uint8_t *rc_shard_ibuf(struct rc_shard *s, size_t n);
 int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len);

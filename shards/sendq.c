@@ -126,28 +126,26 @@ int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t 
 	return send_frame(c, opcode, false, p, len);
 }
 
-uint8_t *rc_shard_zbuf(struct rc_shard *s, size_t n)
+void *rc_grow(void **buf, size_t *cap, size_t n)
 {
-	if (n > s->zbuf_cap) {
-		uint8_t *p = realloc(s->zbuf, n);
+	if (n > *cap) {
+		void *p = realloc(*buf, n);
 		if (!p)
 			return NULL;
-		s->zbuf = p;
-		s->zbuf_cap = n;
+		*buf = p;
+		*cap = n;
 	}
-	return s->zbuf;
+	return *buf;
+}
+
+uint8_t *rc_shard_zbuf(struct rc_shard *s, size_t n)
+{
+	return rc_grow((void **)&s->zbuf, &s->zbuf_cap, n);
 }
 
 uint8_t *rc_shard_ibuf(struct rc_shard *s, size_t n)
 {
-	if (n > s->ibuf_cap) {
-		uint8_t *p = realloc(s->ibuf, n);
-		if (!p)
-			return NULL;
-		s->ibuf = p;
-		s->ibuf_cap = n;
-	}
-	return s->ibuf;
+	return rc_grow((void **)&s->ibuf, &s->ibuf_cap, n);
 }
 
 int rc_conn_send_data(struct rc_conn *c, uint8_t opcode, const void *p, size_t len)
