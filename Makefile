@@ -168,7 +168,7 @@ fuzz: $(FUZZ_BIN)
 
 # ---- perf and checks ---------------------------------------------------------------------
 perf: deps all
-	$(Q)perf/run-all
+	$(Q)perf/run-all --build $(BUILD)
 
 check-layering:
 	$(Q)tools/check-layering.sh

@@ -74,6 +74,7 @@ struct rcb_config {
 	bool text;		  /* echo with text frames instead of binary */
 	bool direct;		  /* io_uring direct descriptors instead of process fds */
 	bool quiet;		  /* no human summary */
+	bool progress;		  /* phase changes on stderr as they happen */
 	const char *sub_msg;	  /* broadcast: subscribe text, %t = topic */
 	const char *pub_msg;	  /* broadcast: publish text, %t = topic, %d = data */
 	const char *topic;	  /* broadcast: topic name prefix */
@@ -130,7 +131,6 @@ enum rcb_role {
 #define RCB_CF_CONNECTED 0x0020	  /* TCP established in this attempt */
 #define RCB_CF_WE_CLOSE 0x0040	  /* the close was ours: not an unexpected close */
 #define RCB_CF_WAS_OPEN 0x0080	  /* reached OPEN in this attempt */
-#define RCB_CF_LOST 0x0100	  /* reconnect: counted as a disconnect in this attempt */
 #define RCB_CF_HAS_SOCKET 0x0200  /* a descriptor exists and must be closed */
 #define RCB_CF_FAILED 0x0400	  /* this attempt's failure is already counted */
 #define RCB_CF_PEER_CLOSED 0x0800 /* the server sent close: shut down once our reply is out */
@@ -210,8 +210,6 @@ struct rcb_thread {
 	uint64_t now_ns;  /* time at the top of this loop turn */
 	uint64_t scan_ns; /* next timeout/backoff scan */
 	uint64_t churn_started;
-	uint64_t open_loop_sent;
-	uint64_t traffic_ns;	    /* when open-loop traffic started */
 	uint64_t published;	    /* broadcast publisher: messages issued */
 	uint64_t pub_acked;	    /* broadcast HTTP publisher: answers read */
 	uint64_t outstanding_local; /* echo: messages sent and not yet back */
@@ -240,22 +238,19 @@ struct rcb_thread {
 	_Atomic int finished;	      /* the loop has exited */
 	struct rcb_stats stats;
 	pthread_t tid;
-	int setup_err;
 };
 
 /* The whole run: read-mostly, shared by every thread. */
 struct rcb_run {
 	const struct rcb_config *cfg;
 	struct rcb_thread *threads;
-	_Atomic int phase;	   /* enum rcb_phase; release store by main, acquire loads */
-	_Atomic uint64_t phase_ns; /* when the current phase began */
+	_Atomic int phase; /* enum rcb_phase; release store by main, acquire loads */
 	uint64_t start_ns;
 	uint64_t measure_start_ns;
 	uint64_t measure_end_ns;
-	uint64_t first_loss_ns;	  /* reconnect: first disconnect seen (main's estimate) */
-	uint64_t deadline_ns;	  /* hard end: workers stop even with work left */
-	struct sockaddr_in *src;  /* cfg->src_count source addresses */
-	uint32_t *subs_per_topic; /* broadcast: subscribers of each topic */
+	uint64_t deadline_ns;		      /* hard end: workers stop even with work left */
+	struct sockaddr_in *src;	      /* cfg->src_count source addresses */
+	uint32_t *subs_per_topic;	      /* broadcast: subscribers of each topic */
 	_Atomic uint64_t expected_deliveries; /* broadcast: published x subscribers, so far */
 	uint32_t slots_limit;		      /* per-ring slot cap from RLIMIT_NOFILE */
 	bool use_direct;		      /* direct descriptors and in-ring bind (probed) */
@@ -321,7 +316,8 @@ void rcb_traffic_on_echo(struct rcb_thread *t, struct rcb_conn *c, bool payload_
 bool rcb_traffic_on_released(struct rcb_thread *t, struct rcb_conn *c);
 void rcb_traffic_on_lost(struct rcb_thread *t, struct rcb_conn *c, int err);
 bool rcb_traffic_keeps_tx(const struct rcb_thread *t, const struct rcb_conn *c);
-bool rcb_traffic_busy(const struct rcb_thread *t);
+/* How long the loop may sleep before timed work (opens, sends, publishes) is due. */
+uint64_t rcb_traffic_wait_ns(const struct rcb_thread *t);
 bool rcb_measuring(const struct rcb_thread *t);
 int rcb_phase(const struct rcb_thread *t);
 

@@ -29,9 +29,7 @@
 #define OP_BIND_NR 56	    /* IORING_OP_BIND, Linux 6.11 */
 #define CMD_SETSOCKOPT_NR 3 /* SOCKET_URING_OP_SETSOCKOPT (6.7) */
 #define RING_ENTRIES 4096
-#define CHAIN_SQES 6		 /* socket, 2 x setsockopt, bind, connect, send */
-#define WAIT_BUSY_NS 1000000ull	 /* wake-up period while rates drive work */
-#define WAIT_IDLE_NS 10000000ull /* otherwise: phase changes are seen within 10 ms */
+#define CHAIN_SQES 6 /* socket, 2 x setsockopt, bind, connect, send */
 
 enum op {
 	OP_SOCKET = 1,
@@ -216,6 +214,21 @@ static void chain_socket(struct rcb_thread *t, struct rcb_conn *c)
 
 static void maybe_release(struct rcb_thread *t, struct rcb_conn *c);
 
+/* Sends tx_out whole (MSG_WAITALL: the kernel retries short sends); one send in flight per
+ * connection keeps the bytes in order. */
+static void prep_send_out(struct rcb_thread *t, struct rcb_conn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(t, 1);
+
+	RC_ASSERT(!(c->flags & RCB_CF_SENDING));
+	RC_ASSERT(c->tx_out_len > 0);
+	io_uring_prep_send(sqe, c->fd, c->tx_out, c->tx_out_len, MSG_NOSIGNAL | MSG_WAITALL);
+	sqe_on_conn(t, sqe, c);
+	sqe->user_data = ud_pack(OP_SEND, c, slot_of(t, c));
+	c->flags |= RCB_CF_SENDING;
+	c->ops++;
+}
+
 static void fail_now(struct rcb_thread *t, struct rcb_conn *c, int err)
 {
 	c->flags &= (uint16_t)~RCB_CF_HAS_SOCKET;
@@ -273,12 +286,7 @@ void rcb_conn_start(struct rcb_thread *t, struct rcb_conn *c)
 	if (!ws)
 		return;
 	sqe->flags |= IOSQE_IO_LINK;
-	sqe = sqe_get(t, 1);
-	io_uring_prep_send(sqe, c->fd, c->tx_out, c->tx_out_len, MSG_NOSIGNAL | MSG_WAITALL);
-	sqe_on_conn(t, sqe, c);
-	sqe->user_data = ud_pack(OP_SEND, c, slot_of(t, c));
-	c->flags |= RCB_CF_SENDING;
-	c->ops++;
+	prep_send_out(t, c);
 }
 
 void rcb_conn_shutdown(struct rcb_thread *t, struct rcb_conn *c)
@@ -378,6 +386,8 @@ static void connect_complete(struct rcb_thread *t, struct rcb_conn *c, int res)
 	rcb_hist_record(&t->stats.connect, t->now_ns - c->t0_ns);
 	arm_recv(t, c);
 	if (cfg->raw || (c->role == RCB_ROLE_PUBLISHER && cfg->pub_via == RCB_PUB_HTTP)) {
+		/* No upgrade: open as soon as TCP is, and "handshake" is the TCP connect. */
+		rcb_hist_record(&t->stats.handshake, t->now_ns - c->t0_ns);
 		rcb_conn_set_state(t, c, RCB_CS_OPEN);
 		rcb_traffic_on_open(t, c);
 	} else {
@@ -388,7 +398,6 @@ static void connect_complete(struct rcb_thread *t, struct rcb_conn *c, int res)
 /* Hands tx_pend to the kernel when nothing else is in flight. */
 static void send_pending(struct rcb_thread *t, struct rcb_conn *c)
 {
-	struct io_uring_sqe *sqe;
 	uint8_t *b;
 	uint32_t cap;
 
@@ -402,12 +411,7 @@ static void send_pending(struct rcb_thread *t, struct rcb_conn *c)
 	c->tx_pend = b;
 	c->tx_pend_cap = cap;
 	c->tx_pend_len = 0;
-	sqe = sqe_get(t, 1);
-	io_uring_prep_send(sqe, c->fd, c->tx_out, c->tx_out_len, MSG_NOSIGNAL | MSG_WAITALL);
-	sqe_on_conn(t, sqe, c);
-	sqe->user_data = ud_pack(OP_SEND, c, slot_of(t, c));
-	c->flags |= RCB_CF_SENDING;
-	c->ops++;
+	prep_send_out(t, c);
 }
 
 static void send_complete(struct rcb_thread *t, struct rcb_conn *c, int res)
@@ -581,11 +585,13 @@ static int setup(struct rcb_thread *t)
 	return setup_buf_ring(t);
 }
 
-/* One loop turn's wait: short while rates drive work, else long enough to stay cheap. */
+/* One loop turn's submit and wait: until a completion, or until timed work is due (short
+ * while rates drive work, else long enough to stay cheap). */
 static void wait_and_reap(struct rcb_thread *t)
 {
-	uint64_t wait_ns = rcb_traffic_busy(t) ? WAIT_BUSY_NS : WAIT_IDLE_NS;
-	struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)wait_ns};
+	uint64_t wait_ns = rcb_traffic_wait_ns(t);
+	struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / 1000000000ull),
+				       .tv_nsec = (long long)(wait_ns % 1000000000ull)};
 	struct io_uring_cqe *cqe;
 	unsigned head, count = 0;
 

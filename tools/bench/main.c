@@ -36,13 +36,6 @@ static uint64_t s_to_ns(double s)
 	return (uint64_t)(s * 1e9);
 }
 
-static void set_phase(struct rcb_run *run, enum rcb_phase p)
-{
-	atomic_store_explicit(&run->phase_ns, rcb_now_ns(), memory_order_relaxed);
-	/* Pairs with rcb_phase()'s acquire load: measure_start_ns and the like are visible. */
-	atomic_store_explicit(&run->phase, (int)p, memory_order_release);
-}
-
 /* Sums one progress field over the workers. */
 #define SUM(run, field)                                                                            \
 	({                                                                                         \
@@ -52,6 +45,25 @@ static void set_phase(struct rcb_run *run, enum rcb_phase p)
 						   memory_order_relaxed);                          \
 		s_;                                                                                \
 	})
+
+static const char *const phase_names[] = {
+	[RCB_PH_RAMP] = "ramp",	      [RCB_PH_SUBSCRIBE] = "subscribe", [RCB_PH_WARMUP] = "warmup",
+	[RCB_PH_MEASURE] = "measure", [RCB_PH_DRAIN] = "drain",		[RCB_PH_CLOSE] = "close",
+	[RCB_PH_DONE] = "done",
+};
+
+static void set_phase(struct rcb_run *run, enum rcb_phase p)
+{
+	uint64_t now = rcb_now_ns();
+
+	/* --progress: scripts sample the server exactly when a phase starts. */
+	if (run->cfg->progress && run->threads)
+		fprintf(stderr, "ringcast-bench: phase %s open=%llu t=%.3f\n", phase_names[p],
+			(unsigned long long)SUM(run, open_now),
+			(double)(now - run->start_ns) / 1e9);
+	/* Pairs with rcb_phase()'s acquire load: measure_start_ns and the like are visible. */
+	atomic_store_explicit(&run->phase, (int)p, memory_order_release);
+}
 
 static uint32_t read_port_range(void)
 {
@@ -119,10 +131,18 @@ static int plan_limits(struct rcb_run *run, struct rcb_config *cfg)
 			 RC_MAX(cfg->src_count, 1u), read_port_range());
 		run->capped_by = why;
 	}
-	if (run->capped_by)
-		fprintf(stderr,
-			"ringcast-bench: %u connections asked, %u possible: bounded by %s\n",
+	if (run->capped_by) {
+		bool by_rings = run->use_direct && cfg->connections + extra <= ports;
+
+		fprintf(stderr, "ringcast-bench: %u connections asked, %u possible: bounded by %s",
 			run->connections_asked, cfg->connections, run->capped_by);
+		if (by_rings)
+			fprintf(stderr, " (--threads %llu would hold them)",
+				(unsigned long long)((run->connections_asked + extra) /
+							     run->slots_limit +
+						     1));
+		fputc('\n', stderr);
+	}
 	return cfg->connections || cfg->burst || cfg->churn_rate > 0 ? 0 : -ENOSPC;
 }
 

@@ -282,10 +282,11 @@ static void json_line(FILE *f, const struct rcb_run *run, const struct rcb_resul
 	if (cfg->scenario == RCB_SC_BROADCAST)
 		fprintf(f,
 			",\"broadcast\":{\"topics\":%u,\"pub_rate\":%g,\"pub_via\":\"%s\","
-			"\"expected_deliveries\":%llu,\"delivered\":%llu}",
+			"\"expected_deliveries\":%llu,\"delivered\":%llu,\"http_answers\":%llu}",
 			cfg->topics, cfg->pub_rate, cfg->pub_via == RCB_PUB_HTTP ? "http" : "ws",
 			(unsigned long long)rcb_pubsub_expected(run),
-			(unsigned long long)s->counters[RCB_C_MSGS_RECV_TOTAL]);
+			(unsigned long long)s->counters[RCB_C_MSGS_RECV_TOTAL],
+			(unsigned long long)run->threads[0].pub_acked);
 	fprintf(f, "}\n");
 	fflush(f);
 }

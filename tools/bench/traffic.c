@@ -19,6 +19,8 @@
 #define SCAN_BASE_NS 10000000ull /* timeout/backoff scan period ... */
 #define SCAN_PER_SLOT_NS 1000ull /* ... plus 1 us per slot, so big tables scan less often */
 #define ECHO_PER_TURN 65536	 /* open-loop sends in one loop turn at most */
+#define WAIT_BUSY_NS 1000000ull	 /* wake-up period while rates drive work */
+#define WAIT_IDLE_NS 10000000ull /* otherwise: phase changes are seen within 10 ms */
 
 int rcb_phase(const struct rcb_thread *t)
 {
@@ -54,15 +56,24 @@ bool rcb_traffic_keeps_tx(const struct rcb_thread *t, const struct rcb_conn *c)
 	       (c->role == RCB_ROLE_HOLD && echo_traffic(t->run->cfg));
 }
 
-bool rcb_traffic_busy(const struct rcb_thread *t)
+uint64_t rcb_traffic_wait_ns(const struct rcb_thread *t)
 {
 	const struct rcb_config *cfg = t->run->cfg;
+	uint64_t wait = WAIT_IDLE_NS;
 
-	if (t->hold_started < t->hold_target && cfg->rate > 0)
-		return true;
-	if (traffic_phase(t->seen_phase) && cfg->msg_rate > 0)
-		return true;
-	return t->seen_phase == RCB_PH_MEASURE && (cfg->churn_rate > 0 || t->publisher >= 0);
+	if ((t->hold_started < t->hold_target && cfg->rate > 0) ||
+	    (traffic_phase(t->seen_phase) && cfg->msg_rate > 0) ||
+	    (t->seen_phase == RCB_PH_MEASURE && cfg->churn_rate > 0))
+		wait = WAIT_BUSY_NS;
+	/* The publisher wakes when its next message is due: broadcast latency counts from
+	 * the scheduled time, so a coarser wake-up would be measured as server latency. */
+	if (t->publisher >= 0 && t->seen_phase == RCB_PH_MEASURE) {
+		uint64_t due = t->run->measure_start_ns +
+			       (uint64_t)((double)t->published * 1e9 / cfg->pub_rate);
+
+		wait = RC_MIN(wait, due > t->now_ns ? due - t->now_ns : 0);
+	}
+	return wait;
 }
 
 /* Delay before the next attempt: base * factor^attempt, capped, times 1 +- jitter. */
