@@ -1,8 +1,10 @@
 /*
- * The shard's provided-buffer ring: recv_buffers buffers of recv_buffer_bytes registered as
+ * The shard's provided-buffer ring: up to recv_buffers buffers of recv_buffer_bytes as
  * buffer group 0, from which every multishot recv takes a buffer only when bytes arrive. An
  * idle connection therefore holds no receive memory. Buffers go back after each completion
- * is parsed; returns are published to the kernel once per loop turn. Shard thread only.
+ * is parsed; returns are published to the kernel once per loop turn. The ring starts with a
+ * few buffers and doubles them whenever the kernel runs out (ENOBUFS), so a quiet shard
+ * touches little memory and a bursty one grows to what its bursts need. Shard thread only.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include "runtime.h"
 
 #define RC_BUF_GROUP 0
+#define RC_BUF_INITIAL 32 /* buffers provided at start */
 
 int rc_bufring_setup(struct rc_shard *s, char *err, size_t err_len)
 {
@@ -55,12 +58,28 @@ int rc_bufring_setup(struct rc_shard *s, char *err, size_t err_len)
 	s->br = ring_mem;
 	s->buf_count = count;
 	s->buf_size = size;
+	s->buf_active = 0;
 	io_uring_buf_ring_init(s->br);
-	for (uint32_t i = 0; i < count; i++)
-		io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * size, size, (uint16_t)i,
-				      io_uring_buf_ring_mask(count), (int)i);
-	io_uring_buf_ring_advance(s->br, (int)count);
+	rc_bufring_grow(s);
 	return 0;
+}
+
+void rc_bufring_grow(struct rc_shard *s)
+{
+	uint32_t add = s->buf_active ? s->buf_active : RC_MIN((uint32_t)RC_BUF_INITIAL, s->buf_count);
+	add = RC_MIN(add, s->buf_count - s->buf_active);
+	if (add == 0)
+		return;
+	/* New buffers queue behind the returns of this turn, published with them. */
+	for (uint32_t i = 0; i < add; i++) {
+		uint16_t bid = (uint16_t)(s->buf_active + i);
+		io_uring_buf_ring_add(s->br, rc_bufring_addr(s, bid), s->buf_size, bid,
+				      io_uring_buf_ring_mask(s->buf_count), (int)s->br_returned);
+		s->br_returned++;
+	}
+	s->buf_active += add;
+	s->stats.recv_buffers = s->buf_active;
+	rc_bufring_commit(s);
 }
 
 void rc_bufring_free(struct rc_shard *s)
@@ -82,7 +101,7 @@ uint8_t *rc_bufring_addr(struct rc_shard *s, uint16_t bid)
 
 void rc_bufring_return(struct rc_shard *s, uint16_t bid)
 {
-	RC_DASSERT(bid < s->buf_count);
+	RC_DASSERT(bid < s->buf_active);
 	RC_DASSERT(s->br_returned < s->buf_count);
 	io_uring_buf_ring_add(s->br, rc_bufring_addr(s, bid), s->buf_size, bid,
 			      io_uring_buf_ring_mask(s->buf_count), (int)s->br_returned);

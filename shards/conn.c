@@ -277,7 +277,9 @@ void rc_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 		rc_bufring_return(s, bid);
 	} else if (c->state != RC_CONN_DOOMED) {
 		if (cqe->res == -ENOBUFS) {
-			/* Buffers ran out this turn; the kernel ended the multishot. Re-arm. */
+			/* Buffers ran out this turn; the kernel ended the multishot. Provide more
+			 * (up to recv_buffers) and re-arm. */
+			rc_bufring_grow(s);
 			if (!more && c->state != RC_CONN_DOOMED) {
 				s->stats.recv_rearms++;
 				recv_arm(c);

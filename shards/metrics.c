@@ -81,6 +81,8 @@ size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
 	RC_FAMILY(&o, app, pings_sent, "counter", "Heartbeat pings sent.");
 	RC_FAMILY(&o, app, sends, "counter", "send/sendmsg operations issued.");
 	RC_FAMILY(&o, app, recv_rearms, "counter", "Multishot receives re-armed.");
+	RC_FAMILY(&o, app, recv_buffers, "gauge",
+		  "Provided receive buffers (start small, double on ENOBUFS).");
 	RC_FAMILY(&o, app, stale_cqes, "counter", "Completions for recycled slots, dropped.");
 	RC_FAMILY(&o, app, loop_turns, "counter", "Event-loop turns.");
 	RC_FAMILY(&o, app, submits, "counter", "io_uring_submit calls.");

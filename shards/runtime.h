@@ -97,6 +97,7 @@ struct rc_shard_stats {
 	uint64_t http_requests;
 	uint64_t pings_sent;
 	uint64_t recv_rearms; /* multishot recv re-armed (ENOBUFS or kernel ended it) */
+	uint64_t recv_buffers; /* gauge: provided receive buffers (grows under bursts) */
 	uint64_t stale_cqes;  /* completions for a recycled slot, dropped */
 	uint64_t sends;	      /* send/sendmsg SQEs issued */
 	uint64_t loop_turns;
@@ -353,7 +354,8 @@ struct rc_shard {
 	/* provided-buffer ring */
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
-	uint32_t buf_count;
+	uint32_t buf_count;  /* ring entries and the most buffers ever provided */
+	uint32_t buf_active; /* buffers provided so far: grows on ENOBUFS, never shrinks */
 	uint32_t buf_size;
 	uint32_t br_returned; /* buffers added since the last advance */
 	/* pools */
@@ -449,6 +451,8 @@ void rc_bufring_free(struct rc_shard *s);
 uint8_t *rc_bufring_addr(struct rc_shard *s, uint16_t bid);
 void rc_bufring_return(struct rc_shard *s, uint16_t bid);
 void rc_bufring_commit(struct rc_shard *s);
+/* The kernel ran out of buffers: provide more (doubling, up to recv_buffers). */
+void rc_bufring_grow(struct rc_shard *s);
 
 /* sendq.c */
 struct rc_frame *rc_frame_alloc(uint32_t len);

@@ -60,7 +60,8 @@
 	X(recv_buffer_bytes, 16384, 1024, 1048576, "bytes",                                        \
 	  "size of each provided receive buffer (power of two)")                                   \
 	X(recv_buffers, 1024, 16, RC_RECV_BUFFERS_LIMIT, "",                                       \
-	  "provided receive buffers per shard (power of two)")                                     \
+	  "most provided receive buffers per shard (power of two); the pool starts at 32 and "   \
+	  "doubles on ENOBUFS")                                                                    \
 	X(ring_entries, 4096, 64, 32768, "", "io_uring submission queue entries per shard")        \
 	X(cqe_batch_max, 1024, 16, 65536, "", "completions handled per loop turn")                 \
 	B(submit_batching, true,                                                                   \
