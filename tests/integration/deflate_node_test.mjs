@@ -8,9 +8,9 @@
 // (ringcast_deflate_in_bytes_total grows by the envelope bytes, not × subscribers).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { ASAN, Server, banner, scale } from './harness.mjs';
+import { ASAN, banner, inbox, scale, serverPerSuite } from './harness.mjs';
 
 banner(import.meta.url);
 const watchdog = setTimeout(() => {
@@ -76,34 +76,6 @@ function open(url, perMessageDeflate = DEFLATE) {
   });
 }
 
-/** A queue of received messages with an awaitable next(). */
-function inbox(ws) {
-  const q = [];
-  const waiters = [];
-  let closed = null;
-  ws.on('message', (data, isBinary) => {
-    const m = { data, isBinary };
-    if (waiters.length) waiters.shift().resolve(m); else q.push(m);
-  });
-  ws.on('close', (code, reason) => {
-    closed = { code, reason: reason.toString() };
-    while (waiters.length) waiters.shift().reject(new Error(`closed ${code} ${reason}`));
-  });
-  return {
-    get closed() { return closed; },
-    next(timeout = T) {
-      if (q.length) return Promise.resolve(q.shift());
-      if (closed) return Promise.reject(new Error(`closed ${closed.code}`));
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no message in time')), timeout);
-        waiters.push({
-          resolve: (m) => { clearTimeout(timer); resolve(m); },
-          reject: (e) => { clearTimeout(timer); reject(e); },
-        });
-      });
-    },
-  };
-}
 
 function closeWs(ws) {
   return new Promise((resolve) => {
@@ -126,24 +98,7 @@ function sameMessage(got, data, what) {
 }
 
 describe('permessage-deflate over Node ws', () => {
-  let server;
-  const dead = [];
-  const opts = { shards: 2 };
-  before(async () => { server = await new Server(opts).start(); });
-  beforeEach(async () => {
-    if (!server.alive()) server = await new Server(opts).start();
-  });
-  afterEach(() => {
-    assert.equal(server.sanitizerReport(), null);
-    if (!server.alive()) {
-      dead.push(server.exit);
-      assert.fail(`server died (${JSON.stringify(server.exit)}):\n${server.output.slice(-3000)}`);
-    }
-  });
-  after(async () => {
-    await server.stop('SIGTERM');
-    assert.deepEqual(dead, [], 'servers died during the run');
-  });
+  const server = serverPerSuite({ shards: 2 });
 
   it('negotiates the no-context-takeover answer on /echo and /ws', { timeout: T }, async () => {
     for (const path of ['/echo', '/ws']) {

@@ -3,9 +3,9 @@
 // ping/pong, the close handshake with codes, and the HTTP refusal of an unknown path.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { Server, banner, scale } from './harness.mjs';
+import { banner, inbox, scale, serverPerSuite } from './harness.mjs';
 
 banner(import.meta.url);
 const watchdog = setTimeout(() => {
@@ -39,34 +39,6 @@ function open(url, opts = {}) {
   });
 }
 
-/** Collects messages into a queue; next() resolves with { data, isBinary } in order and
- * rejects if the connection closes first. */
-function inbox(ws) {
-  const queue = [];
-  const waiters = [];
-  let closedWith = null;
-  ws.on('message', (data, isBinary) => {
-    const m = { data, isBinary };
-    if (waiters.length) waiters.shift().resolve(m); else queue.push(m);
-  });
-  ws.on('close', (code, reason) => {
-    closedWith = new Error(`connection closed (${code} ${reason}) while a message was awaited`);
-    while (waiters.length) waiters.shift().reject(closedWith);
-  });
-  return {
-    next() {
-      if (queue.length) return Promise.resolve(queue.shift());
-      if (closedWith) return Promise.reject(closedWith);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no message in time')), T);
-        waiters.push({
-          resolve: (m) => { clearTimeout(timer); resolve(m); },
-          reject: (e) => { clearTimeout(timer); reject(e); },
-        });
-      });
-    },
-  };
-}
 
 function closed(ws) {
   return new Promise((resolve, reject) => {
@@ -81,23 +53,7 @@ function closed(ws) {
 describe('echo over Node ws', () => {
   // A case that kills the server fails (afterEach); the next case gets a fresh server, and the
   // dead servers are reported again at the end so the file fails.
-  let server;
-  const dead = [];
-  before(async () => { server = await new Server({ shards: 2 }).start(); });
-  beforeEach(async () => {
-    if (!server.alive()) server = await new Server({ shards: 2 }).start();
-  });
-  afterEach(() => {
-    assert.equal(server.sanitizerReport(), null);
-    if (!server.alive()) {
-      dead.push(server.exit);
-      assert.fail(`server died (${JSON.stringify(server.exit)}):\n${server.output.slice(-3000)}`);
-    }
-  });
-  after(async () => {
-    await server.stop('SIGTERM');
-    assert.deepEqual(dead, [], 'servers died during the run');
-  });
+  const server = serverPerSuite({ shards: 2 });
 
   async function roundtrip(payload, binary) {
     const ws = await open(server.url());

@@ -7,11 +7,13 @@
 //
 // Environment: RINGCAST_BIN (default <repo>/build/bin/ringcast), RINGCAST_REF=1 (reference
 // server), RINGCAST_ASAN=1 (longer timeouts; sanitizer reports fail the test).
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, afterEach, before, beforeEach } from 'node:test';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '..', '..');
@@ -144,4 +146,69 @@ export class Server {
 export function banner(file) {
   const target = REF ? 'reference server (RINGCAST_REF=1)' : BIN;
   console.log(`# ${path.basename(file)}: server under test: ${target}${ASAN ? ' [ASan]' : ''}`);
+}
+
+/**
+ * One server per describe block (call inside it): started before the first case; a case that
+ * kills it fails and the next case gets a fresh one; sanitizer reports fail the case; the
+ * dead servers fail the file at the end. Returns a stand-in that forwards to the current
+ * server, so cases write server.url() as usual.
+ */
+export function serverPerSuite(opts) {
+  let current = null;
+  const dead = [];
+  before(async () => { current = await new Server(opts).start(); });
+  beforeEach(async () => {
+    if (!current.alive()) current = await new Server(opts).start();
+  });
+  afterEach(() => {
+    assert.equal(current.sanitizerReport(), null);
+    if (!current.alive()) {
+      dead.push(current.exit);
+      assert.fail(`server died (${JSON.stringify(current.exit)}):\n${current.output.slice(-3000)}`);
+    }
+  });
+  after(async () => {
+    await current.stop('SIGTERM');
+    assert.deepEqual(dead, [], 'servers died during the run');
+  });
+  return new Proxy({}, {
+    get(_, prop) {
+      const v = current[prop];
+      return typeof v === 'function' ? v.bind(current) : v;
+    },
+  });
+}
+
+/**
+ * Collects a socket's messages ({ data, isBinary }) in order: next(timeout) resolves with the
+ * next one and rejects if the connection closes first; `closed` is { code, reason } once closed.
+ */
+export function inbox(ws, timeoutMs = scale(30000)) {
+  const q = [];
+  const waiters = [];
+  let closed = null;
+  ws.on('message', (data, isBinary) => {
+    const m = { data, isBinary };
+    if (waiters.length) waiters.shift().resolve(m); else q.push(m);
+  });
+  ws.on('close', (code, reason) => {
+    closed = { code, reason: reason.toString() };
+    const err = new Error(`connection closed (${code} ${reason}) while a message was awaited`);
+    while (waiters.length) waiters.shift().reject(err);
+  });
+  return {
+    get closed() { return closed; },
+    next(timeout = timeoutMs) {
+      if (q.length) return Promise.resolve(q.shift());
+      if (closed) return Promise.reject(new Error(`connection closed (${closed.code})`));
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no message in time')), timeout);
+        waiters.push({
+          resolve: (m) => { clearTimeout(timer); resolve(m); },
+          reject: (e) => { clearTimeout(timer); reject(e); },
+        });
+      });
+    },
+  };
 }

@@ -4,9 +4,9 @@
 // carry the assigned seqs; unsub stops delivery; POST /publish refusals. RINGCAST_ASAN=1
 // divides the counts by 5.
 import assert from 'node:assert/strict';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { ASAN, Server, banner, scale } from './harness.mjs';
+import { ASAN, banner, scale, serverPerSuite } from './harness.mjs';
 
 banner(import.meta.url);
 const watchdog = setTimeout(() => {
@@ -176,23 +176,7 @@ async function post(server, body, method = 'POST') {
 }
 
 describe('pub/sub over Node ws', () => {
-  let server;
-  const dead = [];
-  before(async () => { server = await new Server({ shards: 2 }).start(); });
-  beforeEach(async () => {
-    if (!server.alive()) server = await new Server({ shards: 2 }).start();
-  });
-  afterEach(() => {
-    assert.equal(server.sanitizerReport(), null);
-    if (!server.alive()) {
-      dead.push(server.exit);
-      assert.fail(`server died (${JSON.stringify(server.exit)}):\n${server.output.slice(-3000)}`);
-    }
-  });
-  after(async () => {
-    await server.stop('SIGTERM');
-    assert.deepEqual(dead, [], 'servers died during the run');
-  });
+  const server = serverPerSuite({ shards: 2 });
 
   it(`${SUBS} subscribers get ${MSGS} client publishes in order, once, byte-exact`,
     { timeout: T }, () => fanout(server, async (topic, datas) => {
