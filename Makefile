@@ -159,12 +159,14 @@ fuzz-regress-bin: $(REGR_BIN)
 
 fuzz: $(FUZZ_BIN)
 	$(Q)for f in $(FUZZ_BIN); do t=$$(basename $$f); \
-	  mkdir -p tests/fuzz/corpus/$$t; \
+	  mkdir -p tests/fuzz/corpus/$$t $(BUILD)/fuzz/corpus-$$t; \
 	  d=""; [ -f tests/fuzz/$$t.dict ] && d="-dict=tests/fuzz/$$t.dict"; \
-	  echo "== fuzz $$t ($(FUZZ_TIME)s)"; \
+	  echo "== fuzz $$t ($(FUZZ_TIME)s; new inputs in $(BUILD)/fuzz/corpus-$$t)"; \
 	  $$f $$d -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 	    -artifact_prefix=$(BUILD)/fuzz/$$t- $(BUILD)/fuzz/corpus-$$t tests/fuzz/corpus/$$t \
-	    2>&1 | tail -n 12 || exit 1; done
+	    > $(BUILD)/fuzz/$$t.log 2>&1; rc=$$?; tail -n 6 $(BUILD)/fuzz/$$t.log; \
+	  if [ $$rc -ne 0 ]; then echo "fuzz $$t failed: see $(BUILD)/fuzz/$$t.log"; exit 1; fi; \
+	done
 
 # ---- perf and checks ---------------------------------------------------------------------
 perf: deps all
