@@ -107,6 +107,8 @@ size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
 	RC_FAMILY(&o, app, deflate_out_bytes, "counter",
 		  "Compressed bytes produced (sent with RSV1; a broadcast counts once).");
 	RC_FAMILY(&o, app, inflated_messages, "counter", "Compressed messages received.");
+	RC_FAMILY(&o, app, alloc_failures, "counter",
+		  "Runtime allocations that failed (the request was refused or degraded).");
 	if (o.len >= cap)
 		return 0;
 	return o.len;

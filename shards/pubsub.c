@@ -101,6 +101,23 @@ static struct rc_frame *build_deflated(struct rc_shard *s, const struct rc_frame
 }
 
 /* ---- cross-shard posting ----------------------------------------------------------------- */
+/* Releases what an undelivered cross-shard item owns (shutdown, or a failed post). */
+static void discard_item(void *item)
+{
+	uintptr_t p = (uintptr_t)item;
+	if (p & RC_RETURN_TAG)
+		return; /* the arena goes away whole */
+	if (p & RC_XMSG_TAG) {
+		struct rc_xmsg *m = (struct rc_xmsg *)(p & ~RC_XMSG_TAG);
+		for (uint32_t k = 0; k < m->nframes; k++)
+			rc_frame_unref(m->frames[k]);
+		free(m->frames);
+		free(m);
+		return;
+	}
+	rc_frame_unref(item);
+}
+
 /*
  * Posts item to shard `to`. From a shard thread a full ring never blocks and never drops:
  * the item waits in this shard's outbox for `to` (kept FIFO) and is retried every turn.
@@ -116,7 +133,13 @@ static void post(struct rc_shard *s, struct rc_shard *to, void *item)
 	if (ob->count == ob->cap) {
 		uint32_t ncap = ob->cap ? ob->cap * 2 : 64;
 		void **items = malloc(ncap * sizeof(*items));
-		RC_ASSERT(items != NULL); /* bounded by the publish rate; out of memory is fatal */
+		if (!items) {
+			/* The only loss path: no memory to wait in. Counted and logged. */
+			s->stats.alloc_failures++;
+			rc_log(s->app, RC_LOG_ERROR, "out of memory: cross-shard item dropped");
+			discard_item(item);
+			return;
+		}
 		for (uint32_t i = 0; i < ob->count; i++)
 			items[i] = ob->items[(ob->head + i) % ob->cap];
 		free(ob->items);
@@ -439,11 +462,18 @@ static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
 }
 
 /* ---- the API used by the protocol layer and embedders ------------------------------------ */
-/* Tells t's owner about this shard's subscribers of t (FIFO with everything else we post). */
+/*
+ * Tells t's owner that this shard's subscribers of t went away (FIFO with everything else we
+ * post). Without memory the owner keeps a stale bit, which only costs it frames this shard
+ * drops (no local topic) or an unneeded deflated variant: counted, never fatal.
+ */
 static void notify_owner(struct rc_shard *s, struct rc_ltopic *t, enum rc_xkind kind)
 {
 	struct rc_xmsg *m = xmsg_new(kind, t->node.name, t->node.name_len, 0);
-	RC_ASSERT(m != NULL);
+	if (!m) {
+		s->stats.alloc_failures++;
+		return;
+	}
 	send_xmsg(s, owner_of(s->app, t->node.hash), m);
 }
 
@@ -457,22 +487,30 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool h
 		return -EEXIST;
 	if (c->subs_count >= s->app->cfg.subscriptions_per_connection_max)
 		return -E2BIG;
-	struct rc_sub *sub = calloc(1, sizeof(*sub));
-	if (!sub)
-		return -ENOMEM;
 	struct rc_topic_node *n = rc_topic_find(&s->ltopics, topic, len);
 	struct rc_ltopic *t = n ? rc_container_of(n, struct rc_ltopic, node) : NULL;
-	uint64_t hash = rc_topic_hash(topic, len);
+	bool deflate_on = (c->flags & RC_CF_DEFLATE) && (!t || t->deflate_count == 0);
+	/* Everything this subscription needs is allocated before anything changes, so running
+	 * out of memory refuses the subscription instead of leaving it deaf. */
+	struct rc_sub *sub = calloc(1, sizeof(*sub));
+	struct rc_ltopic *nt = t ? NULL : calloc(1, sizeof(*nt));
+	struct rc_xmsg *m_sub = t ? NULL : xmsg_new(RC_X_SHARD_SUB, topic, len, 0);
+	struct rc_xmsg *m_z = deflate_on ? xmsg_new(RC_X_DEFLATE_ON, topic, len, 0) : NULL;
+	struct rc_xmsg *m_rp = has_since ? xmsg_new(RC_X_REPLAY, topic, len, 0) : NULL;
+	if (!sub || (!t && (!nt || !m_sub)) || (deflate_on && !m_z) || (has_since && !m_rp)) {
+		free(sub);
+		free(nt);
+		free(m_sub);
+		free(m_z);
+		free(m_rp);
+		s->stats.alloc_failures++;
+		return -ENOMEM;
+	}
+	struct rc_shard *owner = owner_of(s->app, rc_topic_hash(topic, len));
 	if (!t) {
-		t = calloc(1, sizeof(*t));
-		if (!t) {
-			free(sub);
-			return -ENOMEM;
-		}
+		t = nt;
 		rc_topic_insert(&s->ltopics, &t->node, topic, len);
-		struct rc_xmsg *m = xmsg_new(RC_X_SHARD_SUB, topic, len, 0);
-		RC_ASSERT(m != NULL);
-		send_xmsg(s, owner_of(s->app, hash), m);
+		send_xmsg(s, owner, m_sub);
 	}
 	sub->topic = t;
 	sub->conn = c;
@@ -485,19 +523,19 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool h
 	c->subs = sub;
 	c->subs_count++;
 	s->stats.subscriptions++;
-	if ((c->flags & RC_CF_DEFLATE) && t->deflate_count++ == 0)
-		notify_owner(s, t, RC_X_DEFLATE_ON);
+	if (c->flags & RC_CF_DEFLATE)
+		t->deflate_count++;
+	if (m_z)
+		send_xmsg(s, owner, m_z);
 	if (!has_since)
 		return 0;
 	/* Resume: hold live frames until the owner's replay arrives (FIFO after SHARD_SUB). */
 	sub->pending = true;
 	sub->last_seq = since;
-	struct rc_xmsg *m = xmsg_new(RC_X_REPLAY, topic, len, 0);
-	RC_ASSERT(m != NULL);
-	m->seq = since;
-	m->slot = (uint32_t)(c - s->conns);
-	m->gen = c->gen;
-	send_xmsg(s, owner_of(s->app, hash), m);
+	m_rp->seq = since;
+	m_rp->slot = (uint32_t)(c - s->conns);
+	m_rp->gen = c->gen;
+	send_xmsg(s, owner, m_rp);
 	return 1; /* the answer comes through rc_proto_subscribed() */
 }
 
@@ -656,23 +694,6 @@ int rc_pubsub_init(struct rc_shard *s)
 	if (rc == 0)
 		rc = rc_topic_table_init(&s->otopics, 1024);
 	return rc;
-}
-
-/* Releases what an undelivered cross-shard item owns (shutdown only, main thread). */
-static void discard_item(void *item)
-{
-	uintptr_t p = (uintptr_t)item;
-	if (p & RC_RETURN_TAG)
-		return; /* the arena goes away whole */
-	if (p & RC_XMSG_TAG) {
-		struct rc_xmsg *m = (struct rc_xmsg *)(p & ~RC_XMSG_TAG);
-		for (uint32_t k = 0; k < m->nframes; k++)
-			rc_frame_unref(m->frames[k]);
-		free(m->frames);
-		free(m);
-		return;
-	}
-	rc_frame_unref(item);
 }
 
 void rc_pubsub_free(struct rc_shard *s)

@@ -118,6 +118,7 @@ struct rc_shard_stats {
 	uint64_t deflate_in_bytes;   /* bytes given to the compressor */
 	uint64_t deflate_out_bytes;  /* bytes it produced (sent with RSV1) */
 	uint64_t inflated_messages;  /* compressed messages received */
+	uint64_t alloc_failures;     /* runtime allocations that failed and were degraded */
 };
 
 /* ---- timing wheel ------------------------------------------------------------------------ */
