@@ -247,6 +247,11 @@ void rc_conn_timer_fire(struct rc_timer *t, void *ctx)
 	}
 }
 
+void rc_conn_http_idle(struct rc_conn *c)
+{
+	timer_in(c, c->shard->app->cfg.handshake_timeout_ms);
+}
+
 void rc_conn_opened(struct rc_conn *c)
 {
 	c->last_rx_tick = rc_shard_tick(c->shard);

@@ -52,14 +52,28 @@ static int buf_append(struct rc_buf **bp, const uint8_t *p, size_t n, size_t max
 }
 
 /* ---- HTTP --------------------------------------------------------------------------------- */
-static void http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc_close_reason why)
+/*
+ * Queues an HTTP response. With keep_alive the connection waits for its next request (up to
+ * handshake_timeout_ms); otherwise it closes once the response is sent.
+ */
+void rc_conn_http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc_close_reason why,
+			bool keep_alive)
 {
 	c->close_reason = (uint8_t)why;
-	c->flags |= RC_CF_FLUSH_CLOSE;
-	if (len == 0 || rc_conn_send_raw(c, resp, len) != 0)
+	if (!keep_alive)
+		c->flags |= RC_CF_FLUSH_CLOSE;
+	if (len == 0 || rc_conn_send_raw(c, resp, len) != 0) {
 		rc_conn_terminate(c, why);
-	else
-		rc_conn_mark_dirty(c);
+		return;
+	}
+	rc_conn_mark_dirty(c);
+	if (keep_alive)
+		rc_conn_http_idle(c);
+}
+
+static void http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc_close_reason why)
+{
+	rc_conn_http_reply(c, resp, len, why, false);
 }
 
 static void http_error(struct rc_conn *c, int status, const char *reason)
@@ -101,7 +115,7 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 			http_error(c, 405, "use POST");
 			return;
 		}
-		rc_proto_http_publish(c, req->body.p, req->body.len);
+		rc_proto_http_publish(c, req->body.p, req->body.len, req->keep_alive);
 		return;
 	}
 	const struct rc_http_endpoint *ep = NULL;
@@ -125,9 +139,9 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 		const char *ctype = "text/plain; charset=utf-8";
 		int status = ep->fn(&call, body, &body_len, &ctype, ep->ctx);
 		len = rc_http_write_response(resp, RC_HTTP_OUT_LIMIT + 1024, (uint16_t)status,
-					     ctype, NULL, body, body_len, false);
+					     ctype, NULL, body, body_len, req->keep_alive);
 	}
-	http_reply(c, resp, len, RC_CLOSE_http_done);
+	rc_conn_http_reply(c, resp, len, RC_CLOSE_http_done, req->keep_alive && len);
 	free(body);
 	free(resp);
 }
@@ -176,7 +190,10 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 		ws_input(c, rest, rest_len);
 }
 
-/* Parses one request from p; returns bytes consumed, 0 if the request is incomplete. */
+/*
+ * Parses one request from p and answers it; returns the bytes it took (all of them after an
+ * error or an upgrade, whose remaining bytes are frames), 0 if the request is incomplete.
+ */
 static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, bool *partial)
 {
 	const struct rc_config *cfg = &c->shard->app->cfg;
@@ -197,38 +214,76 @@ static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, bool *partial)
 		http_error(c, status, reason);
 		return n;
 	}
-	RC_ASSERT(consumed <= n);
-	if (rc_handshake_is_upgrade(&req))
+	RC_ASSERT(consumed > 0 && consumed <= n);
+	if (rc_handshake_is_upgrade(&req)) {
 		upgrade(c, &req, p + consumed, n - consumed);
-	else
-		serve_http(c, &req);
+		return n;
+	}
+	serve_http(c, &req);
+	return consumed;
+}
+
+/* A keep-alive connection may not start its next request before the last one is answered
+ * (a publish being sequenced), nor after it asked to close. */
+static bool http_ready(const struct rc_conn *c)
+{
+	return c->state == RC_CONN_HTTP && !c->msg && !(c->flags & RC_CF_FLUSH_CLOSE);
+}
+
+/* Answers every complete request in p, in order; returns the bytes left unparsed. */
+static size_t http_serve_all(struct rc_conn *c, uint8_t *p, size_t n, bool *partial)
+{
+	*partial = false;
+	/* Bounded by n: each answered request consumes at least one byte. */
+	while (n > 0 && http_ready(c)) {
+		size_t used = http_try(c, p, n, partial);
+		if (used == 0)
+			break;
+		p += used;
+		n -= used;
+	}
 	return n;
+}
+
+/* Keeps unparsed request bytes for later (bounded: one request's limits). */
+static void http_stash(struct rc_conn *c, const uint8_t *p, size_t n)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	size_t max = cfg->header_bytes_max + cfg->body_bytes_max + 1;
+	if (n && buf_append(&c->pend, p, n, max) != 0)
+		http_error(c, 431, "request too large");
+}
+
+/* Parses what c->pend holds (a partial request, or requests that waited for an answer). */
+void rc_conn_http_resume(struct rc_conn *c)
+{
+	bool partial;
+	struct rc_buf *b = c->pend;
+	if (!b || !http_ready(c))
+		return;
+	/* Detached while parsing: bytes after an upgrade may start a frame of their own. */
+	c->pend = NULL;
+	c->shard->rx_end = NULL; /* those bytes no longer sit in the receive buffer */
+	size_t left = http_serve_all(c, b->data, b->len, &partial);
+	if (c->state == RC_CONN_HTTP && !(c->flags & RC_CF_FLUSH_CLOSE))
+		http_stash(c, b->data + b->len - left, left);
+	free(b);
 }
 
 static void http_input(struct rc_conn *c, uint8_t *p, size_t n)
 {
-	const struct rc_config *cfg = &c->shard->app->cfg;
-	size_t max = cfg->header_bytes_max + cfg->body_bytes_max + 1;
 	bool partial;
-
-	if (!c->pend) {
-		/* The common case: the whole request arrived in one read, parsed in place. */
-		if (http_try(c, p, n, &partial) || !partial)
-			return;
-	}
-	if (buf_append(&c->pend, p, n, max) != 0) {
-		http_error(c, 431, "request too large");
+	if (!c->pend && http_ready(c)) {
+		/* The common case: whole requests in one read, parsed in place. */
+		size_t left = http_serve_all(c, p, n, &partial);
+		if (c->state == RC_CONN_HTTP && !(c->flags & RC_CF_FLUSH_CLOSE))
+			http_stash(c, p + n - left, left);
 		return;
 	}
-	/* Detached while parsing: bytes after the request may start a frame of their own. */
-	struct rc_buf *b = c->pend;
-	c->pend = NULL;
-	c->shard->rx_end = NULL; /* those bytes no longer sit in the receive buffer */
-	if (http_try(c, b->data, b->len, &partial) == 0 && partial) {
-		c->pend = b;
-		return;
-	}
-	free(b);
+	if (c->flags & RC_CF_FLUSH_CLOSE)
+		return; /* the connection is closing after its response */
+	http_stash(c, p, n);
+	rc_conn_http_resume(c);
 }
 
 /* ---- WebSocket frames --------------------------------------------------------------------- */

@@ -140,21 +140,20 @@ struct rc_http_pub {
 	uint32_t count;
 	uint32_t pending;
 	bool batch;
+	bool keep_alive;
 	uint64_t seq[RC_PUBLISH_BATCH_LIMIT];
 	uint8_t duplicate[RC_PUBLISH_BATCH_LIMIT];
 };
 
-static void http_answer(struct rc_conn *c, int status, const char *body, size_t len)
+static void http_answer(struct rc_conn *c, int status, const char *body, size_t len,
+			bool keep_alive)
 {
-	char head[256];
-	int hlen = snprintf(head, sizeof(head),
-			    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			    "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-			    status, rc_http_status_text((uint16_t)status), len);
-	c->close_reason = RC_CLOSE_http_done;
-	c->flags |= RC_CF_FLUSH_CLOSE;
-	if (rc_conn_send_raw(c, head, (size_t)hlen) != 0 || rc_conn_send_raw(c, body, len) != 0)
-		rc_conn_terminate(c, RC_CLOSE_http_done);
+	char *resp = malloc(len + 256);
+	size_t n = resp ? rc_http_write_response(resp, len + 256, (uint16_t)status,
+						 "application/json", NULL, body, len, keep_alive)
+			: 0;
+	rc_conn_http_reply(c, resp, n, RC_CLOSE_http_done, keep_alive);
+	free(resp);
 }
 
 static void http_fail(struct rc_conn *c, int status, enum rc_envelope_err code,
@@ -163,7 +162,7 @@ static void http_fail(struct rc_conn *c, int status, enum rc_envelope_err code,
 	char out[RC_PROTO_OUT_LIMIT];
 	size_t len = rc_envelope_write_error(out, sizeof(out), code,
 					     reason ? reason : rc_envelope_err_reason(code));
-	http_answer(c, status, out, len);
+	http_answer(c, status, out, len, false);
 }
 
 static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
@@ -180,7 +179,7 @@ static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
 					(unsigned long long)hp->seq[i],
 					hp->duplicate[i] ? ",\"duplicate\":true" : "");
 	len += (size_t)snprintf(out + len, cap - len, "%s", hp->batch ? "]}\n" : "\n");
-	http_answer(c, 200, out, len);
+	http_answer(c, 200, out, len, hp->keep_alive);
 	free(out);
 }
 
@@ -202,10 +201,16 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 		c->msg = NULL;
 		http_done(c, hp);
 		free(hp);
+		/* Requests that arrived meanwhile are parsed at the next flush, not from inside
+		 * the publish that may still be on the stack. */
+		if (c->pend && c->state == RC_CONN_HTTP) {
+			c->flags |= RC_CF_HTTP_RESUME;
+			rc_conn_mark_dirty(c);
+		}
 	}
 }
 
-void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len)
+void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive)
 {
 	const char *reason = NULL;
 	uint32_t n = 0;
@@ -225,6 +230,7 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len)
 	}
 	hp->count = n;
 	hp->pending = n;
+	hp->keep_alive = keep_alive;
 	size_t lead = 0;
 	while (lead < len && (body[lead] == ' ' || body[lead] == '\t' || body[lead] == '\r' ||
 			      body[lead] == '\n'))

@@ -302,6 +302,7 @@ enum rc_conn_flag {
 	RC_CF_DISCARD = 1u << 8,      /* failed: input is dropped, TCP half-closes after flush */
 	RC_CF_SHUT_WR = 1u << 9,      /* shutdown(SHUT_WR) issued */
 	RC_CF_DEFLATE = 1u << 10,     /* permessage-deflate negotiated */
+	RC_CF_HTTP_RESUME = 1u << 11, /* parse requests waiting in pend at the next flush */
 };
 
 /*
@@ -497,9 +498,16 @@ uint32_t rc_shard_tick(const struct rc_shard *s);
 const char *rc_close_reason_name(enum rc_close_reason why);
 /* The upgrade succeeded: the heartbeat timer replaces the handshake timer. */
 void rc_conn_opened(struct rc_conn *c);
+/* A keep-alive HTTP connection waits for its next request: re-arms handshake_timeout_ms. */
+void rc_conn_http_idle(struct rc_conn *c);
 
 /* input.c */
 void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n);
+/* Queues an HTTP response; keep_alive waits for the next request instead of closing. */
+void rc_conn_http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc_close_reason why,
+			bool keep_alive);
+/* Parses requests that waited in c->pend (after a deferred answer went out). */
+void rc_conn_http_resume(struct rc_conn *c);
 
 /* arena.c */
 int rc_arena_init(struct rc_app *app, char *err, size_t err_len);
@@ -536,7 +544,7 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 			size_t len, uint64_t seq, bool duplicate, const char *id, size_t id_len);
 void rc_proto_message(struct rc_conn *c, const void *data, size_t len, bool binary);
 /* Serves POST /publish; the answer is sent when every publish of the batch is sequenced. */
-void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len);
+void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive);
 
 /* shard.c */
 /* Rings `to`'s doorbell from shard s's ring (IORING_OP_MSG_RING). */

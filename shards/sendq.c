@@ -322,6 +322,12 @@ void rc_shard_flush(struct rc_shard *s)
 		c->flags &= (uint16_t)~RC_CF_DIRTY;
 		if (c->state == RC_CONN_FREE || c->state == RC_CONN_DOOMED)
 			continue;
+		if (c->flags & RC_CF_HTTP_RESUME) {
+			c->flags &= (uint16_t)~RC_CF_HTTP_RESUME;
+			rc_conn_http_resume(c);
+			if (c->state == RC_CONN_DOOMED)
+				continue;
+		}
 		if (c->flags & RC_CF_SEND)
 			continue; /* the completion will send the rest */
 		if (c->q.head) {
