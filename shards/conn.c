@@ -241,7 +241,12 @@ void rc_conn_timer_fire(struct rc_timer *t, void *ctx)
 	(void)ctx;
 	switch (c->state) {
 	case RC_CONN_HTTP: rc_conn_terminate(c, RC_CLOSE_handshake_timeout); break;
-	case RC_CONN_CLOSING: rc_conn_terminate(c, RC_CLOSE_close_timeout); break;
+	case RC_CONN_CLOSING:
+		/* A close we started for a reason is counted under it, reply or not. */
+		rc_conn_terminate(c, c->close_reason != RC_CLOSE_normal
+					     ? (enum rc_close_reason)c->close_reason
+					     : RC_CLOSE_close_timeout);
+		break;
 	case RC_CONN_OPEN: heartbeat_fire(c); break;
 	default: RC_ASSERT(!"timer on a free or doomed connection");
 	}
@@ -291,8 +296,11 @@ void rc_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 			}
 			return;
 		}
-		rc_conn_terminate(c, c->state == RC_CONN_CLOSING ? RC_CLOSE_normal
-								 : RC_CLOSE_peer_gone);
+		/* After our close frame, the end of the stream completes the close we
+		 * started, for the reason we started it. */
+		rc_conn_terminate(c, c->state == RC_CONN_CLOSING
+					     ? (enum rc_close_reason)c->close_reason
+					     : RC_CLOSE_peer_gone);
 	}
 	if (c->state == RC_CONN_DOOMED) {
 		if (c->inflight == 0 && !(c->flags & RC_CF_DESC_CLOSING))

@@ -182,6 +182,8 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 		c->flags |= RC_CF_DEFLATE;
 	s->stats.websockets_open++;
 	memset(&c->rx, 0, sizeof(c->rx));
+	c->rate_tokens = (uint32_t)RC_MIN(app->cfg.messages_burst_max * 1000, UINT32_MAX);
+	c->rate_tick = rc_shard_tick(s);
 	rc_conn_opened(c);
 	const struct rc_ws_handler *h = &app->ws[ep].h;
 	if (h->on_open)
@@ -292,6 +294,7 @@ static enum rc_close_reason reason_of(uint16_t code)
 	switch (code) {
 	case RC_WS_CLOSE_INVALID_DATA: return RC_CLOSE_invalid_data;
 	case RC_WS_CLOSE_TOO_BIG: return RC_CLOSE_too_big;
+	case RC_WS_CLOSE_POLICY: return RC_CLOSE_rate_limited;
 	default: return RC_CLOSE_protocol_error;
 	}
 }
@@ -317,9 +320,35 @@ static const struct rc_ws_limits *limits_of(const struct rc_conn *c)
 	return &c->shard->app->ws[c->endpoint].limits;
 }
 
+/*
+ * Takes one message from c's token bucket (refilled at messages_per_second_max, holding at
+ * most messages_burst_max). False when the client sends faster than allowed.
+ */
+static bool rate_ok(struct rc_conn *c)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	if (!cfg->messages_per_second_max)
+		return true;
+	uint32_t now = rc_shard_tick(c->shard);
+	/* Thousandths of a message per ms equal messages per second. */
+	uint64_t add = (uint64_t)(now - c->rate_tick) * cfg->timer_tick_ms *
+		       cfg->messages_per_second_max;
+	uint64_t cap = cfg->messages_burst_max * 1000;
+	c->rate_tokens = (uint32_t)RC_MIN((uint64_t)c->rate_tokens + add, RC_MIN(cap, UINT32_MAX));
+	c->rate_tick = now;
+	if (c->rate_tokens < 1000)
+		return false;
+	c->rate_tokens -= 1000;
+	return true;
+}
+
 static void deliver(struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t len)
 {
 	const struct rc_ws_handler *h = &c->shard->app->ws[c->endpoint].h;
+	if (!rate_ok(c)) {
+		fail(c, RC_WS_CLOSE_POLICY, "message rate limit exceeded");
+		return;
+	}
 	c->shard->stats.messages_in++;
 	if (h->on_message)
 		h->on_message(c, p, len, opcode == RC_WS_OP_BINARY, h->ctx);

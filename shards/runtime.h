@@ -72,7 +72,8 @@ static inline uint32_t rc_ud_slot(uint64_t ud)
 	X(slow_consumer, "send queue over send_queue_bytes_max")                                   \
 	X(drain, "server shutdown")                                                                \
 	X(http_done, "plain HTTP request answered")                                                \
-	X(app, "closed by the application")
+	X(app, "closed by the application")                                                        \
+	X(rate_limited, "1008: over messages_per_second_max")
 
 enum rc_close_reason {
 #define RC_X(name, help) RC_CLOSE_##name,
@@ -322,6 +323,8 @@ struct rc_conn {
 	struct rc_qnode *zc_wait; /* frames sent zero-copy whose notification is owed (FIFO) */
 	uint32_t gen;
 	uint32_t last_rx_tick;
+	uint32_t rate_tokens; /* messages_per_second_max bucket, in thousandths of a message */
+	uint32_t rate_tick;   /* tick of its last refill */
 	uint16_t close_code; /* what on_close reports */
 	uint16_t flags;	     /* enum rc_conn_flag */
 	uint8_t state;	     /* enum rc_conn_state */

@@ -55,6 +55,11 @@
 	  "payload of one frame on /echo; larger closes with 1009")                                \
 	X(echo_message_bytes_max, 16777216, 125, RC_MESSAGE_BYTES_LIMIT, "bytes",                  \
 	  "reassembled message on /echo; larger closes with 1009")                                 \
+	X(messages_per_second_max, 0, 0, 10000000, "",                                             \
+	  "messages one client may send per second, sustained (token bucket); over it closes "  \
+	  "with 1008; 0 = no limit")                                                               \
+	X(messages_burst_max, 1000, 1, 10000000, "",                                               \
+	  "messages a client may send at once before messages_per_second_max applies")            \
 	X(send_queue_bytes_max, 4194304, 4096, RC_MESSAGE_BYTES_LIMIT, "bytes",                    \
 	  "bytes queued to one connection before the slow-consumer policy applies")                \
 	X(recv_buffer_bytes, 16384, 1024, 1048576, "bytes",                                        \
