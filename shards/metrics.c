@@ -62,6 +62,27 @@ static void closed(struct out *o, const struct rc_app *app)
 			    (unsigned long long)load(&app->shards[i].stats.connections_closed[r]));
 }
 
+void rc_app_stats(struct rc_app *app, struct rc_app_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->shards = app->shards_count;
+	for (int i = 0; app->shards && i < app->shards_count; i++) {
+		const struct rc_shard_stats *st = &app->shards[i].stats;
+		out->connections_open += load(&st->connections_open);
+		out->websockets_open += load(&st->websockets_open);
+		out->connections_accepted += load(&st->connections_accepted);
+		out->messages_in += load(&st->messages_in);
+		out->messages_out += load(&st->messages_out);
+		out->bytes_in += load(&st->bytes_in);
+		out->bytes_out += load(&st->bytes_out);
+		out->publishes += load(&st->publishes);
+		out->deliveries += load(&st->deliveries);
+		out->subscriptions += load(&st->subscriptions);
+		out->topics += load(&st->topics_owned);
+		out->slow_consumer_closes += load(&st->connections_closed[RC_CLOSE_slow_consumer]);
+	}
+}
+
 size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
 {
 	struct out o = { buf, cap, 0 };

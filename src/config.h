@@ -100,6 +100,8 @@
 	X(deflate_level, 6, 1, 12, "", "libdeflate compression level")                             \
 	X(deflate_threshold_bytes, 256, 0, 1073741824, "bytes",                                    \
 	  "messages shorter than this are sent uncompressed")                                      \
+	X(stats_interval_ms, 1000, 0, 3600000, "ms",                                               \
+	  "publish gateway totals to topic ringcast.stats (the GET / dashboard); 0 = off")       \
 	S(origins, "", "comma-separated Origin allowlist; empty = any origin")                     \
 	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
 	S(log_level, "info", "error, warn, info or debug")

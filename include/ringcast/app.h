@@ -81,6 +81,26 @@ void rc_app_destroy(struct rc_app *app);
 /* Number of shards (valid after rc_app_create). */
 int rc_app_shards(const struct rc_app *app);
 
+/* Totals over every shard, read without stopping them (each value may be a few events old). */
+struct rc_app_stats {
+	uint64_t connections_open;
+	uint64_t websockets_open;
+	uint64_t connections_accepted;
+	uint64_t messages_in;
+	uint64_t messages_out;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t publishes;
+	uint64_t deliveries;
+	uint64_t subscriptions;
+	uint64_t topics;
+	uint64_t slow_consumer_closes;
+	int shards;
+};
+
+/* Fills *out with the current totals. Any thread, while rc_app_run() runs. */
+void rc_app_stats(struct rc_app *app, struct rc_app_stats *out);
+
 /*
  * Writes every runtime metric in the Prometheus text format (0.0.4) into buf and returns its
  * length, or 0 if cap is too small. Any shard thread (e.g. from an HTTP handler).

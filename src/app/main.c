@@ -12,6 +12,7 @@
 #include <ringcast/ringcast.h>
 
 #include "config.h"
+#include "app/dashboard.h"
 #include "app/hostcheck.h"
 
 static void usage(FILE *out)
@@ -20,7 +21,9 @@ static void usage(FILE *out)
 		"ringcast %s - a sharded io_uring WebSocket gateway\n\n"
 		"usage: ringcast [--config FILE] [--KEY=VALUE | --KEY VALUE]...\n"
 		"       ringcast --help | --version | --print-config | --print-config-markdown\n\n"
-		"Endpoints: ws://HOST:PORT/echo echoes every message; GET /health answers 200.\n"
+		"Endpoints: ws://HOST:PORT/echo echoes every message; ws://HOST:PORT/ws speaks the\n"
+		"pub/sub protocol; POST /publish; GET /metrics (Prometheus); GET /health;\n"
+		"GET / a live dashboard.\n"
 		"Signals: SIGTERM/SIGINT drain (close 1001 to every client, wait up to\n"
 		"drain_timeout_ms, exit 0); a second signal ends the drain at once.\n"
 		"Run tools/tune-host.sh --check before start (see kernel-tuning.md).\n\n"
@@ -188,11 +191,15 @@ int main(int argc, char **argv)
 				     .message_bytes_max = cfg.echo_message_bytes_max};
 	if (rc_app_ws(app, "/echo", &echo) != 0 || rc_app_http(app, "/health", health, NULL) != 0 ||
 	    rc_app_http(app, "/metrics", metrics, app) != 0 ||
-	    rc_app_pubsub(app, "/ws", "/publish") != 0) {
+	    rc_app_pubsub(app, "/ws", "/publish") != 0 ||
+	    rc_app_http(app, "/", rc_dashboard_page, NULL) != 0) {
 		fprintf(stderr, "ringcast: registering endpoints failed\n");
 		rc = 1;
-	} else if (rc_app_run(app, true) != 0) {
-		rc = 1;
+	} else {
+		struct rc_dashboard *dash = rc_dashboard_start(app, cfg.stats_interval_ms);
+		if (rc_app_run(app, true) != 0)
+			rc = 1;
+		rc_dashboard_stop(dash);
 	}
 	rc_app_destroy(app);
 out:
