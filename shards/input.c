@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "handshake.h"
 #include "http.h"
 #include "runtime.h"
@@ -115,6 +116,17 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 			http_error(c, 405, "use POST");
 			return;
 		}
+		bool may_publish;
+		const char *reason = NULL;
+		int status = rc_conn_authorize(c, req, &may_publish, &reason);
+		if (status == 0 && !may_publish) {
+			status = 403;
+			reason = "the access token does not allow publishing";
+		}
+		if (status != 0) {
+			http_error(c, status, reason);
+			return;
+		}
 		rc_proto_http_publish(c, req->body.p, req->body.len, req->keep_alive);
 		return;
 	}
@@ -146,6 +158,44 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 	free(resp);
 }
 
+/* The token of a request: ?token=... (browsers cannot set headers) or Authorization: Bearer. */
+static struct rc_slice token_of(const struct rc_http_request *req)
+{
+	struct rc_slice q = req->query, none = {NULL, 0};
+	for (uint32_t i = 0; i < q.len;) {
+		uint32_t end = i;
+		while (end < q.len && q.p[end] != '&')
+			end++;
+		if (end - i > 6 && memcmp(q.p + i, "token=", 6) == 0)
+			return (struct rc_slice){q.p + i + 6, end - i - 6};
+		i = end + 1;
+	}
+	struct rc_slice a = req->authorization;
+	if (a.len > 7 && strncasecmp(a.p, "Bearer ", 7) == 0)
+		return (struct rc_slice){a.p + 7, a.len - 7};
+	return none;
+}
+
+int rc_conn_authorize(struct rc_conn *c, const struct rc_http_request *req, bool *may_publish,
+		      const char **reason)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	struct rc_auth_claims claims;
+	*may_publish = true;
+	if (!cfg->auth_secret[0])
+		return 0;
+	struct rc_slice t = token_of(req);
+	if (!t.len) {
+		*reason = "access token required (?token= or Authorization: Bearer)";
+		return 401;
+	}
+	if (rc_auth_verify(t.p, t.len, (const uint8_t *)cfg->auth_secret, strlen(cfg->auth_secret),
+			   rc_clock_unix_s(), &claims, reason) != 0)
+		return 401;
+	*may_publish = claims.may_publish;
+	return 0;
+}
+
 static void ws_input(struct rc_conn *c, uint8_t *p, size_t n);
 
 static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_t *rest,
@@ -162,11 +212,16 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 				   app->subprotocols_count, false};
 	struct rc_ws_accept acc;
 	const char *reason = NULL;
+	bool may_publish = true;
 	int status = rc_handshake_check(req, &pol, &acc, &reason);
+	if (status == 0 && ep == app->pubsub_ws)
+		status = rc_conn_authorize(c, req, &may_publish, &reason);
 	if (status != 0) {
 		http_error(c, status, reason);
 		return;
 	}
+	if (may_publish)
+		c->flags |= RC_CF_MAY_PUBLISH;
 	char out[512], ext[RC_PMD_RESPONSE_LIMIT] = "";
 	struct rc_pmd_params pmd;
 	bool deflate = rc_pmd_negotiate(&req->ws_extensions, &app->pmd, &pmd, ext, sizeof(ext));

@@ -60,7 +60,7 @@ static char *data_buf(struct rc_shard *s, size_t need)
 static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
 {
 	const struct rc_app *app = c->shard->app;
-	if (app->client_publish == 2)
+	if (app->client_publish == 2 || !(c->flags & RC_CF_MAY_PUBLISH))
 		return false;
 	if (app->client_publish == 0)
 		return true;

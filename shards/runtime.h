@@ -18,6 +18,7 @@
 #include "ws_frame.h"
 #include "mpsc.h"
 #include "pmd.h"
+#include "http.h"
 #include <ringcast/app.h>
 #include <ringcast/conn.h>
 #include <ringcast/config.h>
@@ -304,6 +305,7 @@ enum rc_conn_flag {
 	RC_CF_SHUT_WR = 1u << 9,      /* shutdown(SHUT_WR) issued */
 	RC_CF_DEFLATE = 1u << 10,     /* permessage-deflate negotiated */
 	RC_CF_HTTP_RESUME = 1u << 11, /* parse requests waiting in pend at the next flush */
+	RC_CF_MAY_PUBLISH = 1u << 12, /* its access token allows publishing (auth_secret set) */
 };
 
 /*
@@ -449,6 +451,8 @@ int rc_uring_probe(char *err, size_t err_len);
 int rc_uring_setup(struct rc_shard *s, char *err, size_t err_len);
 struct io_uring_sqe *rc_uring_sqe(struct rc_shard *s);
 uint64_t rc_clock_ms(void);
+/* Wall-clock Unix seconds (token expiry). */
+uint64_t rc_clock_unix_s(void);
 
 /* bufring.c */
 int rc_bufring_setup(struct rc_shard *s, char *err, size_t err_len);
@@ -503,6 +507,11 @@ const char *rc_close_reason_name(enum rc_close_reason why);
 void rc_conn_opened(struct rc_conn *c);
 /* A keep-alive HTTP connection waits for its next request: re-arms handshake_timeout_ms. */
 void rc_conn_http_idle(struct rc_conn *c);
+
+/* auth (input.c): checks a request's token when auth_secret is set. 0, or the HTTP status to
+ * answer (401) with *reason; *may_publish reports the token's "pub" claim. */
+int rc_conn_authorize(struct rc_conn *c, const struct rc_http_request *req, bool *may_publish,
+		      const char **reason);
 
 /* input.c */
 void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n);

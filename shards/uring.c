@@ -123,6 +123,13 @@ struct io_uring_sqe *rc_uring_sqe(struct rc_shard *s)
 	return sqe;
 }
 
+uint64_t rc_clock_unix_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
 uint64_t rc_clock_ms(void)
 {
 	struct timespec ts;

@@ -102,6 +102,9 @@
 	  "messages shorter than this are sent uncompressed")                                      \
 	X(stats_interval_ms, 1000, 0, 3600000, "ms",                                               \
 	  "publish gateway totals to topic ringcast.stats (the GET / dashboard); 0 = off")       \
+	S(auth_secret, "",                                                                         \
+	  "HMAC-SHA256 key of access tokens required on /ws (?token= or Authorization: Bearer) "\
+	  "and POST /publish (needs \"pub\":true); empty = no authentication")                   \
 	S(origins, "", "comma-separated Origin allowlist; empty = any origin")                     \
 	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
 	S(log_level, "info", "error, warn, info or debug")
