@@ -44,7 +44,13 @@ class AuthTest(ServerTestCase):
     server_opts = {"auth_secret": SECRET}
 
     def test_ws_without_token_is_401(self):
-        self.assertEqual(status_of(self.port, "/ws"), 401)
+        c = harness.RawClient(self.port)
+        try:
+            resp = c.handshake("/ws", expect=None)
+        finally:
+            c.close()
+        self.assertEqual(resp.status, 401)
+        self.assertEqual(resp.header("www-authenticate"), 'Bearer realm="ringcast"')
 
     def test_ws_with_token_in_query_or_header(self):
         tok = mint.mint(SECRET)
