@@ -144,9 +144,11 @@ static int size_tables(struct rc_app *app, char *err, size_t err_len)
 	}
 	uint64_t per_ring_max = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : rl.rlim_cur;
 	uint64_t want = app->cfg.connections_max;
-	uint64_t per_shard =
-		want ? (want + (uint64_t)app->shards_count - 1) / app->shards_count : per_ring_max;
-	if (per_shard > per_ring_max) {
+	/* Each ring's table also holds RC_CONN_SPARE_SLOTS so that connections over the limit
+	 * can be accepted just long enough to hear a 503 instead of hanging in the backlog. */
+	uint64_t per_shard = want ? (want + (uint64_t)app->shards_count - 1) / app->shards_count
+				  : per_ring_max - RC_MIN(per_ring_max / 2, RC_CONN_SPARE_SLOTS);
+	if (per_shard + RC_CONN_SPARE_SLOTS > per_ring_max && want) {
 		snprintf(err, err_len,
 			 "connections_max: %llu over %d shards needs %llu descriptors per ring, "
 			 "above "
@@ -155,7 +157,8 @@ static int size_tables(struct rc_app *app, char *err, size_t err_len)
 			 (unsigned long long)per_ring_max);
 		return -EINVAL;
 	}
-	app->conns_per_shard = (uint32_t)RC_MAX(per_shard, 16u);
+	app->conns_per_shard = (uint32_t)per_shard;
+	app->conns_spare = (uint32_t)RC_MIN(per_ring_max - per_shard, RC_CONN_SPARE_SLOTS);
 	return 0;
 }
 
@@ -320,7 +323,8 @@ int rc_app_run(struct rc_app *app, bool handle_signals)
 		app->shards[i].cpu = -1;
 		app->shards[i].listen_fd = -1;
 		app->shards[i].wake_fd = -1;
-		app->shards[i].conns_cap = app->conns_per_shard;
+		app->shards[i].conns_cap = app->conns_per_shard + app->conns_spare;
+		app->shards[i].conns_limit = app->conns_per_shard;
 	}
 	int rc = rc_arena_init(app, err, sizeof(err));
 	if (rc == 0)

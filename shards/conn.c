@@ -84,6 +84,30 @@ static void close_orphan(struct rc_shard *s, uint32_t slot)
 	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
 }
 
+/*
+ * Over connections_max: answer 503 and close. Input is discarded and TCP half-closed after
+ * the answer (as after a protocol failure), so no reset can destroy the answer in flight.
+ */
+static void refuse(struct rc_conn *c)
+{
+	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+				   "Content-Type: text/plain\r\nContent-Length: 32\r\n"
+				   "Connection: close\r\n\r\nconnection limit reached, retry\n";
+	RC_STATIC_ASSERT(sizeof("connection limit reached, retry\n") - 1 == 32,
+			 "Content-Length of the 503 body");
+	c->shard->stats.connections_refused++;
+	c->shard->conns_refusing++;
+	c->flags |= RC_CF_REFUSED;
+	c->state = RC_CONN_CLOSING;
+	c->close_reason = RC_CLOSE_over_capacity;
+	c->flags |= RC_CF_DISCARD;
+	if (rc_conn_send_raw(c, resp, sizeof(resp) - 1) != 0) {
+		rc_conn_terminate(c, RC_CLOSE_over_capacity);
+		return;
+	}
+	timer_in(c, c->shard->app->cfg.close_timeout_ms);
+}
+
 void rc_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
 {
 	if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -112,6 +136,10 @@ void rc_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
 	s->stats.connections_accepted++;
 	s->stats.connections_open++;
 	recv_arm(c);
+	if (s->conns_live - s->conns_refusing > s->conns_limit) {
+		refuse(c);
+		return;
+	}
 	timer_in(c, s->app->cfg.handshake_timeout_ms);
 }
 
@@ -150,6 +178,8 @@ static void release_slot(struct rc_conn *c)
 	c->state = RC_CONN_FREE;
 	c->gen = (c->gen + 1) & RC_GEN_MASK;
 	s->conns_live--;
+	if (c->flags & RC_CF_REFUSED)
+		s->conns_refusing--;
 	s->stats.connections_open--;
 	rc_accept_arm(s);
 }

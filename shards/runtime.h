@@ -74,7 +74,8 @@ static inline uint32_t rc_ud_slot(uint64_t ud)
 	X(drain, "server shutdown")                                                                \
 	X(http_done, "plain HTTP request answered")                                                \
 	X(app, "closed by the application")                                                        \
-	X(rate_limited, "1008: over messages_per_second_max")
+	X(rate_limited, "1008: over messages_per_second_max")                                      \
+	X(over_capacity, "503: connections_max reached")
 
 enum rc_close_reason {
 #define RC_X(name, help) RC_CLOSE_##name,
@@ -306,6 +307,7 @@ enum rc_conn_flag {
 	RC_CF_DEFLATE = 1u << 10,     /* permessage-deflate negotiated */
 	RC_CF_HTTP_RESUME = 1u << 11, /* parse requests waiting in pend at the next flush */
 	RC_CF_MAY_PUBLISH = 1u << 12, /* its access token allows publishing (auth_secret set) */
+	RC_CF_REFUSED = 1u << 13,     /* accepted over connections_max only to answer 503 */
 };
 
 /*
@@ -341,7 +343,9 @@ struct rc_shard {
 	struct io_uring ring;
 	struct rc_app *app;
 	struct rc_conn *conns; /* conns_cap records, index = fixed-file index */
-	uint32_t conns_cap;
+	uint32_t conns_cap;    /* conns_limit + spare slots for refusing with a 503 */
+	uint32_t conns_limit;  /* connections this shard serves (connections_max / shards) */
+	uint32_t conns_refusing; /* records answering a 503 (not counted against the limit) */
 	uint32_t conns_live;
 	uint32_t *dirty; /* slots to flush this turn */
 	uint32_t dirty_count;
@@ -403,6 +407,7 @@ struct rc_outbox {
 };
 
 #define RC_ENDPOINT_LIMIT 16
+#define RC_CONN_SPARE_SLOTS 64 /* per shard, for answering 503 over connections_max */
 
 struct rc_ws_endpoint {
 	char path[64];
@@ -422,6 +427,7 @@ struct rc_app {
 	int shards_count;
 	int port; /* bound port */
 	uint32_t conns_per_shard;
+	uint32_t conns_spare;
 	struct rc_ws_endpoint ws[RC_ENDPOINT_LIMIT];
 	int ws_count;
 	struct rc_http_endpoint http[RC_ENDPOINT_LIMIT];

@@ -32,7 +32,7 @@
 	X(shards, 0, 0, RC_SHARDS_LIMIT, "", "shard threads, one per core; 0 = online CPUs")       \
 	B(pin_shards, true, "pin shard i to the i-th allowed CPU")                                 \
 	X(connections_max, 0, 0, 100000000, "",                                                    \
-	  "connections held at once (all shards); 0 = shards x RLIMIT_NOFILE hard limit")          \
+	  "connections served at once (all shards); more get 503; 0 = what RLIMIT_NOFILE allows")  \
 	X(backlog, 4096, 16, 1048576, "", "listen() backlog per shard (capped by somaxconn)")      \
 	X(handshake_timeout_ms, 10000, 100, 600000, "ms",                                          \
 	  "time allowed from accept to a complete HTTP request")                                   \
