@@ -216,6 +216,33 @@ static char *trim(char *s, char *end)
 	return s;
 }
 
+/*
+ * Where the comment of a line starts (its end if none): a '#' at the start of the line or
+ * after a blank, so values such as secrets may contain '#' themselves.
+ */
+static char *comment_start(char *line)
+{
+	for (char *p = line; *p; p++)
+		if (*p == '#' && (p == line || isspace((unsigned char)p[-1])))
+			return p;
+	return line + strlen(line);
+}
+
+bool rc_config_printable(const struct rc_config *cfg)
+{
+	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++) {
+		if (keys[i].type != RC_CFG_STRING)
+			continue;
+		const char *v = *(char *const *)((const char *)cfg + keys[i].offset);
+		if (v[0] == '#' || strpbrk(v, "\r\n"))
+			return false;
+		for (const char *p = v; *p; p++)
+			if (*p == '#' && isspace((unsigned char)p[-1]))
+				return false;
+	}
+	return true;
+}
+
 int rc_config_parse_text(struct rc_config *cfg, const char *text, size_t len, const char *origin,
 			 char *err, size_t err_len)
 {
@@ -223,11 +250,15 @@ int rc_config_parse_text(struct rc_config *cfg, const char *text, size_t len, co
 	if (!copy)
 		return -ENOMEM;
 	int rc = 0, lineno = 0;
-	char *save = NULL;
-	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+	char *next = copy;
+	while (next) {
+		char *line = next;
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		next = nl ? nl + 1 : NULL;
 		lineno++;
-		char *hash = strchr(line, '#');
-		char *end = hash ? hash : line + strlen(line);
+		char *end = comment_start(line);
 		char *eq = memchr(line, '=', (size_t)(end - line));
 		char *l = trim(line, eq ? eq : end);
 		if (!eq) {

@@ -148,6 +148,12 @@ int rc_config_parse_text(struct rc_config *cfg, const char *text, size_t len, co
  */
 int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len);
 
+/*
+ * True if every string value survives rc_config_print() and rc_config_parse_text(): no line
+ * breaks, and no '#' that would start a comment (at the start or after a blank).
+ */
+bool rc_config_printable(const struct rc_config *cfg);
+
 /* Writes every key with its default, range, unit and help, one per line, as --help shows. */
 void rc_config_print_help(FILE *out);
 

@@ -116,6 +116,25 @@ Test(config, splits_lists)
 	cr_assert(eq(str, items[2], "v2"));
 }
 
+Test(config, hash_starts_a_comment_only_after_a_blank)
+{
+	const char text[] = "auth_secret = s3#cret   # the secret\n#port = 1\n";
+	cr_assert(eq(int, rc_config_parse_text(&cfg, text, strlen(text), "t.conf", err, 256), 0));
+	cr_assert(eq(str, cfg.auth_secret, "s3#cret"));
+	cr_assert(eq(u64, cfg.port, 8080));
+	cr_assert(rc_config_printable(&cfg));
+	rc_config_set(&cfg, "auth_secret", "a #b", err, sizeof(err));
+	cr_assert(not(rc_config_printable(&cfg)));
+}
+
+Test(config, errors_count_blank_lines)
+{
+	const char text[] = "port = 9000\n\n\nnot a line\n";
+	cr_assert(eq(int, rc_config_parse_text(&cfg, text, strlen(text), "t.conf", err, 256),
+		     -EINVAL));
+	cr_assert(not(eq(ptr, strstr(err, "t.conf:4"), NULL)), "%s", err);
+}
+
 Test(config, trims_string_values_like_the_file_parser)
 {
 	cr_assert(eq(int, rc_config_set(&cfg, "origins", "  https://a \t", err, sizeof(err)), 0));
