@@ -12,12 +12,7 @@ import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { ASAN, banner, inbox, scale, serverPerSuite } from './harness.mjs';
 
-banner(import.meta.url);
-const watchdog = setTimeout(() => {
-  console.error('WATCHDOG: test file exceeded its time budget');
-  process.exit(3);
-}, scale(55000));
-watchdog.unref();
+banner(import.meta.url, 55000);
 
 const T = scale(20000);
 const EXT = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
