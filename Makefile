@@ -85,8 +85,17 @@ ifeq ($(BUILD),build)
 endif
 .PHONY: bin-links
 
+# The installer runs before make evaluates anything that depends on installed files: GNU make
+# caches a directory listing (e.g. $(LLHTTP_SRC)) the first time a rule looks into it, so a
+# target that installs and builds in one invocation must build in a fresh sub-make.
+DEPS_CMD ?= tools/install-deps.sh
 deps:
-	$(Q)tools/install-deps.sh
+	$(Q)$(DEPS_CMD)
+
+# deps, then everything `make test` needs, built by a sub-make that sees the installed files.
+build-all: deps
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) fuzz-regress-bin
+.PHONY: build-all
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -119,10 +128,11 @@ $(BUILD)/tests/%_test: $(BUILD)/obj/tests/unit/%_test.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS_COMMON) -lcriterion $(ALLOC_LIB)
 
 # ---- tests -------------------------------------------------------------------------------
-run: deps all
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
 	$(BUILD)/bin/ringcast $(ARGS)
 
-test: deps all $(UNIT_BIN) fuzz-regress-bin
+test: build-all
 	$(Q)tests/run-tests.sh --build $(BUILD)
 
 unit: all $(UNIT_BIN)
@@ -169,7 +179,8 @@ fuzz: $(FUZZ_BIN)
 	done
 
 # ---- perf and checks ---------------------------------------------------------------------
-perf: deps all
+perf: deps
+	$(Q)$(MAKE) --no-print-directory all
 	$(Q)perf/run-all --build $(BUILD)
 
 check-layering:
