@@ -9,21 +9,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/siphash.h>
+
 #include "base/rc_assert.h"
 #include "base/rc_util.h"
 
+/* Written once at startup before any shard runs, read-only afterwards. */
+static uint64_t hash_key[2];
+
+void rc_topic_hash_key(const uint64_t key[2])
+{
+	hash_key[0] = key[0];
+	hash_key[1] = key[1];
+}
+
 uint64_t rc_topic_hash(const char *name, size_t len)
 {
-	/* FNV-1a, then a final avalanche so "hash % shards" spreads similar names. */
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < len; i++) {
-		h ^= (uint8_t)name[i];
-		h *= 0x100000001b3ull;
-	}
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return h;
+	/* SipHash keyed per process: names chosen by clients cannot be made to collide into one
+	 * bucket (hash flooding) without knowing the key. */
+	return SIPHASH_24(hash_key, (const uint8_t *)name, len);
 }
 
 int rc_topic_table_init(struct rc_topic_table *t, uint32_t initial_buckets)

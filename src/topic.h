@@ -27,8 +27,12 @@ struct rc_topic_table {
 	uint32_t count; /* nodes linked */
 };
 
-/* The topic-name hash (also picks the owner shard: hash % shards). */
+/* The topic-name hash (also picks the owner shard: hash % shards): SipHash-2-4 under the
+ * process's key. Any thread. */
 uint64_t rc_topic_hash(const char *name, size_t len);
+/* Sets the process's hash key (random at startup; all zero until then). Call before any
+ * shard starts: the key must not change while a table holds hashes. */
+void rc_topic_hash_key(const uint64_t key[2]);
 
 /* Empty table with initial_buckets (power of two). 0 or -ENOMEM. */
 int rc_topic_table_init(struct rc_topic_table *t, uint32_t initial_buckets);

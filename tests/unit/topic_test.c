@@ -741,3 +741,15 @@ Test(history, at_on_an_empty_history_aborts, .signal = SIGABRT)
 	rc_history_init(&h, 4);
 	(void)rc_history_at(&h, 0);
 }
+
+Test(topic_table, hash_depends_on_the_process_key)
+{
+	/* Another key moves every name: a client cannot precompute colliding names. */
+	static const uint64_t zero[2] = {0, 0}, other[2] = {0x0123456789abcdefull, 42};
+	uint64_t a = rc_topic_hash("orders", 6), b = rc_topic_hash("chat:lobby", 10);
+	rc_topic_hash_key(other);
+	cr_assert(ne(u64, rc_topic_hash("orders", 6), a));
+	cr_assert(ne(u64, rc_topic_hash("chat:lobby", 10), b));
+	rc_topic_hash_key(zero);
+	cr_assert(eq(u64, rc_topic_hash("orders", 6), a));
+}
