@@ -207,6 +207,9 @@ static int on_headers_complete(llhttp_t *p)
 	req->method = method_of(llhttp_get_method(p));
 	req->version_major = llhttp_get_http_major(p);
 	req->version_minor = llhttp_get_http_minor(p);
+	/* RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host. */
+	if (req->version_major == 1 && req->version_minor >= 1 && req->host.p == NULL)
+		return refuse(c, 400, "missing Host header");
 	req->keep_alive = llhttp_should_keep_alive(p) != 0;
 	c->head_done = true;
 	return HPE_PAUSED;

@@ -308,15 +308,15 @@ Test(http, methods_versions_and_keep_alive)
 	cr_assert(eq(u8, req.method, RC_HTTP_HEAD));
 	cr_assert(eq(u8, req.version_minor, 0));
 	cr_assert(not(req.keep_alive));
-	EXPECT_DONE("DELETE /x HTTP/1.1\r\nConnection: close\r\n\r\n", &req);
+	EXPECT_DONE("DELETE /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &req);
 	cr_assert(eq(u8, req.method, RC_HTTP_DELETE));
 	cr_assert(not(req.keep_alive));
-	EXPECT_DONE("OPTIONS * HTTP/1.1\r\n\r\n", &req);
+	EXPECT_DONE("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", &req);
 	cr_assert(eq(u8, req.method, RC_HTTP_OPTIONS));
 	cr_assert(slice_is(req.path, "*"));
-	EXPECT_DONE("PUT /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &req);
+	EXPECT_DONE("PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", &req);
 	cr_assert(eq(u8, req.method, RC_HTTP_PUT));
-	EXPECT_DONE("PATCH /x HTTP/1.1\r\n\r\n", &req);
+	EXPECT_DONE("PATCH /x HTTP/1.1\r\nHost: a\r\n\r\n", &req);
 	cr_assert(eq(u8, req.method, RC_HTTP_OTHER));
 }
 
@@ -327,10 +327,10 @@ Test(http, target_forms_split_into_path_and_query)
 	EXPECT_DONE("GET http://h:1/p/q?a=b HTTP/1.1\r\nHost: h:1\r\n\r\n", &req);
 	cr_assert(slice_is(req.path, "/p/q"));
 	cr_assert(slice_is(req.query, "a=b"));
-	EXPECT_DONE("GET /p? HTTP/1.1\r\n\r\n", &req);
+	EXPECT_DONE("GET /p? HTTP/1.1\r\nHost: a\r\n\r\n", &req);
 	cr_assert(slice_is(req.path, "/p"));
 	cr_assert(eq(u32, req.query.len, 0));
-	EXPECT_DONE("GET /p?q#frag HTTP/1.1\r\n\r\n", &req);
+	EXPECT_DONE("GET /p?q#frag HTTP/1.1\r\nHost: a\r\n\r\n", &req);
 	cr_assert(slice_is(req.path, "/p"));
 	cr_assert(slice_is(req.query, "q"));
 }
@@ -356,7 +356,7 @@ Test(http, head_exactly_at_limit_is_accepted)
 
 Test(http, body_exactly_at_limit_is_accepted)
 {
-	static const char r[] = "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd";
+	static const char r[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd";
 	struct rc_http_limits lim = {.header_bytes_max = 100, .body_bytes_max = 4};
 	struct rc_http_request req;
 
@@ -575,4 +575,14 @@ Test(http, response_writer_refuses_every_short_capacity)
 					    "busy\n", 5, false),
 		     want));
 	cr_assert(eq(int, memcmp(out, ref, want), 0));
+}
+
+Test(http, http11_without_host_is_refused)
+{
+	/* RFC 9112 §3.2; HTTP/1.0 has no such rule, an empty Host value is allowed. */
+	EXPECT_FAIL("GET / HTTP/1.1\r\n\r\n", 400);
+	EXPECT_FAIL("POST /publish HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 400);
+	struct rc_http_request req;
+	EXPECT_DONE("GET / HTTP/1.0\r\n\r\n", &req);
+	EXPECT_DONE("GET / HTTP/1.1\r\nHost:\r\n\r\n", &req);
 }
