@@ -189,15 +189,20 @@ void rc_conn_terminate(struct rc_conn *c, enum rc_close_reason why)
 	struct rc_shard *s = c->shard;
 	if (c->state == RC_CONN_DOOMED || c->state == RC_CONN_FREE)
 		return;
+	bool http = c->state == RC_CONN_HTTP;
 	c->state = RC_CONN_DOOMED;
 	s->stats.connections_closed[why]++;
 	rc_log(s->app, RC_LOG_DEBUG, "connection %u closed: %s", (unsigned)(c - s->conns),
 	       rc_close_reason_name(why));
 	rc_wheel_disarm(&c->timer);
-	free(c->pend);
-	c->pend = NULL;
-	free(c->msg);
-	c->msg = NULL;
+	if (http) {
+		free(c->pend);
+		c->pend = NULL;
+		free(c->msg);
+		c->msg = NULL;
+	} else {
+		rc_conn_ws_reset(c);
+	}
 	rc_pubsub_conn_closed(c);
 	if (c->flags & RC_CF_APP_OPEN) {
 		c->flags &= (uint16_t)~RC_CF_APP_OPEN;

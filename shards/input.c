@@ -1,9 +1,10 @@
 /*
  * What a connection does with received bytes: the HTTP request (upgrade or plain HTTP
  * endpoint) while in RC_CONN_HTTP, then WebSocket frames. Bytes are parsed in place in the
- * provided buffer; only an incomplete request or frame is copied into c->pend, and only the
- * fragments of an unfinished message into c->msg, both freed as soon as they complete.
- * Shard thread only.
+ * provided buffer; only an incomplete request is copied into c->pend. Frames go through the
+ * connection's assembler (src/ws_assembler.c, which keeps partial frames and fragments); this
+ * file acts on what it reports: delivers messages, answers pings and closes, fails the
+ * connection. Shard thread only.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "http.h"
 #include "runtime.h"
 #include "utf8.h"
+#include "ws_assembler.h"
 
 #define RC_HTTP_OUT_LIMIT (256u * 1024u)
 
@@ -236,7 +238,8 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 	if (deflate)
 		c->flags |= RC_CF_DEFLATE;
 	s->stats.websockets_open++;
-	memset(&c->rx, 0, sizeof(c->rx));
+	RC_ASSERT(c->pend == NULL && c->msg == NULL); /* they share storage with c->ws */
+	rc_ws_asm_init(&c->ws);
 	c->rate_tokens = (uint32_t)RC_MIN(app->cfg.messages_burst_max * 1000, UINT32_MAX);
 	c->rate_tick = rc_shard_tick(s);
 	rc_conn_opened(c);
@@ -364,10 +367,7 @@ static void fail(struct rc_conn *c, uint16_t code, const char *reason)
 	}
 	rc_conn_ws_close(c, code, reason, why);
 	c->flags |= RC_CF_DISCARD;
-	free(c->pend);
-	c->pend = NULL;
-	free(c->msg);
-	c->msg = NULL;
+	rc_conn_ws_reset(c);
 }
 
 static const struct rc_ws_limits *limits_of(const struct rc_conn *c)
@@ -409,29 +409,24 @@ static void deliver(struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t 
 		h->on_message(c, p, len, opcode == RC_WS_OP_BINARY, h->ctx);
 }
 
-static void control(struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t len)
+/* A ping is answered while open, a pong only resets the idle clock, a close (whose payload
+ * the assembler checked) is echoed or completes the close we started. */
+static void control(struct rc_conn *c, const struct rc_ws_asm_control *f)
 {
-	uint16_t code, ccode;
-	const char *reason;
-	struct rc_slice text;
 	uint8_t reply[RC_WS_CONTROL_PAYLOAD_LIMIT];
 
-	if (opcode == RC_WS_OP_PING) {
+	if (f->opcode == RC_WS_OP_PING) {
 		if (c->state == RC_CONN_OPEN)
-			(void)rc_conn_send_frame(c, RC_WS_OP_PONG, p, len);
+			(void)rc_conn_send_frame(c, RC_WS_OP_PONG, f->payload, f->len);
 		return;
 	}
-	if (opcode != RC_WS_OP_CLOSE)
+	if (f->opcode != RC_WS_OP_CLOSE)
 		return; /* a pong: its arrival already reset the idle clock */
-	if (rc_ws_close_parse(p, len, &code, &text, &ccode, &reason) == RC_PARSE_FAIL) {
-		fail(c, ccode, reason);
-		return;
-	}
-	c->close_code = code;
+	c->close_code = f->close_code;
 	c->flags |= RC_CF_FLUSH_CLOSE;
 	if (c->state == RC_CONN_OPEN) {
 		/* Echo the peer's code (RFC 6455 §5.5.1); a bare close gets a bare close. */
-		size_t rlen = rc_ws_close_write(reply, code, NULL);
+		size_t rlen = rc_ws_close_write(reply, f->close_code, NULL);
 		c->state = RC_CONN_CLOSING;
 		c->close_reason = RC_CLOSE_normal; /* the peer started it; ours keeps its reason */
 		if (rc_conn_send_frame(c, RC_WS_OP_CLOSE, reply, rlen) != 0)
@@ -452,13 +447,14 @@ static void deliver_deflated(struct rc_conn *c, uint8_t opcode, uint8_t *p, size
 {
 	struct rc_shard *s = c->shard;
 	size_t max = (size_t)limits_of(c)->message_bytes_max, out_len = 0;
-	struct rc_buf *copy = NULL;
+	uint8_t *copy = NULL;
 	if (!room) {
-		if (buf_append(&copy, p, len, len + 1) != 0) {
+		copy = malloc(len + RC_PMD_TAIL_ROOM);
+		if (!copy) {
 			fail(c, RC_WS_CLOSE_INTERNAL, "out of memory");
 			return;
 		}
-		p = copy->data;
+		p = memcpy(copy, p, len);
 	}
 	uint8_t *out = rc_shard_ibuf(s, max);
 	int rc = out ? rc_pmd_inflate(s->inflater, p, len, out, max, &out_len) : -ENOMEM;
@@ -475,191 +471,80 @@ static void deliver_deflated(struct rc_conn *c, uint8_t opcode, uint8_t *p, size
 		deliver(c, opcode, out, out_len);
 }
 
-/*
- * A whole frame is in memory. If prepared, its payload was unmasked and validated as it
- * arrived (pend_progress) and sits in a buffer of ours with tail room after it; otherwise
- * payload is still masked and sits in the receive buffer.
- */
-static void frame_done(struct rc_conn *c, const struct rc_ws_frame *f, uint8_t *payload,
-		       bool prepared)
+/* What c wants from the frames that follow: data while open, only the close reply once
+ * closing, nothing after a failure. */
+static enum rc_ws_asm_next next_of(const struct rc_conn *c)
 {
-	uint16_t code;
-	const char *reason;
-	size_t len = (size_t)f->payload_len;
-
-	if (!prepared)
-		rc_ws_mask(payload, len, f->mask, 0);
-	c->shard->stats.frames_in++;
-	if (f->opcode >= RC_WS_OP_CLOSE) {
-		control(c, f->opcode, payload, len);
-		return;
-	}
-	if (c->state != RC_CONN_OPEN) {
-		/* Data after our close frame is ignored (RFC 6455 §5.5.1), but its framing is
-		 * still followed so the peer's close reply can be found. */
-		if (f->fin)
-			memset(&c->rx, 0, sizeof(c->rx));
-		return;
-	}
-	if (!prepared && rc_ws_rx_payload(&c->rx, payload, len, &code, &reason) == RC_PARSE_FAIL) {
-		fail(c, code, reason);
-		return;
-	}
-	uint8_t opcode = c->rx.message_opcode;
-	bool compressed = c->rx.message_rsv1;
-	if (f->fin && !c->msg) {
-		/* The receive buffer may hold the tail room after the payload (the next frame's
-		 * bytes are borrowed and restored); a pending buffer always does. */
-		const uint8_t *end = c->shard->rx_end;
-		bool room = prepared || (end && payload + len + RC_PMD_TAIL_ROOM <= end);
-		if (rc_ws_rx_end_frame(&c->rx, true, &code, &reason) == RC_PARSE_FAIL)
-			fail(c, code, reason);
-		else if (compressed)
-			deliver_deflated(c, opcode, payload, len, room);
-		else
-			deliver(c, opcode, payload, len);
-		return;
-	}
-	if (buf_append(&c->msg, payload, len, limits_of(c)->message_bytes_max) != 0) {
-		fail(c, RC_WS_CLOSE_TOO_BIG, "message too big");
-		return;
-	}
-	if (rc_ws_rx_end_frame(&c->rx, f->fin, &code, &reason) == RC_PARSE_FAIL) {
-		fail(c, code, reason);
-		return;
-	}
-	if (f->fin) {
-		struct rc_buf *m = c->msg;
-		c->msg = NULL;
-		if (compressed)
-			deliver_deflated(c, opcode, m->data, m->len, true);
-		else
-			deliver(c, opcode, m->data, m->len);
-		free(m);
-	}
+	if (c->flags & RC_CF_DISCARD)
+		return RC_WS_ASM_STOP;
+	if (c->state == RC_CONN_OPEN)
+		return RC_WS_ASM_DATA;
+	return c->state == RC_CONN_CLOSING ? RC_WS_ASM_CONTROL : RC_WS_ASM_STOP;
 }
 
-/* Parses a header at p; on DONE also checks it against the message in progress. */
-static enum rc_parse header(struct rc_conn *c, const uint8_t *p, size_t n, struct rc_ws_frame *f,
-			    bool check)
+/* ---- the frame assembler's hooks (src/ws_assembler.h); ctx is the connection ---------------- */
+static enum rc_ws_asm_next on_message(struct rc_ws_asm_message *m, void *ctx)
 {
-	uint16_t code = 0;
-	const char *reason = NULL;
-	struct rc_ws_limits lim = *limits_of(c);
-	lim.rsv1_allowed = c->flags & RC_CF_DEFLATE;
-	enum rc_parse r = rc_ws_frame_parse(p, n, &lim, f, &code, &reason);
-	if (r == RC_PARSE_DONE && check && f->opcode < RC_WS_OP_CLOSE)
-		r = rc_ws_rx_frame(&c->rx, f, &lim, &code, &reason);
-	if (r == RC_PARSE_FAIL)
-		fail(c, code, reason);
-	return r;
+	struct rc_conn *c = ctx;
+	if (m->compressed)
+		deliver_deflated(c, m->opcode, m->payload, m->len, m->tail_room);
+	else
+		deliver(c, m->opcode, m->payload, m->len);
+	return next_of(c);
 }
 
-/*
- * Unmasks and validates the payload bytes of the pending frame that arrived since the last
- * call, so invalid UTF-8 fails the connection at once rather than when the frame completes
- * (fail fast, RFC 6455 §8.1). Returns false if the connection failed.
- */
-static bool pend_progress(struct rc_conn *c, struct rc_buf *b, const struct rc_ws_frame *f)
+static enum rc_ws_asm_next on_control(const struct rc_ws_asm_control *f, void *ctx)
 {
-	uint16_t code;
-	const char *reason;
-	uint32_t have = b->len - f->header_len;
-
-	RC_ASSERT(b->len >= f->header_len);
-	if (have <= b->done)
-		return true;
-	uint8_t *p = b->data + f->header_len + b->done;
-	rc_ws_mask(p, have - b->done, f->mask, b->done);
-	if (f->opcode < RC_WS_OP_CLOSE && c->state == RC_CONN_OPEN &&
-	    rc_ws_rx_payload(&c->rx, p, have - b->done, &code, &reason) == RC_PARSE_FAIL) {
-		fail(c, code, reason);
-		return false;
-	}
-	b->done = have;
-	return true;
+	struct rc_conn *c = ctx;
+	control(c, f);
+	return next_of(c);
 }
 
-/* Continues the frame in c->pend with p; returns the bytes of p it took. */
-static size_t pend_feed(struct rc_conn *c, uint8_t *p, size_t n)
+static void on_fail(uint16_t code, const char *reason, void *ctx)
 {
-	struct rc_ws_frame f;
-	struct rc_buf *b = c->pend;
-	size_t took = 0;
-	uint64_t max = limits_of(c)->frame_bytes_max + RC_WS_HEADER_LIMIT;
-
-	if (!(b->flags & RC_BUF_HDR_CHECKED)) {
-		size_t want = RC_MIN(n, (size_t)RC_WS_HEADER_LIMIT - RC_MIN(b->len, 14u));
-		if (buf_append(&c->pend, p, want, max) != 0)
-			return fail(c, RC_WS_CLOSE_INTERNAL, "out of memory"), n;
-		b = c->pend;
-		took = want;
-		enum rc_parse r = header(c, b->data, b->len, &f, true);
-		if (r != RC_PARSE_DONE)
-			return r == RC_PARSE_FAIL ? n : took;
-		b->flags |= RC_BUF_HDR_CHECKED;
-		b->done = 0;
-		uint64_t total = f.header_len + f.payload_len;
-		if (b->len > total) { /* we took bytes of the next frame: give them back */
-			took -= b->len - (size_t)total;
-			b->len = (uint32_t)total;
-		}
-	} else {
-		enum rc_parse r = header(c, b->data, b->len, &f, false);
-		RC_ASSERT(r == RC_PARSE_DONE);
-	}
-	uint64_t total = f.header_len + f.payload_len;
-	size_t take = (size_t)RC_MIN((uint64_t)(n - took), total - b->len);
-	if (take && buf_append(&c->pend, p + took, take, max) != 0)
-		return fail(c, RC_WS_CLOSE_INTERNAL, "out of memory"), n;
-	took += take;
-	b = c->pend;
-	if (!pend_progress(c, b, &f))
-		return n;
-	if (b->len == total) {
-		c->pend = NULL;
-		frame_done(c, &f, b->data + f.header_len, true);
-		free(b);
-	}
-	return took;
+	fail(ctx, code, reason);
 }
 
-/* Handles the frame starting at p; returns the bytes it took (all of them if incomplete). */
-static size_t frame_at(struct rc_conn *c, uint8_t *p, size_t n)
+/* Everything a client makes the assembler hold is allocated here. */
+static void *asm_alloc(void *old, size_t old_size, size_t new_size, void *ctx)
 {
-	struct rc_ws_frame f;
-	uint64_t max = limits_of(c)->frame_bytes_max + RC_WS_HEADER_LIMIT;
-	enum rc_parse r = header(c, p, n, &f, true);
+	(void)old_size;
+	(void)ctx;
+	return realloc(old, new_size);
+}
 
-	if (r == RC_PARSE_FAIL)
-		return n;
-	uint64_t total = r == RC_PARSE_DONE ? f.header_len + f.payload_len : 0;
-	if (r == RC_PARSE_DONE && total <= n) {
-		frame_done(c, &f, p + f.header_len, false);
-		return (size_t)total;
-	}
-	/* Incomplete: keep what arrived; the buffer grows as the rest does, not up front. */
-	if (buf_append(&c->pend, p, n, max) != 0)
-		return fail(c, RC_WS_CLOSE_INTERNAL, "out of memory"), n;
-	if (r == RC_PARSE_DONE) {
-		c->pend->flags |= RC_BUF_HDR_CHECKED;
-		c->pend->done = 0;
-		(void)pend_progress(c, c->pend, &f);
-	}
-	return n;
+static void asm_release(void *p, size_t size, void *ctx)
+{
+	(void)size;
+	(void)ctx;
+	free(p);
+}
+
+static const struct rc_ws_asm_ops asm_ops = {
+	.alloc = asm_alloc,
+	.release = asm_release,
+	.on_message = on_message,
+	.on_control = on_control,
+	.on_fail = on_fail,
+};
+
+void rc_conn_ws_reset(struct rc_conn *c)
+{
+	struct rc_ws_asm_env env = {NULL, &asm_ops, c};
+	rc_ws_asm_reset(&c->ws, &env);
 }
 
 static void ws_input(struct rc_conn *c, uint8_t *p, size_t n)
 {
-	/* Each step consumes at least one byte or stops, so the loop is bounded by n. */
-	while (n > 0 && (c->state == RC_CONN_OPEN || c->state == RC_CONN_CLOSING)) {
-		if (c->flags & RC_CF_DISCARD)
-			return;
-		size_t used = c->pend ? pend_feed(c, p, n) : frame_at(c, p, n);
-		RC_ASSERT(used > 0 && used <= n);
-		p += used;
-		n -= used;
-	}
+	struct rc_shard *s = c->shard;
+	struct rc_ws_limits lim = *limits_of(c);
+	struct rc_ws_asm_env env = {&lim, &asm_ops, c};
+	/* In the receive buffer, the room after the bytes may lend inflation its tail room. */
+	size_t cap = s->rx_end ? (size_t)(s->rx_end - p) : n;
+
+	RC_ASSERT(cap >= n);
+	lim.rsv1_allowed = c->flags & RC_CF_DEFLATE;
+	s->stats.frames_in += rc_ws_asm_feed(&c->ws, p, n, cap, next_of(c), &env);
 }
 
 void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n)

@@ -15,6 +15,7 @@
 #include "base/rc_assert.h"
 #include "base/rc_util.h"
 #include "config.h"
+#include "ws_assembler.h"
 #include "ws_frame.h"
 #include "mpsc.h"
 #include "pmd.h"
@@ -195,15 +196,13 @@ struct rc_sendop {
 	struct rc_sendop *next_free;
 };
 
-/* A growable byte buffer: partial frames, HTTP requests, message assembly. */
+/* A growable byte buffer: HTTP requests. */
 struct rc_buf {
 	uint32_t len;
 	uint32_t cap;
-	uint32_t flags; /* RC_BUF_* */
-	uint32_t done;  /* pending frame: payload bytes already unmasked and validated */
+	uint32_t flags; /* none defined: cleared on allocation */
 	uint8_t data[];
 };
-#define RC_BUF_HDR_CHECKED 1u /* the pending frame's header passed rc_ws_rx_frame() */
 
 /* ---- pub/sub ----------------------------------------------------------------------------- */
 #include "topic.h"
@@ -316,9 +315,13 @@ enum rc_conn_flag {
  */
 struct rc_conn {
 	struct rc_timer timer;
-	struct rc_ws_rx rx;
-	struct rc_buf *pend; /* partial frame or HTTP request; NULL when idle */
-	struct rc_buf *msg;  /* fragments of the message in progress; NULL when none */
+	union {
+		struct rc_ws_asm ws; /* OPEN, CLOSING: frame assembler; holds nothing when idle */
+		struct {	     /* HTTP (all NULL when the upgrade hands over to ws): */
+			struct rc_buf *pend; /* partial or waiting requests; NULL when idle */
+			struct rc_buf *msg;  /* POST /publish batch being sequenced, or NULL */
+		};
+	};
 	struct rc_sendq q;
 	struct rc_sendop *sop; /* gathered send in flight, NULL otherwise */
 	void *user;
@@ -521,6 +524,8 @@ int rc_conn_authorize(struct rc_conn *c, const struct rc_http_request *req, bool
 
 /* input.c */
 void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n);
+/* Frees what c's frame assembler holds (c->ws; upgraded connections only). */
+void rc_conn_ws_reset(struct rc_conn *c);
 /* Queues an HTTP response; keep_alive waits for the next request instead of closing. */
 void rc_conn_http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc_close_reason why,
 			bool keep_alive);
