@@ -8,81 +8,13 @@
 #include <criterion/new/assert.h>
 
 #include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "utf8.h"
 #include "ws_frame.h"
-
-/* ---- guard page ------------------------------------------------------------------------- */
-
-/* Room before the guard page: the largest test stream fits, so whole streams end there too. */
-#define GUARDED_BYTES (128u << 10)
-
-static uint8_t *guard_room;
-static size_t room_size;
-
-static void guard_init(void)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-	room_size = (GUARDED_BYTES + page - 1) / page * page;
-	guard_room = mmap(NULL, room_size + page, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert(guard_room != MAP_FAILED);
-	cr_assert(eq(int, mprotect(guard_room + room_size, page, PROT_NONE), 0));
-}
-
-static void guard_fini(void)
-{
-	munmap(guard_room, room_size + (size_t)sysconf(_SC_PAGESIZE));
-}
+#include "ws_stream.h"
 
 TestSuite(ws_frame, .init = guard_init, .fini = guard_fini);
-
-/* Copies len bytes so that they end where the guard page starts; the copy is writable. */
-static uint8_t *at_guard(const void *src, size_t len)
-{
-	uint8_t *dst = guard_room + room_size - len;
-
-	cr_assert(len <= room_size);
-	if (len)
-		memcpy(dst, src, len);
-	return dst;
-}
-
-/* ---- limits ----------------------------------------------------------------------------- */
-
-static const struct rc_ws_limits server = {
-	.frame_bytes_max = 1u << 20,
-	.message_bytes_max = 1u << 20,
-	.require_mask = true,
-};
-static const struct rc_ws_limits deflate = {
-	.frame_bytes_max = 1u << 20,
-	.message_bytes_max = 1u << 20,
-	.rsv1_allowed = true,
-	.require_mask = true,
-};
-static const struct rc_ws_limits small = {
-	.frame_bytes_max = 100,
-	.message_bytes_max = 300,
-	.require_mask = true,
-};
-static const struct rc_ws_limits unbounded = {
-	.frame_bytes_max = UINT64_MAX,
-	.message_bytes_max = UINT64_MAX,
-	.rsv1_allowed = true,
-	.require_mask = true,
-};
-static const struct rc_ws_limits client = {
-	.frame_bytes_max = UINT64_MAX,
-	.message_bytes_max = UINT64_MAX,
-	.rsv1_allowed = true,
-};
 
 /* ---- header vectors --------------------------------------------------------------------- */
 
@@ -410,17 +342,7 @@ struct conn {
 	char log[256];
 };
 
-__attribute__((format(printf, 2, 3))) static void log_event(struct conn *c, const char *fmt, ...)
-{
-	size_t n = strlen(c->log);
-	va_list ap;
-
-	if (n)
-		c->log[n++] = ' ';
-	va_start(ap, fmt);
-	vsnprintf(c->log + n, sizeof(c->log) - n, fmt, ap);
-	va_end(ap);
-}
+#define log_event(c, ...) log_add((c)->log, sizeof((c)->log), __VA_ARGS__)
 
 static void conn_fail(struct conn *c, uint16_t code)
 {
@@ -547,12 +469,6 @@ static void conn_feed(struct conn *c, const uint8_t *data, size_t n)
 
 /* ---- building streams ------------------------------------------------------------------- */
 
-struct stream {
-	uint8_t b[80000];
-	size_t len;
-	unsigned frames;
-};
-
 /* Appends one masked frame; the mask changes from frame to frame. */
 static void put_frame(struct stream *s, uint8_t op, bool fin, bool rsv1, const void *payload,
 		      size_t n)
@@ -567,47 +483,30 @@ static void put_frame(struct stream *s, uint8_t op, bool fin, bool rsv1, const v
 	s->frames++;
 }
 
-static void put_raw(struct stream *s, const void *bytes, size_t n)
-{
-	cr_assert(s->len + n <= sizeof(s->b));
-	memcpy(s->b + s->len, bytes, n);
-	s->len += n;
-}
-
 #define PUT(s, op, fin, str) put_frame(s, op, fin, false, str, sizeof(str) - 1)
 
 /* Runs the stream with a chunk boundary after each offset in cuts[0..ncuts). */
 static const char *run_cuts(const struct stream *s, const struct rc_ws_limits *lim,
-			    const size_t *cuts, size_t ncuts, struct conn *c)
+			    const size_t *cuts, size_t ncuts)
 {
+	static struct conn c;
 	size_t at = 0;
 
-	memset(c, 0, sizeof(*c));
-	c->lim = lim;
+	memset(&c, 0, sizeof(c));
+	c.lim = lim;
 	for (size_t i = 0; i <= ncuts; i++) {
 		size_t end = i < ncuts ? cuts[i] : s->len;
 
-		conn_feed(c, s->b + at, end - at);
+		conn_feed(&c, s->b + at, end - at);
 		at = end;
 	}
-	return c->log;
+	return c.log;
 }
 
-/* Whole, byte by byte and split in two at every boundary: the same log each time. */
 static void check_stream(const struct stream *s, const struct rc_ws_limits *lim,
 			 const char *want)
 {
-	static size_t cuts[sizeof(((struct stream *)0)->b)];
-	static struct conn c;
-	size_t step = s->len > 4096 ? 97 : 1;
-
-	cr_assert(eq(str, (char *)run_cuts(s, lim, NULL, 0, &c), (char *)want), "whole");
-	for (size_t i = 0; i < s->len; i++)
-		cuts[i] = i;
-	cr_assert(eq(str, (char *)run_cuts(s, lim, cuts, s->len, &c), (char *)want), "bytes");
-	for (size_t k = 0; k <= s->len; k += step)
-		cr_assert(eq(str, (char *)run_cuts(s, lim, &k, 1, &c), (char *)want), "split %zu",
-			  k);
+	check_splits(s, lim, want, run_cuts);
 }
 
 /* ---- streams that a server accepts ------------------------------------------------------ */
