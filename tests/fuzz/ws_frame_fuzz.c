@@ -2,10 +2,12 @@
  * libFuzzer target for src/ws_frame.c. The input after the first byte is a client's byte
  * stream; the first byte picks the connection limits and how the stream is cut into receive
  * chunks (like uWS fuzzing/helpers.h). The stream is served twice, once whole and once in
- * chunks, the way a shard would: header (in place or from an assembly buffer), piecewise
- * unmasking, rx sequencing, UTF-8 of text, close parsing. Both runs must end identically, and
- * every step is checked against a plain reference (naive unmask, header rewrite and reparse,
- * whole-message UTF-8, close echo). Also linked without libFuzzer into the corpus replay.
+ * chunks, by a small model of a receiver built on ws_frame.c's functions: header (in place or
+ * from an assembly buffer), piecewise unmasking, rx sequencing, UTF-8 of text, close parsing.
+ * Both runs must end identically, and every step is checked against a plain reference (naive
+ * unmask, header rewrite and reparse, whole-message UTF-8, close echo). The receiver the
+ * shards run, src/ws_assembler.c, has its own target (ws_assembler_fuzz.c). Also linked
+ * without libFuzzer into the corpus replay.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include "base/rc_assert.h"
 #include "utf8.h"
 #include "ws_frame.h"
+#include "ws_fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -258,13 +261,9 @@ static void on_recv(struct server *s, uint8_t *p, const uint8_t *orig, size_t n)
 static void serve(struct server *s, const uint8_t *p, size_t n, size_t max, uint32_t seed)
 {
 	while (n > 0 && s->phase != PH_CLOSED) {
-		size_t len = n;
+		size_t len = ws_fuzz_chunk_len(&seed, n, max);
 		uint8_t *chunk;
 
-		if (max) {
-			seed = seed * 1103515245u + 12345u;
-			len = RC_MIN(n, 1 + (seed >> 16) % max);
-		}
 		/* An exact-size heap copy, so ASan sees any read past the chunk. */
 		chunk = malloc(len);
 		RC_ASSERT(chunk != NULL);
@@ -276,36 +275,17 @@ static void serve(struct server *s, const uint8_t *p, size_t n, size_t max, uint
 	}
 }
 
-/*
- * First byte: bit 0 RSV1 negotiated, bit 1 client side (no mask required), bits 2-3
- * frame_bytes_max, bits 4-5 message_bytes_max, bits 6-7 chunking (1 byte, up to 7, up to 64,
- * up to 512).
- */
-static struct rc_ws_limits pick_limits(uint8_t b)
-{
-	static const uint64_t frame_max[4] = { 125, 1000, 65536, UINT64_MAX };
-	static const uint64_t message_max[4] = { 200, 4096, 1u << 20, UINT64_MAX };
-
-	return (struct rc_ws_limits){
-		.frame_bytes_max = frame_max[(b >> 2) & 3],
-		.message_bytes_max = message_max[(b >> 4) & 3],
-		.rsv1_allowed = b & 1,
-		.require_mask = !(b & 2),
-	};
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const size_t chunk_max[4] = { 1, 7, 64, 512 };
 	static struct server whole, chunked;
 
 	if (size < 1)
 		return 0;
 	memset(&whole, 0, sizeof(whole));
-	whole.lim = pick_limits(data[0]);
+	whole.lim = ws_fuzz_limits(data[0]);
 	chunked = whole;
 	serve(&whole, data + 1, size - 1, 0, 0);
-	serve(&chunked, data + 1, size - 1, chunk_max[data[0] >> 6], data[0]);
+	serve(&chunked, data + 1, size - 1, ws_fuzz_chunk_max(data[0]), data[0]);
 	RC_ASSERT(whole.out.frames == chunked.out.frames);
 	RC_ASSERT(whole.out.messages == chunked.out.messages);
 	RC_ASSERT(whole.out.digest == chunked.out.digest);
