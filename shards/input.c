@@ -235,8 +235,10 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 	c->state = RC_CONN_OPEN;
 	c->endpoint = (uint8_t)ep;
 	c->flags |= RC_CF_APP_OPEN;
-	if (deflate)
+	if (deflate) {
 		c->flags |= RC_CF_DEFLATE;
+		c->deflate_window_bits = pmd.server_max_window_bits;
+	}
 	s->stats.websockets_open++;
 	RC_ASSERT(c->pend == NULL && c->msg == NULL); /* they share storage with c->ws */
 	rc_ws_asm_init(&c->ws);

@@ -127,6 +127,8 @@ size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
 	RC_FAMILY(&o, app, deflate_in_bytes, "counter", "Bytes given to the deflate compressor.");
 	RC_FAMILY(&o, app, deflate_out_bytes, "counter",
 		  "Compressed bytes produced (sent with RSV1; a broadcast counts once).");
+	RC_FAMILY(&o, app, deflate_window_skips, "counter",
+		  "Messages sent uncompressed: longer than the client's deflate window.");
 	RC_FAMILY(&o, app, inflated_messages, "counter", "Compressed messages received.");
 	RC_FAMILY(&o, app, alloc_failures, "counter",
 		  "Runtime allocations that failed (the request was refused or degraded).");

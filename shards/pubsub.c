@@ -68,13 +68,21 @@ static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t 
 	return f;
 }
 
+/* Bytes of a broadcast frame's header (unmasked server frame): the envelope follows them. */
+static size_t header_len(const struct rc_frame *f)
+{
+	RC_DASSERT(f->len >= 2);
+	return f->data[1] == 127 ? 10 : f->data[1] == 126 ? 4 : 2;
+}
+
 /*
  * Compresses a broadcast frame's envelope once for every subscriber that negotiated
- * permessage-deflate; NULL when not worth it (below the threshold or incompressible).
+ * permessage-deflate; NULL when not worth it (below the threshold or incompressible). One
+ * variant serves every window: subscribers whose window the envelope exceeds get f itself.
  */
 static struct rc_frame *build_deflated(struct rc_shard *s, const struct rc_frame *f)
 {
-	size_t hlen = f->data[1] == 127 ? 10 : f->data[1] == 126 ? 4 : 2;
+	size_t hlen = header_len(f);
 	size_t elen = f->len - hlen;
 	if (!rc_pmd_should_compress(&s->app->pmd, elen) || elen < 8)
 		return NULL;
@@ -206,6 +214,21 @@ static bool slow(struct rc_conn *c, uint32_t add)
 	return false;
 }
 
+/*
+ * The frame subscriber c gets for broadcast f (both borrowed): subscribers that negotiated
+ * permessage-deflate share the owner's one deflated copy if the envelope fits their window
+ * (rc_pmd_fits_window); everyone else, and a window too small, gets f plain.
+ */
+static struct rc_frame *variant_for(struct rc_conn *c, struct rc_frame *f)
+{
+	if (!f->deflated || !(c->flags & RC_CF_DEFLATE))
+		return f;
+	if (rc_pmd_fits_window(c->deflate_window_bits, f->len - header_len(f)))
+		return f->deflated;
+	c->shard->stats.deflate_window_skips++;
+	return f;
+}
+
 /* Queues f to one subscriber, taking one of the caller's references. False if not taken. */
 static bool offer(struct rc_sub *sub, struct rc_frame *f)
 {
@@ -221,12 +244,9 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 		rc_conn_slow_close(c);
 		return false;
 	}
-	/* Subscribers that negotiated permessage-deflate share the owner's one deflated copy. */
-	struct rc_frame *use = f;
-	if (f->deflated && (c->flags & RC_CF_DEFLATE)) {
-		use = f->deflated;
+	struct rc_frame *use = variant_for(c, f);
+	if (use != f)
 		rc_frame_ref_n(use, 1);
-	}
 	int rc = rc_conn_enqueue(c, use); /* on failure it released the reference */
 	if (rc == 0) {
 		sub->last_seq = f->seq;

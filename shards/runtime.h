@@ -121,6 +121,7 @@ struct rc_shard_stats {
 	uint64_t sends_zc;           /* send_zc_fixed operations issued */
 	uint64_t deflate_in_bytes;   /* bytes given to the compressor */
 	uint64_t deflate_out_bytes;  /* bytes it produced (sent with RSV1) */
+	uint64_t deflate_window_skips; /* messages sent plain: longer than the client's window */
 	uint64_t inflated_messages;  /* compressed messages received */
 	uint64_t alloc_failures;     /* runtime allocations that failed and were degraded */
 };
@@ -339,7 +340,12 @@ struct rc_conn {
 	uint8_t inflight;    /* SQEs whose completion is still owed */
 	uint8_t close_reason;
 	uint16_t subs_count;
+	uint8_t deflate_window_bits; /* server_max_window_bits agreed (8..15) if RC_CF_DEFLATE */
 };
+
+/* deflate_window_bits lives in what was tail padding: idle memory per connection is the
+ * product, so a field that grows the record is a decision, not an accident. */
+RC_STATIC_ASSERT(sizeof(struct rc_conn) <= 152, "struct rc_conn grew");
 
 /* ---- shard and application --------------------------------------------------------------- */
 struct rc_shard {

@@ -153,6 +153,10 @@ int rc_conn_send_data(struct rc_conn *c, uint8_t opcode, const void *p, size_t l
 	struct rc_shard *s = c->shard;
 	if (!(c->flags & RC_CF_DEFLATE) || len < 8 || !rc_pmd_should_compress(&s->app->pmd, len))
 		return send_frame(c, opcode, false, p, len);
+	if (!rc_pmd_fits_window(c->deflate_window_bits, len)) {
+		s->stats.deflate_window_skips++;
+		return send_frame(c, opcode, false, p, len);
+	}
 	/* A cap below len makes libdeflate give up on output that would not be smaller. */
 	uint8_t *z = rc_shard_zbuf(s, len);
 	size_t zlen = z ? rc_pmd_deflate(s->deflater, p, len, z, len - 1) : 0;

@@ -13,6 +13,7 @@
 #include "pmd.h"
 
 #include <libdeflate.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/rc_assert.h"
@@ -271,28 +272,29 @@ static bool next_offer(struct cursor *c, struct offer *o)
 
 static bool acceptable(const struct offer *o)
 {
-	/* Below 15 the client's inflater keeps less than libdeflate's 32 KiB window. */
-	return o->is_pmd && !o->declined &&
-	       (o->server_bits == 0 || o->server_bits == RC_PMD_WINDOW_BITS_MAX);
+	return o->is_pmd && !o->declined;
 }
 
 #define ANSWER                                                                                     \
 	"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "              \
 	"client_no_context_takeover"
+#define ANSWER_WINDOW "; server_max_window_bits="
 
-static const char answer[] = ANSWER "\r\n";
-static const char answer_window_15[] = ANSWER "; server_max_window_bits=15\r\n";
+RC_STATIC_ASSERT(sizeof(ANSWER ANSWER_WINDOW "15\r\n") <= RC_PMD_RESPONSE_LIMIT,
+		 "response line limit");
 
-RC_STATIC_ASSERT(sizeof(answer_window_15) <= RC_PMD_RESPONSE_LIMIT, "response line limit");
-
-/* §7.1.2.1: an offered server_max_window_bits must be answered (with 15, all we keep). */
+/* §7.1.2.1: an offered server_max_window_bits must be answered with at most its value. We
+ * answer the value itself: rc_pmd_fits_window() keeps every message within it. */
 static void write_response(const struct offer *o, char *line, size_t cap)
 {
-	const char *s = o->server_bits ? answer_window_15 : answer;
-	size_t len = strlen(s);
+	int len;
 
-	RC_ASSERT(len < cap);
-	memcpy(line, s, len + 1);
+	if (o->server_bits)
+		len = snprintf(line, cap, ANSWER ANSWER_WINDOW "%u\r\n", (unsigned)o->server_bits);
+	else
+		len = snprintf(line, cap, ANSWER "\r\n");
+	RC_ASSERT(len > 0);
+	RC_ASSERT((size_t)len < cap);
 }
 
 bool rc_pmd_negotiate(const struct rc_http_multi *ext_headers, const struct rc_pmd_config *cfg,
@@ -312,7 +314,8 @@ bool rc_pmd_negotiate(const struct rc_http_multi *ext_headers, const struct rc_p
 		while (next_offer(&c, &o)) {
 			if (acceptable(&o)) {
 				write_response(&o, response_line, cap);
-				out->server_max_window_bits = RC_PMD_WINDOW_BITS_MAX;
+				out->server_max_window_bits =
+					o.server_bits ? o.server_bits : RC_PMD_WINDOW_BITS_MAX;
 				out->client_max_window_bits =
 					o.client_bits ? o.client_bits : RC_PMD_WINDOW_BITS_MAX;
 				out->offer_index = index;
@@ -336,6 +339,14 @@ static const uint8_t inflate_tail[RC_PMD_TAIL_ROOM] = {
 bool rc_pmd_should_compress(const struct rc_pmd_config *cfg, size_t n)
 {
 	return n >= cfg->threshold_bytes;
+}
+
+bool rc_pmd_fits_window(uint8_t bits, size_t n)
+{
+	RC_ASSERT(bits >= RC_PMD_WINDOW_BITS_MIN);
+	RC_ASSERT(bits <= RC_PMD_WINDOW_BITS_MAX);
+	/* A distance never exceeds the bytes before it: n - 1 < 2^bits for n <= 2^bits. */
+	return bits == RC_PMD_WINDOW_BITS_MAX || n <= (size_t)1 << bits;
 }
 
 size_t rc_pmd_deflate_bound(size_t n)

@@ -9,8 +9,17 @@
  * ringcast always negotiates server_no_context_takeover and client_no_context_takeover and
  * every message is compressed and inflated on its own. A shard owns one compressor (per level)
  * and one decompressor and uses them for all its connections; a connection only remembers
- * "deflate negotiated" (one bit). A broadcast is deflated once by its owner shard and the same
- * bytes go to every subscriber that negotiated the extension.
+ * "deflate negotiated" and the server window its client asked for. A broadcast is deflated
+ * once by its owner shard and the same bytes go to every subscriber that negotiated the
+ * extension and whose window the message fits.
+ *
+ * Small server windows (server_max_window_bits 8..14): libdeflate cannot be told a window; it
+ * may refer back up to 32 KiB. But a back-reference never reaches before the message's first
+ * byte, so a message of at most 2^bits bytes is valid for a 2^bits window whatever libdeflate
+ * does, and such messages are compressed as usual. Longer ones go out uncompressed (RSV1 is
+ * per message, RFC 7692 §6): honouring the window for them would need a compressor per
+ * window size or per connection (zlib), and memory per connection is the product.
+ * The cost is bandwidth on long messages to those clients, nothing else.
  *
  * Wire format of a compressed message (what rc_pmd_deflate() writes): libdeflate's raw
  * DEFLATE stream, whose last block has BFINAL = 1 and ends padded to a byte, followed by one
@@ -77,7 +86,7 @@ struct rc_pmd_config {
 
 /* What was agreed with one client. Both directions are always no_context_takeover. */
 struct rc_pmd_params {
-	uint8_t server_max_window_bits; /* always 15: libdeflate's compressor window is 32 KiB */
+	uint8_t server_max_window_bits; /* the client's window for our messages: offered, else 15 */
 	uint8_t client_max_window_bits; /* the client's window: its offered value, else 15 */
 	uint32_t offer_index; /* which offer was accepted: 0-based, all headers, all extensions */
 };
@@ -90,18 +99,20 @@ struct rc_pmd_params {
  * order. An offer is declined, and the next one considered, when it is malformed, repeats a
  * parameter, names one RFC 7692 does not define for offers, gives server_no_context_takeover
  * or client_no_context_takeover a value, gives a window size other than 8..15 written as a
- * plain decimal, omits server_max_window_bits' value, or asks for server_max_window_bits
- * below 15: libdeflate always compresses with a 32 KiB window, so back-references could
- * reach past what such a client keeps. Every window the client compresses with is fine, as
- * libdeflate inflates a whole message from one buffer.
+ * plain decimal, or omits server_max_window_bits' value. Every server window 8..15 is
+ * accepted (see rc_pmd_fits_window() for what a small one costs), and every window the client
+ * compresses with is fine, as libdeflate inflates a whole message from one buffer.
  *
  * On acceptance writes the response header line into response_line (cap at least
  * RC_PMD_RESPONSE_LIMIT, NUL-terminated): "Sec-WebSocket-Extensions: permessage-deflate;
- * server_no_context_takeover; client_no_context_takeover[; server_max_window_bits=15]\r\n".
+ * server_no_context_takeover; client_no_context_takeover[; server_max_window_bits=N]\r\n".
  * client_no_context_takeover is always asked for (RFC 7692 §7.1.1.2 lets the server add it)
  * since a client keeping its window could refer back to an earlier message; the window size
- * appears only when offered, as §7.1.2.1 requires; client_max_window_bits is never answered
- * (§7.1.2.2 makes it optional and a smaller client window would save us nothing).
+ * appears only when offered, as §7.1.2.1 requires, and is the offered value N, 8 included:
+ * the RFC allows no larger answer and Python websockets refuses one, while zlib-based
+ * inflaters take 8 as it is (or as 9, which only widens their window); client_max_window_bits
+ * is never answered (§7.1.2.2 makes it optional and a smaller client window would save us
+ * nothing).
  *
  * Returns true and fills *out if an offer was accepted; false (response_line empty, *out
  * untouched) if cfg->enabled is off or nothing acceptable was offered. Never a reason to fail
@@ -112,6 +123,14 @@ bool rc_pmd_negotiate(const struct rc_http_multi *ext_headers, const struct rc_p
 
 /* True if a message of n bytes should be compressed under cfg (n >= threshold_bytes). */
 bool rc_pmd_should_compress(const struct rc_pmd_config *cfg, size_t n);
+
+/*
+ * True if an n-byte message compressed by rc_pmd_deflate() is valid for a receiver keeping a
+ * window of 2^bits bytes (bits 8..15, asserted): always at 15 (libdeflate's own window is
+ * 32 KiB), below it only if n <= 2^bits, since no back-reference reaches before the message's
+ * start. A message that does not fit is sent uncompressed. Pure; any thread.
+ */
+bool rc_pmd_fits_window(uint8_t bits, size_t n);
 
 /* An output size for rc_pmd_deflate() that fits any n-byte message at any level. */
 size_t rc_pmd_deflate_bound(size_t n);

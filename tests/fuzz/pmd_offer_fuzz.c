@@ -3,14 +3,15 @@
  * first byte picks the configuration (bits 0-1: disabled when both are 0) and how many header
  * values the rest may become (bits 2-4: 1..8); the rest is cut at '\n' into those values, each
  * an exact-size heap copy so ASan sees any read past a value. Checks: a disabled config
- * declines; an answer is one of the two lines ringcast writes, with parameters in range; the
- * answer offered back is accepted as itself; and, when no quotes are involved, the values
- * joined by commas into one header get the same answer. Also linked without libFuzzer into
- * the corpus replay.
+ * declines; an answer is one of the lines ringcast writes (with server_max_window_bits=8..15
+ * or without it), matching the parameters returned, all in range; the answer offered back is
+ * accepted as itself; and, when no quotes are involved, the values joined by commas into one
+ * header get the same answer. Also linked without libFuzzer into the corpus replay.
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,15 +56,22 @@ static void negotiate(const struct rc_http_multi *m, const struct rc_pmd_config 
 static void check_answer(const struct result *r)
 {
 	size_t len = strlen(r->line);
+	char windowed[RC_PMD_RESPONSE_LIMIT];
 
 	if (!r->ok) {
 		RC_ASSERT(len == 0);
 		return;
 	}
 	RC_ASSERT(len < RC_PMD_RESPONSE_LIMIT);
-	RC_ASSERT(strcmp(r->line, ANSWER "\r\n") == 0 ||
-		  strcmp(r->line, ANSWER "; server_max_window_bits=15\r\n") == 0);
-	RC_ASSERT(r->p.server_max_window_bits == RC_PMD_WINDOW_BITS_MAX);
+	RC_ASSERT(r->p.server_max_window_bits >= RC_PMD_WINDOW_BITS_MIN);
+	RC_ASSERT(r->p.server_max_window_bits <= RC_PMD_WINDOW_BITS_MAX);
+	snprintf(windowed, sizeof(windowed), ANSWER "; server_max_window_bits=%u\r\n",
+		 (unsigned)r->p.server_max_window_bits);
+	/* Without the parameter in the answer the client's window is the full 15 bits. */
+	if (strcmp(r->line, windowed) != 0) {
+		RC_ASSERT(strcmp(r->line, ANSWER "\r\n") == 0);
+		RC_ASSERT(r->p.server_max_window_bits == RC_PMD_WINDOW_BITS_MAX);
+	}
 	RC_ASSERT(r->p.client_max_window_bits >= RC_PMD_WINDOW_BITS_MIN);
 	RC_ASSERT(r->p.client_max_window_bits <= RC_PMD_WINDOW_BITS_MAX);
 }
@@ -112,6 +120,7 @@ static void check_joined(const struct rc_http_multi *m, const struct rc_pmd_conf
 	if (r->ok) {
 		RC_ASSERT(j.p.offer_index == r->p.offer_index);
 		RC_ASSERT(j.p.client_max_window_bits == r->p.client_max_window_bits);
+		RC_ASSERT(j.p.server_max_window_bits == r->p.server_max_window_bits);
 	}
 	free(buf);
 }

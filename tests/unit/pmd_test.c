@@ -78,57 +78,62 @@ static const struct rc_pmd_config on = {
 #define RESPONSE                                                                                   \
 	"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "              \
 	"client_no_context_takeover"
-#define SMWB "; server_max_window_bits=15"
+#define SMWB "; server_max_window_bits="
 
 struct ovec {
 	const char *name;
 	const char *headers[4]; /* NULL-terminated */
 	int index;              /* accepted offer_index, -1 declined */
 	uint8_t client_bits;    /* expected client_max_window_bits when accepted */
-	bool smwb;              /* the response carries server_max_window_bits=15 */
+	uint8_t server_bits;    /* server_max_window_bits offered and answered, 0 if not */
 };
 
-#define ACCEPT(name, index, bits, smwb, ...) { name, { __VA_ARGS__, NULL }, index, bits, smwb }
-#define DECLINE(name, ...) { name, { __VA_ARGS__, NULL }, -1, 0, false }
+#define ACCEPT(name, index, bits, sbits, ...) { name, { __VA_ARGS__, NULL }, index, bits, sbits }
+#define DECLINE(name, ...) { name, { __VA_ARGS__, NULL }, -1, 0, 0 }
 #define PMD "permessage-deflate"
 
 static const struct ovec ovecs[] = {
 	/* Chromium, Python websockets 10.4 and Node ws 8 all offer exactly this by default. */
-	ACCEPT("browser and library default", 0, 15, false, PMD "; client_max_window_bits"),
-	ACCEPT("Firefox", 0, 15, false, PMD),
-	ACCEPT("Node ws, 10-bit server window first", 1, 15, false,
+	ACCEPT("browser and library default", 0, 15, 0, PMD "; client_max_window_bits"),
+	ACCEPT("Firefox", 0, 15, 0, PMD),
+	ACCEPT("Node ws, 10-bit server window first", 0, 12, 10,
 	       PMD "; server_no_context_takeover; client_no_context_takeover; "
 		   "server_max_window_bits=10; client_max_window_bits=12, " PMD
 		   "; client_max_window_bits"),
-	ACCEPT("websockets, 10-bit server window first", 1, 15, false,
+	ACCEPT("websockets, 10-bit server window first", 0, 12, 10,
 	       PMD "; server_no_context_takeover; server_max_window_bits=10; "
 		   "client_max_window_bits=12, " PMD "; client_max_window_bits"),
-	ACCEPT("server window 15", 0, 15, true, PMD "; server_max_window_bits=15"),
-	ACCEPT("every parameter", 0, 9, true,
+	ACCEPT("server window 15", 0, 15, 15, PMD "; server_max_window_bits=15"),
+	ACCEPT("server window 8", 0, 15, 8, PMD "; server_max_window_bits=8"),
+	ACCEPT("server window 14", 0, 15, 14, PMD "; server_max_window_bits=14"),
+	ACCEPT("quoted server window 9", 0, 15, 9, PMD "; server_max_window_bits=\"9\""),
+	ACCEPT("every parameter", 0, 9, 15,
 	       PMD "; server_no_context_takeover; client_no_context_takeover; "
 		   "server_max_window_bits=15; client_max_window_bits=9"),
-	ACCEPT("client window 8", 0, 8, false, PMD "; client_max_window_bits=8"),
-	ACCEPT("quoted value", 0, 10, false, PMD "; client_max_window_bits=\"10\""),
-	ACCEPT("quoted-pair in a value", 0, 15, true, PMD "; server_max_window_bits=\"1\\5\""),
-	ACCEPT("whitespace", 0, 12, false,
+	ACCEPT("client window 8", 0, 8, 0, PMD "; client_max_window_bits=8"),
+	ACCEPT("quoted value", 0, 10, 0, PMD "; client_max_window_bits=\"10\""),
+	ACCEPT("quoted-pair in a value", 0, 15, 15, PMD "; server_max_window_bits=\"1\\5\""),
+	ACCEPT("whitespace", 0, 12, 0,
 	       " \t" PMD " \t; \t client_max_window_bits \t = \t 12 \t "),
-	ACCEPT("no whitespace", 0, 11, false, PMD ";client_no_context_takeover;"
+	ACCEPT("no whitespace", 0, 11, 0, PMD ";client_no_context_takeover;"
 						 "client_max_window_bits=11"),
-	ACCEPT("case", 0, 8, false,
+	ACCEPT("case", 0, 8, 0,
 	       "PerMessage-Deflate; Client_Max_Window_Bits=8; SERVER_NO_CONTEXT_TAKEOVER"),
-	ACCEPT("empty list elements", 0, 15, false, ", ,\t," PMD ",,"),
-	ACCEPT("another extension first", 1, 15, false,
+	ACCEPT("empty list elements", 0, 15, 0, ", ,\t," PMD ",,"),
+	ACCEPT("another extension first", 1, 15, 0,
 	       "x-webkit-deflate-frame; no_context_takeover, " PMD),
-	ACCEPT("second header", 1, 11, false, "foo", PMD "; client_max_window_bits=11"),
-	ACCEPT("third header after an empty one", 0, 15, false, "", " ", PMD),
-	ACCEPT("comma inside a quoted value", 1, 15, false, "foo; a=\"x, " PMD "\", " PMD),
-	ACCEPT("escaped quote inside a value", 1, 15, false, "foo; b=\"\\\"\"; c, " PMD),
-	ACCEPT("malformed offer first", 1, 15, false, PMD " client_max_window_bits, " PMD),
-	ACCEPT("escaped quote in a malformed offer", 1, 15, false, PMD " x; a=\"\\\",y\", " PMD),
-	ACCEPT("unterminated quote, next header", 1, 15, false, PMD "; x=\"15", PMD),
-	ACCEPT("8-bit server window first", 1, 15, true,
+	ACCEPT("second header", 1, 11, 0, "foo", PMD "; client_max_window_bits=11"),
+	ACCEPT("third header after an empty one", 0, 15, 0, "", " ", PMD),
+	ACCEPT("comma inside a quoted value", 1, 15, 0, "foo; a=\"x, " PMD "\", " PMD),
+	ACCEPT("escaped quote inside a value", 1, 15, 0, "foo; b=\"\\\"\"; c, " PMD),
+	ACCEPT("malformed offer first", 1, 15, 0, PMD " client_max_window_bits, " PMD),
+	ACCEPT("escaped quote in a malformed offer", 1, 15, 0, PMD " x; a=\"\\\",y\", " PMD),
+	ACCEPT("unterminated quote, next header", 1, 15, 0, PMD "; x=\"15", PMD),
+	ACCEPT("8-bit server window first", 0, 15, 8,
 	       PMD "; server_max_window_bits=8, " PMD "; server_max_window_bits=15"),
-	ACCEPT("duplicate first", 1, 13, false,
+	ACCEPT("7-bit server window first", 1, 15, 12,
+	       PMD "; server_max_window_bits=7, " PMD "; server_max_window_bits=12"),
+	ACCEPT("duplicate first", 1, 13, 0,
 	       PMD "; client_max_window_bits; client_max_window_bits, " PMD
 		   "; client_max_window_bits=13"),
 
@@ -146,10 +151,15 @@ static const struct ovec ovecs[] = {
 	DECLINE("duplicate window", PMD "; server_max_window_bits=15; server_max_window_bits=15"),
 	DECLINE("unknown parameter", PMD "; foo"),
 	DECLINE("unknown parameter with value", PMD "; max_window_bits=15"),
+	DECLINE("duplicate small window",
+		PMD "; server_max_window_bits=9; server_max_window_bits=9"),
+	DECLINE("two small windows", PMD "; server_max_window_bits=9; server_max_window_bits=10"),
 	DECLINE("server window 7", PMD "; server_max_window_bits=7"),
-	DECLINE("server window 8 (libdeflate keeps 32 KiB)", PMD "; server_max_window_bits=8"),
-	DECLINE("server window 14", PMD "; server_max_window_bits=14"),
+	DECLINE("server window 0", PMD "; server_max_window_bits=0"),
 	DECLINE("server window 16", PMD "; server_max_window_bits=16"),
+	DECLINE("server window 08", PMD "; server_max_window_bits=08"),
+	DECLINE("server window 9 and junk", PMD "; server_max_window_bits=9x"),
+	DECLINE("server window -9", PMD "; server_max_window_bits=-9"),
 	DECLINE("server window 015", PMD "; server_max_window_bits=015"),
 	DECLINE("server window +15", PMD "; server_max_window_bits=+15"),
 	DECLINE("server window 15.0", PMD "; server_max_window_bits=15.0"),
@@ -196,11 +206,15 @@ static void check_accepted(const struct ovec *v, bool ok, const struct rc_pmd_pa
 	char want[RC_PMD_RESPONSE_LIMIT];
 
 	cr_assert(ok, "%s: declined", v->name);
-	snprintf(want, sizeof(want), "%s%s\r\n", RESPONSE, v->smwb ? SMWB : "");
+	if (v->server_bits)
+		snprintf(want, sizeof(want), RESPONSE SMWB "%u\r\n", (unsigned)v->server_bits);
+	else
+		snprintf(want, sizeof(want), RESPONSE "\r\n");
 	cr_assert(eq(str, (char *)line, want), "%s", v->name);
 	cr_assert(eq(u32, p->offer_index, (uint32_t)v->index), "%s", v->name);
 	cr_assert(eq(u8, p->client_max_window_bits, v->client_bits), "%s", v->name);
-	cr_assert(eq(u8, p->server_max_window_bits, 15), "%s", v->name);
+	cr_assert(eq(u8, p->server_max_window_bits, v->server_bits ? v->server_bits : 15), "%s",
+		  v->name);
 }
 
 /* Negotiates v's offers, given as the header values hv (v->headers, or those split up). */
@@ -300,11 +314,62 @@ Test(pmd, every_client_window_size)
 {
 	for (unsigned bits = 8; bits <= 15; bits++) {
 		char offer[64];
-		struct ovec v = { "client window", { offer, NULL }, 0, (uint8_t)bits, false };
+		struct ovec v = { "client window", { offer, NULL }, 0, (uint8_t)bits, 0 };
 
 		snprintf(offer, sizeof(offer), PMD "; client_max_window_bits=%u", bits);
 		check_offers(&v, v.headers);
 	}
+}
+
+/* Every server window 8..15 is accepted and answered with its own value, whatever the client
+ * says of its own window; repeating it, even with the same value, declines the offer. */
+Test(pmd, every_server_window_size)
+{
+	static const char *const client[] = { "", "; client_max_window_bits",
+					      "; client_max_window_bits=9" };
+	static const uint8_t client_bits[] = { 15, 15, 9 };
+
+	for (unsigned bits = 8; bits <= 15; bits++) {
+		for (size_t k = 0; k < RC_ARRAY_LEN(client); k++) {
+			char offer[128];
+			struct ovec v = { offer, { offer, NULL }, 0, client_bits[k], 0 };
+
+			v.server_bits = (uint8_t)bits;
+			snprintf(offer, sizeof(offer), PMD "; server_max_window_bits=%u%s", bits,
+				 client[k]);
+			check_offers(&v, v.headers);
+			snprintf(offer, sizeof(offer), PMD "%s; server_max_window_bits=%u",
+				 client[k], bits);
+			check_offers(&v, v.headers);
+			snprintf(offer, sizeof(offer),
+				 PMD "; server_max_window_bits=%u%s; server_max_window_bits=%u",
+				 bits, client[k], bits);
+			v.index = -1;
+			check_offers(&v, v.headers);
+		}
+	}
+}
+
+/* A window holds any message up to its size; 15 bits (libdeflate's own 32 KiB) any at all. */
+Test(pmd, fits_window)
+{
+	for (uint8_t bits = RC_PMD_WINDOW_BITS_MIN; bits < RC_PMD_WINDOW_BITS_MAX; bits++) {
+		size_t w = (size_t)1 << bits;
+
+		cr_assert(rc_pmd_fits_window(bits, 0));
+		cr_assert(rc_pmd_fits_window(bits, w - 1), "%u", bits);
+		cr_assert(rc_pmd_fits_window(bits, w), "%u", bits);
+		cr_assert(not(rc_pmd_fits_window(bits, w + 1)), "%u", bits);
+		cr_assert(not(rc_pmd_fits_window(bits, SIZE_MAX)), "%u", bits);
+	}
+	cr_assert(rc_pmd_fits_window(RC_PMD_WINDOW_BITS_MAX, 32768));
+	cr_assert(rc_pmd_fits_window(RC_PMD_WINDOW_BITS_MAX, 32769));
+	cr_assert(rc_pmd_fits_window(RC_PMD_WINDOW_BITS_MAX, SIZE_MAX));
+}
+
+Test(pmd, fits_window_below_8_aborts, .signal = SIGABRT)
+{
+	rc_pmd_fits_window(RC_PMD_WINDOW_BITS_MIN - 1, 1);
 }
 
 Test(pmd, disabled_declines_everything)
@@ -323,7 +388,7 @@ Test(pmd, disabled_declines_everything)
 /* The offer index counts offers of every extension across headers, skipping empty ones. */
 Test(pmd, offer_index_spans_headers)
 {
-	const char *values[] = { "a, b;x=\"1,2\"", ",c", "d, " PMD "; server_max_window_bits=9",
+	const char *values[] = { "a, b;x=\"1,2\"", ",c", "d, " PMD "; server_max_window_bits=7",
 				 PMD, NULL };
 	struct rc_http_multi m = headers_of(values);
 	struct rc_pmd_params p;
