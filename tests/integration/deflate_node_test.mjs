@@ -2,10 +2,11 @@
 // perMessageDeflate { threshold: 0 } (every message compressed): echo round trips of
 // compressible and incompressible text and binary from 0 B to 1 MiB, fragmented compressed
 // sends (RSV1 on the first fragment only, one deflate stream across the fragments), the
-// offers ws makes with window options (server_max_window_bits below 15 declined, the
-// connection goes on plain), a decompression bomb from a real client (1009), and pub/sub
-// delivery to deflate and plain subscribers on both shards with the broadcast compressed once
-// (ringcast_deflate_in_bytes_total grows by the envelope bytes, not × subscribers).
+// offers ws makes with window options (serverMaxWindowBits: 10 answered with 10: messages up
+// to 1 KiB compressed, longer ones plain, on echo and pub/sub), a decompression bomb from a
+// real client (1009), and pub/sub delivery to deflate and plain subscribers on both shards
+// with the broadcast compressed once (ringcast_deflate_in_bytes_total grows by the envelope
+// bytes, not × subscribers).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -169,18 +170,18 @@ describe('permessage-deflate over Node ws', () => {
     await closeWs(ws);
   });
 
-  it('window options: client_max_window_bits accepted, server_max_window_bits=10 declined',
+  it('window options: client_max_window_bits and server_max_window_bits accepted',
     { timeout: T }, async () => {
       const cases = [
         [{ threshold: 0, clientMaxWindowBits: 9 }, EXT],
         [{ threshold: 0, serverMaxWindowBits: 15, clientNoContextTakeover: true,
           serverNoContextTakeover: true }, `${EXT}; server_max_window_bits=15`],
-        [{ threshold: 0, serverMaxWindowBits: 10 }, ''],
+        [{ threshold: 0, serverMaxWindowBits: 10 }, `${EXT}; server_max_window_bits=10`],
       ];
       for (const [pmd, want] of cases) {
         const ws = await open(server.url(), pmd);
         assert.equal(ws.answer, want, JSON.stringify(pmd));
-        assert.equal(ws.extensions, want ? 'permessage-deflate' : '');
+        assert.equal(ws.extensions, 'permessage-deflate');
         const box = inbox(ws);
         for (const data of [compressible(50000), randomBytes(5000), '', 'é'.repeat(700)]) {
           ws.send(data);
@@ -188,6 +189,47 @@ describe('permessage-deflate over Node ws', () => {
         }
         await closeWs(ws);
       }
+    });
+
+  // ws inflates in 16 KiB output chunks, so a back-reference past its 1 KiB window in a long
+  // message (farRepeats: 20000 bytes apart) would fail the connection.
+  it('serverMaxWindowBits: 10: up to 1 KiB compressed, longer messages plain and intact',
+    { timeout: T }, async () => {
+      const pmd = { threshold: 0, serverMaxWindowBits: 10 };
+      const farRepeats = Buffer.concat(Array(3).fill(randomBytes(20000)));
+      const fit = [compressible(300), compressible(1000), compressible(1024)];
+      const long = [compressible(1025), compressible(50000), 'é'.repeat(700), farRepeats];
+      const m0 = await metrics(server);
+      const ws = await open(server.url(), pmd);
+      const box = inbox(ws);
+      for (const data of [...fit, ...long]) {
+        ws.send(data);
+        sameMessage(await box.next(), data, `${data.length} bytes`);
+      }
+      await closeWs(ws);
+      const topic = uniqueTopic('node.window');
+      const sub = await open(server.url('/ws'), pmd);
+      const sbox = inbox(sub);
+      sub.send(JSON.stringify({ op: 'sub', topic }));
+      assert.equal(JSON.parse((await sbox.next()).data.toString()).of, 'sub');
+      // Under frame_bytes_max (64 KiB): 16000-character blocks, 16000 apart.
+      const farText = randomBytes(8000).toString('hex').repeat(3);
+      const datas = [JSON.stringify(compressible(600)), JSON.stringify(farText)];
+      const pub = await open(server.url('/ws'), false);
+      for (const d of datas) pub.send(`{"op":"pub","topic":"${topic}","data":${d}}`);
+      for (const [i, d] of datas.entries()) {
+        const want = `{"op":"msg","topic":"${topic}","seq":${i + 1},"data":${d}}`;
+        sameMessage(await sbox.next(), want, `broadcast ${i + 1}`);
+      }
+      await Promise.all([closeWs(sub), closeWs(pub)]);
+      const m1 = await metrics(server);
+      const din = m1.ringcast_deflate_in_bytes_total - m0.ringcast_deflate_in_bytes_total;
+      const skips = m1.ringcast_deflate_window_skips_total
+        - m0.ringcast_deflate_window_skips_total;
+      const envelope0 = `{"op":"msg","topic":"${topic}","seq":1,"data":${datas[0]}}`;
+      // Echo: the long ones; broadcast: the second (the first fits and is compressed).
+      assert.equal(skips, long.length + 1);
+      assert.ok(din >= 300 + 1000 + 1024 + Buffer.byteLength(envelope0), `deflate_in ${din}`);
     });
 
   it('a decompression bomb from ws is closed with 1009', { timeout: T }, async () => {

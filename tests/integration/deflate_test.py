@@ -4,8 +4,9 @@
   incompressible text and binary messages from 0 B to 1 MiB.
 - The negotiation matrix with raw handshakes on /echo and /ws: the offers of Chromium,
   websockets and Node ws, several offers and headers with the first declined, duplicate,
-  unknown and invalid parameters, server_max_window_bits below 15, quoted values, case,
-  whitespace; the exact response line; --deflate=false.
+  unknown and invalid parameters, server_max_window_bits 8..15 answered with the offered
+  value, quoted values, case, whitespace; the exact response line; --deflate=false. (What a
+  small server window does to messages: deflate_window_test.py.)
 - Raw frames compressed here with zlib (raw DEFLATE, Z_SYNC_FLUSH, 00 00 ff ff stripped):
   single and fragmented messages, pipelined messages, the RFC 7692 §7.2.3 examples, RSV1 on a
   continuation or a control frame (1002), a decompression bomb (1009, no big allocation),
@@ -41,6 +42,10 @@ TAIL = b"\x00\x00\xff\xff"
 CLOSE_PROTOCOL, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1002, 1007, 1009
 EXT = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 EXT15 = EXT + "; server_max_window_bits=15"
+
+
+def ext_window(bits):
+    return EXT + "; server_max_window_bits=%d" % bits
 LIMIT = 65536  # echo_message_bytes_max and echo_frame_bytes_max of the raw-frame cases
 THRESHOLD = 256  # deflate_threshold_bytes default
 
@@ -232,7 +237,9 @@ class NegotiationTest(harness.ServerTestCase):
                              "offer %r on %s" % (values, path))
             if not probe:
                 return
-            text = compressible(600)
+            # A message longer than a small server window is sent plain: probe within it.
+            bits = int(expect.rsplit("=", 1)[1]) if expect and "window_bits=" in expect else 15
+            text = compressible(min(600, 1 << bits))
             if expect is None:
                 c.send(comp_frame(text))
                 c.expect_close(CLOSE_PROTOCOL)
@@ -273,9 +280,6 @@ class NegotiationTest(harness.ServerTestCase):
     def test_declined_offers_never_fail_the_handshake(self):
         """Each of these is declined (no extension header, RSV1 then gets 1002)."""
         declined = [
-            "permessage-deflate; server_max_window_bits=10",
-            "permessage-deflate; server_max_window_bits=8",
-            "permessage-deflate; server_max_window_bits=14",
             "permessage-deflate; server_max_window_bits=16",
             "permessage-deflate; server_max_window_bits=7",
             "permessage-deflate; server_max_window_bits",
@@ -294,7 +298,9 @@ class NegotiationTest(harness.ServerTestCase):
             "permessage-deflate; foo",
             "permessage-deflate; foo=1",
             "permessage-deflate; x-webkit-deflate-frame",
-            "permessage-deflate; server_max_window_bits=\"10\"",
+            "permessage-deflate; server_max_window_bits=10; server_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=9; server_max_window_bits=12",
+            "permessage-deflate; server_max_window_bits=08",
             "permessage-deflate; server_max_window_bits=\"15",
             "x-webkit-deflate-frame",
             "deflate-frame",
@@ -310,8 +316,10 @@ class NegotiationTest(harness.ServerTestCase):
         """Several offers in one header and across headers: the declined ones are skipped and
         the answer reflects the accepted offer's own parameters."""
         cases = [
-            (["permessage-deflate; server_max_window_bits=10, permessage-deflate"], EXT),
-            (["permessage-deflate; server_max_window_bits=10, "
+            (["permessage-deflate; server_max_window_bits=7, permessage-deflate"], EXT),
+            (["permessage-deflate; server_max_window_bits=10, permessage-deflate"],
+             ext_window(10)),
+            (["permessage-deflate; server_max_window_bits=16, "
               "permessage-deflate; server_max_window_bits=15"], EXT15),
             (["permessage-deflate; foo=1, permessage-deflate; client_max_window_bits"], EXT),
             (["permessage-deflate; client_max_window_bits, "
@@ -319,14 +327,18 @@ class NegotiationTest(harness.ServerTestCase):
             (["permessage-deflate; server_max_window_bits=15, permessage-deflate"], EXT15),
             (["x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=15"], EXT15),
             (["foo; bar=1", "permessage-deflate; server_max_window_bits=15"], EXT15),
-            (["permessage-deflate; server_max_window_bits=9", "permessage-deflate"], EXT),
+            (["permessage-deflate; server_max_window_bits=9", "permessage-deflate"],
+             ext_window(9)),
+            (["permessage-deflate; server_max_window_bits=16", "permessage-deflate"], EXT),
             (["permessage-deflate; server_no_context_takeover; server_no_context_takeover",
               "foo", "permessage-deflate; client_max_window_bits=10"], EXT),
             # Node ws' offer list when a smaller server window is asked first.
             (["permessage-deflate; server_max_window_bits=10; client_max_window_bits, "
-              "permessage-deflate; client_max_window_bits"], EXT),
+              "permessage-deflate; client_max_window_bits"], ext_window(10)),
             (["permessage-deflate; server_max_window_bits=8, "
-              "permessage-deflate; server_max_window_bits=12"], None),
+              "permessage-deflate; server_max_window_bits=12"], ext_window(8)),
+            (["permessage-deflate; server_max_window_bits=7, "
+              "permessage-deflate; server_max_window_bits=12"], ext_window(12)),
         ]
         for path in ("/echo", "/ws"):
             for values, expect in cases:
@@ -357,7 +369,7 @@ class NegotiationTest(harness.ServerTestCase):
                     self.negotiate([offer], expect, path)
 
     def test_many_offers_and_headers(self):
-        declined = "permessage-deflate; server_max_window_bits=9"
+        declined = "permessage-deflate; server_max_window_bits=7"
         self.negotiate([", ".join([declined] * 60 + ["permessage-deflate"])], EXT)
         # Eight headers: RC_HTTP_REPEAT_LIMIT (a ninth is refused with 400 by the HTTP layer).
         self.negotiate([declined] * 7 + ["permessage-deflate; server_max_window_bits=15"],
@@ -901,8 +913,8 @@ class WebsocketsClientTest(harness.ServerTestCase):
         self.assertGreater(inflated, n // 4, "the client compressed too little")
 
     def test_echo_with_window_options(self):
-        """client_max_window_bits=9 and a full offer are accepted; server_max_window_bits=10
-        is declined, and the connection goes on uncompressed."""
+        """client_max_window_bits=9, a full offer and server_max_window_bits=10 are accepted
+        (the long messages then go plain, deflate_window_test.py has the details)."""
         async def one(factory, expect_ext):
             async with websockets.connect(self.url(), max_size=None, ping_interval=None,
                                           extensions=[factory], compression=None) as ws:
@@ -917,7 +929,7 @@ class WebsocketsClientTest(harness.ServerTestCase):
                 server_no_context_takeover=True, client_no_context_takeover=True,
                 server_max_window_bits=15, client_max_window_bits=15,
                 compress_settings={"memLevel": 9}), True)
-            await one(ClientPerMessageDeflateFactory(server_max_window_bits=10), False)
+            await one(ClientPerMessageDeflateFactory(server_max_window_bits=10), True)
         run(go(), 20)
 
     def test_echo_without_compression(self):
