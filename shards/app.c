@@ -270,36 +270,96 @@ static int open_listeners(struct rc_app *app, char *err, size_t err_len)
 	return 0;
 }
 
-/* Waits until every shard has set up its ring or failed. */
+/* Waits until every started shard has finished its setup, successfully or not. */
 static void wait_ready(struct rc_app *app)
 {
 	struct timespec ms = {0, 1000000};
-	/* Pairs with the release increments in shard_main. */
-	while (atomic_load_explicit(&app->shards_ready, memory_order_acquire) +
-		       atomic_load_explicit(&app->shards_exited, memory_order_acquire) <
-	       app->shards_count)
+	/* Pairs with the release increment in shard_main, made after start_rc is written. */
+	while (atomic_load_explicit(&app->shards_ready, memory_order_acquire) < app->shards_started)
 		nanosleep(&ms, NULL);
+}
+
+/* A second stop: every shard ends its drain now. The shards change their own state. */
+static void drain_now(struct rc_app *app)
+{
+	/* Pairs with the acquire load in each shard's doorbell handler. */
+	atomic_store_explicit(&app->drain_forced, true, memory_order_release);
+	rc_app_stop(app);
 }
 
 static void wait_for_stop(struct rc_app *app, bool handle_signals, const sigset_t *set)
 {
 	struct timespec tick = {0, 100 * 1000000};
 	bool stop_sent = false;
-	/* Exits when every shard has; a second signal during the drain forces the deadline. */
+	/* Exits when every started shard has; a second signal during the drain ends it. */
 	while (atomic_load_explicit(&app->shards_exited, memory_order_acquire) <
-	       app->shards_count) {
+	       app->shards_started) {
 		int sig = handle_signals ? sigtimedwait(set, NULL, &tick) : -1;
 		if (!handle_signals)
 			nanosleep(&tick, NULL);
-		if (sig == SIGINT || sig == SIGTERM) {
-			if (stop_sent)
-				app->cfg.drain_timeout_ms = 0;
-			rc_log(app, RC_LOG_INFO, "%s: draining %s", strsignal(sig),
-			       stop_sent ? "(forced)" : "connections");
-			stop_sent = true;
+		if (sig != SIGINT && sig != SIGTERM)
+			continue;
+		rc_log(app, RC_LOG_INFO, "%s: %s", strsignal(sig),
+		       stop_sent ? "ending the drain now" : "draining connections");
+		if (stop_sent)
+			drain_now(app);
+		else
 			rc_app_stop(app);
-		}
+		stop_sent = true;
 	}
+}
+
+static int shards_alloc(struct rc_app *app)
+{
+	app->shards = calloc((size_t)app->shards_count, sizeof(*app->shards));
+	if (!app->shards)
+		return -ENOMEM;
+	for (int i = 0; i < app->shards_count; i++) {
+		app->shards[i].app = app;
+		app->shards[i].index = i;
+		app->shards[i].cpu = -1;
+		app->shards[i].listen_fd = -1;
+		app->shards[i].wake_fd = -1;
+		app->shards[i].conns_cap = app->conns_per_shard + app->conns_spare;
+		app->shards[i].conns_limit = app->conns_per_shard;
+	}
+	return 0;
+}
+
+/*
+ * Starts a thread per shard and waits for their setup. Returns 0, or the failure of the lowest
+ * shard that failed, named in one line in err; the shards that did start keep running until
+ * the caller stops them.
+ */
+static int shards_start(struct rc_app *app, char *err, size_t err_len)
+{
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < app->shards_count; i++) {
+		rc = rc_shard_start(&app->shards[i]);
+		if (rc == 0)
+			app->shards_started++;
+		else
+			snprintf(err, err_len, "shard %d: cannot start: %s", i, strerror(-rc));
+	}
+	int failed = rc != 0;
+	wait_ready(app);
+	for (int i = app->shards_started - 1; i >= 0; i--) {
+		const struct rc_shard *s = &app->shards[i];
+		if (s->start_rc == 0)
+			continue;
+		failed++;
+		rc = s->start_rc;
+		snprintf(err, err_len, "%s", s->start_err[0] ? s->start_err : strerror(-rc));
+	}
+	RC_ASSERT(app->shards_started <= app->shards_count);
+	if (failed > 1) {
+		size_t len = strlen(err);
+		snprintf(err + len, err_len - len, " (%d of %d shards failed to start)", failed,
+			 app->shards_count);
+	}
+	if (rc != 0)
+		RC_ASSERT(err[0] != '\0');
+	return rc;
 }
 
 int rc_app_run(struct rc_app *app, bool handle_signals)
@@ -314,47 +374,27 @@ int rc_app_run(struct rc_app *app, bool handle_signals)
 	if (handle_signals)
 		pthread_sigmask(SIG_BLOCK, &set, &old);
 
-	app->shards = calloc((size_t)app->shards_count, sizeof(*app->shards));
-	if (!app->shards)
-		return -ENOMEM;
-	for (int i = 0; i < app->shards_count; i++) {
-		app->shards[i].app = app;
-		app->shards[i].index = i;
-		app->shards[i].cpu = -1;
-		app->shards[i].listen_fd = -1;
-		app->shards[i].wake_fd = -1;
-		app->shards[i].conns_cap = app->conns_per_shard + app->conns_spare;
-		app->shards[i].conns_limit = app->conns_per_shard;
-	}
-	int rc = rc_arena_init(app, err, sizeof(err));
+	int rc = shards_alloc(app);
+	if (rc == 0)
+		rc = rc_arena_init(app, err, sizeof(err));
 	if (rc == 0)
 		rc = open_listeners(app, err, sizeof(err));
-	int started = 0;
-	for (int i = 0; rc == 0 && i < app->shards_count; i++, started++)
-		rc = rc_shard_start(&app->shards[i]);
-	if (rc != 0 && !err[0])
-		snprintf(err, sizeof(err), "starting shards: %s", strerror(-rc));
+	if (rc == 0)
+		rc = shards_start(app, err, sizeof(err));
 	if (rc != 0) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "starting: %s", strerror(-rc));
+		/* One line names the failure; every shard that did start drains and is joined. */
 		rc_log(app, RC_LOG_ERROR, "%s", err);
 		rc_app_stop(app);
 	} else {
-		wait_ready(app);
 		rc_log(app, RC_LOG_DEBUG, "%u connections per shard", app->conns_per_shard);
-		if (atomic_load(&app->shards_exited) == 0)
-			fprintf(stderr, "ringcast: ready on %s:%d (%d shards)\n", app->cfg.address,
-				app->port, app->shards_count);
+		fprintf(stderr, "ringcast: ready on %s:%d (%d shards)\n", app->cfg.address,
+			app->port, app->shards_count);
 	}
-	/* Threads that did start must be joined even if a later one failed. */
-	app->shards_count = started;
 	wait_for_stop(app, handle_signals, &set);
-	for (int i = 0; i < started; i++) {
-		struct rc_shard *s = &app->shards[i];
-		pthread_join(s->thread, NULL);
-		if (s->start_rc != 0) {
-			rc_log(app, RC_LOG_ERROR, "%s", s->start_err);
-			rc = s->start_rc;
-		}
-	}
+	for (int i = 0; i < app->shards_started; i++)
+		pthread_join(app->shards[i].thread, NULL);
 	if (handle_signals)
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;

@@ -455,9 +455,11 @@ struct rc_app {
 	struct rc_pmd_config pmd; /* permessage-deflate settings */
 	uint8_t *arena;        /* registered frame arena (fixed buffer 0 of every ring) */
 	size_t arena_bytes;
+	int shards_started; /* threads started by rc_app_run (main thread only) */
 	atomic_bool stopping;
+	atomic_bool drain_forced; /* a second stop: drains end now (main thread writes) */
 	atomic_int shards_exited; /* pairs with the main thread's acquire load in run */
-	atomic_int shards_ready;  /* likewise: shards whose setup succeeded */
+	atomic_int shards_ready;  /* likewise: shards whose setup finished (start_rc is set) */
 };
 
 /* ---- functions shared between shards/ files ---------------------------------------------- */

@@ -82,6 +82,22 @@ static void drain_force(struct rc_shard *s)
 	}
 }
 
+/*
+ * The doorbell of foreign threads: a first rc_app_stop() begins the drain, a second stop
+ * (drain_forced) ends it now. It stays armed until then so that second stop is heard.
+ */
+static void wake_complete(struct rc_shard *s)
+{
+	s->wake_armed = false;
+	/* Both pair with the release stores in rc_app_stop() and drain_now() (app.c). */
+	if (atomic_load_explicit(&s->app->stopping, memory_order_acquire))
+		rc_shard_drain_begin(s);
+	if (s->draining && atomic_load_explicit(&s->app->drain_forced, memory_order_acquire))
+		s->drain_deadline_ms = s->now_ms;
+	else
+		wake_arm(s);
+}
+
 static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -90,13 +106,7 @@ static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
 
 	switch (op) {
 	case RC_OP_ACCEPT: rc_accept_complete(s, cqe); return;
-	case RC_OP_WAKE:
-		s->wake_armed = false;
-		if (atomic_load_explicit(&s->app->stopping, memory_order_acquire))
-			rc_shard_drain_begin(s);
-		else
-			wake_arm(s);
-		return;
+	case RC_OP_WAKE: wake_complete(s); return;
 	case RC_OP_NONE:
 	case RC_OP_MSG: return; /* the loop polls the inbox every turn */
 	case RC_OP_RECV:
@@ -262,7 +272,8 @@ static void pin(struct rc_shard *s)
 	}
 }
 
-/* Startup handshake with rc_app_run: 1 = set up, -1 = failed (start_err says why). */
+/* Startup handshake with rc_app_run: shards_ready counts it once start_rc (and start_err) say
+ * whether the setup succeeded. */
 static void *shard_main(void *arg)
 {
 	struct rc_shard *s = arg;
@@ -270,10 +281,10 @@ static void *shard_main(void *arg)
 	rc_current_shard = s;
 	pin(s);
 	s->start_rc = shard_setup(s);
+	s->running = s->start_rc == 0;
+	/* Pairs with the acquire load in wait_ready(), which then reads start_rc. */
+	atomic_fetch_add_explicit(&s->app->shards_ready, 1, memory_order_release);
 	if (s->start_rc == 0) {
-		s->running = true;
-		/* Pairs with the acquire load in wait_ready(). */
-		atomic_fetch_add_explicit(&s->app->shards_ready, 1, memory_order_release);
 		rc_accept_arm(s);
 		wake_arm(s);
 		if (atomic_load_explicit(&s->app->stopping, memory_order_acquire))
