@@ -186,6 +186,7 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 	if (strcmp(cfg->client_publish, "subscribed") == 0)
 		app->client_publish = 1;
 	app->pubsub_ws = -1;
+	app->http_out_bytes = RC_MAX((size_t)RC_HTTP_OUT_BYTES_MIN, rc_metrics_bytes_max(app));
 	app->origins_count = split_slices(cfg->origins, &app->origins_buf, app->origins,
 					  RC_ARRAY_LEN(app->origins));
 	app->subprotocols_count = split_slices(cfg->subprotocols, &app->subprotocols_buf,

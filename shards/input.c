@@ -18,8 +18,6 @@
 #include "utf8.h"
 #include "ws_assembler.h"
 
-#define RC_HTTP_OUT_LIMIT (256u * 1024u)
-
 /* Grows *bp to hold at least need bytes (geometrically, never past max). */
 static int buf_reserve(struct rc_buf **bp, size_t need, size_t max)
 {
@@ -141,18 +139,18 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 		c->close_reason = RC_CLOSE_http_done;
 		return;
 	}
-	char *body = malloc(RC_HTTP_OUT_LIMIT), *resp = malloc(RC_HTTP_OUT_LIMIT + 1024);
+	size_t body_len = app->http_out_bytes, len = 0;
+	char *body = malloc(body_len), *resp = malloc(body_len + 1024);
 	char path[256], query[256];
 	snprintf(path, sizeof(path), "%.*s", (int)req->path.len, req->path.p);
 	snprintf(query, sizeof(query), "%.*s", (int)req->query.len, req->query.p);
-	size_t body_len = RC_HTTP_OUT_LIMIT, len = 0;
 	if (body && resp) {
 		struct rc_http_call call = {
 			method_name(req->method), path, query, req->body.p, req->body.len,
 			c->shard->index};
 		const char *ctype = "text/plain; charset=utf-8";
 		int status = ep->fn(&call, body, &body_len, &ctype, ep->ctx);
-		len = rc_http_write_response(resp, RC_HTTP_OUT_LIMIT + 1024, (uint16_t)status,
+		len = rc_http_write_response(resp, app->http_out_bytes + 1024, (uint16_t)status,
 					     ctype, NULL, body, body_len, req->keep_alive);
 	}
 	rc_conn_http_reply(c, resp, len, RC_CLOSE_http_done, req->keep_alive && len);

@@ -2,7 +2,8 @@
  * Prometheus text exposition of the shards' counters (GET /metrics). Each shard writes only
  * its own counters; this reader, on whichever shard serves the request, loads them relaxed:
  * a scrape may see one shard a few events older than another, never a torn value (aligned
- * 64-bit loads). Any shard thread.
+ * 64-bit loads). Any shard thread; the sizing pass, rc_metrics_bytes_max(), runs on the main
+ * thread when the application is created.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,27 +11,38 @@
 
 #include "runtime.h"
 
+/* The text being written; len counts every byte asked for, also those past cap. */
 struct out {
 	char *p;
 	size_t cap;
 	size_t len;
+	bool worst; /* sizing pass: nothing is read or written, every value is UINT64_MAX */
 };
 
 static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(struct out *o, const char *fmt, ...)
 {
-	if (o->len >= o->cap)
-		return;
+	size_t room = o->len < o->cap ? o->cap - o->len : 0;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+	int n = vsnprintf(room ? o->p + o->len : NULL, room, fmt, ap);
 	va_end(ap);
-	o->len += n > 0 ? (size_t)n : 0;
+	RC_ASSERT(n >= 0);
+	o->len += (size_t)n;
 }
 
 static uint64_t load(const uint64_t *v)
 {
 	return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+/* The counter at offset in shard i's stats, or the widest value when only sizing. */
+static uint64_t value(const struct out *o, const struct rc_app *app, int i, size_t offset)
+{
+	if (o->worst)
+		return UINT64_MAX;
+	RC_ASSERT(i < app->shards_count);
+	return load((const uint64_t *)((const char *)&app->shards[i].stats + offset));
 }
 
 /* One metric family with a value per shard. */
@@ -41,15 +53,16 @@ static void family(struct out *o, const struct rc_app *app, const char *name, co
 	const char *sfx = strcmp(type, "counter") == 0 ? "_total" : "";
 	put(o, "# HELP ringcast_%s%s %s\n# TYPE ringcast_%s%s %s\n", name, sfx, help, name, sfx,
 	    type);
-	for (int i = 0; i < app->shards_count; i++) {
-		const uint64_t *v = (const uint64_t *)((const char *)&app->shards[i].stats + offset);
+	for (int i = 0; i < app->shards_count; i++)
 		put(o, "ringcast_%s%s{shard=\"%d\"} %llu\n", name, sfx, i,
-		    (unsigned long long)load(v));
-	}
+		    (unsigned long long)value(o, app, i, offset));
 }
 
 #define RC_FAMILY(o, app, field, type, help)                                                       \
 	family(o, app, #field, type, help, offsetof(struct rc_shard_stats, field))
+
+#define CLOSED_OFFSET(r)                                                                           \
+	(offsetof(struct rc_shard_stats, connections_closed) + (size_t)(r) * sizeof(uint64_t))
 
 static void closed(struct out *o, const struct rc_app *app)
 {
@@ -59,7 +72,7 @@ static void closed(struct out *o, const struct rc_app *app)
 		for (int r = 0; r < RC_CLOSE_REASON_COUNT; r++)
 			put(o, "ringcast_connections_closed_total{shard=\"%d\",reason=\"%s\"} %llu\n",
 			    i, rc_close_reason_name((enum rc_close_reason)r),
-			    (unsigned long long)load(&app->shards[i].stats.connections_closed[r]));
+			    (unsigned long long)value(o, app, i, CLOSED_OFFSET(r)));
 }
 
 void rc_app_stats(struct rc_app *app, struct rc_app_stats *out)
@@ -83,56 +96,71 @@ void rc_app_stats(struct rc_app *app, struct rc_app_stats *out)
 	}
 }
 
+static void write_all(struct out *o, const struct rc_app *app)
+{
+	RC_FAMILY(o, app, connections_open, "gauge", "Connection records in use.");
+	RC_FAMILY(o, app, websockets_open, "gauge", "Upgraded WebSocket connections.");
+	RC_FAMILY(o, app, connections_accepted, "counter", "Connections accepted.");
+	RC_FAMILY(o, app, connections_refused, "counter",
+		  "Accepts that failed (connection table full, out of memory).");
+	closed(o, app);
+	RC_FAMILY(o, app, frames_in, "counter", "WebSocket frames received.");
+	RC_FAMILY(o, app, frames_out, "counter", "WebSocket frames queued for sending.");
+	RC_FAMILY(o, app, messages_in, "counter", "WebSocket messages received.");
+	RC_FAMILY(o, app, messages_out, "counter", "WebSocket messages queued for sending.");
+	RC_FAMILY(o, app, bytes_in, "counter", "Bytes received.");
+	RC_FAMILY(o, app, bytes_out, "counter", "Bytes sent.");
+	RC_FAMILY(o, app, http_requests, "counter", "HTTP requests parsed (upgrades included).");
+	RC_FAMILY(o, app, pings_sent, "counter", "Heartbeat pings sent.");
+	RC_FAMILY(o, app, sends, "counter", "send/sendmsg operations issued.");
+	RC_FAMILY(o, app, recv_rearms, "counter", "Multishot receives re-armed.");
+	RC_FAMILY(o, app, recv_buffers, "gauge",
+		  "Provided receive buffers (start small, double on ENOBUFS).");
+	RC_FAMILY(o, app, stale_cqes, "counter", "Completions for recycled slots, dropped.");
+	RC_FAMILY(o, app, loop_turns, "counter", "Event-loop turns.");
+	RC_FAMILY(o, app, submits, "counter", "io_uring_submit calls.");
+	RC_FAMILY(o, app, publishes, "counter", "Messages sequenced by this shard as topic owner.");
+	RC_FAMILY(o, app, publish_duplicates, "counter", "Publishes dropped by the dedup window.");
+	RC_FAMILY(o, app, deliveries, "counter", "Broadcast frames queued to local subscribers.");
+	RC_FAMILY(o, app, slow_drops, "counter",
+		  "Frames skipped for slow subscribers (slow_consumer_policy=drop).");
+	RC_FAMILY(o, app, subscriptions, "gauge", "Subscriptions held by local connections.");
+	RC_FAMILY(o, app, topics_owned, "gauge", "Topics this shard sequences.");
+	RC_FAMILY(o, app, mpsc_full, "counter",
+		  "Cross-shard posts that waited because the target ring was full.");
+	RC_FAMILY(o, app, doorbells, "counter", "MSG_RING wake-ups sent to sleeping shards.");
+	RC_FAMILY(o, app, limit_mpsc_drain, "counter", "Loop turns that hit mpsc_drain_max.");
+	RC_FAMILY(o, app, protocol_rejects, "counter",
+		  "Pub/sub client messages answered with an error.");
+	RC_FAMILY(o, app, sends_zc, "counter", "send_zc_fixed operations issued.");
+	RC_FAMILY(o, app, arena_frames, "gauge", "Frames alive in the shard's arena slice.");
+	RC_FAMILY(o, app, arena_exhausted, "counter",
+		  "Broadcast frames built on the heap because the arena slice was full.");
+	RC_FAMILY(o, app, deflate_in_bytes, "counter", "Bytes given to the deflate compressor.");
+	RC_FAMILY(o, app, deflate_out_bytes, "counter",
+		  "Compressed bytes produced (sent with RSV1; a broadcast counts once).");
+	RC_FAMILY(o, app, deflate_window_skips, "counter",
+		  "Messages sent uncompressed: longer than the client's deflate window.");
+	RC_FAMILY(o, app, inflated_messages, "counter", "Compressed messages received.");
+	RC_FAMILY(o, app, alloc_failures, "counter",
+		  "Runtime allocations that failed (the request was refused or degraded).");
+}
+
 size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)
 {
-	struct out o = { buf, cap, 0 };
-	RC_FAMILY(&o, app, connections_open, "gauge", "Connection records in use.");
-	RC_FAMILY(&o, app, websockets_open, "gauge", "Upgraded WebSocket connections.");
-	RC_FAMILY(&o, app, connections_accepted, "counter", "Connections accepted.");
-	RC_FAMILY(&o, app, connections_refused, "counter",
-		  "Accepts that failed (connection table full, out of memory).");
-	closed(&o, app);
-	RC_FAMILY(&o, app, frames_in, "counter", "WebSocket frames received.");
-	RC_FAMILY(&o, app, frames_out, "counter", "WebSocket frames queued for sending.");
-	RC_FAMILY(&o, app, messages_in, "counter", "WebSocket messages received.");
-	RC_FAMILY(&o, app, messages_out, "counter", "WebSocket messages queued for sending.");
-	RC_FAMILY(&o, app, bytes_in, "counter", "Bytes received.");
-	RC_FAMILY(&o, app, bytes_out, "counter", "Bytes sent.");
-	RC_FAMILY(&o, app, http_requests, "counter", "HTTP requests parsed (upgrades included).");
-	RC_FAMILY(&o, app, pings_sent, "counter", "Heartbeat pings sent.");
-	RC_FAMILY(&o, app, sends, "counter", "send/sendmsg operations issued.");
-	RC_FAMILY(&o, app, recv_rearms, "counter", "Multishot receives re-armed.");
-	RC_FAMILY(&o, app, recv_buffers, "gauge",
-		  "Provided receive buffers (start small, double on ENOBUFS).");
-	RC_FAMILY(&o, app, stale_cqes, "counter", "Completions for recycled slots, dropped.");
-	RC_FAMILY(&o, app, loop_turns, "counter", "Event-loop turns.");
-	RC_FAMILY(&o, app, submits, "counter", "io_uring_submit calls.");
-	RC_FAMILY(&o, app, publishes, "counter", "Messages sequenced by this shard as topic owner.");
-	RC_FAMILY(&o, app, publish_duplicates, "counter", "Publishes dropped by the dedup window.");
-	RC_FAMILY(&o, app, deliveries, "counter", "Broadcast frames queued to local subscribers.");
-	RC_FAMILY(&o, app, slow_drops, "counter",
-		  "Frames skipped for slow subscribers (slow_consumer_policy=drop).");
-	RC_FAMILY(&o, app, subscriptions, "gauge", "Subscriptions held by local connections.");
-	RC_FAMILY(&o, app, topics_owned, "gauge", "Topics this shard sequences.");
-	RC_FAMILY(&o, app, mpsc_full, "counter",
-		  "Cross-shard posts that waited because the target ring was full.");
-	RC_FAMILY(&o, app, doorbells, "counter", "MSG_RING wake-ups sent to sleeping shards.");
-	RC_FAMILY(&o, app, limit_mpsc_drain, "counter", "Loop turns that hit mpsc_drain_max.");
-	RC_FAMILY(&o, app, protocol_rejects, "counter",
-		  "Pub/sub client messages answered with an error.");
-	RC_FAMILY(&o, app, sends_zc, "counter", "send_zc_fixed operations issued.");
-	RC_FAMILY(&o, app, arena_frames, "gauge", "Frames alive in the shard's arena slice.");
-	RC_FAMILY(&o, app, arena_exhausted, "counter",
-		  "Broadcast frames built on the heap because the arena slice was full.");
-	RC_FAMILY(&o, app, deflate_in_bytes, "counter", "Bytes given to the deflate compressor.");
-	RC_FAMILY(&o, app, deflate_out_bytes, "counter",
-		  "Compressed bytes produced (sent with RSV1; a broadcast counts once).");
-	RC_FAMILY(&o, app, deflate_window_skips, "counter",
-		  "Messages sent uncompressed: longer than the client's deflate window.");
-	RC_FAMILY(&o, app, inflated_messages, "counter", "Compressed messages received.");
-	RC_FAMILY(&o, app, alloc_failures, "counter",
-		  "Runtime allocations that failed (the request was refused or degraded).");
+	struct out o = {buf, cap, 0, false};
+	RC_ASSERT(buf != NULL || cap == 0);
+	write_all(&o, app);
 	if (o.len >= cap)
 		return 0;
 	return o.len;
+}
+
+size_t rc_metrics_bytes_max(const struct rc_app *app)
+{
+	struct out o = {NULL, 0, 0, true};
+	RC_ASSERT(app->shards_count > 0);
+	write_all(&o, app);
+	/* The terminating NUL that vsnprintf needs room for. */
+	return o.len + 1;
 }

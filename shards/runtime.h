@@ -417,6 +417,7 @@ struct rc_outbox {
 
 #define RC_ENDPOINT_LIMIT 16
 #define RC_CONN_SPARE_SLOTS 64 /* per shard, for answering 503 over connections_max */
+#define RC_HTTP_OUT_BYTES_MIN (256u * 1024u) /* body room of a plain HTTP endpoint's answer */
 
 struct rc_ws_endpoint {
 	char path[64];
@@ -437,6 +438,7 @@ struct rc_app {
 	int port; /* bound port */
 	uint32_t conns_per_shard;
 	uint32_t conns_spare;
+	size_t http_out_bytes; /* body room for HTTP handlers: /metrics at this shard count fits */
 	struct rc_ws_endpoint ws[RC_ENDPOINT_LIMIT];
 	int ws_count;
 	struct rc_http_endpoint http[RC_ENDPOINT_LIMIT];
@@ -576,6 +578,10 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 void rc_proto_message(struct rc_conn *c, const void *data, size_t len, bool binary);
 /* Serves POST /publish; the answer is sent when every publish of the batch is sequenced. */
 void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive);
+
+/* metrics.c */
+/* The most bytes rc_app_metrics() can write for this shard count (NUL included). Any thread. */
+size_t rc_metrics_bytes_max(const struct rc_app *app);
 
 /* shard.c */
 /* Rings `to`'s doorbell from shard s's ring (IORING_OP_MSG_RING). */
