@@ -108,15 +108,6 @@ static int online_cpus(void)
 	return n > 0 ? (int)n : 1;
 }
 
-static int log_level_of(const char *s)
-{
-	static const char *names[] = {"error", "warn", "info", "debug"};
-	for (int i = 0; i < 4; i++)
-		if (strcmp(s, names[i]) == 0)
-			return i;
-	return RC_LOG_INFO;
-}
-
 static size_t split_slices(const char *text, char **buf, struct rc_slice *out, size_t max)
 {
 	char *items[32];
@@ -177,7 +168,7 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 		return NULL;
 	}
 	app->shards_count = cfg->shards ? (int)cfg->shards : online_cpus();
-	app->log_level = log_level_of(cfg->log_level);
+	app->log_level = (int)rc_config_log_level(cfg);
 	app->drop_slow = strcmp(cfg->slow_consumer_policy, "drop") == 0;
 	app->pmd.enabled = cfg->deflate;
 	app->pmd.level = (uint8_t)cfg->deflate_level;

@@ -594,9 +594,9 @@ void rc_shard_drain_begin(struct rc_shard *s);
 void rc_log(const struct rc_app *app, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-#define RC_LOG_ERROR 0
-#define RC_LOG_WARN 1
-#define RC_LOG_INFO 2
-#define RC_LOG_DEBUG 3
+#define RC_LOG_ERROR RC_LOG_LEVEL_ERROR
+#define RC_LOG_WARN RC_LOG_LEVEL_WARN
+#define RC_LOG_INFO RC_LOG_LEVEL_INFO
+#define RC_LOG_DEBUG RC_LOG_LEVEL_DEBUG
 
 #endif

@@ -280,6 +280,17 @@ int rc_config_parse_text(struct rc_config *cfg, const char *text, size_t len, co
 	return rc;
 }
 
+/* The index of name in enum rc_log_level, or -1. */
+static int log_level_index(const char *name)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	RC_STATIC_ASSERT(RC_ARRAY_LEN(names) == RC_LOG_LEVEL_DEBUG + 1, "a name per level");
+	for (size_t i = 0; i < RC_ARRAY_LEN(names); i++)
+		if (strcmp(name, names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
 int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 {
 	if (cfg->frame_bytes_max > cfg->message_bytes_max) {
@@ -325,13 +336,17 @@ int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 			 cfg->client_publish);
 		return -EINVAL;
 	}
-	static const char *levels[] = {"error", "warn", "info", "debug"};
-	for (size_t i = 0; i < RC_ARRAY_LEN(levels); i++)
-		if (strcmp(cfg->log_level, levels[i]) == 0)
-			return 0;
+	if (log_level_index(cfg->log_level) >= 0)
+		return 0;
 	snprintf(err, err_len, "log_level: '%s' is not one of error, warn, info, debug",
 		 cfg->log_level);
 	return -EINVAL;
+}
+
+enum rc_log_level rc_config_log_level(const struct rc_config *cfg)
+{
+	int level = log_level_index(cfg->log_level);
+	return level < 0 ? RC_LOG_LEVEL_INFO : (enum rc_log_level)level;
 }
 
 static void format_default(const struct rc_cfg_desc *k, char *buf, size_t len)

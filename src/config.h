@@ -109,6 +109,14 @@
 	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
 	S(log_level, "info", "error, warn, info or debug")
 
+/* The values of log_level, least verbose first. */
+enum rc_log_level {
+	RC_LOG_LEVEL_ERROR = 0,
+	RC_LOG_LEVEL_WARN,
+	RC_LOG_LEVEL_INFO,
+	RC_LOG_LEVEL_DEBUG,
+};
+
 struct rc_config {
 #define RC_CFG_X(name, def, min, max, unit, help) uint64_t name;
 #define RC_CFG_S(name, def, help) char *name;
@@ -147,6 +155,9 @@ int rc_config_parse_text(struct rc_config *cfg, const char *text, size_t len, co
  * are not powers of two). Returns 0 or -EINVAL with err set.
  */
 int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len);
+
+/* cfg's log_level as a level; RC_LOG_LEVEL_INFO if it is not one (rc_config_validate fails). */
+enum rc_log_level rc_config_log_level(const struct rc_config *cfg);
 
 /*
  * True if every string value survives rc_config_print() and rc_config_parse_text(): no line

@@ -7,6 +7,7 @@
 #include "app/hostcheck.h"
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,9 +48,8 @@ enum rc_hostcheck_kind {
 
 enum rc_hostcheck_status {
 	RC_HOSTCHECK_OK = 0,
-	RC_HOSTCHECK_LOW,
-	RC_HOSTCHECK_HIGH,
-	RC_HOSTCHECK_SKIP,
+	RC_HOSTCHECK_MISS, /* some field is on the wrong side of its recommendation */
+	RC_HOSTCHECK_SKIP, /* unreadable */
 };
 
 /* One value of an item; recommended = connections * mul / div + add. */
@@ -66,6 +66,8 @@ struct rc_hostcheck_item {
 	int resource;	      /* RLIMIT_* when kind is RC_HOSTCHECK_RLIMIT */
 	uint32_t field_count; /* 1..RC_HOSTCHECK_FIELDS_LIMIT */
 	struct rc_hostcheck_field fields[RC_HOSTCHECK_FIELDS_LIMIT];
+	const char *label; /* plain words, with the name in parentheses; NULL: the name */
+	const char *parts[RC_HOSTCHECK_FIELDS_LIMIT]; /* each field's name when more than one */
 };
 
 /* One table row per line reads better than the formatter's layout. */
@@ -74,7 +76,15 @@ struct rc_hostcheck_item {
 #define RC_HC_LE(mul, div, add) { RC_HOSTCHECK_LE, (mul), (div), (add) }
 #define RC_HC_EQ(mul, div, add) { RC_HOSTCHECK_EQ, (mul), (div), (add) }
 #define RC_HC_FDS RC_HC_GE(1, 1, RC_HOSTCHECK_FD_MARGIN)
-#define RC_HC_SYSCTL(name, n, ...) { name, RC_HOSTCHECK_SYSCTL, 0, n, { __VA_ARGS__ } }
+#define RC_HC_PORTS { "first", "last" }
+#define RC_HC_PAGES { "low", "pressure", "high" }
+#define RC_HC_BUFFER { "min", "default", "max" }
+#define RC_HC_SYSCTL_PARTS(name, parts, n, ...)                                                    \
+	{ name, RC_HOSTCHECK_SYSCTL, 0, n, { __VA_ARGS__ }, NULL, parts }
+#define RC_HC_SYSCTL(name, n, ...) RC_HC_SYSCTL_PARTS(name, { NULL }, n, __VA_ARGS__)
+#define RC_HC_RLIMIT(res, label, field)                                                            \
+	{ #res, RC_HOSTCHECK_RLIMIT, res, 2, { field, field }, label " (" #res ")",                 \
+	  { "soft", "hard" } }
 
 /*
  * The recommendation table. Its twin is TABLE in tools/tune-host.sh: the script has to work
@@ -86,25 +96,25 @@ struct rc_hostcheck_item {
  * trees: change both (and kernel-tuning.md) together. Order and spelling match the script.
  */
 static const struct rc_hostcheck_item host_limits[] = {
-	{ "kernel.osrelease", RC_HOSTCHECK_VERSION, 0, 1, { RC_HC_GE(0, 1, 6001) } },
+	{ "kernel.osrelease", RC_HOSTCHECK_VERSION, 0, 1, { RC_HC_GE(0, 1, 6001) },
+	  "kernel version (kernel.osrelease)", { NULL } },
 	RC_HC_SYSCTL("kernel.io_uring_disabled", 1, RC_HC_LE(0, 1, 0)),
 	RC_HC_SYSCTL("fs.file-max", 1, RC_HC_GE(2, 1, RC_HOSTCHECK_FD_MARGIN)),
 	RC_HC_SYSCTL("fs.nr_open", 1, RC_HC_FDS),
-	{ "RLIMIT_NOFILE", RC_HOSTCHECK_RLIMIT, RLIMIT_NOFILE, 2, { RC_HC_FDS, RC_HC_FDS } },
-	{ "RLIMIT_MEMLOCK", RC_HOSTCHECK_RLIMIT, RLIMIT_MEMLOCK, 2,
-	  { RC_HC_GE(0, 1, RC_HOSTCHECK_UNLIMITED), RC_HC_GE(0, 1, RC_HOSTCHECK_UNLIMITED) } },
+	RC_HC_RLIMIT(RLIMIT_NOFILE, "open-file limit", RC_HC_FDS),
+	RC_HC_RLIMIT(RLIMIT_MEMLOCK, "locked-memory limit", RC_HC_GE(0, 1, RC_HOSTCHECK_UNLIMITED)),
 	RC_HC_SYSCTL("vm.max_map_count", 1, RC_HC_GE(0, 1, 262144)),
 	RC_HC_SYSCTL("net.core.somaxconn", 1, RC_HC_GE(0, 1, 65535)),
 	RC_HC_SYSCTL("net.ipv4.tcp_max_syn_backlog", 1, RC_HC_GE(0, 1, 65535)),
 	RC_HC_SYSCTL("net.core.netdev_max_backlog", 1, RC_HC_GE(0, 1, 16384)),
-	RC_HC_SYSCTL("net.ipv4.ip_local_port_range", 2, RC_HC_LE(0, 1, 10000),
-		     RC_HC_GE(0, 1, 65535)),
-	RC_HC_SYSCTL("net.ipv4.tcp_mem", 3, RC_HC_GE(1, 2, 0), RC_HC_GE(1, 1, 0),
-		     RC_HC_GE(2, 1, 0)),
-	RC_HC_SYSCTL("net.ipv4.tcp_rmem", 3, RC_HC_GE(0, 1, 4096), RC_HC_LE(0, 1, 16384),
-		     RC_HC_GE(0, 1, 4194304)),
-	RC_HC_SYSCTL("net.ipv4.tcp_wmem", 3, RC_HC_GE(0, 1, 4096), RC_HC_LE(0, 1, 16384),
-		     RC_HC_GE(0, 1, 4194304)),
+	RC_HC_SYSCTL_PARTS("net.ipv4.ip_local_port_range", RC_HC_PORTS, 2, RC_HC_LE(0, 1, 10000),
+			   RC_HC_GE(0, 1, 65535)),
+	RC_HC_SYSCTL_PARTS("net.ipv4.tcp_mem", RC_HC_PAGES, 3, RC_HC_GE(1, 2, 0), RC_HC_GE(1, 1, 0),
+			   RC_HC_GE(2, 1, 0)),
+	RC_HC_SYSCTL_PARTS("net.ipv4.tcp_rmem", RC_HC_BUFFER, 3, RC_HC_GE(0, 1, 4096),
+			   RC_HC_LE(0, 1, 16384), RC_HC_GE(0, 1, 4194304)),
+	RC_HC_SYSCTL_PARTS("net.ipv4.tcp_wmem", RC_HC_BUFFER, 3, RC_HC_GE(0, 1, 4096),
+			   RC_HC_LE(0, 1, 16384), RC_HC_GE(0, 1, 4194304)),
 	RC_HC_SYSCTL("net.core.rmem_max", 1, RC_HC_GE(0, 1, 16777216)),
 	RC_HC_SYSCTL("net.core.wmem_max", 1, RC_HC_GE(0, 1, 16777216)),
 	RC_HC_SYSCTL("net.ipv4.tcp_fin_timeout", 1, RC_HC_LE(0, 1, 15)),
@@ -133,19 +143,28 @@ static uint64_t recommended(const struct rc_hostcheck_field *field, uint64_t con
 	return connections * field->mul / field->div + field->add;
 }
 
+static void append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t size, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	va_list ap;
+
+	RC_ASSERT(used < size);
+	va_start(ap, fmt);
+	vsnprintf(buf + used, size - used, fmt, ap);
+	va_end(ap);
+}
+
 /* Appends a displayed value ("unlimited", "6.1" for a version, or the number) to buf. */
 static void show_value(char *buf, size_t size, uint64_t value, enum rc_hostcheck_kind kind)
 {
-	size_t used = strlen(buf);
-
-	RC_ASSERT(used < size);
 	if (value == RC_HOSTCHECK_UNLIMITED)
-		snprintf(buf + used, size - used, "unlimited");
+		append(buf, size, "unlimited");
 	else if (kind == RC_HOSTCHECK_VERSION)
-		snprintf(buf + used, size - used, "%llu.%llu", (unsigned long long)(value / 1000),
-			 (unsigned long long)(value % 1000));
+		append(buf, size, "%llu.%llu", (unsigned long long)(value / 1000),
+		       (unsigned long long)(value % 1000));
 	else
-		snprintf(buf + used, size - used, "%llu", (unsigned long long)value);
+		append(buf, size, "%llu", (unsigned long long)value);
 }
 
 /* Reads /proc/sys/<name> into text (NUL-terminated, whitespace runs as one space). */
@@ -217,9 +236,7 @@ static void read_rlimit(const struct rc_hostcheck_item *item, struct rc_hostchec
 	r->values[0] = lim.rlim_cur == RLIM_INFINITY ? RC_HOSTCHECK_UNLIMITED : lim.rlim_cur;
 	r->values[1] = lim.rlim_max == RLIM_INFINITY ? RC_HOSTCHECK_UNLIMITED : lim.rlim_max;
 	r->count = 2;
-	show_value(r->text, sizeof(r->text), r->values[0], item->kind);
-	strncat(r->text, " ", sizeof(r->text) - strlen(r->text) - 1);
-	show_value(r->text, sizeof(r->text), r->values[1], item->kind);
+	RC_ASSERT(item->field_count == r->count);
 }
 
 /* Fills r from the host; r->count stays 0 when the item cannot be read. */
@@ -246,60 +263,120 @@ static void read_item(const struct rc_hostcheck_item *item, struct rc_hostcheck_
 	RC_ASSERT(r->count <= RC_HOSTCHECK_FIELDS_LIMIT);
 }
 
+/* True if value is on the wrong side of the field's recommendation. */
+static bool field_missed(const struct rc_hostcheck_field *f, uint64_t value, uint64_t connections)
+{
+	uint64_t want = recommended(f, connections);
+
+	if (value < want)
+		return f->dir != RC_HOSTCHECK_LE;
+	return value > want && f->dir != RC_HOSTCHECK_GE;
+}
+
 static enum rc_hostcheck_status compare(const struct rc_hostcheck_item *item,
 					const struct rc_hostcheck_reading *r, uint64_t connections)
 {
-	enum rc_hostcheck_status status = RC_HOSTCHECK_OK;
-
 	RC_ASSERT(item->field_count >= 1 && item->field_count <= RC_HOSTCHECK_FIELDS_LIMIT);
 	if (r->count != item->field_count)
 		return RC_HOSTCHECK_SKIP;
-	for (uint32_t i = 0; i < item->field_count; i++) {
-		const struct rc_hostcheck_field *f = &item->fields[i];
-		uint64_t want = recommended(f, connections);
-		bool low = r->values[i] < want && f->dir != RC_HOSTCHECK_LE;
-		bool high = r->values[i] > want && f->dir != RC_HOSTCHECK_GE;
-
-		if (low)
-			return RC_HOSTCHECK_LOW;
-		if (high)
-			status = RC_HOSTCHECK_HIGH;
-	}
-	return status;
+	for (uint32_t i = 0; i < item->field_count; i++)
+		if (field_missed(&item->fields[i], r->values[i], connections))
+			return RC_HOSTCHECK_MISS;
+	return RC_HOSTCHECK_OK;
 }
 
-/* Formats the miss of one item into line. */
-static void format_miss(char *line, size_t size, const struct rc_hostcheck_item *item,
-			const struct rc_hostcheck_reading *r, enum rc_hostcheck_status status,
-			uint64_t connections)
+/* The value as read: one number when every field holds it, else each field by name. */
+static void show_reading(char *buf, size_t size, const struct rc_hostcheck_item *item,
+			 const struct rc_hostcheck_reading *r)
 {
-	static const char *const dir_mark[] = {">=", "<=", "="};
-	char want[RC_HOSTCHECK_TEXT_BYTES] = "";
-	const char *verb, *hint;
+	bool same = true;
 
-	RC_ASSERT(status == RC_HOSTCHECK_LOW || status == RC_HOSTCHECK_HIGH);
-	for (uint32_t i = 0; i < item->field_count; i++) {
-		if (i > 0)
-			strncat(want, " ", sizeof(want) - strlen(want) - 1);
-		if (item->field_count > 1)
-			strncat(want, dir_mark[item->fields[i].dir],
-				sizeof(want) - strlen(want) - 1);
-		show_value(want, sizeof(want), recommended(&item->fields[i], connections),
-			   item->kind);
+	RC_ASSERT(r->count == item->field_count);
+	for (uint32_t i = 1; i < r->count; i++)
+		same = same && r->values[i] == r->values[0];
+	if (same) {
+		show_value(buf, size, r->values[0], item->kind);
+		return;
 	}
-	if (item->field_count > 1)
-		verb = "misses the recommended";
+	for (uint32_t i = 0; i < r->count; i++) {
+		RC_ASSERT(item->parts[i] != NULL);
+		append(buf, size, "%s%s ", i ? ", " : "", item->parts[i]);
+		show_value(buf, size, r->values[i], item->kind);
+	}
+}
+
+/* Appends what field i should be: "165536 or more", "15 or less", "6.1 or newer", "1". */
+static void show_want(char *buf, size_t size, const struct rc_hostcheck_item *item, uint32_t i,
+		      uint64_t connections)
+{
+	const struct rc_hostcheck_field *f = &item->fields[i];
+	uint64_t want = recommended(f, connections);
+
+	show_value(buf, size, want, item->kind);
+	if (want == RC_HOSTCHECK_UNLIMITED || f->dir == RC_HOSTCHECK_EQ)
+		return;
+	if (f->dir == RC_HOSTCHECK_LE)
+		append(buf, size, want ? " or less" : "");
 	else
-		verb = status == RC_HOSTCHECK_LOW ? "is below the recommended"
-						  : "is above the recommended";
-	if (item->kind == RC_HOSTCHECK_VERSION)
-		hint = "ringcast needs the io_uring features of Linux 6.1 or newer";
-	else if (item->kind == RC_HOSTCHECK_RLIMIT)
-		hint = "raise it with the service's Limit*= lines or tools/tune-host.sh --apply";
-	else
-		hint = "run tools/tune-host.sh --apply";
-	snprintf(line, size, "host: %s=%s %s %s (%s; see kernel-tuning.md)", item->name, r->text,
-		 verb, want, hint);
+		append(buf, size, item->kind == RC_HOSTCHECK_VERSION ? " or newer" : " or more");
+}
+
+/*
+ * Appends what the missed fields should be: one phrase when every field misses the same
+ * recommendation, else each missed field by name. Returns the number of phrases.
+ */
+static uint32_t show_wants(char *buf, size_t size, const struct rc_hostcheck_item *item,
+			   const struct rc_hostcheck_reading *r, uint64_t connections)
+{
+	uint32_t missed[RC_HOSTCHECK_FIELDS_LIMIT], n = 0;
+	bool same = true;
+
+	for (uint32_t i = 0; i < item->field_count; i++) {
+		const struct rc_hostcheck_field *f = &item->fields[i];
+
+		if (field_missed(f, r->values[i], connections))
+			missed[n++] = i;
+		same = same && f->dir == item->fields[0].dir &&
+		       recommended(f, connections) == recommended(&item->fields[0], connections);
+	}
+	RC_ASSERT(n >= 1);
+	if (n == 1 && item->field_count == 1)
+		same = true;
+	if (same && n == item->field_count) {
+		show_want(buf, size, item, 0, connections);
+		return 1;
+	}
+	for (uint32_t k = 0; k < n; k++) {
+		append(buf, size, "%s%s ", k ? ", " : "", item->parts[missed[k]]);
+		show_want(buf, size, item, missed[k], connections);
+	}
+	return n;
+}
+
+/*
+ * Formats the miss of one item into line, in plain words: "open-file limit (RLIMIT_NOFILE) is
+ * 20000; 165536 or more is recommended for 100000 connections (...)".
+ */
+static void format_miss(char *line, size_t size, const struct rc_hostcheck_item *item,
+			const struct rc_hostcheck_reading *r, uint64_t connections)
+{
+	char now[RC_HOSTCHECK_TEXT_BYTES] = "", want[RC_HOSTCHECK_TEXT_BYTES] = "";
+	char scale[64] = "";
+	const char *hint = "run tools/tune-host.sh --apply";
+	uint32_t phrases = show_wants(want, sizeof(want), item, r, connections);
+
+	show_reading(now, sizeof(now), item, r);
+	for (uint32_t i = 0; i < item->field_count; i++)
+		if (item->fields[i].mul != 0)
+			snprintf(scale, sizeof(scale), " for %llu connections",
+				 (unsigned long long)connections);
+	if (item->kind == RC_HOSTCHECK_RLIMIT)
+		hint = "raise the service's Limit*= or run tools/tune-host.sh --apply";
+	else if (item->kind == RC_HOSTCHECK_VERSION)
+		hint = "for the io_uring features ringcast uses";
+	snprintf(line, size, "%s is %s; %s %s %s%s (%s; see kernel-tuning.md)",
+		 item->label ? item->label : item->name, now, want, phrases > 1 ? "are" : "is",
+		 item->kind == RC_HOSTCHECK_VERSION ? "needed" : "recommended", scale, hint);
 }
 
 int rc_hostcheck_log(unsigned long connections_wanted,
@@ -319,12 +396,12 @@ int rc_hostcheck_log(unsigned long connections_wanted,
 
 		read_item(item, &reading);
 		status = compare(item, &reading, connections);
-		if (status != RC_HOSTCHECK_LOW && status != RC_HOSTCHECK_HIGH)
+		if (status != RC_HOSTCHECK_MISS)
 			continue;
 		misses++;
 		if (log_line == NULL)
 			continue;
-		format_miss(line, sizeof(line), item, &reading, status, connections);
+		format_miss(line, sizeof(line), item, &reading, connections);
 		log_line(line, ctx);
 	}
 	RC_ASSERT(misses >= 0 && (size_t)misses <= RC_ARRAY_LEN(host_limits));

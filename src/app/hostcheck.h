@@ -16,9 +16,10 @@
 /*
  * Reads each recommended value from /proc/sys and getrlimit(2), sized for connections_wanted
  * (0 means RC_HOSTCHECK_DEFAULT_CONNECTIONS; larger than RC_HOSTCHECK_CONNECTIONS_LIMIT is
- * clamped), and calls log_line(line, ctx) once per item the host misses, with one line such
- * as "host: net.core.somaxconn=4096 is below the recommended 65535 (run tools/tune-host.sh
- * --apply; see kernel-tuning.md)". line is borrowed for the call only. A value that cannot
+ * clamped), and calls log_line(line, ctx) once per item the host misses, with one line in
+ * plain words such as "net.core.somaxconn is 4096; 65535 or more is recommended (run
+ * tools/tune-host.sh --apply; see kernel-tuning.md)". line is borrowed for the call only.
+ * The caller decides whether to log at all (log_level=error does not). A value that cannot
  * be read (an absent /proc file, a key another namespace owns) is skipped silently.
  * log_line may be NULL to only count. Returns the number of misses (0 = host is ready).
  */

@@ -185,7 +185,9 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	rc_hostcheck_log((unsigned long)cfg.connections_max, log_line, NULL);
+	/* Host advice is a warning: log_level=error silences it. */
+	if (rc_config_log_level(&cfg) >= RC_LOG_LEVEL_WARN)
+		rc_hostcheck_log((unsigned long)cfg.connections_max, log_line, NULL);
 	struct rc_ws_handler echo = {.on_message = echo_message,
 				     .frame_bytes_max = cfg.echo_frame_bytes_max,
 				     .message_bytes_max = cfg.echo_message_bytes_max};
