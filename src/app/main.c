@@ -4,6 +4,7 @@
  * embedding API with its endpoints: /echo (conformance and benchmarks) and GET /health.
  * Main thread; the endpoint callbacks run on shard threads.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,9 @@ static void usage(FILE *out)
 		"GET / a live dashboard.\n"
 		"Signals: SIGTERM/SIGINT drain (close 1001 to every client, wait up to\n"
 		"drain_timeout_ms, exit 0); a second signal ends the drain at once.\n"
+		"Exit status: 0 after the drain; 2 usage or configuration error (unknown key, bad\n"
+		"or out-of-range value, cross-key rule, unreadable config file, bad flag: one line\n"
+		"names it); 1 runtime failure (io_uring, listen, host limits, a shard not starting).\n"
 		"Run tools/tune-host.sh --check before start (see kernel-tuning.md).\n\n"
 		"Configuration keys (config file lines are 'key = value'; sizes accept k/m/g):\n",
 		RINGCAST_VERSION);
@@ -49,6 +53,7 @@ static int load_file(struct rc_config *cfg, const char *path, char *err, size_t 
 			if (!t) {
 				free(text);
 				fclose(f);
+				snprintf(err, err_len, "config: %s: out of memory", path);
 				return -ENOMEM;
 			}
 			text = t;
@@ -56,13 +61,42 @@ static int load_file(struct rc_config *cfg, const char *path, char *err, size_t 
 		memcpy(text + len, chunk, n);
 		len += n;
 	}
+	int read_errno = ferror(f) ? errno : 0;
 	fclose(f);
+	if (read_errno) {
+		free(text);
+		snprintf(err, err_len, "config: cannot read %s: %s", path, strerror(read_errno));
+		return -read_errno;
+	}
 	int rc = rc_config_parse_text(cfg, text ? text : "", len, path, err, err_len);
 	free(text);
 	return rc;
 }
 
 enum action { RUN = 0, HELP, VERSION, PRINT, PRINT_MD, FAIL };
+
+/* Exit statuses, as --help and the README document them. */
+enum rc_exit {
+	RC_EXIT_OK = 0,
+	RC_EXIT_RUNTIME, /* the kernel, the host or a shard failed */
+	RC_EXIT_CONFIG,	 /* usage or configuration error, named in one line */
+};
+
+/*
+ * The configuration checks that need no kernel: cross-key rules and the listen address, so
+ * that they exit as configuration errors before anything starts. Returns 0 or -EINVAL.
+ */
+static int check_config(const struct rc_config *cfg, char *err, size_t err_len)
+{
+	struct in6_addr addr;
+	if (rc_config_validate(cfg, err, err_len) != 0)
+		return -EINVAL;
+	if (inet_pton(AF_INET, cfg->address, &addr) == 1 ||
+	    inet_pton(AF_INET6, cfg->address, &addr) == 1)
+		return 0;
+	snprintf(err, err_len, "address: '%s' is not an IPv4 or IPv6 address", cfg->address);
+	return -EINVAL;
+}
 
 /* Applies --config first (so flags override the file), then every --key=value. */
 static enum action parse_args(struct rc_config *cfg, int argc, char **argv, char *err,
@@ -163,11 +197,13 @@ int main(int argc, char **argv)
 	struct rc_config cfg;
 	char err[512] = "";
 	if (rc_config_init(&cfg) != 0)
-		return 1;
+		return RC_EXIT_RUNTIME;
 	enum action act = parse_args(&cfg, argc, argv, err, sizeof(err));
 	if (act == RUN)
 		act = parse_flags(&cfg, argc, argv, err, sizeof(err));
-	int rc = 0;
+	if (act == RUN && check_config(&cfg, err, sizeof(err)) != 0)
+		act = FAIL;
+	int rc = RC_EXIT_OK;
 	switch (act) {
 	case HELP: usage(stdout); goto out;
 	case VERSION: printf("ringcast %s\n", RINGCAST_VERSION); goto out;
@@ -175,14 +211,14 @@ int main(int argc, char **argv)
 	case PRINT_MD: rc_config_print_markdown(stdout); goto out;
 	case FAIL:
 		fprintf(stderr, "ringcast: %s\n", err);
-		rc = 2;
+		rc = RC_EXIT_CONFIG;
 		goto out;
 	case RUN: break;
 	}
 	struct rc_app *app = rc_app_create(&cfg, err, sizeof(err));
 	if (!app) {
 		fprintf(stderr, "ringcast: %s\n", err);
-		rc = 1;
+		rc = RC_EXIT_RUNTIME;
 		goto out;
 	}
 	/* Host advice is a warning: log_level=error silences it. */
@@ -196,11 +232,11 @@ int main(int argc, char **argv)
 	    rc_app_pubsub(app, "/ws", "/publish") != 0 ||
 	    rc_app_http(app, "/", rc_dashboard_page, NULL) != 0) {
 		fprintf(stderr, "ringcast: registering endpoints failed\n");
-		rc = 1;
+		rc = RC_EXIT_RUNTIME;
 	} else {
 		struct rc_dashboard *dash = rc_dashboard_start(app, cfg.stats_interval_ms);
 		if (rc_app_run(app, true) != 0)
-			rc = 1;
+			rc = RC_EXIT_RUNTIME;
 		rc_dashboard_stop(dash);
 	}
 	rc_app_destroy(app);

@@ -52,7 +52,7 @@ class Cli(unittest.TestCase):
 
     def test_cross_key_rule_refused_at_start(self):
         r = run("--frame_bytes_max=2m", "--message_bytes_max=1m", "--port=0")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 2)
         self.assertIn("frame_bytes_max", r.stderr)
 
     def test_config_file_then_flags_override(self):
