@@ -1,8 +1,9 @@
 /*
  * The application object behind include/ringcast/app.h: configuration checks, the kernel
  * probe, SO_REUSEPORT listeners (one per shard, created here so a bind error is reported
- * before any thread starts), shard start-up and the drain on SIGINT/SIGTERM. Main thread,
- * except rc_app_stop() (any thread).
+ * before any thread starts), shard start-up (a shard that fails stops and joins the others)
+ * and the drain on SIGINT/SIGTERM (a second signal ends it). Main thread, except
+ * rc_app_stop() (any thread).
  */
 #include <arpa/inet.h>
 #include <errno.h>
