@@ -870,3 +870,39 @@ size_t rc_envelope_write_gap(char *out, size_t cap, const char *topic, size_t to
 	PUT_LIT(&o, "}");
 	return finish(&o);
 }
+
+/* The longest item is ,{"seq":18446744073709551615}; a duplicate's seq is always 0. */
+#define PUBLISHED_ITEM_MAX                                                                         \
+	RC_MAX(sizeof(",{\"seq\":}") - 1 + 20, sizeof(",{\"seq\":0,\"duplicate\":true}") - 1)
+#define PUBLISHED_FRAME_MAX (sizeof("{\"results\":[]}\n") - 1)
+
+size_t rc_envelope_published_max(uint32_t count)
+{
+	return PUBLISHED_FRAME_MAX + (size_t)count * PUBLISHED_ITEM_MAX;
+}
+
+size_t rc_envelope_write_published(char *out, size_t cap, bool batch, const uint64_t *seq,
+				   const bool *duplicate, uint32_t count)
+{
+	struct sink o = { out, cap, 0, false };
+
+	RC_ASSERT(out != NULL || cap == 0);
+	RC_ASSERT(count >= 1);
+	RC_ASSERT(batch || count == 1);
+	if (batch)
+		PUT_LIT(&o, "{\"results\":[");
+	for (uint32_t i = 0; i < count; i++) {
+		if (i)
+			PUT_LIT(&o, ",");
+		PUT_LIT(&o, "{\"seq\":");
+		put_u64(&o, duplicate[i] ? 0 : seq[i]);
+		if (duplicate[i])
+			PUT_LIT(&o, ",\"duplicate\":true");
+		PUT_LIT(&o, "}");
+	}
+	if (batch)
+		PUT_LIT(&o, "]}");
+	PUT_LIT(&o, "\n");
+	RC_DASSERT(o.full || o.len <= rc_envelope_published_max(count));
+	return finish(&o);
+}

@@ -8,6 +8,7 @@
  *   {"op":"ack","of":OP[,"topic":T][,"seq":N][,"id":I]}
  *   {"op":"error","code":C,"reason":R}
  *   {"op":"gap","topic":T,"from":A,"to":B}   (history lost what the client missed: resync)
+ * and the answer to POST /publish: {"seq":N} or {"results":[{"seq":N},...]}.
  * Parsing uses cJSON and frees its tree before returning; the writers never allocate. Keys
  * other than op/topic/since/data/id are ignored; a known key that does not belong to the op,
  * or any repeated key, is an error. D is passed through as the client wrote it (minus
@@ -151,5 +152,18 @@ size_t rc_envelope_write_error(char *out, size_t cap, enum rc_envelope_err code,
  */
 size_t rc_envelope_write_gap(char *out, size_t cap, const char *topic, size_t topic_len,
 			     uint64_t from, uint64_t to);
+
+/* A length rc_envelope_write_published() never exceeds for count items. */
+size_t rc_envelope_published_max(uint32_t count);
+
+/*
+ * Writes the answer to POST /publish, with a final "\n": {"seq":N} for a single object, or
+ * {"results":[{"seq":N},...]} for an array (batch), one element per item in order. An item
+ * whose duplicate[i] is set (a repeated id, or not sequenced) reads {"seq":0,"duplicate":true}
+ * whatever seq[i] holds. count >= 1, and 1 unless batch. Returns the length, or 0 if cap is
+ * too small. Borrows everything; allocates nothing.
+ */
+size_t rc_envelope_write_published(char *out, size_t cap, bool batch, const uint64_t *seq,
+				   const bool *duplicate, uint32_t count);
 
 #endif

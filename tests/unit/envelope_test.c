@@ -588,6 +588,61 @@ Test(envelope, gap_exact_bytes)
 		     "{\"op\":\"gap\",\"topic\":\"x:y\",\"from\":5,\"to\":9007199254740992}");
 }
 
+/* The POST /publish answer: one object, or a batch in item order; duplicates carry no seq. */
+Test(envelope, published_exact_bytes)
+{
+	char out[256];
+	uint64_t seq[3] = {59, 7, 9007199254740992};
+	bool dup[3] = {false, true, false};
+	size_t n;
+
+	n = rc_envelope_write_published(out, sizeof(out), false, seq, dup, 1);
+	expect_bytes(out, n, "{\"seq\":59}\n");
+	n = rc_envelope_write_published(out, sizeof(out), false, &seq[1], &dup[1], 1);
+	expect_bytes(out, n, "{\"seq\":0,\"duplicate\":true}\n");
+	n = rc_envelope_write_published(out, sizeof(out), true, seq, dup, 3);
+	expect_bytes(out, n,
+		     "{\"results\":[{\"seq\":59},{\"seq\":0,\"duplicate\":true},"
+		     "{\"seq\":9007199254740992}]}\n");
+	n = rc_envelope_write_published(out, sizeof(out), true, seq, dup, 1);
+	expect_bytes(out, n, "{\"results\":[{\"seq\":59}]}\n");
+}
+
+/* The bound holds for the longest items, and every shorter capacity is refused. */
+Test(envelope, published_fits_its_bound)
+{
+	enum { ITEMS = 256 };
+	static uint64_t seq[ITEMS];
+	static bool dup[ITEMS];
+	static char out[64 * ITEMS];
+	for (int i = 0; i < ITEMS; i++) {
+		seq[i] = UINT64_MAX;
+		dup[i] = i % 2;
+	}
+	size_t max = rc_envelope_published_max(ITEMS);
+	size_t n = rc_envelope_write_published(out, max, true, seq, dup, ITEMS);
+	cr_assert(n > 0 && n <= max);
+	for (int i = 0; i < ITEMS; i++)
+		dup[i] = false;
+	n = rc_envelope_write_published(out, sizeof(out), true, seq, dup, ITEMS);
+	cr_assert(n > 0 && n <= max);
+	for (size_t cap = 0; cap < n; cap++)
+		cr_assert(eq(sz, rc_envelope_write_published(out, cap, true, seq, dup, ITEMS), 0));
+	cJSON *j = cJSON_ParseWithLength(out, n);
+	cr_assert(j != NULL);
+	cr_assert(eq(int, cJSON_GetArraySize(cJSON_GetObjectItem(j, "results")), ITEMS));
+	cJSON_Delete(j);
+}
+
+Test(envelope, published_single_with_many_items_aborts, .signal = SIGABRT)
+{
+	char out[128];
+	uint64_t seq[2] = {1, 2};
+	bool dup[2] = {false, false};
+
+	rc_envelope_write_published(out, sizeof(out), false, seq, dup, 2);
+}
+
 /* A parsed pub turned into a msg: the same bytes whatever the client's whitespace. */
 Test(envelope, pub_round_trips_to_msg)
 {
