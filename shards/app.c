@@ -2,7 +2,8 @@
  * The application object behind include/ringcast/app.h: configuration checks, the kernel
  * probe, SO_REUSEPORT listeners (one per shard, created here so a bind error is reported
  * before any thread starts), shard start-up (a shard that fails stops and joins the others)
- * and the drain on SIGINT/SIGTERM (a second signal ends it). Main thread, except
+ * and the drain on SIGINT/SIGTERM (a second signal ends it). The top of the runtime's layers:
+ * it wires the hooks through which lower layers reach higher ones. Main thread, except
  * rc_app_stop() (any thread).
  */
 #include <arpa/inet.h>
@@ -18,7 +19,38 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime.h"
+#include "arena.h"
+#include "conn_rt.h"
+#include "http_serve.h"
+#include "log.h"
+#include "metrics.h"
+#include "pubsub.h"
+#include "pubsub_proto.h"
+#include "sendq.h"
+#include "shard.h"
+#include "uring.h"
+
+/* ---- the upward calls (docs/architecture.md, "Runtime layers") ------------------------------ */
+/* A terminated connection: input, its send queue and its subscriptions let go of it. */
+static void conn_closed(struct rc_conn *c, bool http)
+{
+	rc_conn_input_release(c, http);
+	rc_sendq_conn_closed(c);
+	rc_pubsub_conn_closed(c);
+}
+
+static const struct rc_conn_hooks conn_hooks = {
+	.input = rc_conn_input,
+	.closed = conn_closed,
+	.resume = rc_conn_http_resume,
+	.publish = rc_proto_http_publish,
+};
+
+static const struct rc_pubsub_hooks pubsub_hooks = {
+	.subscribed = rc_proto_subscribed,
+	.gap = rc_proto_gap,
+	.published = rc_proto_published,
+};
 
 /* ---- public configuration wrappers (include/ringcast/config.h) ---------------------------- */
 struct rc_config *rc_config_new(void)
@@ -174,10 +206,13 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 	app->pmd.enabled = cfg->deflate;
 	app->pmd.level = (uint8_t)cfg->deflate_level;
 	app->pmd.threshold_bytes = (uint32_t)cfg->deflate_threshold_bytes;
-	app->client_publish = strcmp(cfg->client_publish, "any") == 0 ? 0 : 2;
+	app->client_publish = strcmp(cfg->client_publish, "any") == 0 ? RC_CLIENT_PUBLISH_ANY
+							: RC_CLIENT_PUBLISH_NONE;
 	if (strcmp(cfg->client_publish, "subscribed") == 0)
-		app->client_publish = 1;
+		app->client_publish = RC_CLIENT_PUBLISH_SUBSCRIBED;
 	app->pubsub_ws = -1;
+	app->conn_hooks = &conn_hooks;
+	app->pubsub_hooks = &pubsub_hooks;
 	app->http_out_bytes = RC_MAX((size_t)RC_HTTP_OUT_BYTES_MIN, rc_metrics_bytes_max(app));
 	app->origins_count = split_slices(cfg->origins, &app->origins_buf, app->origins,
 					  RC_ARRAY_LEN(app->origins));
@@ -229,6 +264,19 @@ int rc_app_http(struct rc_app *app, const char *path, rc_http_fn fn, void *ctx)
 	return 0;
 }
 
+int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_path)
+{
+	struct rc_ws_handler h = {.on_message = rc_proto_on_message};
+	if (strlen(publish_path) >= sizeof(app->publish_path) || publish_path[0] != '/')
+		return -EINVAL;
+	int rc = rc_app_ws(app, ws_path, &h);
+	if (rc)
+		return rc;
+	app->pubsub_ws = app->ws_count - 1;
+	strcpy(app->publish_path, publish_path);
+	return 0;
+}
+
 int rc_app_shards(const struct rc_app *app)
 {
 	return app->shards_count;
@@ -244,7 +292,7 @@ void rc_app_stop(struct rc_app *app)
 	/* Pairs with the acquire loads in each shard's wake handler. */
 	atomic_store_explicit(&app->stopping, true, memory_order_release);
 	for (int i = 0; app->shards && i < app->shards_count; i++)
-		rc_shard_wake(&app->shards[i]);
+		rc_uring_wake(&app->shards[i]);
 }
 
 /* ---- running ------------------------------------------------------------------------------- */

@@ -1,18 +1,19 @@
 /*
  * The frame arena. One mapping, registered as fixed buffer 0 with every shard's ring when
- * zero-copy sends are enabled, is cut into one slice per shard. A shard builds its broadcast frames in its own slice
- * (size classes of powers of two, carved by a bump pointer and recycled through per-class
- * free lists), so any shard can send them with send_zc_fixed: the NIC or the loopback path
- * reads the owner's bytes, nothing is copied per subscriber. Only the owner allocates and
- * frees in its slice; a frame whose last reference drops elsewhere travels back to its owner
- * through the owner's MPSC inbox. Allocation: owner shard thread. Setup: main thread.
+ * zero-copy sends are enabled, is cut into one slice per shard. A shard builds its broadcast
+ * frames in chunks of its own slice (size classes of powers of two, carved by a bump pointer
+ * and recycled through per-class free lists), so any shard can send them with
+ * send_zc_fixed: the NIC or the loopback path reads the owner's bytes, nothing is copied per
+ * subscriber. Only the owner allocates and frees in its slice; frame.c sends a frame whose
+ * last reference drops elsewhere back to its owner first. This file knows chunks, not
+ * frames. Allocation: owner shard thread. Setup: main thread.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "runtime.h"
+#include "arena.h"
 
 #define RC_ARENA_MIN_SHIFT 8 /* 256-byte smallest chunk */
 
@@ -41,6 +42,12 @@ void rc_arena_free_all(struct rc_app *app)
 	app->arena = NULL;
 }
 
+/* Each shard's share of the arena, whole cache lines. */
+static size_t slice_bytes(const struct rc_app *app)
+{
+	return (app->arena_bytes / (size_t)app->shards_count) & ~(size_t)(RC_CACHELINE - 1);
+}
+
 /* Registers the whole arena with s's ring and gives s its slice. Shard thread, at setup. */
 int rc_arena_attach(struct rc_shard *s, char *err, size_t err_len)
 {
@@ -59,10 +66,8 @@ int rc_arena_attach(struct rc_shard *s, char *err, size_t err_len)
 			 s->index, app->arena_bytes, strerror(-rc));
 		return rc;
 	}
-	size_t slice = app->arena_bytes / (size_t)app->shards_count;
-	slice &= ~(size_t)(RC_CACHELINE - 1);
-	s->arena_bump = app->arena + slice * (size_t)s->index;
-	s->arena_end = s->arena_bump + slice;
+	s->arena_bump = app->arena + slice_bytes(app) * (size_t)s->index;
+	s->arena_end = s->arena_bump + slice_bytes(app);
 	return 0;
 }
 
@@ -74,39 +79,40 @@ static int class_of(size_t bytes)
 	return cls < RC_ARENA_CLASSES ? cls : -1;
 }
 
-struct rc_frame *rc_arena_frame_alloc(struct rc_shard *s, uint32_t len)
+static bool in_slice(const struct rc_shard *s, const void *p)
 {
-	int cls = class_of(sizeof(struct rc_frame) + len);
-	if (cls < 0 || !s->arena_end)
+	return (const uint8_t *)p >= s->arena_end - slice_bytes(s->app) &&
+	       (const uint8_t *)p < s->arena_end;
+}
+
+void *rc_arena_alloc(struct rc_shard *s, size_t bytes, uint8_t *cls)
+{
+	int c = class_of(bytes);
+	if (c < 0 || !s->arena_end)
 		return NULL;
-	struct rc_frame *f = s->arena_free[cls];
-	if (f) {
-		s->arena_free[cls] = *(struct rc_frame **)(void *)f->data;
+	void *chunk = s->arena_free[c];
+	if (chunk) {
+		s->arena_free[c] = *(void **)chunk;
 	} else {
-		size_t chunk = (size_t)1 << (RC_ARENA_MIN_SHIFT + cls);
-		if ((size_t)(s->arena_end - s->arena_bump) < chunk) {
+		size_t size = (size_t)1 << (RC_ARENA_MIN_SHIFT + c);
+		if ((size_t)(s->arena_end - s->arena_bump) < size) {
 			s->stats.arena_exhausted++;
 			return NULL;
 		}
-		f = (struct rc_frame *)(void *)s->arena_bump;
-		s->arena_bump += chunk;
+		chunk = s->arena_bump;
+		s->arena_bump += size;
 	}
-	memset(f, 0, sizeof(*f));
-	f->refs = 1;
-	f->len = len;
-	f->arena_class = (uint8_t)(cls + 1);
-	f->owner = (uint8_t)s->index;
+	RC_DASSERT(in_slice(s, chunk));
+	*cls = (uint8_t)c;
 	s->stats.arena_frames++;
-	return f;
+	return chunk;
 }
 
-void rc_arena_frame_release(struct rc_shard *s, struct rc_frame *f)
+void rc_arena_release(struct rc_shard *s, void *chunk, uint8_t cls)
 {
-	RC_ASSERT(f->arena_class > 0 && f->owner == s->index);
-	RC_DASSERT((uint8_t *)f >= s->app->arena &&
-		   (uint8_t *)f < s->app->arena + s->app->arena_bytes);
-	int cls = f->arena_class - 1;
-	*(struct rc_frame **)(void *)f->data = s->arena_free[cls];
-	s->arena_free[cls] = f;
+	RC_ASSERT(cls < RC_ARENA_CLASSES);
+	RC_DASSERT(in_slice(s, chunk));
+	*(void **)chunk = s->arena_free[cls];
+	s->arena_free[cls] = chunk;
 	s->stats.arena_frames--;
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "runtime.h"
+#include "bufring.h"
 
 #define RC_BUF_GROUP 0
 #define RC_BUF_INITIAL 32 /* buffers provided at start */

@@ -1,43 +1,24 @@
 /*
- * Connection records and their lifecycle on a shard: multishot accept into the fixed-file
- * table (slot = descriptor index), multishot recv from the provided-buffer ring, the close
- * handshake, timers (handshake, ping, idle, close) and teardown. A record returns to the
- * table only after every operation it started has completed and its descriptor's close has
- * completed, so a late completion can never reach a reused slot (the generation check
- * catches the rest). Shard thread only.
+ * The connection table and the lifecycle of its records: multishot accept into the
+ * fixed-file table (slot = descriptor index), multishot recv from the provided-buffer ring,
+ * and teardown. A record returns to the table only after every operation it started has
+ * completed and its descriptor's close has completed, so a late completion can never reach
+ * a reused slot (the generation check catches the rest). What bytes mean, what is sent and
+ * when a connection should end are the layers above's (session.c, sendq.c, http_serve.c):
+ * this file reaches them only through app->conn_hooks. Shard thread only.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#include "runtime.h"
+#include "bufring.h"
+#include "conn_rt.h"
+#include "log.h"
 
-const char *rc_close_reason_name(enum rc_close_reason why)
+static uint32_t slot_of(const struct rc_conn *c)
 {
-	static const char *names[] = {
-#define RC_X(name, help) #name,
-		RC_CLOSE_REASONS(RC_X)
-#undef RC_X
-	};
-	return (unsigned)why < RC_CLOSE_REASON_COUNT ? names[why] : "unknown";
-}
-
-uint32_t rc_shard_tick(const struct rc_shard *s)
-{
-	return (uint32_t)((s->now_ms - s->epoch_ms) / s->app->cfg.timer_tick_ms);
-}
-
-static uint32_t ms_to_ticks(const struct rc_shard *s, uint64_t ms)
-{
-	uint64_t t = (ms + s->app->cfg.timer_tick_ms - 1) / s->app->cfg.timer_tick_ms;
-	return t ? (uint32_t)t : 1;
-}
-
-static void timer_in(struct rc_conn *c, uint64_t ms)
-{
-	struct rc_shard *s = c->shard;
-	rc_wheel_arm(&s->wheel, &c->timer, rc_shard_tick(s) + ms_to_ticks(s, ms));
+	return (uint32_t)(c - c->shard->conns);
 }
 
 struct rc_conn *rc_conn_lookup(struct rc_shard *s, uint64_t ud)
@@ -53,7 +34,7 @@ struct rc_conn *rc_conn_lookup(struct rc_shard *s, uint64_t ud)
 	return c;
 }
 
-void rc_accept_arm(struct rc_shard *s)
+void rc_conn_accept_arm(struct rc_shard *s)
 {
 	if (s->accept_armed || s->draining || s->listen_fd < 0)
 		return;
@@ -66,7 +47,8 @@ void rc_accept_arm(struct rc_shard *s)
 static void recv_arm(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
-	uint32_t slot = (uint32_t)(c - s->conns);
+	uint32_t slot = slot_of(c);
+	RC_ASSERT(!(c->flags & RC_CF_RECV));
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
 	io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
 	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
@@ -84,31 +66,7 @@ static void close_orphan(struct rc_shard *s, uint32_t slot)
 	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
 }
 
-/*
- * Over connections_max: answer 503 and close. Input is discarded and TCP half-closed after
- * the answer (as after a protocol failure), so no reset can destroy the answer in flight.
- */
-static void refuse(struct rc_conn *c)
-{
-	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
-				   "Content-Type: text/plain\r\nContent-Length: 32\r\n"
-				   "Connection: close\r\n\r\nconnection limit reached, retry\n";
-	RC_STATIC_ASSERT(sizeof("connection limit reached, retry\n") - 1 == 32,
-			 "Content-Length of the 503 body");
-	c->shard->stats.connections_refused++;
-	c->shard->conns_refusing++;
-	c->flags |= RC_CF_REFUSED;
-	c->state = RC_CONN_CLOSING;
-	c->close_reason = RC_CLOSE_over_capacity;
-	c->flags |= RC_CF_DISCARD;
-	if (rc_conn_send_raw(c, resp, sizeof(resp) - 1) != 0) {
-		rc_conn_terminate(c, RC_CLOSE_over_capacity);
-		return;
-	}
-	timer_in(c, c->shard->app->cfg.close_timeout_ms);
-}
-
-void rc_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
+struct rc_conn *rc_conn_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
 {
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		s->accept_armed = false;
@@ -116,13 +74,13 @@ void rc_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
 		/* -ENFILE: table full (re-armed when a slot frees). -ECANCELED: drain. */
 		if (cqe->res != -ECANCELED)
 			s->stats.connections_refused++;
-		return;
+		return NULL;
 	}
 	uint32_t slot = (uint32_t)cqe->res;
 	if (slot >= s->conns_cap || s->conns[slot].state != RC_CONN_FREE || s->draining) {
 		RC_ASSERT(slot < s->conns_cap);
 		close_orphan(s, slot);
-		return;
+		return NULL;
 	}
 	struct rc_conn *c = &s->conns[slot];
 	uint32_t gen = c->gen;
@@ -131,23 +89,19 @@ void rc_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
 	c->gen = gen;
 	c->shard = s;
 	c->state = RC_CONN_HTTP;
-	c->last_rx_tick = rc_shard_tick(s);
+	c->last_rx_tick = rc_clock_tick(&s->clock);
 	s->conns_live++;
 	s->stats.connections_accepted++;
 	s->stats.connections_open++;
 	recv_arm(c);
-	if (s->conns_live - s->conns_refusing > s->conns_limit) {
-		refuse(c);
-		return;
-	}
-	timer_in(c, s->app->cfg.handshake_timeout_ms);
+	return c;
 }
 
 /* Cancels everything in flight on c's descriptor; the close follows when none remains. */
 static void cancel_all(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
-	uint32_t slot = (uint32_t)(c - s->conns);
+	uint32_t slot = slot_of(c);
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
 	io_uring_prep_cancel_fd(sqe, (int)slot,
 				IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
@@ -158,10 +112,11 @@ static void cancel_all(struct rc_conn *c)
 static void close_desc(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
-	uint32_t slot = (uint32_t)(c - s->conns);
+	uint32_t slot = slot_of(c);
 	RC_ASSERT(c->inflight == 0);
 	RC_ASSERT(!(c->flags & RC_CF_DESC_CLOSING));
-	rc_sendq_release(s, &c->q);
+	/* The send queue let go at the closed hook or at its last send's completion. */
+	RC_ASSERT(c->q.head == NULL);
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
 	io_uring_prep_close_direct(sqe, slot);
 	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_CLOSE, c->gen, slot));
@@ -173,15 +128,16 @@ static void release_slot(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
 	RC_ASSERT(c->inflight == 0);
-	RC_ASSERT(c->q.head == NULL && c->pend == NULL && c->msg == NULL);
-	RC_ASSERT(c->zc_wait == NULL);
+	/* pend and http_pub share storage with c->ws: the assembler holds nothing either. */
+	RC_ASSERT(c->q.head == NULL && c->pend == NULL && c->http_pub == NULL);
+	RC_ASSERT(c->zc_wait == NULL && c->subs == NULL);
 	c->state = RC_CONN_FREE;
 	c->gen = (c->gen + 1) & RC_GEN_MASK;
 	s->conns_live--;
 	if (c->flags & RC_CF_REFUSED)
 		s->conns_refusing--;
 	s->stats.connections_open--;
-	rc_accept_arm(s);
+	rc_conn_accept_arm(s);
 }
 
 void rc_conn_terminate(struct rc_conn *c, enum rc_close_reason why)
@@ -192,18 +148,10 @@ void rc_conn_terminate(struct rc_conn *c, enum rc_close_reason why)
 	bool http = c->state == RC_CONN_HTTP;
 	c->state = RC_CONN_DOOMED;
 	s->stats.connections_closed[why]++;
-	rc_log(s->app, RC_LOG_DEBUG, "connection %u closed: %s", (unsigned)(c - s->conns),
+	rc_log(s->app, RC_LOG_DEBUG, "connection %u closed: %s", slot_of(c),
 	       rc_close_reason_name(why));
 	rc_wheel_disarm(&c->timer);
-	if (http) {
-		free(c->pend);
-		c->pend = NULL;
-		free(c->msg);
-		c->msg = NULL;
-	} else {
-		rc_conn_ws_reset(c);
-	}
-	rc_pubsub_conn_closed(c);
+	s->app->conn_hooks->closed(c, http);
 	if (c->flags & RC_CF_APP_OPEN) {
 		c->flags &= (uint16_t)~RC_CF_APP_OPEN;
 		s->stats.websockets_open--;
@@ -218,88 +166,18 @@ void rc_conn_terminate(struct rc_conn *c, enum rc_close_reason why)
 		close_desc(c);
 }
 
-void rc_conn_ws_close(struct rc_conn *c, uint16_t code, const char *reason,
-		      enum rc_close_reason why)
-{
-	uint8_t payload[RC_WS_CONTROL_PAYLOAD_LIMIT];
-
-	if (c->state != RC_CONN_OPEN)
-		return;
-	size_t len = rc_ws_close_write(payload, code, reason);
-	c->state = RC_CONN_CLOSING;
-	c->close_reason = (uint8_t)why;
-	if (!c->close_code)
-		c->close_code = code;
-	if (rc_conn_send_frame(c, RC_WS_OP_CLOSE, payload, len) != 0) {
-		rc_conn_terminate(c, why);
-		return;
-	}
-	timer_in(c, c->shard->app->cfg.close_timeout_ms);
-}
-
-/* Re-arms c's heartbeat timer for its next check, counted from its last received bytes. */
-static void heartbeat_arm(struct rc_conn *c)
-{
-	const struct rc_config *cfg = &c->shard->app->cfg;
-	uint64_t wait = 0;
-	if (cfg->ping_interval_ms && !(c->flags & RC_CF_PING))
-		wait = cfg->ping_interval_ms;
-	else if (cfg->idle_timeout_ms)
-		wait = cfg->idle_timeout_ms;
-	if (!wait)
-		return;
-	rc_wheel_arm(&c->shard->wheel, &c->timer, c->last_rx_tick + ms_to_ticks(c->shard, wait));
-}
-
-static void heartbeat_fire(struct rc_conn *c)
+/* Bytes arrived for c in buffer bid: the input hook parses them in place. */
+static void received(struct rc_conn *c, uint16_t bid, size_t n)
 {
 	struct rc_shard *s = c->shard;
-	const struct rc_config *cfg = &s->app->cfg;
-	uint64_t idle_ms = (uint64_t)(rc_shard_tick(s) - c->last_rx_tick) * cfg->timer_tick_ms;
-
-	if (cfg->idle_timeout_ms && idle_ms >= cfg->idle_timeout_ms) {
-		rc_conn_ws_close(c, RC_WS_CLOSE_GOING_AWAY, "idle timeout", RC_CLOSE_idle_timeout);
-		return;
-	}
-	if (cfg->ping_interval_ms && idle_ms >= cfg->ping_interval_ms && !(c->flags & RC_CF_PING)) {
-		if (rc_conn_send_frame(c, RC_WS_OP_PING, NULL, 0) == 0) {
-			c->flags |= RC_CF_PING;
-			s->stats.pings_sent++;
-		}
-	}
-	heartbeat_arm(c);
+	c->last_rx_tick = rc_clock_tick(&s->clock);
+	c->flags &= (uint16_t)~RC_CF_PING;
+	s->rx_end = rc_bufring_addr(s, bid) + s->buf_size;
+	s->app->conn_hooks->input(c, rc_bufring_addr(s, bid), n);
+	s->rx_end = NULL;
 }
 
-void rc_conn_timer_fire(struct rc_timer *t, void *ctx)
-{
-	struct rc_conn *c = rc_container_of(t, struct rc_conn, timer);
-	(void)ctx;
-	switch (c->state) {
-	case RC_CONN_HTTP: rc_conn_terminate(c, RC_CLOSE_handshake_timeout); break;
-	case RC_CONN_CLOSING:
-		/* A close we started for a reason is counted under it, reply or not. */
-		rc_conn_terminate(c, c->close_reason != RC_CLOSE_normal
-					     ? (enum rc_close_reason)c->close_reason
-					     : RC_CLOSE_close_timeout);
-		break;
-	case RC_CONN_OPEN: heartbeat_fire(c); break;
-	default: RC_ASSERT(!"timer on a free or doomed connection");
-	}
-}
-
-void rc_conn_http_idle(struct rc_conn *c)
-{
-	timer_in(c, c->shard->app->cfg.handshake_timeout_ms);
-}
-
-void rc_conn_opened(struct rc_conn *c)
-{
-	c->last_rx_tick = rc_shard_tick(c->shard);
-	rc_wheel_disarm(&c->timer);
-	heartbeat_arm(c);
-}
-
-void rc_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
+void rc_conn_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 {
 	struct rc_shard *s = c->shard;
 	bool more = cqe->flags & IORING_CQE_F_MORE;
@@ -312,13 +190,8 @@ void rc_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 		RC_ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
 		uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 		s->stats.bytes_in += (uint64_t)cqe->res;
-		if (c->state != RC_CONN_DOOMED) {
-			c->last_rx_tick = rc_shard_tick(s);
-			c->flags &= (uint16_t)~RC_CF_PING;
-			s->rx_end = rc_bufring_addr(s, bid) + s->buf_size;
-			rc_conn_input(c, rc_bufring_addr(s, bid), (size_t)cqe->res);
-			s->rx_end = NULL;
-		}
+		if (c->state != RC_CONN_DOOMED)
+			received(c, bid, (size_t)cqe->res);
 		rc_bufring_return(s, bid);
 	} else if (c->state != RC_CONN_DOOMED) {
 		if (cqe->res == -ENOBUFS) {
@@ -351,7 +224,7 @@ void rc_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 void rc_conn_shutdown_wr(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
-	uint32_t slot = (uint32_t)(c - s->conns);
+	uint32_t slot = slot_of(c);
 	RC_ASSERT(!(c->flags & RC_CF_SHUT_WR));
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
 	io_uring_prep_shutdown(sqe, (int)slot, SHUT_WR);
@@ -361,58 +234,91 @@ void rc_conn_shutdown_wr(struct rc_conn *c)
 	c->inflight++;
 }
 
-void rc_conn_op_complete(struct rc_conn *c, enum rc_op op, int res)
+void rc_conn_op_done(struct rc_conn *c)
 {
 	RC_ASSERT(c->inflight > 0);
 	c->inflight--;
-	switch (op) {
-	case RC_OP_SEND:
-	case RC_OP_SEND_ZC: rc_send_complete(c, res); break;
-	case RC_OP_CANCEL:
-	case RC_OP_SHUTDOWN: break;
-	case RC_OP_CLOSE:
-		RC_ASSERT(c->state == RC_CONN_DOOMED);
-		release_slot(c);
-		return;
-	default: RC_ASSERT(!"unexpected op for a connection");
-	}
 	if (c->state == RC_CONN_DOOMED && c->inflight == 0 && !(c->flags & RC_CF_DESC_CLOSING))
 		close_desc(c);
 }
 
-void rc_conn_slow_close(struct rc_conn *c)
+void rc_conn_op_complete(struct rc_conn *c, enum rc_op op, int res)
 {
-	/* The backlog would only delay the close frame behind data the reader cannot take. */
-	rc_sendq_drop_unsent(c);
-	rc_conn_ws_close(c, RC_WS_CLOSE_TRY_AGAIN, "slow consumer: send queue over limit",
-			 RC_CLOSE_slow_consumer);
+	(void)res;
+	switch (op) {
+	case RC_OP_CANCEL:
+	case RC_OP_SHUTDOWN: rc_conn_op_done(c); break;
+	case RC_OP_CLOSE:
+		RC_ASSERT(c->state == RC_CONN_DOOMED);
+		RC_ASSERT(c->inflight == 1);
+		c->inflight = 0;
+		release_slot(c);
+		break;
+	default: RC_ASSERT(!"unexpected op for a connection");
+	}
+}
+
+/* ---- invariants ------------------------------------------------------------------------- */
+/* What a record in its state holds, and which flags it may carry. */
+static bool record_ok(const struct rc_shard *s, const struct rc_conn *c)
+{
+	uint32_t owed = !!(c->flags & RC_CF_RECV) + !!(c->flags & RC_CF_SEND) +
+			!!(c->flags & RC_CF_DESC_CLOSING);
+	if (c->gen > RC_GEN_MASK)
+		return false;
+	if (c->state == RC_CONN_FREE)
+		return c->inflight == 0 && !c->q.head && !c->pend && !c->http_pub && !c->subs &&
+		       !c->zc_wait && !c->sop;
+	if (c->shard != s || c->state > RC_CONN_DOOMED || c->inflight < owed)
+		return false;
+	if (!c->q.head != !c->q.tail || (!c->q.head && (c->q.bytes || c->q.head_off)))
+		return false;
+	if ((c->sop && !(c->flags & RC_CF_SEND)) || (c->zc_wait && !c->inflight))
+		return false;
+	if (c->flags & RC_CF_APP_OPEN) {
+		if (c->state != RC_CONN_OPEN && c->state != RC_CONN_CLOSING)
+			return false;
+		if (c->endpoint >= s->app->ws_count)
+			return false;
+	}
+	switch (c->state) {
+	case RC_CONN_HTTP:
+		return !(c->flags & (RC_CF_DESC_CLOSING | RC_CF_DEFLATE)) && !c->subs;
+	case RC_CONN_DOOMED:
+		/* Terminated: input freed, subscriptions dropped, the send queue released
+		 * unless a send still reads it, and the descriptor's close under way. */
+		if (c->pend || c->http_pub || c->subs || (c->flags & RC_CF_APP_OPEN))
+			return false;
+		return c->inflight > 0 && (c->q.head == NULL || (c->flags & RC_CF_SEND));
+	default: return !(c->flags & RC_CF_DESC_CLOSING);
+	}
+}
+
+bool rc_conn_table_validate(const struct rc_shard *s)
+{
+	uint32_t live = 0, refusing = 0, websockets = 0, dirty = 0;
+	if (s->dirty_count > s->conns_cap)
+		return false;
+	for (uint32_t i = 0; i < s->conns_cap; i++) {
+		const struct rc_conn *c = &s->conns[i];
+		if (!record_ok(s, c))
+			return false;
+		dirty += !!(c->flags & RC_CF_DIRTY);
+		if (c->state == RC_CONN_FREE)
+			continue;
+		live++;
+		refusing += !!(c->flags & RC_CF_REFUSED);
+		websockets += !!(c->flags & RC_CF_APP_OPEN);
+	}
+	/* Every flagged record waits on the list (which may also hold records freed since). */
+	for (uint32_t i = 0; i < s->dirty_count; i++)
+		if (s->dirty[i] >= s->conns_cap)
+			return false;
+	return live == s->conns_live && refusing == s->conns_refusing && dirty <= s->dirty_count &&
+	       s->stats.connections_open == live && s->stats.websockets_open == websockets;
 }
 
 /* ---- the public connection API (include/ringcast/conn.h) --------------------------------- */
-int rc_conn_send(struct rc_conn *c, const void *data, size_t len, bool binary)
-{
-	const struct rc_config *cfg = &c->shard->app->cfg;
-	if (c->state != RC_CONN_OPEN)
-		return -EPIPE;
-	/* A message larger than the limit still goes out alone; a backlog never grows past it. */
-	if (c->q.bytes > 0 && c->q.bytes + len > cfg->send_queue_bytes_max) {
-		rc_conn_slow_close(c);
-		return -ENOBUFS;
-	}
-	int rc = rc_conn_send_data(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
-	if (rc == 0) {
-		c->shard->stats.messages_out++;
-		if (c->q.bytes > cfg->send_queue_bytes_max / 2)
-			c->flags |= RC_CF_WANT_DRAIN;
-	}
-	return rc;
-}
-
-void rc_conn_close(struct rc_conn *c, uint16_t code, const char *reason)
-{
-	rc_conn_ws_close(c, code, reason, RC_CLOSE_app);
-}
-
 void rc_conn_set_user(struct rc_conn *c, void *user)
 {
 	c->user = user;

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime.h"
+#include "metrics.h"
 
 /* The text being written; len counts every byte asked for, also those past cap. */
 struct out {

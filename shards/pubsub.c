@@ -14,10 +14,12 @@
 #include <string.h>
 
 #include "envelope.h"
-#include "runtime.h"
-
-#define RC_XMSG_TAG 1ul   /* a struct rc_xmsg */
-#define RC_RETURN_TAG 2ul /* an arena frame coming home to its owner */
+#include "frame.h"
+#include "outbox.h"
+#include "pubsub.h"
+#include "sendq.h"
+#include "session.h"
+#include "uring.h"
 
 static struct rc_shard *owner_of(const struct rc_app *app, uint64_t hash)
 {
@@ -25,14 +27,6 @@ static struct rc_shard *owner_of(const struct rc_app *app, uint64_t hash)
 }
 
 /* ---- frames ---------------------------------------------------------------------------- */
-void rc_frame_ref_n(struct rc_frame *f, uint32_t n)
-{
-	if (f->shared)
-		__atomic_fetch_add(&f->refs, n, __ATOMIC_RELAXED);
-	else
-		f->refs += n;
-}
-
 static void release_ref(void *ref, void *ctx)
 {
 	(void)ctx;
@@ -47,9 +41,7 @@ static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t 
 	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
 	size_t hlen = rc_ws_frame_write_header(hdr, RC_WS_OP_TEXT, true, false, elen);
 	uint32_t len = (uint32_t)(hlen + elen + tlen + 1);
-	struct rc_frame *f = rc_arena_frame_alloc(s, len);
-	if (!f)
-		f = rc_frame_alloc(len);
+	struct rc_frame *f = rc_frame_alloc_shared(s, len);
 	if (!f)
 		return NULL;
 	memcpy(f->data, hdr, hlen);
@@ -63,8 +55,6 @@ static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t 
 	f->topic_len = (uint16_t)tlen;
 	f->topic_hash = hash;
 	f->seq = seq;
-	f->shared = 1;
-	f->owner = (uint8_t)s->index;
 	return f;
 }
 
@@ -92,17 +82,13 @@ static struct rc_frame *build_deflated(struct rc_shard *s, const struct rc_frame
 		return NULL;
 	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
 	size_t zh = rc_ws_frame_write_header(hdr, RC_WS_OP_TEXT, true, true, zlen);
-	struct rc_frame *d = rc_arena_frame_alloc(s, (uint32_t)(zh + zlen));
-	if (!d)
-		d = rc_frame_alloc((uint32_t)(zh + zlen));
+	struct rc_frame *d = rc_frame_alloc_shared(s, (uint32_t)(zh + zlen));
 	if (!d)
 		return NULL;
 	memcpy(d->data, hdr, zh);
 	memcpy(d->data + zh, z, zlen);
 	d->len = (uint32_t)(zh + zlen);
 	d->seq = f->seq;
-	d->shared = 1;
-	d->owner = (uint8_t)s->index;
 	s->stats.deflate_in_bytes += elen;
 	s->stats.deflate_out_bytes += zlen;
 	return d;
@@ -112,71 +98,29 @@ static struct rc_frame *build_deflated(struct rc_shard *s, const struct rc_frame
 /* Releases what an undelivered cross-shard item owns (shutdown, or a failed post). */
 static void discard_item(void *item)
 {
-	uintptr_t p = (uintptr_t)item;
-	if (p & RC_RETURN_TAG)
-		return; /* the arena goes away whole */
-	if (p & RC_XMSG_TAG) {
-		struct rc_xmsg *m = (struct rc_xmsg *)(p & ~RC_XMSG_TAG);
+	struct rc_xmsg *m = rc_item_ptr(item);
+	switch (rc_item_kind(item)) {
+	case RC_ITEM_RETURN: return; /* the arena goes away whole */
+	case RC_ITEM_XMSG:
 		for (uint32_t k = 0; k < m->nframes; k++)
 			rc_frame_unref(m->frames[k]);
 		free(m->frames);
 		free(m);
 		return;
+	default: rc_frame_unref(rc_item_ptr(item));
 	}
-	rc_frame_unref(item);
 }
 
-/*
- * Posts item to shard `to`. From a shard thread a full ring never blocks and never drops:
- * the item waits in this shard's outbox for `to` (kept FIFO) and is retried every turn.
- */
+/* Posts item to shard `to`; without memory to wait in, the item is released (counted). */
 static void post(struct rc_shard *s, struct rc_shard *to, void *item)
 {
-	struct rc_outbox *ob = &s->outbox[to->index];
-	if (ob->count == 0 && rc_mpsc_push(&to->inbox, item)) {
-		if (rc_mpsc_wake_needed(&to->inbox))
-			rc_shard_ring(s, to);
-		return;
-	}
-	if (ob->count == ob->cap) {
-		uint32_t ncap = ob->cap ? ob->cap * 2 : 64;
-		void **items = malloc(ncap * sizeof(*items));
-		if (!items) {
-			/* The only loss path: no memory to wait in. Counted and logged. */
-			s->stats.alloc_failures++;
-			rc_log(s->app, RC_LOG_ERROR, "out of memory: cross-shard item dropped");
-			discard_item(item);
-			return;
-		}
-		for (uint32_t i = 0; i < ob->count; i++)
-			items[i] = ob->items[(ob->head + i) % ob->cap];
-		free(ob->items);
-		ob->items = items;
-		ob->head = 0;
-		ob->cap = ncap;
-	}
-	ob->items[(ob->head + ob->count) % ob->cap] = item;
-	ob->count++;
-	s->stats.mpsc_full++;
+	if (rc_outbox_post(s, to, item) != 0)
+		discard_item(item);
 }
 
-static void outbox_retry(struct rc_shard *s)
-{
-	for (int i = 0; i < s->app->shards_count; i++) {
-		struct rc_outbox *ob = &s->outbox[i];
-		struct rc_shard *to = &s->app->shards[i];
-		bool pushed = false;
-		while (ob->count && rc_mpsc_push(&to->inbox, ob->items[ob->head])) {
-			ob->head = (ob->head + 1) % ob->cap;
-			ob->count--;
-			pushed = true;
-		}
-		if (pushed && rc_mpsc_wake_needed(&to->inbox))
-			rc_shard_ring(s, to);
-	}
-}
-
-static struct rc_xmsg *xmsg_new(enum rc_xkind kind, const char *topic, size_t tlen, size_t dlen)
+/* A message from shard s (NULL: a foreign thread) about topic, with dlen bytes of data. */
+static struct rc_xmsg *xmsg_new(const struct rc_shard *s, enum rc_xkind kind, const char *topic,
+				size_t tlen, size_t dlen)
 {
 	struct rc_xmsg *m = calloc(1, sizeof(*m) + dlen + 1);
 	if (!m)
@@ -184,7 +128,7 @@ static struct rc_xmsg *xmsg_new(enum rc_xkind kind, const char *topic, size_t tl
 	m->kind = (uint8_t)kind;
 	m->topic_len = (uint16_t)tlen;
 	memcpy(m->topic, topic, tlen);
-	m->from = (uint16_t)(rc_thread_shard >= 0 ? rc_thread_shard : RC_SHARDS_LIMIT);
+	m->from = (uint16_t)(s ? s->index : RC_SHARDS_LIMIT);
 	return m;
 }
 
@@ -197,7 +141,7 @@ static void send_xmsg(struct rc_shard *s, struct rc_shard *to, struct rc_xmsg *m
 		handle_xmsg(s, m);
 		return;
 	}
-	post(s, to, (void *)((uintptr_t)m | RC_XMSG_TAG));
+	post(s, to, rc_item(m, RC_ITEM_XMSG));
 }
 
 /* ---- local subscribers ------------------------------------------------------------------- */
@@ -207,7 +151,7 @@ static bool slow(struct rc_conn *c, uint32_t add)
 	if (c->q.bytes > 0 && c->q.bytes + add > cfg->send_queue_bytes_max)
 		return true;
 	if (cfg->send_queue_age_max_ms && c->q.head) {
-		uint64_t age = (uint64_t)(rc_shard_tick(c->shard) - c->q.head->queued_tick) *
+		uint64_t age = (uint64_t)(rc_clock_tick(&c->shard->clock) - c->q.head->queued_tick) *
 			       cfg->timer_tick_ms;
 		return age > cfg->send_queue_age_max_ms;
 	}
@@ -310,10 +254,10 @@ static bool duplicate(struct rc_shard *s, struct rc_otopic *t, const char *id, s
 	}
 	uint64_t h = rc_topic_hash(id, len) | 1; /* never 0: 0 marks an empty slot */
 	for (uint32_t i = 0; i < k; i++)
-		if (t->dedup_hash[i] == h && s->now_ms - t->dedup_at[i] <= cfg->dedup_window_ms)
+		if (t->dedup_hash[i] == h && s->clock.now_ms - t->dedup_at[i] <= cfg->dedup_window_ms)
 			return true;
 	t->dedup_hash[t->dedup_next] = h;
-	t->dedup_at[t->dedup_next] = s->now_ms;
+	t->dedup_at[t->dedup_next] = s->clock.now_ms;
 	t->dedup_next = (t->dedup_next + 1) % k;
 	return false;
 }
@@ -351,7 +295,7 @@ static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 		f->deflated = build_deflated(s, f);
 	void *evicted = NULL;
 	rc_frame_ref_n(f, 1);
-	if (rc_history_push(&t->hist, seq, s->now_ms, f, &evicted) != 0)
+	if (rc_history_push(&t->hist, seq, s->clock.now_ms, f, &evicted) != 0)
 		rc_frame_unref(f);
 	if (evicted)
 		rc_frame_unref(evicted);
@@ -362,7 +306,7 @@ static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 		if (i == s->index)
 			deliver_local(s, f);
 		else
-			post(s, &s->app->shards[i], f);
+			post(s, &s->app->shards[i], rc_item(f, RC_ITEM_FRAME));
 	}
 	rc_frame_unref(f);
 	reply_published(s, m, seq, false);
@@ -440,7 +384,7 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 	if (sub && sub->pending) {
 		sub->pending = false;
 		if (m->gap)
-			rc_proto_gap(c, m->topic, m->topic_len, m->gap_from, m->gap_to);
+			s->app->pubsub_hooks->gap(c, m->topic, m->topic_len, m->gap_from, m->gap_to);
 		for (uint32_t i = 0; i < m->nframes; i++) {
 			if (offer(sub, m->frames[i]))
 				m->frames[i] = NULL;
@@ -448,7 +392,7 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 		/* Everything up to the owner's current seq was replayed or reported as a gap;
 		 * a since ahead of it (the topic restarted) must not hide new messages. */
 		sub->last_seq = m->seq;
-		rc_proto_subscribed(c, m->topic, m->topic_len, m->seq);
+		s->app->pubsub_hooks->subscribed(c, m->topic, m->topic_len, m->seq);
 	}
 	for (uint32_t i = 0; i < m->nframes; i++)
 		if (m->frames[i])
@@ -461,8 +405,9 @@ static void pub_done(struct rc_shard *s, struct rc_xmsg *m)
 {
 	struct rc_conn *c = reply_conn(s, m);
 	if (c)
-		rc_proto_published(c, (enum rc_reply)m->reply, m->tag, m->topic, m->topic_len,
-				   m->seq, m->duplicate, m->id, m->id_len);
+		s->app->pubsub_hooks->published(c, (enum rc_reply)m->reply, m->tag, m->topic,
+						m->topic_len, m->seq, m->duplicate, m->id,
+						m->id_len);
 	free(m);
 }
 
@@ -489,7 +434,7 @@ static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
  */
 static void notify_owner(struct rc_shard *s, struct rc_ltopic *t, enum rc_xkind kind)
 {
-	struct rc_xmsg *m = xmsg_new(kind, t->node.name, t->node.name_len, 0);
+	struct rc_xmsg *m = xmsg_new(s, kind, t->node.name, t->node.name_len, 0);
 	if (!m) {
 		s->stats.alloc_failures++;
 		return;
@@ -514,9 +459,9 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool h
 	 * out of memory refuses the subscription instead of leaving it deaf. */
 	struct rc_sub *sub = calloc(1, sizeof(*sub));
 	struct rc_ltopic *nt = t ? NULL : calloc(1, sizeof(*nt));
-	struct rc_xmsg *m_sub = t ? NULL : xmsg_new(RC_X_SHARD_SUB, topic, len, 0);
-	struct rc_xmsg *m_z = deflate_on ? xmsg_new(RC_X_DEFLATE_ON, topic, len, 0) : NULL;
-	struct rc_xmsg *m_rp = has_since ? xmsg_new(RC_X_REPLAY, topic, len, 0) : NULL;
+	struct rc_xmsg *m_sub = t ? NULL : xmsg_new(s, RC_X_SHARD_SUB, topic, len, 0);
+	struct rc_xmsg *m_z = deflate_on ? xmsg_new(s, RC_X_DEFLATE_ON, topic, len, 0) : NULL;
+	struct rc_xmsg *m_rp = has_since ? xmsg_new(s, RC_X_REPLAY, topic, len, 0) : NULL;
 	if (!sub || (!t && (!nt || !m_sub)) || (deflate_on && !m_z) || (has_since && !m_rp)) {
 		free(sub);
 		free(nt);
@@ -556,7 +501,7 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool h
 	m_rp->slot = (uint32_t)(c - s->conns);
 	m_rp->gen = c->gen;
 	send_xmsg(s, owner, m_rp);
-	return 1; /* the answer comes through rc_proto_subscribed() */
+	return 1; /* the answer comes through the subscribed hook */
 }
 
 static void unlink_sub(struct rc_shard *s, struct rc_sub *sub)
@@ -611,9 +556,12 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 		      size_t dlen, const char *id, size_t idlen, enum rc_reply reply,
 		      struct rc_conn *c, uint32_t tag)
 {
+	/* From a shard thread of this application, or from a foreign thread. */
+	struct rc_shard *self = rc_current_shard && rc_current_shard->app == app ? rc_current_shard
+										 : NULL;
 	if (!rc_topic_name_valid(topic, tlen) || idlen > RC_ENVELOPE_ID_BYTES_LIMIT)
 		return -EINVAL;
-	struct rc_xmsg *m = xmsg_new(RC_X_PUBLISH, topic, tlen, dlen);
+	struct rc_xmsg *m = xmsg_new(self, RC_X_PUBLISH, topic, tlen, dlen);
 	if (!m)
 		return -ENOMEM;
 	if (dlen)
@@ -629,25 +577,18 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 		m->gen = c->gen;
 	}
 	struct rc_shard *to = owner_of(app, rc_topic_hash(topic, tlen));
-	if (rc_thread_shard >= 0 && rc_thread_shard < app->shards_count) {
-		send_xmsg(&app->shards[rc_thread_shard], to, m);
+	if (self) {
+		send_xmsg(self, to, m);
 		return 0;
 	}
 	/* A foreign thread: no outbox of its own, so a full ring is reported to the caller. */
-	if (!rc_mpsc_push(&to->inbox, (void *)((uintptr_t)m | RC_XMSG_TAG))) {
+	if (!rc_mpsc_push(&to->inbox, rc_item(m, RC_ITEM_XMSG))) {
 		free(m);
 		return -EAGAIN;
 	}
 	if (rc_mpsc_wake_needed(&to->inbox))
-		rc_shard_wake(to);
+		rc_uring_wake(to);
 	return 0;
-}
-
-void rc_pubsub_return_frame(struct rc_frame *f)
-{
-	struct rc_shard *s = rc_current_shard;
-	RC_ASSERT(s != NULL && f->arena_class);
-	post(s, &s->app->shards[f->owner], (void *)((uintptr_t)f | RC_RETURN_TAG));
 }
 
 /* ---- per-turn work and lifetime ---------------------------------------------------------- */
@@ -655,20 +596,19 @@ void rc_pubsub_poll(struct rc_shard *s)
 {
 	void *items[256];
 	uint32_t budget = (uint32_t)s->app->cfg.mpsc_drain_max;
-	outbox_retry(s);
+	rc_outbox_retry(s);
 	while (budget > 0) {
 		uint32_t n = rc_mpsc_pop(&s->inbox, items, RC_MIN(budget, 256u));
 		if (n == 0)
 			break;
 		budget -= n;
 		for (uint32_t i = 0; i < n; i++) {
-			uintptr_t p = (uintptr_t)items[i];
-			if (p & RC_XMSG_TAG)
-				handle_xmsg(s, (struct rc_xmsg *)(p & ~RC_XMSG_TAG));
-			else if (p & RC_RETURN_TAG)
-				rc_arena_frame_release(s, (struct rc_frame *)(p & ~RC_RETURN_TAG));
-			else
-				deliver_local(s, (struct rc_frame *)p);
+			void *p = rc_item_ptr(items[i]);
+			switch (rc_item_kind(items[i])) {
+			case RC_ITEM_XMSG: handle_xmsg(s, p); break;
+			case RC_ITEM_RETURN: rc_frame_returned(s, p); break;
+			default: deliver_local(s, p); break;
+			}
 		}
 	}
 	if (budget == 0)
@@ -684,15 +624,15 @@ void rc_pubsub_sweep(struct rc_shard *s)
 		while (n) {
 			struct rc_topic_node *next = n->next;
 			struct rc_otopic *t = rc_container_of(n, struct rc_otopic, node);
-			rc_history_expire(&t->hist, s->now_ms, cfg->history_age_max_ms, release_ref,
+			rc_history_expire(&t->hist, s->clock.now_ms, cfg->history_age_max_ms, release_ref,
 					  NULL);
 			/* A topic keeps its numbering while anyone may resume it: it is forgotten
 			 * (and would restart at seq 1) only after topic_forget_ms unused. */
 			bool unused = t->shards_subscribed == 0 && t->hist.count == 0;
 			if (!unused || !t->unused_since_ms)
-				t->unused_since_ms = unused ? s->now_ms : 0;
+				t->unused_since_ms = unused ? s->clock.now_ms : 0;
 			if (unused && cfg->topic_forget_ms &&
-			    s->now_ms - t->unused_since_ms >= cfg->topic_forget_ms) {
+			    s->clock.now_ms - t->unused_since_ms >= cfg->topic_forget_ms) {
 				rc_topic_remove(&s->otopics, n);
 				free(t->dedup_hash);
 				free(t->dedup_at);
@@ -707,10 +647,9 @@ void rc_pubsub_sweep(struct rc_shard *s)
 
 int rc_pubsub_init(struct rc_shard *s)
 {
-	s->outbox = calloc((size_t)s->app->shards_count, sizeof(*s->outbox));
-	if (!s->outbox)
-		return -ENOMEM;
-	int rc = rc_topic_table_init(&s->ltopics, 1024);
+	int rc = rc_outbox_init(s);
+	if (rc == 0)
+		rc = rc_topic_table_init(&s->ltopics, 1024);
 	if (rc == 0)
 		rc = rc_topic_table_init(&s->otopics, 1024);
 	return rc;
@@ -724,11 +663,7 @@ void rc_pubsub_free(struct rc_shard *s)
 	while ((n = rc_mpsc_pop(&s->inbox, items, 64)) > 0)
 		for (uint32_t i = 0; i < n; i++)
 			discard_item(items[i]);
-	for (int i = 0; s->outbox && i < s->app->shards_count; i++) {
-		struct rc_outbox *ob = &s->outbox[i];
-		for (uint32_t k = 0; k < ob->count; k++)
-			discard_item(ob->items[(ob->head + k) % ob->cap]);
-	}
+	rc_outbox_free(s, discard_item);
 	for (uint32_t b = 0; s->otopics.buckets && b <= s->otopics.mask; b++) {
 		struct rc_topic_node *n2 = s->otopics.buckets[b];
 		while (n2) {
@@ -743,10 +678,87 @@ void rc_pubsub_free(struct rc_shard *s)
 	}
 	rc_topic_table_free(&s->otopics);
 	rc_topic_table_free(&s->ltopics);
-	for (int i = 0; s->outbox && i < s->app->shards_count; i++)
-		free(s->outbox[i].items);
-	free(s->outbox);
-	s->outbox = NULL;
 	free(s->scratch);
 	s->scratch = NULL;
+}
+
+/* ---- invariants ------------------------------------------------------------------------- */
+static bool conn_holds(const struct rc_conn *c, const struct rc_sub *sub)
+{
+	for (const struct rc_sub *x = c->subs; x; x = x->conn_next)
+		if (x == sub)
+			return true;
+	return false;
+}
+
+/* Local topic t: its subscribers linked both ways, each in its live connection's list, and
+ * its two counts. Adds its subscriptions to *subs. */
+static bool ltopic_ok(const struct rc_shard *s, const struct rc_ltopic *t, uint64_t *subs)
+{
+	uint32_t n = 0, deflate = 0;
+	const struct rc_sub *prev = NULL;
+	for (const struct rc_sub *sub = t->subs; sub; prev = sub, sub = sub->next) {
+		const struct rc_conn *c = sub->conn;
+		if (sub->topic != t || sub->prev != prev || c->shard != s)
+			return false;
+		if (c->state == RC_CONN_FREE || c->state == RC_CONN_DOOMED || !conn_holds(c, sub))
+			return false;
+		n++;
+		deflate += !!(c->flags & RC_CF_DEFLATE);
+	}
+	*subs += n;
+	return n > 0 && n == t->count && deflate == t->deflate_count;
+}
+
+/* The bits of shard-mask word w that stand for no shard (indexes >= shards). */
+static uint64_t beyond(int w, int shards)
+{
+	int in_word = shards - w * 64;
+	if (in_word <= 0)
+		return ~0ull;
+	return in_word >= 64 ? 0 : ~0ull << in_word;
+}
+
+/* Owned topic t: owned by s, and its shard sets within the shards, counted right. */
+static bool otopic_ok(const struct rc_shard *s, const struct rc_otopic *t)
+{
+	int shards = s->app->shards_count;
+	uint32_t subscribed = 0, deflate = 0;
+	if (t->node.hash % (uint64_t)shards != (uint64_t)s->index)
+		return false;
+	for (int w = 0; w < RC_SHARD_MASK_WORDS; w++) {
+		if ((t->shard_mask[w] | t->deflate_mask[w]) & beyond(w, shards))
+			return false;
+		subscribed += (uint32_t)__builtin_popcountll(t->shard_mask[w]);
+		deflate += (uint32_t)__builtin_popcountll(t->deflate_mask[w]);
+	}
+	return subscribed == t->shards_subscribed && deflate == t->deflate_shards &&
+	       t->hist.count <= t->hist.cap;
+}
+
+bool rc_pubsub_validate(const struct rc_shard *s)
+{
+	uint64_t subs = 0, conn_subs = 0;
+	if (!rc_topic_table_validate(&s->ltopics) || !rc_topic_table_validate(&s->otopics))
+		return false;
+	for (uint32_t b = 0; b <= s->ltopics.mask; b++)
+		for (const struct rc_topic_node *n = s->ltopics.buckets[b]; n; n = n->next)
+			if (!ltopic_ok(s, rc_container_of(n, struct rc_ltopic, node), &subs))
+				return false;
+	for (uint32_t b = 0; b <= s->otopics.mask; b++)
+		for (const struct rc_topic_node *n = s->otopics.buckets[b]; n; n = n->next)
+			if (!otopic_ok(s, rc_container_of(n, struct rc_otopic, node)))
+				return false;
+	for (uint32_t i = 0; i < s->conns_cap; i++) {
+		const struct rc_conn *c = &s->conns[i];
+		uint32_t n = 0;
+		for (const struct rc_sub *sub = c->subs; sub; sub = sub->conn_next, n++)
+			if (sub->conn != c)
+				return false;
+		if (n != c->subs_count)
+			return false;
+		conn_subs += n;
+	}
+	return subs == conn_subs && subs == s->stats.subscriptions &&
+	       s->otopics.count == s->stats.topics_owned;
 }

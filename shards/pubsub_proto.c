@@ -3,7 +3,9 @@
  * (sub, unsub, pub, ping) and the server's answers (ack, error, gap, pong), plus the
  * backend API POST /publish whose answer waits until the owner shards have sequenced every
  * publish of the request. JSON is parsed here, once per client request; broadcast messages
- * are built by the owner shard and never touch JSON per recipient. Shard threads.
+ * are built by the owner shard and never touch JSON per recipient. Its functions are the
+ * /ws endpoint's on_message and the hooks pub/sub and HTTP serving answer through (wired by
+ * app.c). Shard threads.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,7 +14,11 @@
 
 #include "envelope.h"
 #include "http.h"
-#include "runtime.h"
+#include "conn_rt.h"
+#include "http_serve.h"
+#include "pubsub.h"
+#include "pubsub_proto.h"
+#include "sendq.h"
 
 #define RC_PROTO_OUT_LIMIT 512
 #define RC_PUBLISH_BATCH_LIMIT 256
@@ -60,9 +66,9 @@ static char *data_buf(struct rc_shard *s, size_t need)
 static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
 {
 	const struct rc_app *app = c->shard->app;
-	if (app->client_publish == 2 || !(c->flags & RC_CF_MAY_PUBLISH))
+	if (app->client_publish == RC_CLIENT_PUBLISH_NONE || !(c->flags & RC_CF_MAY_PUBLISH))
 		return false;
-	if (app->client_publish == 0)
+	if (app->client_publish == RC_CLIENT_PUBLISH_ANY)
 		return true;
 	for (struct rc_sub *sub = c->subs; sub; sub = sub->conn_next)
 		if (sub->topic->node.name_len == e->topic_len &&
@@ -100,11 +106,12 @@ static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, NULL);
 }
 
-void rc_proto_message(struct rc_conn *c, const void *data, size_t len, bool binary)
+void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary, void *ctx)
 {
 	struct rc_envelope e;
 	const char *reason = NULL;
 
+	(void)ctx;
 	if (binary) {
 		send_error(c, RC_ENVELOPE_ERR_JSON, "the protocol uses text frames");
 		return;
@@ -135,14 +142,14 @@ void rc_proto_message(struct rc_conn *c, const void *data, size_t len, bool bina
 }
 
 /* ---- POST /publish ------------------------------------------------------------------------ */
-/* What a connection waits for while its publish request is being sequenced (in c->msg). */
+/* What a connection waits for while its publish request is being sequenced (c->http_pub). */
 struct rc_http_pub {
 	uint32_t count;
 	uint32_t pending;
 	bool batch;
 	bool keep_alive;
 	uint64_t seq[RC_PUBLISH_BATCH_LIMIT];
-	uint8_t duplicate[RC_PUBLISH_BATCH_LIMIT];
+	bool duplicate[RC_PUBLISH_BATCH_LIMIT];
 };
 
 static void http_answer(struct rc_conn *c, int status, const char *body, size_t len,
@@ -167,18 +174,15 @@ static void http_fail(struct rc_conn *c, int status, enum rc_envelope_err code,
 
 static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
 {
-	size_t cap = 32 + (size_t)hp->count * 48, len = 0;
+	size_t cap = rc_envelope_published_max(hp->count);
 	char *out = malloc(cap);
 	if (!out) {
 		rc_conn_terminate(c, RC_CLOSE_http_done);
 		return;
 	}
-	len += (size_t)snprintf(out + len, cap - len, "%s", hp->batch ? "{\"results\":[" : "");
-	for (uint32_t i = 0; i < hp->count; i++)
-		len += (size_t)snprintf(out + len, cap - len, "%s{\"seq\":%llu%s}", i ? "," : "",
-					(unsigned long long)hp->seq[i],
-					hp->duplicate[i] ? ",\"duplicate\":true" : "");
-	len += (size_t)snprintf(out + len, cap - len, "%s", hp->batch ? "]}\n" : "\n");
+	size_t len = rc_envelope_write_published(out, cap, hp->batch, hp->seq, hp->duplicate,
+						 hp->count);
+	RC_ASSERT(len > 0);
 	http_answer(c, 200, out, len, hp->keep_alive);
 	free(out);
 }
@@ -192,13 +196,15 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 			send_ack(c, RC_ENVELOPE_OP_PUB, topic, len, duplicate ? 0 : seq, id, id_len);
 		return;
 	}
-	struct rc_http_pub *hp = (struct rc_http_pub *)(void *)c->msg;
-	if (c->state != RC_CONN_HTTP || !hp || tag >= hp->count || hp->pending == 0)
+	if (c->state != RC_CONN_HTTP)
+		return;
+	struct rc_http_pub *hp = c->http_pub;
+	if (!hp || tag >= hp->count || hp->pending == 0)
 		return;
 	hp->seq[tag] = duplicate ? 0 : seq;
 	hp->duplicate[tag] = duplicate;
 	if (--hp->pending == 0) {
-		c->msg = NULL;
+		c->http_pub = NULL;
 		http_done(c, hp);
 		free(hp);
 		/* Requests that arrived meanwhile are parsed at the next flush, not from inside
@@ -236,8 +242,8 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 			      body[lead] == '\n'))
 		lead++;
 	hp->batch = lead < len && body[lead] == '[';
-	RC_ASSERT(c->msg == NULL);
-	c->msg = (struct rc_buf *)(void *)hp;
+	RC_ASSERT(c->http_pub == NULL);
+	c->http_pub = hp;
 	hp = NULL;
 	for (uint32_t i = 0; i < n; i++) {
 		/* Topic names were validated by the parser: only allocation can fail here, and
@@ -253,27 +259,7 @@ out:
 	free(hp);
 }
 
-/* ---- registration and the public topic API ------------------------------------------------ */
-static void proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary,
-			     void *ctx)
-{
-	(void)ctx;
-	rc_proto_message(c, data, len, binary);
-}
-
-int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_path)
-{
-	struct rc_ws_handler h = {.on_message = proto_on_message};
-	if (strlen(publish_path) >= sizeof(app->publish_path) || publish_path[0] != '/')
-		return -EINVAL;
-	int rc = rc_app_ws(app, ws_path, &h);
-	if (rc)
-		return rc;
-	app->pubsub_ws = app->ws_count - 1;
-	strcpy(app->publish_path, publish_path);
-	return 0;
-}
-
+/* ---- the public topic API ---------------------------------------------------------------- */
 int rc_publish(struct rc_app *app, const char *topic, size_t topic_len, const char *data,
 	       size_t data_len, const char *id)
 {

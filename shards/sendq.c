@@ -1,63 +1,17 @@
 /*
- * Frames and per-connection send queues. A connection has at most one send in flight, which
- * keeps its bytes in order; whatever queues up meanwhile is gathered into one sendmsg when
- * the previous send completes. Sends are not issued as they are queued but once per loop
- * turn (rc_shard_flush), so all of a turn's sends leave in one io_uring_submit. Shard thread
+ * Per-connection send queues. A connection has at most one send in flight, which keeps its
+ * bytes in order; whatever queues up meanwhile is gathered into one sendmsg when the
+ * previous send completes. Sends are not issued as they are queued but once per loop turn
+ * (rc_shard_flush), so all of a turn's sends leave in one io_uring_submit. Shard thread
  * only.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#include "runtime.h"
-
-struct rc_frame *rc_frame_alloc(uint32_t len)
-{
-	struct rc_frame *f = malloc(sizeof(*f) + len);
-	if (!f)
-		return NULL;
-	memset(f, 0, sizeof(*f));
-	f->refs = 1;
-	f->len = len;
-	return f;
-}
-
-_Thread_local struct rc_shard *rc_current_shard;
-
-/* The last reference of f dropped: free it, or give an arena frame back to its owner. */
-static void frame_dispose(struct rc_frame *f)
-{
-	if (f->deflated) {
-		rc_frame_unref(f->deflated);
-		f->deflated = NULL;
-	}
-	if (!f->arena_class) {
-		free(f);
-		return;
-	}
-	struct rc_shard *s = rc_current_shard;
-	if (s && s->index == f->owner)
-		rc_arena_frame_release(s, f);
-	else if (s)
-		rc_pubsub_return_frame(f);
-	/* Outside shard threads (shutdown) the arena is unmapped whole. */
-}
-
-void rc_frame_unref(struct rc_frame *f)
-{
-	if (f->shared) {
-		/* acq_rel: the last holder must see every other holder's reads finished. */
-		uint32_t old = __atomic_fetch_sub(&f->refs, 1, __ATOMIC_ACQ_REL);
-		RC_ASSERT(old > 0);
-		if (old == 1)
-			frame_dispose(f);
-		return;
-	}
-	RC_ASSERT(f->refs > 0);
-	if (--f->refs == 0)
-		free(f);
-}
+#include "conn_rt.h"
+#include "frame.h"
+#include "sendq.h"
 
 static struct rc_qnode *qnode_get(struct rc_shard *s)
 {
@@ -86,17 +40,17 @@ void rc_conn_mark_dirty(struct rc_conn *c)
 	s->dirty[s->dirty_count++] = (uint32_t)(c - s->conns);
 }
 
-/* Takes ownership of the caller's reference to f. */
 int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
 {
-	struct rc_qnode *n = qnode_get(c->shard);
+	/* A terminated connection's queue is being released: nothing may join it. */
+	struct rc_qnode *n = c->state != RC_CONN_DOOMED ? qnode_get(c->shard) : NULL;
 	if (!n) {
 		rc_frame_unref(f);
-		return -ENOMEM;
+		return c->state != RC_CONN_DOOMED ? -ENOMEM : -EPIPE;
 	}
 	n->frame = f;
 	n->next = NULL;
-	n->queued_tick = rc_shard_tick(c->shard);
+	n->queued_tick = rc_clock_tick(&c->shard->clock);
 	if (c->q.tail)
 		c->q.tail->next = n;
 	else
@@ -176,7 +130,8 @@ int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len)
 	return rc_conn_enqueue(c, f);
 }
 
-void rc_sendq_release(struct rc_shard *s, struct rc_sendq *q)
+/* Drops every frame of q (no send may be reading them). */
+static void release(struct rc_shard *s, struct rc_sendq *q)
 {
 	struct rc_qnode *n = q->head;
 	while (n) {
@@ -186,6 +141,13 @@ void rc_sendq_release(struct rc_shard *s, struct rc_sendq *q)
 		n = next;
 	}
 	memset(q, 0, sizeof(*q));
+}
+
+void rc_sendq_conn_closed(struct rc_conn *c)
+{
+	RC_ASSERT(c->state == RC_CONN_DOOMED);
+	if (!(c->flags & RC_CF_SEND))
+		release(c->shard, &c->q);
 }
 
 void rc_sendq_drop_unsent(struct rc_conn *c)
@@ -262,7 +224,6 @@ static bool issue_send_zc(struct rc_conn *c)
 	return true;
 }
 
-/* A send_zc notification: the kernel no longer reads the oldest zero-copy frame. */
 void rc_send_zc_notified(struct rc_conn *c)
 {
 	struct rc_qnode *w = c->zc_wait;
@@ -270,6 +231,7 @@ void rc_send_zc_notified(struct rc_conn *c)
 	c->zc_wait = w->next;
 	rc_frame_unref(w->frame);
 	qnode_put(c->shard, w);
+	rc_conn_op_done(c);
 }
 
 /* Issues one send for c's queue: a plain send for one frame, a gathered sendmsg for more. */
@@ -328,7 +290,7 @@ void rc_shard_flush(struct rc_shard *s)
 			continue;
 		if (c->flags & RC_CF_HTTP_RESUME) {
 			c->flags &= (uint16_t)~RC_CF_HTTP_RESUME;
-			rc_conn_http_resume(c);
+			s->app->conn_hooks->resume(c);
 			if (c->state == RC_CONN_DOOMED)
 				continue;
 		}
@@ -379,7 +341,10 @@ void rc_send_complete(struct rc_conn *c, int res)
 		c->sop = NULL;
 	}
 	if (c->state == RC_CONN_DOOMED)
-		return; /* the queue is released when the descriptor closes */
+		release(s, &c->q); /* terminated while the kernel read the queue */
+	rc_conn_op_done(c); /* may close a terminated connection's descriptor */
+	if (c->state == RC_CONN_DOOMED)
+		return;
 	if (res < 0) {
 		rc_conn_terminate(c, RC_CLOSE_peer_gone);
 		return;

@@ -1,13 +1,13 @@
 /*
  * A shard: one thread pinned to one CPU, owning one io_uring, one SO_REUSEPORT listener, a
- * connection table, a provided-buffer ring and a timing wheel. The loop turn is: flush the
- * turn's sends, submit everything and wait for completions or the next tick, dispatch a
- * bounded batch of completions, advance the wheel. Shard thread only, except
- * rc_shard_wake(), which any thread may call.
+ * connection table, a provided-buffer ring and a timing wheel. The loop turn is: poll the
+ * inbox, flush the turn's sends, submit everything and wait for completions or the next
+ * tick, dispatch a bounded batch of completions to the layer that owns each operation,
+ * advance the wheel, sweep once a second; and the drain. The top of the runtime's layers
+ * with app.c. Shard thread, except rc_shard_start (main thread).
  */
 #include <errno.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,41 +16,22 @@
 
 #include <libdeflate.h>
 
-#include "runtime.h"
+#include "arena.h"
+#include "bufring.h"
+#include "conn_rt.h"
+#include "outbox.h"
+#include "pubsub.h"
+#include "sendq.h"
+#include "session.h"
+#include "shard.h"
 
-void rc_log(const struct rc_app *app, int level, const char *fmt, ...)
-{
-	static const char *names[] = {"error", "warn", "info", "debug"};
-	if (app && level > app->log_level)
-		return;
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (rc_thread_shard >= 0)
-		fprintf(stderr, "ringcast: [%s] shard %d: %s\n", names[level], rc_thread_shard,
-			line);
-	else
-		fprintf(stderr, "ringcast: [%s] %s\n", names[level], line);
-}
-
-static void wake_arm(struct rc_shard *s)
-{
-	if (s->wake_armed)
-		return;
-	struct io_uring_sqe *sqe = rc_uring_sqe(s);
-	io_uring_prep_read(sqe, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
-	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_WAKE, 0, 0));
-	s->wake_armed = true;
-}
-
-void rc_shard_drain_begin(struct rc_shard *s)
+/* Stops accepting and starts closing every connection (close 1001 to WebSockets). */
+static void drain_begin(struct rc_shard *s)
 {
 	if (s->draining)
 		return;
 	s->draining = true;
-	s->drain_deadline_ms = s->now_ms + s->app->cfg.drain_timeout_ms;
+	s->drain_deadline_ms = s->clock.now_ms + s->app->cfg.drain_timeout_ms;
 	/* Stop accepting: the listener closes, so the kernel stops routing SYNs to this shard. */
 	if (s->accept_armed) {
 		struct io_uring_sqe *sqe = rc_uring_sqe(s);
@@ -91,11 +72,11 @@ static void wake_complete(struct rc_shard *s)
 	s->wake_armed = false;
 	/* Both pair with the release stores in rc_app_stop() and drain_now() (app.c). */
 	if (atomic_load_explicit(&s->app->stopping, memory_order_acquire))
-		rc_shard_drain_begin(s);
+		drain_begin(s);
 	if (s->draining && atomic_load_explicit(&s->app->drain_forced, memory_order_acquire))
-		s->drain_deadline_ms = s->now_ms;
+		s->drain_deadline_ms = s->clock.now_ms;
 	else
-		wake_arm(s);
+		rc_uring_wake_arm(s);
 }
 
 static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
@@ -105,27 +86,33 @@ static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
 	struct rc_conn *c;
 
 	switch (op) {
-	case RC_OP_ACCEPT: rc_accept_complete(s, cqe); return;
+	case RC_OP_ACCEPT:
+		c = rc_conn_accept_complete(s, cqe);
+		if (c)
+			rc_conn_accepted(c);
+		return;
 	case RC_OP_WAKE: wake_complete(s); return;
 	case RC_OP_NONE:
 	case RC_OP_MSG: return; /* the loop polls the inbox every turn */
 	case RC_OP_RECV:
 		c = rc_conn_lookup(s, ud);
 		if (c)
-			rc_recv_complete(c, cqe);
+			rc_conn_recv_complete(c, cqe);
 		else if (cqe->flags & IORING_CQE_F_BUFFER)
 			rc_bufring_return(s, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
 		return;
 	case RC_OP_SEND_ZC:
 		c = rc_conn_lookup(s, ud);
-		if (c && (cqe->flags & IORING_CQE_F_NOTIF)) {
+		if (c && (cqe->flags & IORING_CQE_F_NOTIF))
 			rc_send_zc_notified(c);
-			rc_conn_op_complete(c, RC_OP_CANCEL, 0); /* only the in-flight count */
-		} else if (c) {
-			rc_conn_op_complete(c, op, cqe->res);
-		}
+		else if (c)
+			rc_send_complete(c, cqe->res);
 		return;
 	case RC_OP_SEND:
+		c = rc_conn_lookup(s, ud);
+		if (c)
+			rc_send_complete(c, cqe->res);
+		return;
 	case RC_OP_CANCEL:
 	case RC_OP_CLOSE:
 	case RC_OP_SHUTDOWN:
@@ -140,25 +127,6 @@ static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
 static bool loop_done(const struct rc_shard *s)
 {
 	return s->draining && s->conns_live == 0 && !s->accept_armed;
-}
-
-void rc_shard_ring(struct rc_shard *s, struct rc_shard *to)
-{
-	struct io_uring_sqe *sqe = rc_uring_sqe(s);
-	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0, rc_ud(RC_OP_MSG, 0, 0), 0);
-	/* Only failures (a stopped target) post a completion here; RC_OP_NONE ignores them. */
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
-	s->stats.doorbells++;
-}
-
-/* True if the turn left work that must not wait for a completion or a tick. */
-static bool work_left(struct rc_shard *s)
-{
-	for (int i = 0; i < s->app->shards_count; i++)
-		if (s->outbox[i].count)
-			return true;
-	return false;
 }
 
 /* Submits the turn's SQEs and waits for a completion, the next tick, or a doorbell. */
@@ -189,9 +157,9 @@ static void loop(struct rc_shard *s)
 		rc_pubsub_poll(s);
 		rc_shard_flush(s);
 		rc_bufring_commit(s);
-		int rc = submit_and_wait(s, work_left(s) ? 0 : 1);
+		int rc = submit_and_wait(s, rc_outbox_waiting(s) ? 0 : 1);
 		RC_ASSERT(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN);
-		s->now_ms = rc_clock_ms();
+		rc_clock_update(&s->clock);
 		s->stats.loop_turns++;
 		unsigned head, n = 0;
 		io_uring_for_each_cqe (&s->ring, head, cqe) {
@@ -200,12 +168,16 @@ static void loop(struct rc_shard *s)
 				break;
 		}
 		io_uring_cq_advance(&s->ring, n);
-		rc_wheel_advance(&s->wheel, rc_shard_tick(s), rc_conn_timer_fire, s);
-		if (s->draining && s->now_ms >= s->drain_deadline_ms)
+		rc_wheel_advance(&s->wheel, rc_clock_tick(&s->clock), rc_conn_timer_fire, s);
+		if (s->draining && s->clock.now_ms >= s->drain_deadline_ms)
 			drain_force(s);
-		if (s->now_ms >= s->next_sweep_ms) {
+		if (s->clock.now_ms >= s->next_sweep_ms) {
 			rc_pubsub_sweep(s);
-			s->next_sweep_ms = s->now_ms + 1000;
+			s->next_sweep_ms = s->clock.now_ms + 1000;
+			/* Debug builds check the shard's tables once a second. */
+			RC_DASSERT(rc_conn_table_validate(s));
+			RC_DASSERT(rc_pubsub_validate(s));
+			RC_DASSERT(rc_wheel_validate(&s->wheel));
 		}
 	}
 	/* The loop exits only while draining, with every record back in the table. */
@@ -234,8 +206,7 @@ static int shard_setup(struct rc_shard *s)
 		rc = -ENOMEM;
 		goto out_codec;
 	}
-	s->now_ms = rc_clock_ms();
-	s->epoch_ms = s->now_ms;
+	rc_clock_start(&s->clock, (uint32_t)s->app->cfg.timer_tick_ms);
 	rc = rc_wheel_init(&s->wheel, 4096, 0);
 	if (rc) {
 		snprintf(s->start_err, sizeof(s->start_err), "shard %d: timing wheel: no memory",
@@ -277,19 +248,20 @@ static void pin(struct rc_shard *s)
 static void *shard_main(void *arg)
 {
 	struct rc_shard *s = arg;
-	rc_thread_shard = s->index;
-	rc_current_shard = s;
+	rc_runtime_enter(s);
 	pin(s);
 	s->start_rc = shard_setup(s);
 	s->running = s->start_rc == 0;
 	/* Pairs with the acquire load in wait_ready(), which then reads start_rc. */
 	atomic_fetch_add_explicit(&s->app->shards_ready, 1, memory_order_release);
 	if (s->start_rc == 0) {
-		rc_accept_arm(s);
-		wake_arm(s);
+		rc_conn_accept_arm(s);
+		rc_uring_wake_arm(s);
 		if (atomic_load_explicit(&s->app->stopping, memory_order_acquire))
-			rc_shard_drain_begin(s);
+			drain_begin(s);
 		loop(s);
+		RC_DASSERT(rc_conn_table_validate(s));
+		RC_DASSERT(rc_pubsub_validate(s));
 		/* The ring outlives the thread: other shards may still ring its doorbell until
 		 * they stop too, so rc_app_destroy closes it after every thread has joined. */
 		rc_wheel_free(&s->wheel);
@@ -323,11 +295,4 @@ int rc_shard_start(struct rc_shard *s)
 		return -ENOMEM;
 	rc = pthread_create(&s->thread, NULL, shard_main, s);
 	return -rc;
-}
-
-void rc_shard_wake(struct rc_shard *s)
-{
-	uint64_t one = 1;
-	if (s->wake_fd >= 0)
-		(void)!write(s->wake_fd, &one, sizeof(one));
 }

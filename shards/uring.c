@@ -1,15 +1,15 @@
 /*
  * io_uring setup and the helpers every shard file uses: the start-up feature probe, ring
  * creation with the flags the runtime depends on, SQE allocation that never fails silently,
- * and the monotonic clock. Ring functions run on the owning shard thread; the probe runs on
- * the main thread before any shard starts.
+ * and the doorbells that wake a shard. Ring functions run on the owning shard thread; the
+ * probe runs on the main thread before any shard starts; rc_uring_wake on any thread.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
-#include "runtime.h"
+#include "uring.h"
 
 /* Each opcode the runtime issues, with the kernel that introduced what we need of it. */
 static const struct {
@@ -123,16 +123,31 @@ struct io_uring_sqe *rc_uring_sqe(struct rc_shard *s)
 	return sqe;
 }
 
-uint64_t rc_clock_unix_s(void)
+void rc_uring_msg_ring(struct rc_shard *s, struct rc_shard *to)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec;
+	RC_DASSERT(s != to);
+	struct io_uring_sqe *sqe = rc_uring_sqe(s);
+	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0, rc_ud(RC_OP_MSG, 0, 0), 0);
+	/* Only failures (a stopped target) post a completion here; RC_OP_NONE ignores them. */
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
+	s->stats.doorbells++;
 }
 
-uint64_t rc_clock_ms(void)
+void rc_uring_wake_arm(struct rc_shard *s)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	if (s->wake_armed)
+		return;
+	RC_ASSERT(s->wake_fd >= 0);
+	struct io_uring_sqe *sqe = rc_uring_sqe(s);
+	io_uring_prep_read(sqe, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_WAKE, 0, 0));
+	s->wake_armed = true;
+}
+
+void rc_uring_wake(struct rc_shard *s)
+{
+	uint64_t one = 1;
+	if (s->wake_fd >= 0)
+		(void)!write(s->wake_fd, &one, sizeof(one));
 }

@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "runtime.h"
+#include "base/rc_assert.h"
+#include "base/rc_util.h"
+#include "wheel.h"
 
 int rc_wheel_init(struct rc_wheel *w, uint32_t slots, uint32_t now_tick)
 {

@@ -4,12 +4,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-_Thread_local int rc_thread_shard = -1;
+/* Relaxed: every registration stores the same function; a reader sees it or NULL. */
+static int (*shard_fn)(void);
+
+void rc_assert_set_shard_fn(int (*fn)(void))
+{
+	__atomic_store_n(&shard_fn, fn, __ATOMIC_RELAXED);
+}
 
 _Noreturn void rc_assert_fail(const char *expr, const char *file, int line)
 {
+	int (*fn)(void) = __atomic_load_n(&shard_fn, __ATOMIC_RELAXED);
 	fprintf(stderr, "ringcast: assertion failed: %s (%s:%d, shard %d)\n", expr, file, line,
-		rc_thread_shard);
+		fn ? fn() : -1);
 	fflush(stderr);
 	abort();
 }

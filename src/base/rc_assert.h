@@ -10,8 +10,12 @@
 
 #include <stddef.h>
 
-/* Shard index of the calling thread, -1 outside shard threads. Set by the runtime. */
-extern _Thread_local int rc_thread_shard;
+/*
+ * Registers fn, which returns the calling thread's shard index (-1 outside shard threads),
+ * for assertion messages to name the shard. Each shard thread of the runtime registers it
+ * as it starts; unset, messages say shard -1. Any thread.
+ */
+void rc_assert_set_shard_fn(int (*fn)(void));
 
 /* Prints the failed expression and aborts. Never returns. */
 _Noreturn void rc_assert_fail(const char *expr, const char *file, int line);

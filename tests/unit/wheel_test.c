@@ -3,7 +3,9 @@
 #include <criterion/new/assert.h>
 #include <stdlib.h>
 
-#include "../../shards/runtime.h"
+#include "base/rc_util.h"
+
+#include "../../shards/wheel.h"
 
 struct item {
 	struct rc_timer t;

@@ -1,0 +1,51 @@
+/*
+ * The shard clock: one clock read per loop turn (rc_clock_update) gives every decision of
+ * the turn the same now_ms, and the timing wheel counts in ticks of timer_tick_ms from the
+ * shard's start. Owns the runtime's only clock reads. Shard thread, except the two reads.
+ */
+#include <time.h>
+
+#include "base/rc_assert.h"
+#include "clock.h"
+
+uint64_t rc_clock_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t rc_clock_unix_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+void rc_clock_start(struct rc_clock *clk, uint32_t tick_ms)
+{
+	RC_ASSERT(tick_ms > 0);
+	clk->tick_ms = tick_ms;
+	clk->now_ms = rc_clock_ms();
+	clk->epoch_ms = clk->now_ms;
+}
+
+void rc_clock_update(struct rc_clock *clk)
+{
+	uint64_t now = rc_clock_ms();
+	/* CLOCK_MONOTONIC never goes back, so ticks never do either. */
+	RC_DASSERT(now >= clk->now_ms);
+	clk->now_ms = now;
+}
+
+uint32_t rc_clock_tick(const struct rc_clock *clk)
+{
+	RC_DASSERT(clk->tick_ms > 0);
+	return (uint32_t)((clk->now_ms - clk->epoch_ms) / clk->tick_ms);
+}
+
+uint32_t rc_clock_ticks(const struct rc_clock *clk, uint64_t ms)
+{
+	uint64_t t = (ms + clk->tick_ms - 1) / clk->tick_ms;
+	return t ? (uint32_t)t : 1;
+}

@@ -1,0 +1,369 @@
+/*
+ * A connection's bytes until it upgrades: HTTP requests parsed statelessly (a fresh parse of
+ * the request bytes each time more arrive), routed to the upgrade (with the token check on
+ * the pub/sub endpoint), to a plain HTTP endpoint, or to POST /publish (the publish hook);
+ * keep-alive and pipelined requests answered in order, also when an answer waits for
+ * sequencing. After the upgrade the bytes go to input.c. Shard thread only.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "conn_rt.h"
+#include "handshake.h"
+#include "http_serve.h"
+#include "input.h"
+#include "sendq.h"
+#include "session.h"
+
+/* Grows *bp to hold at least need bytes (geometrically, never past max). */
+static int buf_reserve(struct rc_buf **bp, size_t need, size_t max)
+{
+	struct rc_buf *b = *bp;
+	size_t cap = b ? b->cap : 0;
+	if (b && need + RC_PMD_TAIL_ROOM <= cap)
+		return 0;
+	if (need > max)
+		return -EMSGSIZE;
+	/* Tail room lets rc_pmd_inflate() append the stripped 00 00 ff ff in place. */
+	size_t ncap = RC_MAX(need, RC_MIN(RC_MAX(cap * 2, (size_t)256), max)) + RC_PMD_TAIL_ROOM;
+	struct rc_buf *nb = realloc(b, sizeof(*nb) + ncap);
+	if (!nb)
+		return -ENOMEM;
+	if (!b) {
+		nb->len = 0;
+		nb->flags = 0;
+	}
+	nb->cap = (uint32_t)ncap;
+	*bp = nb;
+	return 0;
+}
+
+static int buf_append(struct rc_buf **bp, const uint8_t *p, size_t n, size_t max)
+{
+	size_t len = *bp ? (*bp)->len : 0;
+	int rc = buf_reserve(bp, len + n, max);
+	if (rc)
+		return rc;
+	memcpy((*bp)->data + len, p, n);
+	(*bp)->len = (uint32_t)(len + n);
+	return 0;
+}
+
+/*
+ * Queues an HTTP response. With keep_alive the connection waits for its next request (up to
+ * handshake_timeout_ms); otherwise it closes once the response is sent.
+ */
+void rc_conn_http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc_close_reason why,
+			bool keep_alive)
+{
+	c->close_reason = (uint8_t)why;
+	if (!keep_alive)
+		c->flags |= RC_CF_FLUSH_CLOSE;
+	if (len == 0 || rc_conn_send_raw(c, resp, len) != 0) {
+		rc_conn_terminate(c, why);
+		return;
+	}
+	rc_conn_mark_dirty(c);
+	if (keep_alive)
+		rc_conn_http_idle(c);
+}
+
+static void http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc_close_reason why)
+{
+	rc_conn_http_reply(c, resp, len, why, false);
+}
+
+static void http_error(struct rc_conn *c, int status, const char *reason)
+{
+	char out[512];
+	size_t len = rc_handshake_write_error(out, sizeof(out), status, reason);
+	http_reply(c, out, len, RC_CLOSE_handshake_rejected);
+}
+
+static int find_ws(const struct rc_app *app, struct rc_slice path)
+{
+	for (int i = 0; i < app->ws_count; i++)
+		if (rc_slice_eq(path, app->ws[i].path))
+			return i;
+	return -1;
+}
+
+static const char *method_name(uint8_t m)
+{
+	static const char *names[] = {"OTHER", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"};
+	return m < RC_ARRAY_LEN(names) ? names[m] : "OTHER";
+}
+
+/* The token of a request: ?token=... (browsers cannot set headers) or Authorization: Bearer. */
+static struct rc_slice token_of(const struct rc_http_request *req)
+{
+	struct rc_slice q = req->query, none = {NULL, 0};
+	for (uint32_t i = 0; i < q.len;) {
+		uint32_t end = i;
+		while (end < q.len && q.p[end] != '&')
+			end++;
+		if (end - i > 6 && memcmp(q.p + i, "token=", 6) == 0)
+			return (struct rc_slice){q.p + i + 6, end - i - 6};
+		i = end + 1;
+	}
+	struct rc_slice a = req->authorization;
+	if (a.len > 7 && strncasecmp(a.p, "Bearer ", 7) == 0)
+		return (struct rc_slice){a.p + 7, a.len - 7};
+	return none;
+}
+
+/*
+ * Checks a request's access token when auth_secret is set: 0, or the HTTP status to answer
+ * (401) with *reason; *may_publish reports the token's "pub" claim.
+ */
+static int authorize(struct rc_conn *c, const struct rc_http_request *req, bool *may_publish,
+		     const char **reason)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	struct rc_auth_claims claims;
+	*may_publish = true;
+	if (!cfg->auth_secret[0])
+		return 0;
+	struct rc_slice t = token_of(req);
+	if (!t.len) {
+		*reason = "access token required (?token= or Authorization: Bearer)";
+		return 401;
+	}
+	if (rc_auth_verify(t.p, t.len, (const uint8_t *)cfg->auth_secret, strlen(cfg->auth_secret),
+			   rc_clock_unix_s(), &claims, reason) != 0)
+		return 401;
+	*may_publish = claims.may_publish;
+	return 0;
+}
+
+static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
+{
+	struct rc_app *app = c->shard->app;
+	char hdrs[96];
+	if (find_ws(app, req->path) >= 0) {
+		snprintf(hdrs, sizeof(hdrs), "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+		static const char body[] = "this endpoint speaks WebSocket only\n";
+		char out[512];
+		size_t len = rc_http_write_response(out, sizeof(out), 426, "text/plain", hdrs, body,
+						    sizeof(body) - 1, false);
+		http_reply(c, out, len, RC_CLOSE_http_done);
+		return;
+	}
+	if (app->publish_path[0] && rc_slice_eq(req->path, app->publish_path)) {
+		if (req->method != RC_HTTP_POST) {
+			http_error(c, 405, "use POST");
+			return;
+		}
+		bool may_publish;
+		const char *reason = NULL;
+		int status = authorize(c, req, &may_publish, &reason);
+		if (status == 0 && !may_publish) {
+			status = 403;
+			reason = "the access token does not allow publishing";
+		}
+		if (status != 0) {
+			http_error(c, status, reason);
+			return;
+		}
+		app->conn_hooks->publish(c, req->body.p, req->body.len, req->keep_alive);
+		return;
+	}
+	const struct rc_http_endpoint *ep = NULL;
+	for (int i = 0; i < app->http_count; i++)
+		if (rc_slice_eq(req->path, app->http[i].path))
+			ep = &app->http[i];
+	if (!ep) {
+		http_error(c, 404, "no such endpoint");
+		c->close_reason = RC_CLOSE_http_done;
+		return;
+	}
+	size_t body_len = app->http_out_bytes, len = 0;
+	char *body = malloc(body_len), *resp = malloc(body_len + 1024);
+	char path[256], query[256];
+	snprintf(path, sizeof(path), "%.*s", (int)req->path.len, req->path.p);
+	snprintf(query, sizeof(query), "%.*s", (int)req->query.len, req->query.p);
+	if (body && resp) {
+		struct rc_http_call call = {
+			method_name(req->method), path, query, req->body.p, req->body.len,
+			c->shard->index};
+		const char *ctype = "text/plain; charset=utf-8";
+		int status = ep->fn(&call, body, &body_len, &ctype, ep->ctx);
+		len = rc_http_write_response(resp, app->http_out_bytes + 1024, (uint16_t)status,
+					     ctype, NULL, body, body_len, req->keep_alive);
+	}
+	rc_conn_http_reply(c, resp, len, RC_CLOSE_http_done, req->keep_alive && len);
+	free(body);
+	free(resp);
+}
+
+static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_t *rest,
+		    size_t rest_len)
+{
+	struct rc_shard *s = c->shard;
+	struct rc_app *app = s->app;
+	int ep = find_ws(app, req->path);
+	if (ep < 0) {
+		http_error(c, 404, "no such endpoint");
+		return;
+	}
+	struct rc_ws_policy pol = {app->origins, app->origins_count, app->subprotocols,
+				   app->subprotocols_count, false};
+	struct rc_ws_accept acc;
+	const char *reason = NULL;
+	bool may_publish = true;
+	int status = rc_handshake_check(req, &pol, &acc, &reason);
+	if (status == 0 && ep == app->pubsub_ws)
+		status = authorize(c, req, &may_publish, &reason);
+	if (status != 0) {
+		http_error(c, status, reason);
+		return;
+	}
+	if (may_publish)
+		c->flags |= RC_CF_MAY_PUBLISH;
+	char out[512], ext[RC_PMD_RESPONSE_LIMIT] = "";
+	struct rc_pmd_params pmd;
+	bool deflate = rc_pmd_negotiate(&req->ws_extensions, &app->pmd, &pmd, ext, sizeof(ext));
+	size_t len = rc_handshake_write_101(out, sizeof(out), &acc, deflate ? ext : NULL);
+	if (len == 0 || rc_conn_send_raw(c, out, len) != 0) {
+		rc_conn_terminate(c, RC_CLOSE_handshake_rejected);
+		return;
+	}
+	c->state = RC_CONN_OPEN;
+	c->endpoint = (uint8_t)ep;
+	c->flags |= RC_CF_APP_OPEN;
+	if (deflate) {
+		c->flags |= RC_CF_DEFLATE;
+		c->deflate_window_bits = pmd.server_max_window_bits;
+	}
+	s->stats.websockets_open++;
+	/* They share storage with c->ws; http_ready() saw no answer pending. */
+	RC_ASSERT(c->pend == NULL && c->http_pub == NULL);
+	rc_ws_asm_init(&c->ws);
+	c->rate_tokens = (uint32_t)RC_MIN(app->cfg.messages_burst_max * 1000, UINT32_MAX);
+	c->rate_tick = rc_clock_tick(&s->clock);
+	rc_conn_opened(c);
+	const struct rc_ws_handler *h = &app->ws[ep].h;
+	if (h->on_open)
+		h->on_open(c, h->ctx);
+	if (rest_len && c->state == RC_CONN_OPEN)
+		rc_conn_ws_input(c, rest, rest_len);
+}
+
+/*
+ * Parses one request from p and answers it; returns the bytes it took (all of them after an
+ * error or an upgrade, whose remaining bytes are frames), 0 if the request is incomplete.
+ */
+static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, bool *partial)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	struct rc_http_limits lim = {(uint32_t)cfg->header_bytes_max,
+				     (uint32_t)cfg->body_bytes_max};
+	struct rc_http_request req;
+	size_t consumed = 0;
+	uint16_t status = 0;
+	const char *reason = NULL;
+
+	enum rc_parse r =
+		rc_http_parse((const char *)p, n, &lim, &req, &consumed, &status, &reason);
+	*partial = r == RC_PARSE_PARTIAL;
+	if (r == RC_PARSE_PARTIAL)
+		return 0;
+	c->shard->stats.http_requests++;
+	if (r == RC_PARSE_FAIL) {
+		http_error(c, status, reason);
+		return n;
+	}
+	RC_ASSERT(consumed > 0 && consumed <= n);
+	if (rc_handshake_is_upgrade(&req)) {
+		upgrade(c, &req, p + consumed, n - consumed);
+		return n;
+	}
+	serve_http(c, &req);
+	return consumed;
+}
+
+/* A keep-alive connection may not start its next request before the last one is answered
+ * (a publish being sequenced), nor after it asked to close. */
+static bool http_ready(const struct rc_conn *c)
+{
+	return c->state == RC_CONN_HTTP && !c->http_pub && !(c->flags & RC_CF_FLUSH_CLOSE);
+}
+
+/* Answers every complete request in p, in order; returns the bytes left unparsed. */
+static size_t http_serve_all(struct rc_conn *c, uint8_t *p, size_t n, bool *partial)
+{
+	*partial = false;
+	/* Bounded by n: each answered request consumes at least one byte. */
+	while (n > 0 && http_ready(c)) {
+		size_t used = http_try(c, p, n, partial);
+		if (used == 0)
+			break;
+		p += used;
+		n -= used;
+	}
+	return n;
+}
+
+/* Keeps unparsed request bytes for later (bounded: one request's limits). */
+static void http_stash(struct rc_conn *c, const uint8_t *p, size_t n)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	size_t max = cfg->header_bytes_max + cfg->body_bytes_max + 1;
+	if (n && buf_append(&c->pend, p, n, max) != 0)
+		http_error(c, 431, "request too large");
+}
+
+/* Parses what c->pend holds (a partial request, or requests that waited for an answer). */
+void rc_conn_http_resume(struct rc_conn *c)
+{
+	bool partial;
+	struct rc_buf *b = c->pend;
+	if (!b || !http_ready(c))
+		return;
+	/* Detached while parsing: bytes after an upgrade may start a frame of their own. */
+	c->pend = NULL;
+	c->shard->rx_end = NULL; /* those bytes no longer sit in the receive buffer */
+	size_t left = http_serve_all(c, b->data, b->len, &partial);
+	if (c->state == RC_CONN_HTTP && !(c->flags & RC_CF_FLUSH_CLOSE))
+		http_stash(c, b->data + b->len - left, left);
+	free(b);
+}
+
+static void http_input(struct rc_conn *c, uint8_t *p, size_t n)
+{
+	bool partial;
+	if (!c->pend && http_ready(c)) {
+		/* The common case: whole requests in one read, parsed in place. */
+		size_t left = http_serve_all(c, p, n, &partial);
+		if (c->state == RC_CONN_HTTP && !(c->flags & RC_CF_FLUSH_CLOSE))
+			http_stash(c, p + n - left, left);
+		return;
+	}
+	if (c->flags & RC_CF_FLUSH_CLOSE)
+		return; /* the connection is closing after its response */
+	http_stash(c, p, n);
+	rc_conn_http_resume(c);
+}
+
+void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n)
+{
+	if (c->state == RC_CONN_HTTP)
+		http_input(c, p, n);
+	else
+		rc_conn_ws_input(c, p, n);
+}
+
+void rc_conn_input_release(struct rc_conn *c, bool http)
+{
+	if (!http) {
+		rc_conn_ws_reset(c);
+		return;
+	}
+	free(c->pend);
+	c->pend = NULL;
+	free(c->http_pub); /* a flat allocation of pubsub_proto.c */
+	c->http_pub = NULL;
+}

@@ -1,0 +1,149 @@
+/*
+ * Pub/sub across shards (pubsub.c): every topic has an owner shard (topic hash mod shards)
+ * that sequences its messages, keeps its history and dedup window and builds each message's
+ * frame once; local topics fan those frames out to this shard's subscribers. Control
+ * messages and frames travel between shards through the inboxes (outbox.h). Answers that
+ * belong to the client protocol go up through rc_pubsub_hooks. Shard threads, except
+ * rc_pubsub_publish (any thread).
+ */
+#ifndef RC_PUBSUB_H
+#define RC_PUBSUB_H
+
+#include "runtime.h"
+
+/* A topic with local subscribers on this shard. */
+struct rc_ltopic {
+	struct rc_topic_node node;
+	struct rc_sub *subs; /* doubly linked through rc_sub.next/prev */
+	uint32_t count;
+	uint32_t deflate_count; /* subscribers that negotiated permessage-deflate */
+};
+
+/* One connection's subscription to one topic. */
+struct rc_sub {
+	struct rc_sub *next; /* in the topic */
+	struct rc_sub *prev;
+	struct rc_sub *conn_next; /* in the connection */
+	struct rc_ltopic *topic;
+	struct rc_conn *conn;
+	uint64_t last_seq; /* newest seq queued to this subscriber */
+	bool pending;      /* waiting for the owner's replay: live frames are skipped */
+};
+
+#define RC_SHARD_MASK_WORDS (RC_SHARDS_LIMIT / 64)
+
+/* A topic this shard owns: its sequence, history, subscribed shards and recent ids. */
+struct rc_otopic {
+	struct rc_topic_node node;
+	uint64_t seq;
+	uint64_t shard_mask[RC_SHARD_MASK_WORDS];
+	uint64_t deflate_mask[RC_SHARD_MASK_WORDS]; /* shards with deflate subscribers */
+	uint32_t deflate_shards;
+	uint32_t shards_subscribed;
+	struct rc_history hist;
+	uint64_t unused_since_ms; /* no subscribers and no history since then; 0 = in use */
+	uint64_t *dedup_hash; /* dedup_ids_max recent id hashes (ring), allocated on first id */
+	uint64_t *dedup_at;
+	uint32_t dedup_next;
+};
+
+/* Cross-shard control messages (RC_ITEM_XMSG items; frames travel as RC_ITEM_FRAME). */
+enum rc_xkind {
+	RC_X_PUBLISH = 0, /* to the owner: assign a seq and broadcast */
+	RC_X_SHARD_SUB,   /* to the owner: shard `from` has subscribers */
+	RC_X_SHARD_UNSUB, /* to the owner: shard `from` has none left */
+	RC_X_DEFLATE_ON,  /* to the owner: shard `from` has deflate subscribers */
+	RC_X_DEFLATE_OFF, /* to the owner: shard `from` has none left */
+	RC_X_REPLAY,      /* to the owner: what came after seq for a resuming subscriber */
+	RC_X_REPLAYED,    /* from the owner: frames, gap and current seq for that subscriber */
+	RC_X_PUB_DONE,    /* from the owner: the seq assigned to a publish (or duplicate) */
+};
+
+/* Who hears the seq a publish was given. */
+enum rc_reply {
+	RC_REPLY_NONE = 0,
+	RC_REPLY_WS,   /* ack to a WebSocket client */
+	RC_REPLY_HTTP, /* one answer of a POST /publish batch */
+};
+
+struct rc_xmsg {
+	uint8_t kind;  /* enum rc_xkind */
+	uint8_t reply; /* enum rc_reply */
+	uint8_t duplicate;
+	uint8_t gap;
+	uint16_t from; /* producing shard; RC_SHARDS_LIMIT for foreign threads */
+	uint16_t topic_len;
+	uint32_t slot; /* reply-to connection */
+	uint32_t gen;
+	uint32_t tag;  /* index within an HTTP batch */
+	uint32_t nframes;
+	uint64_t seq; /* REPLAY: since; REPLAYED/PUB_DONE: current or assigned seq */
+	uint64_t gap_from;
+	uint64_t gap_to;
+	struct rc_frame **frames; /* REPLAYED: references owned by the message */
+	uint32_t data_len;
+	uint16_t id_len;
+	char topic[RC_TOPIC_BYTES_LIMIT + 1];
+	char id[65];
+	char data[]; /* PUBLISH: the JSON value */
+};
+
+/*
+ * The client protocol's answers, which pub/sub produces but does not word (pubsub_proto.c).
+ * Wired once by rc_app_create (app.c); they run on the subscriber's or publisher's shard
+ * thread. topic is borrowed for the call.
+ */
+struct rc_pubsub_hooks {
+	/* A resumed subscription is live: everything up to seq was replayed or reported. */
+	void (*subscribed)(struct rc_conn *c, const char *topic, size_t len, uint64_t seq);
+	/* Messages from..to of a resumed topic are gone from history. */
+	void (*gap)(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to);
+	/* A publish with a reply got its seq (or was a duplicate); tag is its batch index. */
+	void (*published)(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
+			  size_t len, uint64_t seq, bool duplicate, const char *id, size_t id_len);
+};
+
+/* Allocates s's outboxes and topic tables. 0 or -ENOMEM. Main thread, before s starts. */
+int rc_pubsub_init(struct rc_shard *s);
+
+/* Releases what s's pub/sub holds, including items still in its inbox and outboxes. After
+ * every shard thread has joined. */
+void rc_pubsub_free(struct rc_shard *s);
+
+/* Retries the outboxes and handles up to mpsc_drain_max inbox items. Once per turn. */
+void rc_pubsub_poll(struct rc_shard *s);
+
+/* Ages owned topics' history out and forgets unused topics after topic_forget_ms. */
+void rc_pubsub_sweep(struct rc_shard *s);
+
+/* c was terminated: drops its subscriptions (the owners hear of emptied topics). Part of the
+ * closed hook (app.c). */
+void rc_pubsub_conn_closed(struct rc_conn *c);
+
+/* Subscribes c to topic[0..len) (copied). 0 subscribed; 1 subscribed and resuming from
+ * since, the answer following through the subscribed hook; -EEXIST, -E2BIG
+ * (subscriptions_per_connection_max), -EINVAL (topic name), -ENOMEM (nothing changed). */
+int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool has_since,
+			uint64_t since);
+
+/* Unsubscribes c from topic[0..len). 0 or -ENOENT. */
+int rc_pubsub_unsubscribe(struct rc_conn *c, const char *topic, size_t len);
+
+/*
+ * Publishes data[0..dlen) (a JSON value) to topic with idempotency key id (may be empty);
+ * all copied. reply says who hears the seq: c (borrowed, checked by generation when the
+ * answer comes back), tag its batch index. Any thread. 0, -EINVAL, -ENOMEM, or -EAGAIN
+ * (foreign thread and the owner's ring full).
+ */
+int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const char *data,
+		      size_t dlen, const char *id, size_t idlen, enum rc_reply reply,
+		      struct rc_conn *c, uint32_t tag);
+
+/*
+ * Checks s's pub/sub state: every subscription linked in its topic and its connection,
+ * subscriber and deflate counts, the owned topics' shard masks and counts, the tables. For
+ * tests and RC_DASSERT; O(subscriptions + connections + topics). Shard s's thread.
+ */
+bool rc_pubsub_validate(const struct rc_shard *s);
+
+#endif

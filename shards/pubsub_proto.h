@@ -1,0 +1,32 @@
+/*
+ * ringcast's pub/sub client protocol (pubsub_proto.c): the JSON messages of /ws clients and
+ * the POST /publish API on top of pubsub.c. The top of the pub/sub stack: what it exports
+ * here are the handlers app.c registers (the /ws endpoint's on_message) and wires as hooks
+ * (rc_pubsub_hooks, rc_conn_hooks.publish). Shard threads.
+ */
+#ifndef RC_PUBSUB_PROTO_H
+#define RC_PUBSUB_PROTO_H
+
+#include "pubsub.h"
+
+/* The /ws endpoint's on_message: one client message (data borrowed for the call), answered
+ * with an ack, an error or a pong. ctx is unused. */
+void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary,
+			 void *ctx);
+
+/* A resumed subscription is live: the ack with the topic's current seq (subscribed hook). */
+void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq);
+
+/* The gap message for messages from..to of topic (gap hook). */
+void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to);
+
+/* A publish got its seq: the client's ack, or one answer of a POST /publish batch, sent
+ * when the last one arrives (published hook). */
+void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
+			size_t len, uint64_t seq, bool duplicate, const char *id, size_t id_len);
+
+/* Serves POST /publish (body borrowed for the call); the answer is sent when every publish
+ * of the batch is sequenced (publish hook). */
+void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * Per-connection send queues (sendq.c): frames queued in order, at most one send in flight
+ * per socket, whatever queued meanwhile gathered into one sendmsg, and every send of a loop
+ * turn issued at its end (rc_shard_flush) from the shard's dirty list. Also the shard's
+ * codec buffers the senders compress into. Sits on the connection table: a failed send or a
+ * flushed close ends the connection there. Shard thread only.
+ */
+#ifndef RC_SENDQ_H
+#define RC_SENDQ_H
+
+#include <sys/socket.h>
+
+#include "runtime.h"
+
+struct rc_frame;
+
+/* One queued frame reference. Pooled per shard (s->qnode_free). */
+struct rc_qnode {
+	struct rc_qnode *next;
+	struct rc_frame *frame; /* a reference, released when the bytes are sent or dropped */
+	uint32_t queued_tick;   /* for send_queue_age_max_ms */
+};
+
+#define RC_SEND_IOV_LIMIT 64
+
+/* The msghdr and iovecs of one gathered send, alive until its completion. Pooled per shard. */
+struct rc_sendop {
+	struct msghdr mh;
+	struct iovec iov[RC_SEND_IOV_LIMIT];
+	struct rc_sendop *next_free;
+};
+
+/* Queues f on c, taking ownership of the caller's reference (released on failure). 0,
+ * -EPIPE (c was terminated) or -ENOMEM. */
+int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f);
+
+/* Queues one unfragmented frame of opcode carrying p[0..len) (copied). 0 or -errno. */
+int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t len);
+
+/* Sends a data message, compressed when c negotiated deflate and it is worth it (copied). */
+int rc_conn_send_data(struct rc_conn *c, uint8_t opcode, const void *p, size_t len);
+
+/* Queues p[0..len) as they are (an HTTP response; copied). 0 or -errno. */
+int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len);
+
+/* Puts c on the shard's flush list for this turn (once). */
+void rc_conn_mark_dirty(struct rc_conn *c);
+
+/*
+ * The end of a turn's work: for every connection on the dirty list, parse what waited for an
+ * answer (the resume hook), issue its send, or finish it (terminate after a flushed close,
+ * half-close after a failure's close frame). Clears the list.
+ */
+void rc_shard_flush(struct rc_shard *s);
+
+/* A send or send_zc result for c (res is the CQE's): drops what the kernel took, issues the
+ * rest next flush, owes on_drain; a failed send ends c. Counts the operation done. */
+void rc_send_complete(struct rc_conn *c, int res);
+
+/* A send_zc notification for c: the kernel no longer reads the oldest zero-copy frame.
+ * Counts the operation done. */
+void rc_send_zc_notified(struct rc_conn *c);
+
+/* c was terminated: its queue goes now, or, if a send still reads it, at that send's
+ * completion. Part of the closed hook (app.c). */
+void rc_sendq_conn_closed(struct rc_conn *c);
+
+/* Drops every queued frame not yet handed to the kernel (slow consumer being closed). */
+void rc_sendq_drop_unsent(struct rc_conn *c);
+
+/* Frees the shard's pools of queue nodes and send operations. Shard thread, at exit. */
+void rc_pools_free(struct rc_shard *s);
+
+/* Grows *buf (capacity *cap) to at least n bytes; returns it, or NULL (unchanged) on failure. */
+void *rc_grow(void **buf, size_t *cap, size_t n);
+
+/* Grows the shard's codec buffer to at least n bytes (a reference, valid until the next
+ * call); NULL on allocation failure. */
+uint8_t *rc_shard_zbuf(struct rc_shard *s, size_t n);
+
+/* The same for the inflation output (a message being delivered may be echoed compressed). */
+uint8_t *rc_shard_ibuf(struct rc_shard *s, size_t n);
+
+#endif

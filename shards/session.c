@@ -1,0 +1,170 @@
+/*
+ * A connection's life above its socket: one embedded timer serves the handshake timeout
+ * (HTTP), the heartbeat (ping after ping_interval_ms of silence, close 1001 after
+ * idle_timeout_ms) and the close timeout (CLOSING); the close handshake we start; the slow
+ * consumer's close; the 503 that a connection over connections_max hears before it closes;
+ * and the public rc_conn_send/rc_conn_close. Shard thread only.
+ */
+#include <errno.h>
+
+#include "conn_rt.h"
+#include "sendq.h"
+#include "session.h"
+
+static void timer_in(struct rc_conn *c, uint64_t ms)
+{
+	struct rc_shard *s = c->shard;
+	rc_wheel_arm(&s->wheel, &c->timer,
+		     rc_clock_tick(&s->clock) + rc_clock_ticks(&s->clock, ms));
+}
+
+/*
+ * Over connections_max: answer 503 and close. Input is discarded and TCP half-closed after
+ * the answer (as after a protocol failure), so no reset can destroy the answer in flight.
+ */
+static void refuse(struct rc_conn *c)
+{
+	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+				   "Content-Type: text/plain\r\nContent-Length: 32\r\n"
+				   "Connection: close\r\n\r\nconnection limit reached, retry\n";
+	RC_STATIC_ASSERT(sizeof("connection limit reached, retry\n") - 1 == 32,
+			 "Content-Length of the 503 body");
+	c->shard->stats.connections_refused++;
+	c->shard->conns_refusing++;
+	c->flags |= RC_CF_REFUSED;
+	c->state = RC_CONN_CLOSING;
+	c->close_reason = RC_CLOSE_over_capacity;
+	c->flags |= RC_CF_DISCARD;
+	if (rc_conn_send_raw(c, resp, sizeof(resp) - 1) != 0) {
+		rc_conn_terminate(c, RC_CLOSE_over_capacity);
+		return;
+	}
+	timer_in(c, c->shard->app->cfg.close_timeout_ms);
+}
+
+void rc_conn_accepted(struct rc_conn *c)
+{
+	struct rc_shard *s = c->shard;
+	RC_ASSERT(c->state == RC_CONN_HTTP);
+	if (s->conns_live - s->conns_refusing > s->conns_limit) {
+		refuse(c);
+		return;
+	}
+	timer_in(c, s->app->cfg.handshake_timeout_ms);
+}
+
+void rc_conn_ws_close(struct rc_conn *c, uint16_t code, const char *reason,
+		      enum rc_close_reason why)
+{
+	uint8_t payload[RC_WS_CONTROL_PAYLOAD_LIMIT];
+
+	if (c->state != RC_CONN_OPEN)
+		return;
+	size_t len = rc_ws_close_write(payload, code, reason);
+	c->state = RC_CONN_CLOSING;
+	c->close_reason = (uint8_t)why;
+	if (!c->close_code)
+		c->close_code = code;
+	if (rc_conn_send_frame(c, RC_WS_OP_CLOSE, payload, len) != 0) {
+		rc_conn_terminate(c, why);
+		return;
+	}
+	timer_in(c, c->shard->app->cfg.close_timeout_ms);
+}
+
+/* Re-arms c's heartbeat timer for its next check, counted from its last received bytes. */
+static void heartbeat_arm(struct rc_conn *c)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	uint64_t wait = 0;
+	if (cfg->ping_interval_ms && !(c->flags & RC_CF_PING))
+		wait = cfg->ping_interval_ms;
+	else if (cfg->idle_timeout_ms)
+		wait = cfg->idle_timeout_ms;
+	if (!wait)
+		return;
+	rc_wheel_arm(&c->shard->wheel, &c->timer,
+		     c->last_rx_tick + rc_clock_ticks(&c->shard->clock, wait));
+}
+
+static void heartbeat_fire(struct rc_conn *c)
+{
+	struct rc_shard *s = c->shard;
+	const struct rc_config *cfg = &s->app->cfg;
+	uint64_t idle_ms = (uint64_t)(rc_clock_tick(&s->clock) - c->last_rx_tick) *
+			   cfg->timer_tick_ms;
+
+	if (cfg->idle_timeout_ms && idle_ms >= cfg->idle_timeout_ms) {
+		rc_conn_ws_close(c, RC_WS_CLOSE_GOING_AWAY, "idle timeout", RC_CLOSE_idle_timeout);
+		return;
+	}
+	if (cfg->ping_interval_ms && idle_ms >= cfg->ping_interval_ms && !(c->flags & RC_CF_PING)) {
+		if (rc_conn_send_frame(c, RC_WS_OP_PING, NULL, 0) == 0) {
+			c->flags |= RC_CF_PING;
+			s->stats.pings_sent++;
+		}
+	}
+	heartbeat_arm(c);
+}
+
+void rc_conn_timer_fire(struct rc_timer *t, void *ctx)
+{
+	struct rc_conn *c = rc_container_of(t, struct rc_conn, timer);
+	(void)ctx;
+	switch (c->state) {
+	case RC_CONN_HTTP: rc_conn_terminate(c, RC_CLOSE_handshake_timeout); break;
+	case RC_CONN_CLOSING:
+		/* A close we started for a reason is counted under it, reply or not. */
+		rc_conn_terminate(c, c->close_reason != RC_CLOSE_normal
+					     ? (enum rc_close_reason)c->close_reason
+					     : RC_CLOSE_close_timeout);
+		break;
+	case RC_CONN_OPEN: heartbeat_fire(c); break;
+	default: RC_ASSERT(!"timer on a free or doomed connection");
+	}
+}
+
+void rc_conn_http_idle(struct rc_conn *c)
+{
+	timer_in(c, c->shard->app->cfg.handshake_timeout_ms);
+}
+
+void rc_conn_opened(struct rc_conn *c)
+{
+	c->last_rx_tick = rc_clock_tick(&c->shard->clock);
+	rc_wheel_disarm(&c->timer);
+	heartbeat_arm(c);
+}
+
+void rc_conn_slow_close(struct rc_conn *c)
+{
+	/* The backlog would only delay the close frame behind data the reader cannot take. */
+	rc_sendq_drop_unsent(c);
+	rc_conn_ws_close(c, RC_WS_CLOSE_TRY_AGAIN, "slow consumer: send queue over limit",
+			 RC_CLOSE_slow_consumer);
+}
+
+/* ---- the public connection API (include/ringcast/conn.h) --------------------------------- */
+int rc_conn_send(struct rc_conn *c, const void *data, size_t len, bool binary)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	if (c->state != RC_CONN_OPEN)
+		return -EPIPE;
+	/* A message larger than the limit still goes out alone; a backlog never grows past it. */
+	if (c->q.bytes > 0 && c->q.bytes + len > cfg->send_queue_bytes_max) {
+		rc_conn_slow_close(c);
+		return -ENOBUFS;
+	}
+	int rc = rc_conn_send_data(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
+	if (rc == 0) {
+		c->shard->stats.messages_out++;
+		if (c->q.bytes > cfg->send_queue_bytes_max / 2)
+			c->flags |= RC_CF_WANT_DRAIN;
+	}
+	return rc;
+}
+
+void rc_conn_close(struct rc_conn *c, uint16_t code, const char *reason)
+{
+	rc_conn_ws_close(c, code, reason, RC_CLOSE_app);
+}

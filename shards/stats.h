@@ -1,0 +1,81 @@
+/*
+ * A shard's counters (stats.c names the close reasons). A leaf: every layer counts into
+ * struct rc_shard_stats, embedded in its shard. Written only by the shard's thread; read
+ * racily (relaxed, aligned 64-bit loads) by metrics.c on any thread.
+ */
+#ifndef RC_STATS_H
+#define RC_STATS_H
+
+#include <stdint.h>
+
+/* Why a connection ended; the metric label of ringcast_connections_closed_total. */
+#define RC_CLOSE_REASONS(X)                                                                        \
+	X(normal, "client or server close handshake completed")                                    \
+	X(protocol_error, "1002 sent")                                                             \
+	X(invalid_data, "1007 sent")                                                               \
+	X(too_big, "1009 sent")                                                                    \
+	X(handshake_rejected, "the upgrade got a 4xx")                                             \
+	X(handshake_timeout, "no complete request in handshake_timeout_ms")                        \
+	X(idle_timeout, "no traffic in idle_timeout_ms")                                           \
+	X(close_timeout, "no close reply in close_timeout_ms")                                     \
+	X(peer_gone, "EOF or reset without a close handshake")                                     \
+	X(slow_consumer, "send queue over send_queue_bytes_max")                                   \
+	X(drain, "server shutdown")                                                                \
+	X(http_done, "plain HTTP request answered")                                                \
+	X(app, "closed by the application")                                                       \
+	X(rate_limited, "1008: over messages_per_second_max")                                      \
+	X(over_capacity, "503: connections_max reached")
+
+enum rc_close_reason {
+#define RC_X(name, help) RC_CLOSE_##name,
+	RC_CLOSE_REASONS(RC_X)
+#undef RC_X
+		RC_CLOSE_REASON_COUNT,
+};
+
+/* One shard's counters. Written only by the shard; read racily (relaxed) by /metrics. */
+struct rc_shard_stats {
+	uint64_t connections_accepted;
+	uint64_t connections_refused; /* accept failed: table full or out of memory */
+	uint64_t connections_open;    /* gauge: records in use */
+	uint64_t websockets_open;     /* gauge: upgraded connections */
+	uint64_t connections_closed[RC_CLOSE_REASON_COUNT];
+	uint64_t frames_in;
+	uint64_t frames_out;
+	uint64_t messages_in;
+	uint64_t messages_out;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t http_requests;
+	uint64_t pings_sent;
+	uint64_t recv_rearms; /* multishot recv re-armed (ENOBUFS or kernel ended it) */
+	uint64_t recv_buffers; /* gauge: provided receive buffers (grows under bursts) */
+	uint64_t stale_cqes;  /* completions for a recycled slot, dropped */
+	uint64_t sends;	      /* send/sendmsg SQEs issued */
+	uint64_t loop_turns;
+	uint64_t submits;
+	uint64_t publishes;          /* messages sequenced by this shard as owner */
+	uint64_t publish_duplicates; /* dropped by the dedup window */
+	uint64_t deliveries;         /* broadcast frames queued to local subscribers */
+	uint64_t slow_drops;         /* frames skipped for slow subscribers (policy drop) */
+	uint64_t subscriptions;      /* gauge */
+	uint64_t topics_owned;       /* gauge */
+	uint64_t mpsc_full;          /* posts that waited in an outbox: target ring full */
+	uint64_t doorbells;          /* MSG_RING wake-ups sent */
+	uint64_t limit_mpsc_drain;   /* turns that hit mpsc_drain_max */
+	uint64_t protocol_rejects;   /* client pub/sub messages answered with an error */
+	uint64_t arena_frames;       /* gauge: frames alive in this shard's arena slice */
+	uint64_t arena_exhausted;    /* broadcast frames that fell back to the heap */
+	uint64_t sends_zc;           /* send_zc_fixed operations issued */
+	uint64_t deflate_in_bytes;   /* bytes given to the compressor */
+	uint64_t deflate_out_bytes;  /* bytes it produced (sent with RSV1) */
+	uint64_t deflate_window_skips; /* messages sent plain: longer than the client's window */
+	uint64_t inflated_messages;  /* compressed messages received */
+	uint64_t alloc_failures;     /* runtime allocations that failed and were degraded */
+};
+
+/* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any
+ * thread; returns a string literal. */
+const char *rc_close_reason_name(enum rc_close_reason why);
+
+#endif
