@@ -5,7 +5,7 @@
 #   make asan       the same suite under ASan+UBSan+LSan (libc malloc, clang)
 #   make fuzz       build the libFuzzer targets and run each briefly
 #   make perf       run the perf suite (perf/run-all)
-#   make check-layering   src/ must not reach into shards/ or do I/O
+#   make check-layering   src/ does no I/O and never reaches into shards/; shards/ in layers
 # Options: BUILD=dir (object/binary dir), SANITIZER=asan, CC=, WITH_LTO=1, V=1
 
 BUILD      ?= build

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# check-layering.sh: enforces the dependency rules of ARCHITECTURE.md on the C sources.
+# check-layering.sh: enforces the dependency rules of docs/architecture.md on the C sources.
 #   src/ (the sans-I/O core, src/app/ excepted) includes nothing from shards/ or src/app/, no
 #   I/O, thread, socket or clock headers, and calls no syscalls (I/O, sockets, clocks,
 #   threads, io_uring): bytes and now_ms come in as arguments.
 #   src/app/ (the program) never includes shards/ headers: it uses include/ringcast/.
+#   shards/ (the runtime) stands in the layers of SHARD_LAYERS below: every file is in one
+#   layer and includes shards/ headers of its own layer or lower ones only, so a lower layer
+#   never calls up (it reaches higher ones through hooks); and no header include cycle.
 # Comments and string literals are stripped first, so prose about read() is not a violation.
 # Prints one "file:line: what" per violation and exits 1 if there is any; `make
 # check-layering` runs it. Usage: tools/check-layering.sh [repository root]
@@ -27,7 +30,34 @@ CORE_FORBIDDEN_CALLS+='|clock_gettime|gettimeofday|time|nanosleep|usleep|sleep|f
 CORE_FORBIDDEN_CALLS+='|getrlimit|setrlimit|io_uring_[a-z0-9_]+|pthread_[a-z0-9_]+'
 CORE_FORBIDDEN_CALLS+='|thrd_[a-z_]+'
 
-violations=0 checked=0
+# The runtime's layers, lowest first (docs/architecture.md, "Runtime layers"): the files of
+# each. A file may include the shards/ headers of its own layer and of the layers before it.
+SHARD_LAYERS=(
+	"mpsc.h mpsc.c"                   # the inbox ring (leaf)
+	"wheel.h wheel.c"                 # timing wheel (leaf)
+	"clock.h clock.c"                 # the shard clock (leaf)
+	"stats.h stats.c"                 # counters, close reasons (leaf)
+	"runtime.h runtime.c"             # the shared types, the calling thread's shard
+	"metrics.h metrics.c"             # Prometheus text of the counters
+	"log.h log.c"
+	"uring.h uring.c"                 # ring, SQEs, user_data, doorbells
+	"bufring.h bufring.c"             # provided receive buffers
+	"arena.h arena.c"                 # registered chunks for broadcast frames
+	"outbox.h outbox.c"               # cross-shard posting
+	"frame.h frame.c"                 # frames and their way home
+	"conn_rt.h conn.c"                # connection table: accept, recv, teardown
+	"sendq.h sendq.c"                 # send queues and the turn's flush
+	"session.h session.c"             # timers, close handshake, public send/close
+	"input.h input.c"                 # WebSocket frames in
+	"http_serve.h http_serve.c"       # HTTP until the upgrade; bytes' entry point
+	"pubsub.h pubsub.c"               # owners, fan-out, resume
+	"pubsub_proto.h pubsub_proto.c"   # the JSON protocol, POST /publish
+	"shard.h shard.c"                 # the thread and its loop
+	"app.c"                           # the application; wires the hooks
+)
+
+violations=0 checked=0 shard_files=0
+declare -A LAYER_OF=() INCLUDES=() STATE=()
 
 # Prints the file with comments removed (newlines kept, so line numbers hold); with
 # RC_STRIP_STRINGS=1 in the environment, string and character literals become "" and ''.
@@ -98,6 +128,80 @@ check_calls()
 		"(^|[^A-Za-z0-9_.>])($CORE_FORBIDDEN_CALLS)[[:space:]]*\(")
 }
 
+# The layer index of shards/ file $1 (basename), empty if it is in no layer.
+layer_of()
+{
+	echo "${LAYER_OF[$1]:-}"
+}
+
+# Records shards/$1's quoted includes of shards/ headers as "name:line" words in INCLUDES.
+scan_shard_includes()
+{
+	local name=$1 lineno text path list=""
+	while IFS=: read -r lineno text; do
+		[[ "$text" =~ ^[[:space:]]*#[[:space:]]*include[[:space:]]*\"([^\"]+)\" ]] || continue
+		path=${BASH_REMATCH[1]}
+		[[ "$path" != */* && -e "shards/$path" ]] && list+="$path:$lineno "
+	done < <(strip "shards/$name" | grep -n -E '^[[:space:]]*#[[:space:]]*include')
+	INCLUDES[$name]=$list
+}
+
+check_shard_layers()
+{
+	local name own inc target lineno
+	for name in $(printf '%s\n' "${!INCLUDES[@]}" | sort); do
+		own=$(layer_of "$name")
+		if [ -z "$own" ]; then
+			report "shards/$name" 1 "is in no layer of SHARD_LAYERS (tools/check-layering.sh):" \
+				"place it in the runtime's layer order"
+			continue
+		fi
+		for inc in ${INCLUDES[$name]}; do
+			target=${inc%:*} lineno=${inc##*:}
+			[ -n "$(layer_of "$target")" ] || continue
+			if [ "$(layer_of "$target")" -gt "$own" ]; then
+				report "shards/$name" "$lineno" "includes \"$target\" from a higher layer" \
+					"(a lower layer never calls up: invert it with a hook)"
+			fi
+		done
+	done
+}
+
+# Depth-first search over the header include graph; reports each include closing a cycle.
+visit()
+{
+	local name=$1 inc target
+	STATE[$name]=open
+	for inc in ${INCLUDES[$name]:-}; do
+		target=${inc%:*}
+		case "${STATE[$target]:-}" in
+		open) report "shards/$name" "${inc##*:}" "includes \"$target\", which includes" \
+			"this file (directly or not): an include cycle" ;;
+		done) ;;
+		*) visit "$target" ;;
+		esac
+	done
+	STATE[$name]=done
+}
+
+check_shards()
+{
+	local i name file
+	for i in "${!SHARD_LAYERS[@]}"; do
+		for name in ${SHARD_LAYERS[$i]}; do
+			LAYER_OF[$name]=$i
+		done
+	done
+	while IFS= read -r -d '' file; do
+		shard_files=$((shard_files + 1))
+		scan_shard_includes "${file#shards/}"
+	done < <(find shards -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' \) -print0 | sort -z)
+	check_shard_layers
+	for name in $(printf '%s\n' "${!INCLUDES[@]}" | sort); do
+		[ -z "${STATE[$name]:-}" ] && visit "$name"
+	done
+}
+
 main()
 {
 	local file
@@ -116,11 +220,14 @@ main()
 			;;
 		esac
 	done < <(find src -type f \( -name '*.c' -o -name '*.h' \) -print0 | sort -z)
+	[ -d shards ] && check_shards
 	if [ "$violations" -gt 0 ]; then
-		echo "check-layering: $violations violation(s) in $checked files (see ARCHITECTURE.md, Layers)"
+		echo "check-layering: $violations violation(s) in $((checked + shard_files)) files" \
+			"(see docs/architecture.md, Layering)"
 		exit 1
 	fi
-	echo "check-layering: OK ($checked files under src/)"
+	echo "check-layering: OK ($checked files under src/, $shard_files under shards/ in" \
+		"${#SHARD_LAYERS[@]} layers)"
 }
 
 main
