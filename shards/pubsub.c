@@ -151,8 +151,8 @@ static bool slow(struct rc_conn *c, uint32_t add)
 	if (c->q.bytes > 0 && c->q.bytes + add > cfg->send_queue_bytes_max)
 		return true;
 	if (cfg->send_queue_age_max_ms && c->q.head) {
-		uint64_t age = (uint64_t)(rc_clock_tick(&c->shard->clock) - c->q.head->queued_tick) *
-			       cfg->timer_tick_ms;
+		uint32_t ticks = rc_clock_tick(&c->shard->clock) - c->q.head->queued_tick;
+		uint64_t age = (uint64_t)ticks * cfg->timer_tick_ms;
 		return age > cfg->send_queue_age_max_ms;
 	}
 	return false;
@@ -253,11 +253,12 @@ static bool duplicate(struct rc_shard *s, struct rc_otopic *t, const char *id, s
 			return false;
 	}
 	uint64_t h = rc_topic_hash(id, len) | 1; /* never 0: 0 marks an empty slot */
+	uint64_t now = s->clock.now_ms;
 	for (uint32_t i = 0; i < k; i++)
-		if (t->dedup_hash[i] == h && s->clock.now_ms - t->dedup_at[i] <= cfg->dedup_window_ms)
+		if (t->dedup_hash[i] == h && now - t->dedup_at[i] <= cfg->dedup_window_ms)
 			return true;
 	t->dedup_hash[t->dedup_next] = h;
-	t->dedup_at[t->dedup_next] = s->clock.now_ms;
+	t->dedup_at[t->dedup_next] = now;
 	t->dedup_next = (t->dedup_next + 1) % k;
 	return false;
 }
@@ -384,7 +385,8 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 	if (sub && sub->pending) {
 		sub->pending = false;
 		if (m->gap)
-			s->app->pubsub_hooks->gap(c, m->topic, m->topic_len, m->gap_from, m->gap_to);
+			s->app->pubsub_hooks->gap(c, m->topic, m->topic_len, m->gap_from,
+						  m->gap_to);
 		for (uint32_t i = 0; i < m->nframes; i++) {
 			if (offer(sub, m->frames[i]))
 				m->frames[i] = NULL;
@@ -619,20 +621,21 @@ void rc_pubsub_poll(struct rc_shard *s)
 void rc_pubsub_sweep(struct rc_shard *s)
 {
 	const struct rc_config *cfg = &s->app->cfg;
+	uint64_t now = s->clock.now_ms;
 	for (uint32_t b = 0; b <= s->otopics.mask; b++) {
 		struct rc_topic_node *n = s->otopics.buckets[b];
 		while (n) {
 			struct rc_topic_node *next = n->next;
 			struct rc_otopic *t = rc_container_of(n, struct rc_otopic, node);
-			rc_history_expire(&t->hist, s->clock.now_ms, cfg->history_age_max_ms, release_ref,
+			rc_history_expire(&t->hist, now, cfg->history_age_max_ms, release_ref,
 					  NULL);
 			/* A topic keeps its numbering while anyone may resume it: it is forgotten
 			 * (and would restart at seq 1) only after topic_forget_ms unused. */
 			bool unused = t->shards_subscribed == 0 && t->hist.count == 0;
 			if (!unused || !t->unused_since_ms)
-				t->unused_since_ms = unused ? s->clock.now_ms : 0;
+				t->unused_since_ms = unused ? now : 0;
 			if (unused && cfg->topic_forget_ms &&
-			    s->clock.now_ms - t->unused_since_ms >= cfg->topic_forget_ms) {
+			    now - t->unused_since_ms >= cfg->topic_forget_ms) {
 				rc_topic_remove(&s->otopics, n);
 				free(t->dedup_hash);
 				free(t->dedup_at);
