@@ -11,8 +11,7 @@
 
 /* The /ws endpoint's on_message: one client message (data borrowed for the call), answered
  * with an ack, an error or a pong. ctx is unused. */
-void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary,
-			 void *ctx);
+void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary, void *ctx);
 
 /* A resumed subscription is live: the ack with the topic's current seq (subscribed hook). */
 void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq);

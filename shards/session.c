@@ -91,8 +91,8 @@ static void heartbeat_fire(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
 	const struct rc_config *cfg = &s->app->cfg;
-	uint64_t idle_ms = (uint64_t)(rc_clock_tick(&s->clock) - c->last_rx_tick) *
-			   cfg->timer_tick_ms;
+	uint64_t idle_ms =
+		(uint64_t)(rc_clock_tick(&s->clock) - c->last_rx_tick) * cfg->timer_tick_ms;
 
 	if (cfg->idle_timeout_ms && idle_ms >= cfg->idle_timeout_ms) {
 		rc_conn_ws_close(c, RC_WS_CLOSE_GOING_AWAY, "idle timeout", RC_CLOSE_idle_timeout);

@@ -106,16 +106,14 @@ Test(conn, reused_slot_drops_a_stale_completion, .timeout = 60)
 	cr_assert(fd >= 0, "slot %u was never handed out again", slot_a);
 	cr_assert(eq(u32, gen, (gen_a + 1) & RC_GEN_MASK), "one reuse, one generation");
 	rt_send_text(fd, "stale?");
-	cr_assert(eq(int, sscanf(rt_recv_text(fd, buf, sizeof(buf)), "%llu %u %d", &stale,
-				 &inflight_before, &valid),
-		     3));
+	const char *answer = rt_recv_text(fd, buf, sizeof(buf));
+	cr_assert(eq(int, sscanf(answer, "%llu %u %d", &stale, &inflight_before, &valid), 3));
 	snprintf(cmd, sizeof(cmd), "stale %u", gen_a);
 	rt_send_text(fd, cmd);
 	cr_assert(eq(str, (char *)rt_recv_text(fd, buf, sizeof(buf)), "posted"));
 	rt_send_text(fd, "stale?");
-	cr_assert(eq(int, sscanf(rt_recv_text(fd, buf, sizeof(buf)), "%llu %u %d", &stale,
-				 &inflight, &valid),
-		     3));
+	answer = rt_recv_text(fd, buf, sizeof(buf));
+	cr_assert(eq(int, sscanf(answer, "%llu %u %d", &stale, &inflight, &valid), 3));
 	cr_assert(eq(u64, (uint64_t)stale, 1), "the stale completion was counted");
 	cr_assert(eq(u32, inflight, inflight_before), "and not applied to the new connection");
 	cr_assert(eq(int, valid, 1));

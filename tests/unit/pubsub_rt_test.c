@@ -152,9 +152,8 @@ Test(pubsub_rt, resume_with_since_replays_then_goes_live, .timeout = 60)
 	char buf[64];
 	unsigned long long subs;
 	int pubsub_ok = 0, table_ok = 0;
-	cr_assert(eq(int, sscanf(rt_recv_text(api, buf, sizeof(buf)), "%llu %d %d", &subs,
-				 &pubsub_ok, &table_ok),
-		     3));
+	const char *answer = rt_recv_text(api, buf, sizeof(buf));
+	cr_assert(eq(int, sscanf(answer, "%llu %d %d", &subs, &pubsub_ok, &table_ok), 3));
 	cr_assert(eq(int, pubsub_ok, 1));
 	cr_assert(eq(int, table_ok, 1));
 	rt_ws_close(api);

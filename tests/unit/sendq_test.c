@@ -117,9 +117,8 @@ Test(sendq, partial_sends_arrive_complete_and_in_order, .timeout = 120)
 	int small = 4096;
 	start(&rt);
 	/* Accepted sockets inherit the listener's send buffer. */
-	cr_assert(eq(int, setsockopt(rt.app->shards[0].listen_fd, SOL_SOCKET, SO_SNDBUF, &small,
-				      sizeof(small)),
-		      0));
+	int listen_fd = rt.app->shards[0].listen_fd;
+	cr_assert(eq(int, setsockopt(listen_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0));
 	int fd = rt_ws_open(&rt, "/t", small);
 	rt_send_text(fd, "flood");
 	for (uint32_t f = 0; f < FLOOD_FRAMES; f++)
