@@ -2,8 +2,9 @@
  * Per-connection send queues. A connection has at most one send in flight, which keeps its
  * bytes in order; whatever queues up meanwhile is gathered into one sendmsg when the
  * previous send completes. Sends are not issued as they are queued but once per loop turn
- * (rc_shard_flush), so all of a turn's sends leave in one io_uring_submit. Shard thread
- * only.
+ * (rc_shard_flush), so all of a turn's sends leave in one io_uring_submit. A failed send or
+ * a flushed close ends the connection in conn.c, the layer below; requests that waited for
+ * an HTTP answer are resumed through the connection hooks. Shard thread only.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -42,11 +43,15 @@ void rc_conn_mark_dirty(struct rc_conn *c)
 
 int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
 {
-	/* A terminated connection's queue is being released: nothing may join it. */
-	struct rc_qnode *n = c->state != RC_CONN_DOOMED ? qnode_get(c->shard) : NULL;
+	if (c->state == RC_CONN_DOOMED) {
+		/* A terminated connection's queue is being released: nothing may join it. */
+		rc_frame_unref(f);
+		return -EPIPE;
+	}
+	struct rc_qnode *n = qnode_get(c->shard);
 	if (!n) {
 		rc_frame_unref(f);
-		return c->state != RC_CONN_DOOMED ? -ENOMEM : -EPIPE;
+		return -ENOMEM;
 	}
 	n->frame = f;
 	n->next = NULL;
