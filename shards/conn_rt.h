@@ -5,7 +5,8 @@
  * (multishot recv from the buffer ring), and tears down: cancel what is in flight, close the
  * descriptor, reuse the slot only once every completion arrived. It knows nothing of what
  * the bytes mean: received bytes and the end of a connection go up through rc_conn_hooks.
- * (Named conn_rt.h beside include/ringcast/conn.h, the public half.) Shard thread only.
+ * (Named conn_rt.h beside include/ringcast/conn.h, the public half.) Shards and connections
+ * passed in are borrowed. Shard thread only.
  */
 #ifndef RC_CONN_RT_H
 #define RC_CONN_RT_H

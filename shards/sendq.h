@@ -3,7 +3,8 @@
  * per socket, whatever queued meanwhile gathered into one sendmsg, and every send of a loop
  * turn issued at its end (rc_shard_flush) from the shard's dirty list. Also the shard's
  * codec buffers the senders compress into. Sits on the connection table: a failed send or a
- * flushed close ends the connection there. Shard thread only.
+ * flushed close ends the connection there. Connections and shards passed in are borrowed;
+ * what happens to frames is said per function. Shard thread only.
  */
 #ifndef RC_SENDQ_H
 #define RC_SENDQ_H

@@ -3,7 +3,8 @@
  * the WebSocket close handshake, the slow-consumer close, the 503 answer over
  * connections_max, and the public send/close of include/ringcast/conn.h. Sits on the send
  * queue (it sends pings, close frames and the 503) and the connection table (it ends
- * connections); input, HTTP and pub/sub build on it. Shard thread only.
+ * connections); input, HTTP and pub/sub build on it. The connection passed in is borrowed.
+ * Shard thread only.
  */
 #ifndef RC_SESSION_H
 #define RC_SESSION_H
