@@ -73,7 +73,8 @@ void rc_conn_shutdown_wr(struct rc_conn *c);
 /*
  * Checks s's table: slot states, flags consistent with the state, in-flight counts,
  * generations, the dirty list, and the shard's connection counts. For tests and
- * RC_DASSERT; O(conns_cap). Borrows s. Shard s's thread (or after it stopped).
+ * RC_DASSERT; O(conns_cap). Borrows s. Shard s's thread between events (the loop, or a
+ * callback other than on_close, which runs mid-teardown), or after the thread stopped.
  */
 bool rc_conn_table_validate(const struct rc_shard *s);
 
