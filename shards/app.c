@@ -155,6 +155,64 @@ static size_t split_slices(const char *text, char **buf, struct rc_slice *out, s
 	return n;
 }
 
+/* The first number of /proc/meminfo's MemTotal line, in bytes; 0 if unknown. */
+static uint64_t host_memory(void)
+{
+	char line[256];
+	unsigned long long kib = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kib * 1024;
+}
+
+/* This process's cgroup v2 memory.max in bytes; 0 if unlimited or unknown. */
+static uint64_t cgroup_memory(void)
+{
+	char line[512], path[640];
+	unsigned long long max = 0;
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	if (!f)
+		return 0;
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strncmp(line, "0::", 3) == 0;
+	fclose(f);
+	if (!found)
+		return 0;
+	line[strcspn(line, "\n")] = '\0';
+	snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", line + 3);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &max) != 1) /* "max": no limit */
+		max = 0;
+	fclose(f);
+	return (uint64_t)max;
+}
+
+/* memory_budget_bytes, or 3/4 of the host's or cgroup's memory when it is 0. */
+static int budget_setup(struct rc_app *app, char *err, size_t err_len)
+{
+	uint64_t bytes = app->cfg.memory_budget_bytes;
+	app->budget_source = "memory_budget_bytes";
+	if (bytes == 0) {
+		uint64_t host = host_memory(), cg = cgroup_memory();
+		bytes = rc_budget_default(host, cg);
+		app->budget_source = cg && (!host || cg < host) ? "3/4 of the cgroup's memory.max"
+			: host ? "3/4 of the host's memory" : "host memory unknown";
+	}
+	int rc = rc_budget_init(&app->budget, (uint32_t)app->shards_count, bytes,
+				(uint32_t)app->cfg.memory_soft_percent);
+	if (rc != 0)
+		snprintf(err, err_len, "memory budget: %s", strerror(-rc));
+	return rc;
+}
+
 /* Sizes the per-shard connection tables from connections_max and RLIMIT_NOFILE. */
 static int size_tables(struct rc_app *app, char *err, size_t err_len)
 {
@@ -218,7 +276,7 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 					  RC_ARRAY_LEN(app->origins));
 	app->subprotocols_count = split_slices(cfg->subprotocols, &app->subprotocols_buf,
 					       app->subprotocols, RC_ARRAY_LEN(app->subprotocols));
-	if (size_tables(app, err, err_len) != 0) {
+	if (size_tables(app, err, err_len) != 0 || budget_setup(app, err, err_len) != 0) {
 		rc_app_destroy(app);
 		return NULL;
 	}
@@ -430,6 +488,9 @@ int rc_app_run(struct rc_app *app, bool handle_signals)
 		rc_app_stop(app);
 	} else {
 		rc_log(app, RC_LOG_DEBUG, "%u connections per shard", app->conns_per_shard);
+		rc_log(app, RC_LOG_INFO, "memory budget %llu MiB (%s), soft mark %llu %%",
+		       (unsigned long long)(app->budget.limit_bytes >> 20), app->budget_source,
+		       (unsigned long long)app->cfg.memory_soft_percent);
 		fprintf(stderr, "ringcast: ready on %s:%d (%d shards)\n", app->cfg.address,
 			app->port, app->shards_count);
 	}
@@ -466,6 +527,7 @@ void rc_app_destroy(struct rc_app *app)
 	}
 	free(app->shards);
 	rc_arena_free_all(app);
+	rc_budget_free(&app->budget);
 	free(app->origins_buf);
 	free(app->subprotocols_buf);
 	rc_config_free(&app->cfg);

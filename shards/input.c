@@ -10,6 +10,7 @@
 
 #include "conn_rt.h"
 #include "input.h"
+#include "mem.h"
 #include "sendq.h"
 #include "session.h"
 #include "utf8.h"
@@ -175,17 +176,27 @@ static void on_fail(uint16_t code, const char *reason, void *ctx)
 }
 
 /* Everything a client makes the assembler hold is allocated here. */
+/* The assembler's buffers are what a client makes us hold: charged to the budget, and a
+ * growth the budget cannot take fails the connection like an allocation failure. */
 static void *asm_alloc(void *old, size_t old_size, size_t new_size, void *ctx)
 {
-	(void)old_size;
-	(void)ctx;
-	return realloc(old, new_size);
+	struct rc_conn *c = ctx;
+	struct rc_app *app = c->shard->app;
+
+	RC_ASSERT(new_size > old_size);
+	if (!rc_mem_try_charge(app, RC_BUDGET_frame_assembly, new_size - old_size))
+		return NULL;
+	void *p = realloc(old, new_size);
+	if (!p)
+		rc_mem_release(app, RC_BUDGET_frame_assembly, new_size - old_size);
+	return p;
 }
 
 static void asm_release(void *p, size_t size, void *ctx)
 {
-	(void)size;
-	(void)ctx;
+	struct rc_conn *c = ctx;
+
+	rc_mem_release(c->shard->app, RC_BUDGET_frame_assembly, size);
 	free(p);
 }
 

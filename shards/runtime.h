@@ -16,6 +16,7 @@
 
 #include "base/rc_assert.h"
 #include "base/rc_util.h"
+#include "budget.h"
 #include "config.h"
 #include "pmd.h"
 #include "topic.h"
@@ -237,6 +238,8 @@ struct rc_app {
 	struct rc_pmd_config pmd; /* permessage-deflate settings */
 	uint8_t *arena;        /* registered frame arena (fixed buffer 0 of every ring) */
 	size_t arena_bytes;
+	struct rc_budget budget; /* memory_budget_bytes, charged per shard (mem.h) */
+	const char *budget_source; /* where the budget came from, for the start log */
 	int shards_started; /* threads started by rc_app_run (main thread only) */
 	atomic_bool stopping;
 	atomic_bool drain_forced; /* a second stop: drains end now (main thread writes) */

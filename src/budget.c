@@ -31,10 +31,11 @@ int rc_budget_init(struct rc_budget *b, uint32_t shards_count, uint64_t limit_by
 	if (shards_count == 0 || limit_bytes == 0 || soft_percent == 0 || soft_percent > 100)
 		return -EINVAL;
 	*b = (struct rc_budget){0};
-	b->shards = aligned_alloc(RC_CACHELINE, sizeof(*b->shards) * shards_count);
+	/* One slot per shard and a shared one for every other thread. */
+	b->shards = aligned_alloc(RC_CACHELINE, sizeof(*b->shards) * (shards_count + 1));
 	if (b->shards == NULL)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < shards_count; i++)
+	for (uint32_t i = 0; i <= shards_count; i++)
 		b->shards[i] = (struct rc_budget_shard){0};
 	b->shards_count = shards_count;
 	b->limit_bytes = limit_bytes;
@@ -54,7 +55,7 @@ uint64_t rc_budget_total(const struct rc_budget *b)
 {
 	int64_t sum = 0;
 
-	for (uint32_t i = 0; i < b->shards_count; i++)
+	for (uint32_t i = 0; i <= b->shards_count; i++)
 		sum += atomic_load_explicit(&b->shards[i].total, memory_order_relaxed);
 	/* Racy reads of counters charged on one shard and released on another may briefly
 	 * add up below zero. */
@@ -67,7 +68,7 @@ uint64_t rc_budget_category_bytes(const struct rc_budget *b, enum rc_budget_cate
 	int64_t sum = 0;
 
 	RC_ASSERT(cat < RC_BUDGET_CATEGORY_COUNT);
-	for (uint32_t i = 0; i < b->shards_count; i++)
+	for (uint32_t i = 0; i <= b->shards_count; i++)
 		sum += atomic_load_explicit(&b->shards[i].bytes[cat], memory_order_relaxed);
 	return sum > 0 ? (uint64_t)sum : 0;
 }

@@ -58,7 +58,7 @@ struct rc_budget_shard {
 struct rc_budget {
 	uint64_t limit_bytes;         /* the hard mark: memory_budget_bytes */
 	uint64_t soft_bytes;          /* memory_soft_percent of it */
-	uint32_t shards_count;
+	uint32_t shards_count;        /* shards[] has one more: the shared slot of other threads */
 	_Atomic uint64_t kernel_bytes; /* socket memory, set by the runtime */
 	struct rc_budget_shard *shards;
 };
@@ -93,6 +93,24 @@ static inline void rc_budget_release(struct rc_budget *b, uint32_t shard,
 	atomic_store_explicit(&s->bytes[cat], v - (int64_t)n, memory_order_relaxed);
 	v = atomic_load_explicit(&s->total, memory_order_relaxed);
 	atomic_store_explicit(&s->total, v - (int64_t)n, memory_order_relaxed);
+}
+
+/* The same for threads that are not shards (embedders' threads publishing, shutdown): the
+ * shared slot, with atomic read-modify-writes since several threads may use it. */
+static inline void rc_budget_charge_shared(struct rc_budget *b, enum rc_budget_category cat,
+					   size_t n)
+{
+	struct rc_budget_shard *s = &b->shards[b->shards_count];
+	atomic_fetch_add_explicit(&s->bytes[cat], (int64_t)n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->total, (int64_t)n, memory_order_relaxed);
+}
+
+static inline void rc_budget_release_shared(struct rc_budget *b, enum rc_budget_category cat,
+					    size_t n)
+{
+	struct rc_budget_shard *s = &b->shards[b->shards_count];
+	atomic_fetch_sub_explicit(&s->bytes[cat], (int64_t)n, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&s->total, (int64_t)n, memory_order_relaxed);
 }
 
 /* Charges n bytes only if the total stays within the hard mark; false (nothing charged,

@@ -76,6 +76,11 @@
 	  "oldest queued frame older than this applies the slow-consumer policy; 0 = no limit")   \
 	S(slow_consumer_policy, "close",                                                          \
 	  "close (1013 + reason) or drop (skip frames; the client sees a sequence gap)")           \
+	X(memory_budget_bytes, 0, 0, 1ull << 50, "bytes",                                         \
+	  "memory clients may make the gateway hold, kernel socket memory included; 0 = 3/4 of "  \
+	  "the host's or cgroup's memory")                                                         \
+	X(memory_soft_percent, 80, 10, 100, "%",                                                   \
+	  "past this share of memory_budget_bytes new connections and topics are refused")         \
 	X(subscriptions_per_connection_max, 256, 1, 65536, "",                                     \
 	  "topics one connection may subscribe to")                                              \
 	X(history_messages_max, 1024, 0, 1048576, "",                                              \

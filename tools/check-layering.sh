@@ -38,6 +38,7 @@ SHARD_LAYERS=(
 	"clock.h clock.c"                 # the shard clock (leaf)
 	"stats.h stats.c"                 # counters, close reasons (leaf)
 	"runtime.h runtime.c"             # the shared types, the calling thread's shard
+	"mem.h"                           # charging the memory budget
 	"metrics.h metrics.c"             # Prometheus text of the counters
 	"log.h log.c"
 	"uring.h uring.c"                 # ring, SQEs, user_data, doorbells

@@ -37,7 +37,7 @@ class Cli(unittest.TestCase):
         self.assertIsNotNone(m, "README lacks the config table markers")
         self.assertEqual(m.group(1).strip(), r.stdout.strip(),
                          "README's key table is stale: regenerate it with "
-                         "`ringcast --print-config-markdown`")
+                         "`tools/readme-config-table.sh`")
 
     def test_out_of_range_value_names_key_and_range(self):
         r = run("--port=70000")

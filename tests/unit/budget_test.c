@@ -42,6 +42,18 @@ Test(budget, memory_released_on_another_shard_keeps_the_sum_exact)
 	rc_budget_free(&b);
 }
 
+Test(budget, other_threads_share_one_slot)
+{
+	struct rc_budget b;
+	cr_assert(eq(int, rc_budget_init(&b, 2, 1 << 20, 80), 0));
+	rc_budget_charge_shared(&b, RC_BUDGET_outbox, 300);
+	rc_budget_charge(&b, 1, RC_BUDGET_outbox, 200);
+	cr_assert(eq(u64, rc_budget_category_bytes(&b, RC_BUDGET_outbox), 500));
+	rc_budget_release_shared(&b, RC_BUDGET_outbox, 300);
+	cr_assert(eq(u64, rc_budget_total(&b), 200));
+	rc_budget_free(&b);
+}
+
 Test(budget, levels_follow_the_marks)
 {
 	struct rc_budget b;
