@@ -347,8 +347,15 @@ int rc_app_port(const struct rc_app *app)
 
 void rc_app_stop(struct rc_app *app)
 {
-	/* Pairs with the acquire loads in each shard's wake handler. */
-	atomic_store_explicit(&app->stopping, true, memory_order_release);
+	/* Stop listening before any shard hears of the stop, so no shard still accepting can
+	 * take a new connection into the drain: shutdown takes every listener out of the
+	 * SO_REUSEPORT group at once (new SYNs are refused) and fails the pending accepts. The
+	 * descriptors stay open until rc_app_destroy, so this never races a close. */
+	if (!atomic_exchange_explicit(&app->stopping, true, memory_order_acq_rel))
+		for (int i = 0; app->shards && i < app->shards_count; i++)
+			if (app->shards[i].listen_fd >= 0)
+				(void)shutdown(app->shards[i].listen_fd, SHUT_RD);
+	/* The exchange above pairs with the acquire loads in each shard's wake handler. */
 	for (int i = 0; app->shards && i < app->shards_count; i++)
 		rc_uring_wake(&app->shards[i]);
 }

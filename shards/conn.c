@@ -36,7 +36,9 @@ struct rc_conn *rc_conn_lookup(struct rc_shard *s, uint64_t ud)
 
 void rc_conn_accept_arm(struct rc_shard *s)
 {
-	if (s->accept_armed || s->draining || s->listen_fd < 0)
+	/* Once the app stops, its listeners are shut down: a new accept would only fail. */
+	if (s->accept_armed || s->draining || s->listen_fd < 0 ||
+	    atomic_load_explicit(&s->app->stopping, memory_order_relaxed))
 		return;
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
 	io_uring_prep_multishot_accept_direct(sqe, s->listen_fd, NULL, NULL, 0);

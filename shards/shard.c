@@ -32,16 +32,12 @@ static void drain_begin(struct rc_shard *s)
 		return;
 	s->draining = true;
 	s->drain_deadline_ms = s->clock.now_ms + s->app->cfg.drain_timeout_ms;
-	/* Stop accepting: the listener closes, so the kernel stops routing SYNs to this shard. */
+	/* Stop accepting. rc_app_stop() already shut every listener down (no new SYN lands on
+	 * any shard); the descriptor itself closes in rc_app_destroy(). */
 	if (s->accept_armed) {
 		struct io_uring_sqe *sqe = rc_uring_sqe(s);
 		io_uring_prep_cancel64(sqe, rc_ud(RC_OP_ACCEPT, 0, 0), 0);
 		io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
-	}
-	/* The pending accept holds its own file reference until the cancel completes. */
-	if (s->listen_fd >= 0) {
-		close(s->listen_fd);
-		s->listen_fd = -1;
 	}
 	for (uint32_t i = 0; i < s->conns_cap; i++) {
 		struct rc_conn *c = &s->conns[i];
