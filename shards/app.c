@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -269,6 +270,10 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 	if (strcmp(cfg->client_publish, "subscribed") == 0)
 		app->client_publish = RC_CLIENT_PUBLISH_SUBSCRIBED;
 	app->pubsub_ws = -1;
+	/* Epochs need only differ from the last run's: the clock stands in if getrandom fails. */
+	if (getrandom(&app->epoch_key, sizeof(app->epoch_key), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(app->epoch_key))
+		app->epoch_key = rc_clock_ms() ^ (uint64_t)time(NULL) << 32 ^ (uint64_t)getpid();
 	app->conn_hooks = &conn_hooks;
 	app->pubsub_hooks = &pubsub_hooks;
 	app->http_out_bytes = RC_MAX((size_t)RC_HTTP_OUT_BYTES_MIN, rc_metrics_bytes_max(app));
@@ -530,6 +535,7 @@ void rc_app_destroy(struct rc_app *app)
 		if (s->wake_fd >= 0)
 			close(s->wake_fd);
 		free(s->conns);
+		free(s->tokens);
 		free(s->dirty);
 	}
 	free(app->shards);

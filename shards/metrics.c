@@ -121,6 +121,10 @@ static void write_all(struct out *o, const struct rc_app *app)
 	RC_FAMILY(o, app, submits, "counter", "io_uring_submit calls.");
 	RC_FAMILY(o, app, publishes, "counter", "Messages sequenced by this shard as topic owner.");
 	RC_FAMILY(o, app, publish_duplicates, "counter", "Publishes dropped by the dedup window.");
+	RC_FAMILY(o, app, publishes_forbidden, "counter",
+		  "Client publishes to reserved ringcast.* topics refused.");
+	RC_FAMILY(o, app, resets, "counter",
+		  "Resumes answered with a reset: since of another epoch, or beyond the seq.");
 	RC_FAMILY(o, app, deliveries, "counter", "Broadcast frames queued to local subscribers.");
 	RC_FAMILY(o, app, slow_drops, "counter",
 		  "Frames skipped for slow subscribers (slow_consumer_policy=drop).");

@@ -234,13 +234,26 @@ static struct rc_otopic *otopic_get(struct rc_shard *s, const char *name, size_t
 	if (!t)
 		return NULL;
 	rc_history_init(&t->hist, (uint32_t)s->app->cfg.history_messages_max);
+	/* A new record restarts the numbering (first use, or forgotten): a new epoch says so. */
+	t->epoch = rc_topic_epoch(s->app->epoch_key, (uint32_t)s->index, s->topics_created++);
 	rc_topic_insert(&s->otopics, &t->node, name, len);
 	s->stats.topics_owned++;
 	return t;
 }
 
-/* True if id was published on t within the dedup window; otherwise remembers it. */
-static bool duplicate(struct rc_shard *s, struct rc_otopic *t, const char *id, size_t len)
+/* The dedup key of id from publisher: one publisher's ids never match another's. */
+static uint64_t dedup_key(uint64_t publisher, const char *id, size_t len)
+{
+	char buf[sizeof(publisher) + RC_ENVELOPE_ID_BYTES_LIMIT];
+	RC_ASSERT(len > 0 && len <= RC_ENVELOPE_ID_BYTES_LIMIT);
+	memcpy(buf, &publisher, sizeof(publisher));
+	memcpy(buf + sizeof(publisher), id, len);
+	return rc_topic_hash(buf, sizeof(publisher) + len) | 1; /* never 0: an empty slot */
+}
+
+/* True if publisher published id on t within the dedup window; otherwise remembers it. */
+static bool duplicate(struct rc_shard *s, struct rc_otopic *t, uint64_t publisher,
+		      const char *id, size_t len)
 {
 	const struct rc_config *cfg = &s->app->cfg;
 	if (!len || !cfg->dedup_window_ms)
@@ -252,7 +265,7 @@ static bool duplicate(struct rc_shard *s, struct rc_otopic *t, const char *id, s
 		if (!t->dedup_hash || !t->dedup_at)
 			return false;
 	}
-	uint64_t h = rc_topic_hash(id, len) | 1; /* never 0: 0 marks an empty slot */
+	uint64_t h = dedup_key(publisher, id, len);
 	uint64_t now = s->clock.now_ms;
 	for (uint32_t i = 0; i < k; i++)
 		if (t->dedup_hash[i] == h && now - t->dedup_at[i] <= cfg->dedup_window_ms)
@@ -263,7 +276,8 @@ static bool duplicate(struct rc_shard *s, struct rc_otopic *t, const char *id, s
 	return false;
 }
 
-static void reply_published(struct rc_shard *s, struct rc_xmsg *m, uint64_t seq, bool dup)
+static void reply_published(struct rc_shard *s, struct rc_xmsg *m, const struct rc_otopic *t,
+			    uint64_t seq, bool dup)
 {
 	if (m->reply == RC_REPLY_NONE || m->from >= s->app->shards_count) {
 		free(m);
@@ -271,6 +285,7 @@ static void reply_published(struct rc_shard *s, struct rc_xmsg *m, uint64_t seq,
 	}
 	m->kind = RC_X_PUB_DONE;
 	m->seq = seq;
+	m->epoch = t ? t->epoch : 0;
 	m->duplicate = dup;
 	send_xmsg(s, &s->app->shards[m->from], m);
 }
@@ -278,16 +293,16 @@ static void reply_published(struct rc_shard *s, struct rc_xmsg *m, uint64_t seq,
 static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 {
 	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, true);
-	if (!t || duplicate(s, t, m->id, m->id_len)) {
+	if (!t || duplicate(s, t, m->publisher, m->id, m->id_len)) {
 		s->stats.publish_duplicates += t != NULL;
-		reply_published(s, m, t ? t->seq : 0, true);
+		reply_published(s, m, t, t ? t->seq : 0, true);
 		return;
 	}
 	uint64_t seq = t->seq + 1;
 	struct rc_frame *f = build_msg(s, m->topic, m->topic_len, t->node.hash, seq, m->data,
 				       m->data_len);
 	if (!f) {
-		reply_published(s, m, 0, true);
+		reply_published(s, m, t, 0, true);
 		return;
 	}
 	t->seq = seq;
@@ -310,7 +325,7 @@ static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 			post(s, &s->app->shards[i], rc_item(f, RC_ITEM_FRAME));
 	}
 	rc_frame_unref(f);
-	reply_published(s, m, seq, false);
+	reply_published(s, m, t, seq, false);
 }
 
 /*
@@ -336,13 +351,25 @@ static void owner_shard_set(struct rc_shard *s, struct rc_xmsg *m, bool deflate,
 	free(m);
 }
 
+/*
+ * Answers a subscriber: the topic's current seq and epoch, and for a resume what came after
+ * since (frames, or a gap), or a reset when since belongs to another epoch or lies beyond
+ * the current seq (the numbering restarted: nothing after since can be told).
+ */
 static void owner_replay(struct rc_shard *s, struct rc_xmsg *m)
 {
-	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, false);
+	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, true);
 	uint64_t since = m->seq;
+	bool foreign = m->has_epoch && (!t || m->epoch != t->epoch);
 	m->kind = RC_X_REPLAYED;
 	m->seq = t ? t->seq : 0;
-	if (t && since < t->seq) {
+	m->epoch = t ? t->epoch : 0;
+	if (!t)
+		s->stats.alloc_failures++;
+	if (m->has_since && (foreign || since > m->seq)) {
+		m->reset = 1;
+		s->stats.resets++;
+	} else if (t && m->has_since && since < t->seq) {
 		uint32_t first;
 		bool gap;
 		uint32_t n = rc_history_since(&t->hist, since, &first, &gap);
@@ -386,15 +413,16 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 		sub->pending = false;
 		if (m->gap)
 			s->app->pubsub_hooks->gap(c, m->topic, m->topic_len, m->gap_from,
-						  m->gap_to);
+						  m->gap_to, m->epoch);
 		for (uint32_t i = 0; i < m->nframes; i++) {
 			if (offer(sub, m->frames[i]))
 				m->frames[i] = NULL;
 		}
-		/* Everything up to the owner's current seq was replayed or reported as a gap;
-		 * a since ahead of it (the topic restarted) must not hide new messages. */
+		/* Everything up to the owner's current seq was replayed or reported as a gap or
+		 * a reset; a since of another run must not hide new messages. */
 		sub->last_seq = m->seq;
-		s->app->pubsub_hooks->subscribed(c, m->topic, m->topic_len, m->seq);
+		s->app->pubsub_hooks->subscribed(c, m->topic, m->topic_len, m->seq, m->epoch,
+						 m->reset);
 	}
 	for (uint32_t i = 0; i < m->nframes; i++)
 		if (m->frames[i])
@@ -408,7 +436,7 @@ static void pub_done(struct rc_shard *s, struct rc_xmsg *m)
 	struct rc_conn *c = reply_conn(s, m);
 	if (c)
 		s->app->pubsub_hooks->published(c, (enum rc_reply)m->reply, m->tag, m->topic,
-						m->topic_len, m->seq, m->duplicate, m->id,
+						m->topic_len, m->seq, m->epoch, m->duplicate, m->id,
 						m->id_len);
 	free(m);
 }
@@ -444,8 +472,8 @@ static void notify_owner(struct rc_shard *s, struct rc_ltopic *t, enum rc_xkind 
 	send_xmsg(s, owner_of(s->app, t->node.hash), m);
 }
 
-int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool has_since,
-			uint64_t since)
+int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
+			const struct rc_resume *r)
 {
 	struct rc_shard *s = c->shard;
 	if (!rc_topic_name_valid(topic, len))
@@ -463,8 +491,8 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool h
 	struct rc_ltopic *nt = t ? NULL : calloc(1, sizeof(*nt));
 	struct rc_xmsg *m_sub = t ? NULL : xmsg_new(s, RC_X_SHARD_SUB, topic, len, 0);
 	struct rc_xmsg *m_z = deflate_on ? xmsg_new(s, RC_X_DEFLATE_ON, topic, len, 0) : NULL;
-	struct rc_xmsg *m_rp = has_since ? xmsg_new(s, RC_X_REPLAY, topic, len, 0) : NULL;
-	if (!sub || (!t && (!nt || !m_sub)) || (deflate_on && !m_z) || (has_since && !m_rp)) {
+	struct rc_xmsg *m_rp = r ? xmsg_new(s, RC_X_REPLAY, topic, len, 0) : NULL;
+	if (!sub || (!t && (!nt || !m_sub)) || (deflate_on && !m_z) || (r && !m_rp)) {
 		free(sub);
 		free(nt);
 		free(m_sub);
@@ -494,12 +522,16 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool h
 		t->deflate_count++;
 	if (m_z)
 		send_xmsg(s, owner, m_z);
-	if (!has_since)
+	if (!r)
 		return 0;
-	/* Resume: hold live frames until the owner's replay arrives (FIFO after SHARD_SUB). */
+	/* Hold live frames until the owner's answer arrives (FIFO after SHARD_SUB): it says
+	 * from which seq of which epoch this subscription runs. */
 	sub->pending = true;
-	sub->last_seq = since;
-	m_rp->seq = since;
+	sub->last_seq = r->has_since ? r->since : 0;
+	m_rp->has_since = r->has_since;
+	m_rp->seq = r->since;
+	m_rp->has_epoch = r->has_since && r->has_epoch;
+	m_rp->epoch = r->epoch;
 	m_rp->slot = (uint32_t)(c - s->conns);
 	m_rp->gen = c->gen;
 	send_xmsg(s, owner, m_rp);
@@ -554,6 +586,19 @@ void rc_pubsub_conn_closed(struct rc_conn *c)
 	c->subs_count = 0;
 }
 
+uint64_t rc_pubsub_publisher(const struct rc_conn *c)
+{
+	const struct rc_shard *s = c->shard;
+	uint32_t slot = (uint32_t)(c - s->conns);
+	RC_ASSERT(slot < s->conns_cap);
+	if (s->tokens && s->tokens[slot].publisher)
+		return s->tokens[slot].publisher;
+	/* Top bit set, unlike a token's: shard, 23 bits of generation, slot. A slot reused
+	 * 2^23 times within one dedup window is beyond any churn a shard sustains. */
+	return 1ull << 63 | (uint64_t)s->index << 55 | (uint64_t)(c->gen & 0x7fffff) << 32 |
+	       slot;
+}
+
 int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const char *data,
 		      size_t dlen, const char *id, size_t idlen, enum rc_reply reply,
 		      struct rc_conn *c, uint32_t tag)
@@ -574,6 +619,7 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 	m->id_len = (uint16_t)idlen;
 	m->reply = (uint8_t)reply;
 	m->tag = tag;
+	m->publisher = reply == RC_REPLY_WS ? rc_pubsub_publisher(c) : 0;
 	if (c) {
 		m->slot = (uint32_t)(c - c->shard->conns);
 		m->gen = c->gen;

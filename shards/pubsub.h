@@ -36,13 +36,15 @@ struct rc_sub {
 struct rc_otopic {
 	struct rc_topic_node node;
 	uint64_t seq;
+	uint64_t epoch; /* names this run of seq (rc_topic_epoch); a new record gets a new one */
 	uint64_t shard_mask[RC_SHARD_MASK_WORDS];
 	uint64_t deflate_mask[RC_SHARD_MASK_WORDS]; /* shards with deflate subscribers */
 	uint32_t deflate_shards;
 	uint32_t shards_subscribed;
 	struct rc_history hist;
 	uint64_t unused_since_ms; /* no subscribers and no history since then; 0 = in use */
-	uint64_t *dedup_hash; /* dedup_ids_max recent id hashes (ring), allocated on first id */
+	uint64_t *dedup_hash; /* dedup_ids_max recent (publisher, id) hashes (ring), allocated on
+			       * first id */
 	uint64_t *dedup_at;
 	uint32_t dedup_next;
 };
@@ -54,8 +56,8 @@ enum rc_xkind {
 	RC_X_SHARD_UNSUB, /* to the owner: shard `from` has none left */
 	RC_X_DEFLATE_ON,  /* to the owner: shard `from` has deflate subscribers */
 	RC_X_DEFLATE_OFF, /* to the owner: shard `from` has none left */
-	RC_X_REPLAY,      /* to the owner: what came after seq for a resuming subscriber */
-	RC_X_REPLAYED,    /* from the owner: frames, gap and current seq for that subscriber */
+	RC_X_REPLAY,      /* to the owner: a subscriber's answer (what came after since) */
+	RC_X_REPLAYED,    /* from the owner: frames, gap or reset, current seq and epoch */
 	RC_X_PUB_DONE,    /* from the owner: the seq assigned to a publish (or duplicate) */
 };
 
@@ -71,6 +73,9 @@ struct rc_xmsg {
 	uint8_t reply; /* enum rc_reply */
 	uint8_t duplicate;
 	uint8_t gap;
+	uint8_t has_since; /* REPLAY: the subscriber resumes from seq */
+	uint8_t has_epoch; /* REPLAY: ... of epoch `epoch` */
+	uint8_t reset;     /* REPLAYED: since is meaningless in the current epoch */
 	uint16_t from; /* producing shard; RC_SHARDS_LIMIT for foreign threads */
 	uint16_t topic_len;
 	uint32_t slot; /* reply-to connection */
@@ -78,6 +83,9 @@ struct rc_xmsg {
 	uint32_t tag;  /* index within an HTTP batch */
 	uint32_t nframes;
 	uint64_t seq; /* REPLAY: since; REPLAYED/PUB_DONE: current or assigned seq */
+	uint64_t epoch; /* REPLAY: the client's (0: none or foreign); else the topic's (0: none) */
+	uint64_t publisher; /* PUBLISH: who publishes (dedup scope): 0 the backend, else
+			     * rc_pubsub_publisher() */
 	uint64_t gap_from;
 	uint64_t gap_to;
 	struct rc_frame **frames; /* REPLAYED: references owned by the message */
@@ -94,13 +102,27 @@ struct rc_xmsg {
  * thread. topic is borrowed for the call.
  */
 struct rc_pubsub_hooks {
-	/* A resumed subscription is live: everything up to seq was replayed or reported. */
-	void (*subscribed)(struct rc_conn *c, const char *topic, size_t len, uint64_t seq);
-	/* Messages from..to of a resumed topic are gone from history. */
-	void (*gap)(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to);
-	/* A publish with a reply got its seq (or was a duplicate); tag is its batch index. */
+	/* A subscription that asked for an answer is live from seq of epoch (0: unknown, out of
+	 * memory): everything up to seq was replayed or reported, or, with reset, the client's
+	 * since meant nothing in this epoch. */
+	void (*subscribed)(struct rc_conn *c, const char *topic, size_t len, uint64_t seq,
+			   uint64_t epoch, bool reset);
+	/* Messages from..to of a resumed topic's epoch are gone from history. */
+	void (*gap)(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to,
+		    uint64_t epoch);
+	/* A publish with a reply got its seq in epoch (or was a duplicate); tag is its batch
+	 * index. */
 	void (*published)(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
-			  size_t len, uint64_t seq, bool duplicate, const char *id, size_t id_len);
+			  size_t len, uint64_t seq, uint64_t epoch, bool duplicate, const char *id,
+			  size_t id_len);
+};
+
+/* How a client subscribes: the owner answers it (the subscribed hook), and it may resume. */
+struct rc_resume {
+	bool has_since;
+	uint64_t since; /* the last seq it saw */
+	bool has_epoch;
+	uint64_t epoch; /* of that seq; 0 matches no topic */
 };
 
 /* Allocates s's outboxes and topic tables. 0 or -ENOMEM. Main thread, before s starts. */
@@ -120,11 +142,17 @@ void rc_pubsub_sweep(struct rc_shard *s);
  * closed hook (app.c). */
 void rc_pubsub_conn_closed(struct rc_conn *c);
 
-/* Subscribes c to topic[0..len) (copied). 0 subscribed; 1 subscribed and resuming from
- * since, the answer following through the subscribed hook; -EEXIST, -E2BIG
- * (subscriptions_per_connection_max), -EINVAL (topic name), -ENOMEM (nothing changed). */
-int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len, bool has_since,
-			uint64_t since);
+/* Subscribes c to topic[0..len) (copied). With r (borrowed), the subscription waits for the
+ * owner's answer, which comes through the subscribed hook (and the gap hook, and replayed
+ * messages, when r resumes). 0 subscribed (without r); 1 subscribed, the answer follows;
+ * -EEXIST, -E2BIG (subscriptions_per_connection_max), -EINVAL (topic name), -ENOMEM
+ * (nothing changed). */
+int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
+			const struct rc_resume *r);
+
+/* The dedup scope of what c publishes: its token's subject when it has one, else the
+ * connection itself (shard, slot, generation). Never 0, the backend's. */
+uint64_t rc_pubsub_publisher(const struct rc_conn *c);
 
 /* Unsubscribes c from topic[0..len). 0 or -ENOENT. */
 int rc_pubsub_unsubscribe(struct rc_conn *c, const char *topic, size_t len);
@@ -132,7 +160,9 @@ int rc_pubsub_unsubscribe(struct rc_conn *c, const char *topic, size_t len);
 /*
  * Publishes data[0..dlen) (a JSON value) to topic with idempotency key id (may be empty);
  * all copied. reply says who hears the seq: c (borrowed, checked by generation when the
- * answer comes back), tag its batch index. Any thread. 0, -EINVAL, -ENOMEM, or -EAGAIN
+ * answer comes back), tag its batch index. A WebSocket reply publishes as c
+ * (rc_pubsub_publisher), everything else as the backend: ids repeat only within one.
+ * Any thread. 0, -EINVAL, -ENOMEM, or -EAGAIN
  * (foreign thread and the owner's ring full).
  */
 int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const char *data,

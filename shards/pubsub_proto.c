@@ -22,6 +22,7 @@
 
 #define RC_PROTO_OUT_LIMIT 512
 #define RC_PUBLISH_BATCH_LIMIT 256
+#define RESERVED_REASON "topics ringcast.* are the gateway's own: clients may not publish there"
 
 static void send_text(struct rc_conn *c, const char *p, size_t len)
 {
@@ -38,22 +39,35 @@ static void send_error(struct rc_conn *c, enum rc_envelope_err code, const char 
 }
 
 static void send_ack(struct rc_conn *c, enum rc_envelope_op of, const char *topic, size_t len,
-		     uint64_t seq, const char *id, size_t id_len)
+		     uint64_t seq, uint64_t epoch, const char *id, size_t id_len)
 {
 	char out[RC_PROTO_OUT_LIMIT];
 	send_text(c, out,
-		  rc_envelope_write_ack(out, sizeof(out), of, topic, len, seq, id, id_len));
+		  rc_envelope_write_ack(out, sizeof(out), of, topic, len, seq, epoch, id, id_len));
 }
 
-void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq)
-{
-	send_ack(c, RC_ENVELOPE_OP_SUB, topic, len, seq, NULL, 0);
-}
-
-void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to)
+void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq,
+			 uint64_t epoch, bool reset)
 {
 	char out[RC_PROTO_OUT_LIMIT];
-	send_text(c, out, rc_envelope_write_gap(out, sizeof(out), topic, len, from, to));
+	if (!reset) {
+		send_ack(c, RC_ENVELOPE_OP_SUB, topic, len, seq, epoch, NULL, 0);
+		return;
+	}
+	/* Without an epoch (the owner ran out of memory) a reset could not be acted on. */
+	if (!epoch) {
+		send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
+		return;
+	}
+	send_text(c, out, rc_envelope_write_reset(out, sizeof(out), topic, len, epoch, seq));
+}
+
+void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to,
+		  uint64_t epoch)
+{
+	char out[RC_PROTO_OUT_LIMIT];
+	RC_ASSERT(epoch != 0); /* a gap comes from a topic's history, which has its epoch */
+	send_text(c, out, rc_envelope_write_gap(out, sizeof(out), topic, len, from, to, epoch));
 }
 
 /* A per-shard buffer for parsed publish data, grown to the largest message seen. */
@@ -79,10 +93,13 @@ static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
 
 static void on_sub(struct rc_conn *c, const struct rc_envelope *e)
 {
-	int rc = rc_pubsub_subscribe(c, e->topic, e->topic_len, e->has_since, e->since);
-	if (rc == 0)
-		send_ack(c, RC_ENVELOPE_OP_SUB, e->topic, e->topic_len, 0, NULL, 0);
-	else if (rc == -EEXIST)
+	/* The owner answers (subscribed hook): only it knows the topic's seq and epoch. */
+	struct rc_resume r = {e->has_since, e->since, e->has_epoch, e->epoch};
+	int rc = rc_pubsub_subscribe(c, e->topic, e->topic_len, &r);
+	RC_ASSERT(rc != 0);
+	if (rc > 0)
+		return;
+	if (rc == -EEXIST)
 		send_error(c, RC_ENVELOPE_ERR_ALREADY_SUBSCRIBED, NULL);
 	else if (rc == -E2BIG)
 		send_error(c, RC_ENVELOPE_ERR_SUBSCRIPTION_LIMIT, NULL);
@@ -94,6 +111,11 @@ static void on_sub(struct rc_conn *c, const struct rc_envelope *e)
 
 static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
 {
+	if (rc_topic_reserved(e->topic, e->topic_len)) {
+		c->shard->stats.publishes_forbidden++;
+		send_error(c, RC_ENVELOPE_ERR_FORBIDDEN, RESERVED_REASON);
+		return;
+	}
 	if (!may_publish(c, e)) {
 		send_error(c, RC_ENVELOPE_ERR_FORBIDDEN, "publishing to this topic is not allowed");
 		return;
@@ -131,7 +153,7 @@ void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool b
 	case RC_ENVELOPE_OP_SUB: on_sub(c, &e); break;
 	case RC_ENVELOPE_OP_UNSUB:
 		if (rc_pubsub_unsubscribe(c, e.topic, e.topic_len) == 0)
-			send_ack(c, RC_ENVELOPE_OP_UNSUB, e.topic, e.topic_len, 0, NULL, 0);
+			send_ack(c, RC_ENVELOPE_OP_UNSUB, e.topic, e.topic_len, 0, 0, NULL, 0);
 		else
 			send_error(c, RC_ENVELOPE_ERR_NOT_SUBSCRIBED, NULL);
 		break;
@@ -188,12 +210,14 @@ static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
 }
 
 void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
-			size_t len, uint64_t seq, bool duplicate, const char *id, size_t id_len)
+			size_t len, uint64_t seq, uint64_t epoch, bool duplicate, const char *id,
+			size_t id_len)
 {
 	if (reply == RC_REPLY_WS) {
 		/* A duplicate is acknowledged without a seq: it was sequenced before. */
 		if (c->state == RC_CONN_OPEN)
-			send_ack(c, RC_ENVELOPE_OP_PUB, topic, len, duplicate ? 0 : seq, id, id_len);
+			send_ack(c, RC_ENVELOPE_OP_PUB, topic, len, duplicate ? 0 : seq, epoch, id,
+				 id_len);
 		return;
 	}
 	if (c->state != RC_CONN_HTTP)
@@ -234,6 +258,14 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 		http_fail(c, err == RC_ENVELOPE_ERR_DATA_TOO_LARGE ? 413 : 400, err, reason);
 		goto out;
 	}
+	/* The gateway's own feeds are published through rc_publish, never over HTTP. */
+	for (uint32_t i = 0; i < n; i++) {
+		if (rc_topic_reserved(items[i].topic, items[i].topic_len)) {
+			c->shard->stats.publishes_forbidden++;
+			http_fail(c, 403, RC_ENVELOPE_ERR_FORBIDDEN, RESERVED_REASON);
+			goto out;
+		}
+	}
 	hp->count = n;
 	hp->pending = n;
 	hp->keep_alive = keep_alive;
@@ -252,7 +284,7 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 				      items[i].data, items[i].data_len, items[i].id, items[i].id_len,
 				      RC_REPLY_HTTP, c, i) != 0)
 			rc_proto_published(c, RC_REPLY_HTTP, i, items[i].topic, items[i].topic_len, 0,
-					   true, NULL, 0);
+					   0, true, NULL, 0);
 	}
 out:
 	free(items);
@@ -269,8 +301,7 @@ int rc_publish(struct rc_app *app, const char *topic, size_t topic_len, const ch
 
 int rc_conn_subscribe(struct rc_conn *c, const char *topic, size_t topic_len)
 {
-	int rc = rc_pubsub_subscribe(c, topic, topic_len, false, 0);
-	return rc > 0 ? 0 : rc;
+	return rc_pubsub_subscribe(c, topic, topic_len, NULL);
 }
 
 int rc_conn_unsubscribe(struct rc_conn *c, const char *topic, size_t topic_len)

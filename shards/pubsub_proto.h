@@ -13,16 +13,20 @@
  * with an ack, an error or a pong. ctx is unused. */
 void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary, void *ctx);
 
-/* A resumed subscription is live: the ack with the topic's current seq (subscribed hook). */
-void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq);
+/* A subscription is live: the ack with the topic's current seq and epoch, or, with reset, the
+ * reset message (subscribed hook). */
+void rc_proto_subscribed(struct rc_conn *c, const char *topic, size_t len, uint64_t seq,
+			 uint64_t epoch, bool reset);
 
-/* The gap message for messages from..to of topic (gap hook). */
-void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to);
+/* The gap message for messages from..to of topic's epoch (gap hook). */
+void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to,
+		  uint64_t epoch);
 
 /* A publish got its seq: the client's ack, or one answer of a POST /publish batch, sent
  * when the last one arrives (published hook). */
 void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
-			size_t len, uint64_t seq, bool duplicate, const char *id, size_t id_len);
+			size_t len, uint64_t seq, uint64_t epoch, bool duplicate, const char *id,
+			size_t id_len);
 
 /* Serves POST /publish (body borrowed for the call); the answer is sent when every publish
  * of the batch is sequenced (publish hook). */

@@ -124,6 +124,15 @@ struct rc_conn {
  * the size (docs/architecture.md, README.md). */
 RC_STATIC_ASSERT(sizeof(struct rc_conn) == 152, "struct rc_conn changed size: update the docs");
 
+/*
+ * What a connection's access token said (auth_secret set): one per slot beside the records,
+ * so that they do not grow. Written at the upgrade; shard thread only.
+ */
+struct rc_conn_token {
+	uint64_t publisher;  /* the dedup scope of its "sub" (rc_pubsub_publisher); 0: none */
+	uint64_t expires_ms; /* shard-clock ms (rc_clock) when its exp passes; 0: no token */
+};
+
 /* ---- shard and application --------------------------------------------------------------- */
 #define RC_ARENA_CLASSES 9 /* arena.c's size classes: 256 B .. 64 KiB chunks */
 
@@ -131,6 +140,7 @@ struct rc_shard {
 	struct io_uring ring;
 	struct rc_app *app;
 	struct rc_conn *conns; /* conns_cap records, index = fixed-file index */
+	struct rc_conn_token *tokens; /* conns_cap entries with auth_secret set, else NULL */
 	uint32_t conns_cap;    /* conns_limit + spare slots for refusing with a 503 */
 	uint32_t conns_limit;  /* connections this shard serves (connections_max / shards) */
 	uint32_t conns_refusing; /* records answering a 503 (not counted against the limit) */
@@ -165,6 +175,7 @@ struct rc_shard {
 	struct rc_outbox *outbox;      /* one per target shard */
 	struct rc_topic_table ltopics; /* topics with local subscribers (rc_ltopic) */
 	struct rc_topic_table otopics; /* topics this shard owns (rc_otopic) */
+	uint64_t topics_created;       /* owned topics ever created: their epochs' counter */
 	char *scratch;                 /* publish data parsing */
 	size_t scratch_cap;
 	/* permessage-deflate: one codec per shard, nothing per connection */
@@ -236,6 +247,7 @@ struct rc_app {
 	const struct rc_conn_hooks *conn_hooks;
 	const struct rc_pubsub_hooks *pubsub_hooks;
 	struct rc_pmd_config pmd; /* permessage-deflate settings */
+	uint64_t epoch_key;       /* random per process: topic epochs differ across restarts */
 	uint8_t *arena;        /* registered frame arena (fixed buffer 0 of every ring) */
 	size_t arena_bytes;
 	struct rc_budget budget; /* memory_budget_bytes, charged per shard (mem.h) */

@@ -72,19 +72,45 @@ void rc_conn_ws_close(struct rc_conn *c, uint16_t code, const char *reason,
 	timer_in(c, c->shard->app->cfg.close_timeout_ms);
 }
 
-/* Re-arms c's heartbeat timer for its next check, counted from its last received bytes. */
+/* When c's access token expires on the shard clock; 0 without one. */
+static uint64_t token_expiry_ms(const struct rc_conn *c)
+{
+	const struct rc_shard *s = c->shard;
+	return s->tokens ? s->tokens[c - s->conns].expires_ms : 0;
+}
+
+/* The tick at which c's token has expired, at most 2^30 ticks ahead: the wheel compares
+ * ticks within 2^31, so a far expiry is looked at again on the way. */
+static uint32_t token_expiry_tick(const struct rc_conn *c, uint64_t expires_ms)
+{
+	const struct rc_clock *clk = &c->shard->clock;
+	uint64_t left = expires_ms > clk->now_ms ? expires_ms - clk->now_ms : 0;
+	RC_ASSERT(expires_ms != 0);
+	return rc_clock_tick(clk) + rc_clock_ticks(clk, RC_MIN(left, (uint64_t)clk->tick_ms << 30));
+}
+
+/*
+ * Re-arms c's one timer for its next check: the heartbeat, counted from its last received
+ * bytes, or its token's expiry, whichever comes first (neither: the timer stays off).
+ */
 static void heartbeat_arm(struct rc_conn *c)
 {
 	const struct rc_config *cfg = &c->shard->app->cfg;
-	uint64_t wait = 0;
+	uint64_t wait = 0, expires_ms = token_expiry_ms(c);
+	uint32_t at = 0;
 	if (cfg->ping_interval_ms && !(c->flags & RC_CF_PING))
 		wait = cfg->ping_interval_ms;
 	else if (cfg->idle_timeout_ms)
 		wait = cfg->idle_timeout_ms;
-	if (!wait)
-		return;
-	rc_wheel_arm(&c->shard->wheel, &c->timer,
-		     c->last_rx_tick + rc_clock_ticks(&c->shard->clock, wait));
+	if (wait)
+		at = c->last_rx_tick + rc_clock_ticks(&c->shard->clock, wait);
+	if (expires_ms) {
+		uint32_t e = token_expiry_tick(c, expires_ms);
+		if (!wait || (int32_t)(e - at) < 0)
+			at = e;
+	}
+	if (wait || expires_ms)
+		rc_wheel_arm(&c->shard->wheel, &c->timer, at);
 }
 
 static void heartbeat_fire(struct rc_conn *c)
@@ -93,7 +119,13 @@ static void heartbeat_fire(struct rc_conn *c)
 	const struct rc_config *cfg = &s->app->cfg;
 	uint64_t idle_ms =
 		(uint64_t)(rc_clock_tick(&s->clock) - c->last_rx_tick) * cfg->timer_tick_ms;
+	uint64_t expires_ms = token_expiry_ms(c);
 
+	if (expires_ms && s->clock.now_ms >= expires_ms) {
+		rc_conn_ws_close(c, RC_WS_CLOSE_POLICY, "token expired",
+				 RC_CLOSE_token_expired);
+		return;
+	}
 	if (cfg->idle_timeout_ms && idle_ms >= cfg->idle_timeout_ms) {
 		rc_conn_ws_close(c, RC_WS_CLOSE_GOING_AWAY, "idle timeout", RC_CLOSE_idle_timeout);
 		return;

@@ -289,6 +289,11 @@ int rc_shard_start(struct rc_shard *s)
 	s->dirty = calloc(s->conns_cap, sizeof(*s->dirty));
 	if (!s->conns || !s->dirty)
 		return -ENOMEM;
+	if (s->app->cfg.auth_secret[0]) {
+		s->tokens = calloc(s->conns_cap, sizeof(*s->tokens));
+		if (!s->tokens)
+			return -ENOMEM;
+	}
 	rc = pthread_create(&s->thread, NULL, shard_main, s);
 	return -rc;
 }

@@ -24,7 +24,8 @@
 	X(http_done, "plain HTTP request answered")                                                \
 	X(app, "closed by the application")                                                       \
 	X(rate_limited, "1008: over messages_per_second_max")                                      \
-	X(over_capacity, "503: connections_max reached")
+	X(over_capacity, "503: connections_max reached")                                           \
+	X(token_expired, "1008: the access token's exp passed")
 
 enum rc_close_reason {
 #define RC_X(name, help) RC_CLOSE_##name,
@@ -56,6 +57,8 @@ struct rc_shard_stats {
 	uint64_t submits;
 	uint64_t publishes;          /* messages sequenced by this shard as owner */
 	uint64_t publish_duplicates; /* dropped by the dedup window */
+	uint64_t publishes_forbidden; /* client publishes to reserved ringcast.* topics refused */
+	uint64_t resets;             /* resumes answered with a reset (another epoch, or ahead) */
 	uint64_t deliveries;         /* broadcast frames queued to local subscribers */
 	uint64_t slow_drops;         /* frames skipped for slow subscribers (policy drop) */
 	uint64_t subscriptions;      /* gauge */

@@ -90,7 +90,8 @@
 	X(topic_forget_ms, 600000, 0, 86400000, "ms",                                              \
 	  "a topic without subscribers or history is forgotten (seq restarts) after this; 0 = never") \
 	X(dedup_window_ms, 60000, 0, 3600000, "ms",                                                \
-	  "a publish repeating a recent id within this window is dropped; 0 = no dedup")           \
+	  "a publish repeating an id of the same publisher within this window is dropped; 0 = no " \
+	  "dedup")                                                                                 \
 	X(dedup_ids_max, 256, 1, 65536, "", "publish ids remembered per topic for dedup")          \
 	S(client_publish, "any", "who may publish over WebSocket: any, subscribed or none")        \
 	X(frame_arena_bytes, 33554432, 0, 17179869184ull, "bytes",                                 \

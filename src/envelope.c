@@ -54,6 +54,14 @@ bool rc_topic_name_valid(const char *name, size_t len)
 	return true;
 }
 
+bool rc_topic_reserved(const char *name, size_t len)
+{
+	static const char prefix[] = "ringcast.";
+
+	RC_ASSERT(name != NULL || len == 0);
+	return len >= sizeof(prefix) - 1 && memcmp(name, prefix, sizeof(prefix) - 1) == 0;
+}
+
 /* ---- raw tokens -------------------------------------------------------------------------- */
 /* Where copy_value() puts compact JSON; full once a byte did not fit. */
 struct sink {
@@ -277,16 +285,18 @@ enum field {
 	F_SINCE,
 	F_DATA,
 	F_ID,
+	F_EPOCH,
 	F_COUNT,
 };
 
 #define BIT(f) (1u << (f))
 
-static const char *const field_names[F_COUNT] = { "op", "topic", "since", "data", "id" };
+static const char *const field_names[F_COUNT] = { "op", "topic", "since", "data", "id",
+						  "epoch" };
 
 static const char *const repeated_reasons[F_COUNT] = {
 	"\"op\" appears twice",   "\"topic\" appears twice", "\"since\" appears twice",
-	"\"data\" appears twice", "\"id\" appears twice",
+	"\"data\" appears twice", "\"id\" appears twice",   "\"epoch\" appears twice",
 };
 
 static const char *const misplaced_reasons[F_COUNT] = {
@@ -295,6 +305,7 @@ static const char *const misplaced_reasons[F_COUNT] = {
 	[F_SINCE] = "\"since\" belongs to sub only",
 	[F_DATA] = "\"data\" belongs to pub only",
 	[F_ID] = "\"id\" belongs to pub only",
+	[F_EPOCH] = "\"epoch\" belongs to sub only",
 };
 
 /* Which fields an op requires and which it allows (bits of enum field). */
@@ -305,7 +316,8 @@ struct op_rule {
 };
 
 static const struct op_rule op_rules[RC_ENVELOPE_OP_COUNT] = {
-	[RC_ENVELOPE_OP_SUB] = { "sub", BIT(F_TOPIC), BIT(F_OP) | BIT(F_TOPIC) | BIT(F_SINCE) },
+	[RC_ENVELOPE_OP_SUB] = { "sub", BIT(F_TOPIC),
+				 BIT(F_OP) | BIT(F_TOPIC) | BIT(F_SINCE) | BIT(F_EPOCH) },
 	[RC_ENVELOPE_OP_UNSUB] = { "unsub", BIT(F_TOPIC), BIT(F_OP) | BIT(F_TOPIC) },
 	[RC_ENVELOPE_OP_PUB] = { "pub", BIT(F_TOPIC) | BIT(F_DATA),
 				 BIT(F_OP) | BIT(F_TOPIC) | BIT(F_DATA) | BIT(F_ID) },
@@ -466,6 +478,35 @@ static enum rc_envelope_err read_id(const cJSON *node, struct rc_envelope *e,
 	return RC_ENVELOPE_OK;
 }
 
+/*
+ * "epoch" as the client echoes it: 16 lowercase hex digits are an epoch; any other string
+ * is kept as 0, which no topic ever has, so a resume with it is answered with a reset.
+ */
+static enum rc_envelope_err read_epoch(const cJSON *node, struct rc_envelope *e,
+				       const char **reason)
+{
+	const char *p;
+	uint64_t v = 0;
+
+	if (!cJSON_IsString(node)) {
+		*reason = "\"epoch\" must be a string";
+		return RC_ENVELOPE_ERR_FIELD;
+	}
+	e->has_epoch = true;
+	p = node->valuestring;
+	if (strlen(p) != RC_ENVELOPE_EPOCH_CHARS)
+		return RC_ENVELOPE_OK;
+	for (uint32_t i = 0; i < RC_ENVELOPE_EPOCH_CHARS; i++) {
+		const char *d = memchr("0123456789abcdef", p[i], 16);
+
+		if (!d)
+			return RC_ENVELOPE_OK;
+		v = v << 4 | (uint64_t)(d - "0123456789abcdef");
+	}
+	e->epoch = v;
+	return RC_ENVELOPE_OK;
+}
+
 /* Copies "data" compact into the data buffer, behind what earlier items put there. */
 static enum rc_envelope_err read_data(const char *raw, const char *end, struct sink *data,
 				      struct rc_envelope *e, const char **reason)
@@ -521,6 +562,8 @@ static enum rc_envelope_err parse_object(const cJSON *obj, const char *raw, cons
 	if (f.node[F_SINCE] && (err = read_since(f.node[F_SINCE], f.raw[F_SINCE], end, e, reason)))
 		return err;
 	if (f.node[F_ID] && (err = read_id(f.node[F_ID], e, reason)))
+		return err;
+	if (f.node[F_EPOCH] && (err = read_epoch(f.node[F_EPOCH], e, reason)))
 		return err;
 	if (f.node[F_DATA] && (err = read_data(f.raw[F_DATA], end, data, e, reason)))
 		return err;
@@ -771,6 +814,20 @@ static void put_escaped(struct sink *o, const char *s, size_t n)
 	put(o, s + run, n - run);
 }
 
+/* Appends ,"epoch":"<16 hex digits>". */
+static void put_epoch(struct sink *o, uint64_t epoch)
+{
+	static const char hex[] = "0123456789abcdef";
+	char buf[RC_ENVELOPE_EPOCH_CHARS];
+
+	RC_ASSERT(epoch != 0);
+	for (size_t i = RC_ENVELOPE_EPOCH_CHARS; i-- > 0; epoch >>= 4)
+		buf[i] = hex[epoch & 15];
+	PUT_LIT(o, ",\"epoch\":\"");
+	put(o, buf, sizeof(buf));
+	PUT_LIT(o, "\"");
+}
+
 static size_t finish(const struct sink *o)
 {
 	RC_ASSERT(o->len <= o->cap);
@@ -805,7 +862,8 @@ size_t rc_envelope_write_msg(char *out, size_t cap, const char *topic, size_t to
 }
 
 size_t rc_envelope_write_ack(char *out, size_t cap, enum rc_envelope_op of, const char *topic,
-			     size_t topic_len, uint64_t seq, const char *id, size_t id_len)
+			     size_t topic_len, uint64_t seq, uint64_t epoch, const char *id,
+			     size_t id_len)
 {
 	struct sink o = { out, cap, 0, false };
 
@@ -827,6 +885,8 @@ size_t rc_envelope_write_ack(char *out, size_t cap, enum rc_envelope_op of, cons
 		PUT_LIT(&o, ",\"seq\":");
 		put_u64(&o, seq);
 	}
+	if (epoch)
+		put_epoch(&o, epoch);
 	if (id_len) {
 		PUT_LIT(&o, ",\"id\":\"");
 		put_escaped(&o, id, id_len);
@@ -854,7 +914,7 @@ size_t rc_envelope_write_error(char *out, size_t cap, enum rc_envelope_err code,
 }
 
 size_t rc_envelope_write_gap(char *out, size_t cap, const char *topic, size_t topic_len,
-			     uint64_t from, uint64_t to)
+			     uint64_t from, uint64_t to, uint64_t epoch)
 {
 	struct sink o = { out, cap, 0, false };
 
@@ -867,6 +927,24 @@ size_t rc_envelope_write_gap(char *out, size_t cap, const char *topic, size_t to
 	put_u64(&o, from);
 	PUT_LIT(&o, ",\"to\":");
 	put_u64(&o, to);
+	put_epoch(&o, epoch);
+	PUT_LIT(&o, "}");
+	return finish(&o);
+}
+
+size_t rc_envelope_write_reset(char *out, size_t cap, const char *topic, size_t topic_len,
+			       uint64_t epoch, uint64_t seq)
+{
+	struct sink o = { out, cap, 0, false };
+
+	RC_ASSERT(out != NULL || cap == 0);
+	RC_ASSERT(rc_topic_name_valid(topic, topic_len));
+	PUT_LIT(&o, "{\"op\":\"reset\",\"topic\":\"");
+	put(&o, topic, topic_len);
+	PUT_LIT(&o, "\"");
+	put_epoch(&o, epoch);
+	PUT_LIT(&o, ",\"seq\":");
+	put_u64(&o, seq);
 	PUT_LIT(&o, "}");
 	return finish(&o);
 }

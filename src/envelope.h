@@ -1,17 +1,19 @@
 /*
  * The client protocol's envelopes: JSON text frames, sans I/O. Parses what clients send
- *   {"op":"sub","topic":T[,"since":N]}   {"op":"unsub","topic":T}
+ *   {"op":"sub","topic":T[,"since":N[,"epoch":E]]}   {"op":"unsub","topic":T}
  *   {"op":"pub","topic":T,"data":D[,"id":I]}   {"op":"ping"}
  * and the body of HTTP POST /publish ({"topic":T,"data":D[,"id":I]} or an array of those),
  * and writes what the server sends into caller buffers:
  *   {"op":"msg","topic":T,"seq":N,"data":D}   (built once per publish, same bytes for all)
- *   {"op":"ack","of":OP[,"topic":T][,"seq":N][,"id":I]}
+ *   {"op":"ack","of":OP[,"topic":T][,"seq":N][,"epoch":E][,"id":I]}
  *   {"op":"error","code":C,"reason":R}
- *   {"op":"gap","topic":T,"from":A,"to":B}   (history lost what the client missed: resync)
+ *   {"op":"gap","topic":T,"from":A,"to":B,"epoch":E}   (history lost what the client missed)
+ *   {"op":"reset","topic":T,"epoch":E,"seq":N}   (the client's since means nothing here)
+ * E, a topic's epoch, is 16 lowercase hex digits naming one run of its numbering.
  * and the answer to POST /publish: {"seq":N} or {"results":[{"seq":N},...]}.
  * Parsing uses cJSON and frees its tree before returning; the writers never allocate. Keys
- * other than op/topic/since/data/id are ignored; a known key that does not belong to the op,
- * or any repeated key, is an error. D is passed through as the client wrote it (minus
+ * other than op/topic/since/epoch/data/id are ignored; a known key that does not belong to
+ * the op, or any repeated key, is an error. D is passed through as the client wrote it (minus
  * whitespace), never re-encoded: numbers keep every digit. Pure; any thread.
  */
 #ifndef RC_ENVELOPE_H
@@ -26,6 +28,7 @@
 #define RC_ENVELOPE_ID_BYTES_LIMIT 64             /* idempotency key, bytes */
 #define RC_ENVELOPE_KEYS_LIMIT 16                 /* keys in one message object */
 #define RC_ENVELOPE_SEQ_LIMIT ((UINT64_C(1) << 53) - 1) /* exact in every JSON client */
+#define RC_ENVELOPE_EPOCH_CHARS 16                /* hex digits of an epoch */
 
 enum rc_envelope_op {
 	RC_ENVELOPE_OP_SUB = 0,
@@ -72,6 +75,9 @@ struct rc_envelope {
 	char topic[RC_TOPIC_BYTES_LIMIT + 1];   /* valid per rc_topic_name_valid() */
 	bool has_since;                         /* sub carried "since" */
 	uint64_t since;                         /* last seq the client saw, <= SEQ_LIMIT */
+	bool has_epoch;                         /* sub carried "epoch" */
+	uint64_t epoch;                         /* its value; 0 if not 16 hex digits (never
+						 * an epoch the gateway gives out) */
 	uint32_t id_len;                        /* 0: no id */
 	char id[RC_ENVELOPE_ID_BYTES_LIMIT + 1];/* idempotency key, any UTF-8 but NUL */
 	const char *data;                       /* pub: compact JSON text; NULL otherwise */
@@ -83,6 +89,12 @@ struct rc_envelope {
  * _ . : / - (so it never needs escaping in JSON or in a metric label). Borrows name.
  */
 bool rc_topic_name_valid(const char *name, size_t len);
+
+/*
+ * True if name[0..len) is reserved for the gateway's own feeds ("ringcast." and below):
+ * clients may subscribe to such topics but never publish to them. Borrows name.
+ */
+bool rc_topic_reserved(const char *name, size_t len);
 
 /*
  * Parses one client message in[0..len) (need not be NUL-terminated; borrowed) into *out.
@@ -132,12 +144,13 @@ size_t rc_envelope_write_msg(char *out, size_t cap, const char *topic, size_t to
 			     uint64_t seq, const char *data, size_t data_len);
 
 /*
- * Writes {"op":"ack","of":OP[,"topic":T][,"seq":N][,"id":I]} to out (no NUL): topic is
- * left out when topic_len is 0, seq when 0, id when id_len is 0 (id is JSON-escaped).
- * Returns the length, or 0 if cap is too small.
+ * Writes {"op":"ack","of":OP[,"topic":T][,"seq":N][,"epoch":E][,"id":I]} to out (no NUL):
+ * topic is left out when topic_len is 0, seq when 0, epoch when 0, id when id_len is 0 (id
+ * is JSON-escaped). Returns the length, or 0 if cap is too small.
  */
 size_t rc_envelope_write_ack(char *out, size_t cap, enum rc_envelope_op of, const char *topic,
-			     size_t topic_len, uint64_t seq, const char *id, size_t id_len);
+			     size_t topic_len, uint64_t seq, uint64_t epoch, const char *id,
+			     size_t id_len);
 
 /*
  * Writes {"op":"error","code":C,"reason":R} to out (no NUL); reason is a NUL-terminated
@@ -147,11 +160,20 @@ size_t rc_envelope_write_error(char *out, size_t cap, enum rc_envelope_err code,
 			       const char *reason);
 
 /*
- * Writes {"op":"gap","topic":T,"from":A,"to":B} to out (no NUL): the messages A..B (A <= B)
- * of topic are gone from history. Returns the length, or 0 if cap is too small.
+ * Writes {"op":"gap","topic":T,"from":A,"to":B,"epoch":E} to out (no NUL): the messages A..B
+ * (A <= B) of topic's epoch E (not 0) are gone from history. Returns the length, or 0 if cap
+ * is too small.
  */
 size_t rc_envelope_write_gap(char *out, size_t cap, const char *topic, size_t topic_len,
-			     uint64_t from, uint64_t to);
+			     uint64_t from, uint64_t to, uint64_t epoch);
+
+/*
+ * Writes {"op":"reset","topic":T,"epoch":E,"seq":N} to out (no NUL): the client resumed
+ * from a seq of another epoch, or beyond the current seq N of epoch E (not 0), so its last
+ * seq means nothing; it is subscribed from N on. Returns the length, or 0 if cap is too small.
+ */
+size_t rc_envelope_write_reset(char *out, size_t cap, const char *topic, size_t topic_len,
+			       uint64_t epoch, uint64_t seq);
 
 /* A length rc_envelope_write_published() never exceeds for count items. */
 size_t rc_envelope_published_max(uint32_t count);

@@ -30,6 +30,19 @@ uint64_t rc_topic_hash(const char *name, size_t len)
 	return SIPHASH_24(hash_key, (const uint8_t *)name, len);
 }
 
+uint64_t rc_topic_epoch(uint64_t key, uint32_t shard, uint64_t counter)
+{
+	/* splitmix64's finalizer is a bijection: distinct inputs under one key stay distinct. */
+	uint64_t z = key + ((uint64_t)shard << 48 ^ counter) * 0x9e3779b97f4a7c15ull;
+
+	RC_ASSERT(shard < (1u << 16));
+	RC_ASSERT(counter < (1ull << 48));
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	return z ? z : 1;
+}
+
 int rc_topic_table_init(struct rc_topic_table *t, uint32_t initial_buckets)
 {
 	RC_ASSERT(rc_is_pow2(initial_buckets));

@@ -34,6 +34,13 @@ uint64_t rc_topic_hash(const char *name, size_t len);
  * shard starts: the key must not change while a table holds hashes. */
 void rc_topic_hash_key(const uint64_t key[2]);
 
+/*
+ * The epoch of the counter-th topic created by shard `shard` in a process whose random value
+ * is key: distinct for every (shard, counter) under one key (a bijective mix), unrelated
+ * across processes, never 0. A topic's numbering restarts only with a new epoch. Any thread.
+ */
+uint64_t rc_topic_epoch(uint64_t key, uint32_t shard, uint64_t counter);
+
 /* Empty table with initial_buckets (power of two). 0 or -ENOMEM. */
 int rc_topic_table_init(struct rc_topic_table *t, uint32_t initial_buckets);
 /* Frees the bucket array; the nodes belong to their owners. */

@@ -22,8 +22,10 @@ struct rc_conn;
 int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_path);
 
 /*
- * Publishes data (a JSON value, copied) to topic. id (may be NULL) is an idempotency key: a
- * repeat within dedup_window_ms is dropped. Callable from any thread. Returns 0, -EINVAL
+ * Publishes data (a JSON value, copied) to topic, which may be one of the gateway's reserved
+ * ringcast.* topics (clients may not publish there). id (may be NULL) is an idempotency key:
+ * a repeat within dedup_window_ms is dropped; rc_publish and POST /publish are one publisher,
+ * whose ids never collide with a client's. Callable from any thread. Returns 0, -EINVAL
  * (topic name or id), -ENOMEM, or -EAGAIN from a non-shard thread when the owner's inbound
  * ring is full (retry later).
  */

@@ -86,14 +86,19 @@ static void build_from(const struct rc_envelope *e)
 		RC_ASSERT(j != NULL && cJSON_GetObjectItemCaseSensitive(j, "data") != NULL);
 		cJSON_Delete(j);
 	}
-	n = rc_envelope_write_ack(out, cap, e->op, e->topic, e->topic_len, e->since, e->id,
-				  e->id_len);
+	n = rc_envelope_write_ack(out, cap, e->op, e->topic, e->topic_len, e->since, e->epoch,
+				  e->id, e->id_len);
 	RC_ASSERT(n > 0 && utf8(out, n));
 	expect_string_member(out, n, "of", rc_envelope_op_name(e->op));
 	if (e->id_len)
 		expect_string_member(out, n, "id", e->id);
 	if (e->topic_len) {
-		n = rc_envelope_write_gap(out, cap, e->topic, e->topic_len, 1, e->since + 1);
+		n = rc_envelope_write_gap(out, cap, e->topic, e->topic_len, 1, e->since + 1,
+					  e->epoch | 1);
+		RC_ASSERT(n > 0);
+		expect_string_member(out, n, "topic", e->topic);
+		n = rc_envelope_write_reset(out, cap, e->topic, e->topic_len, e->epoch | 1,
+					    e->since);
 		RC_ASSERT(n > 0);
 		expect_string_member(out, n, "topic", e->topic);
 	}

@@ -262,7 +262,8 @@ describe('permessage-deflate over Node ws', () => {
         assert.equal(ws.answer, deflate ? EXT : '');
         const box = inbox(ws);
         ws.send(JSON.stringify({ op: 'sub', topic }));
-        const ack = JSON.parse((await box.next()).data.toString());
+        const { epoch, ...ack } = JSON.parse((await box.next()).data.toString());
+        assert.match(epoch, /^[0-9a-f]{16}$/);
         assert.deepEqual(ack, { op: 'ack', of: 'sub', topic });
         subs.push({ ws, box, deflate });
       }

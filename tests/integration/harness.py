@@ -77,11 +77,13 @@ atexit.register(_kill_all)
 
 
 class Server:
-    """One server process on a free port. opts become --key=value flags."""
+    """One server process on a free port, or on port (a restart where another one ran).
+    opts become --key=value flags."""
 
-    def __init__(self, shards=2, **opts):
+    def __init__(self, shards=2, port=None, **opts):
         self.shards = shards
         self.opts = opts
+        self.fixed_port = port
         self.port = None
         self.proc = None
         self.log_path = None
@@ -105,7 +107,7 @@ class Server:
                                  "(set RINGCAST_BIN or build it)" % BIN)
         deadline = time.monotonic() + scale(10)
         for attempt in range(3):
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
             fd, self.log_path = tempfile.mkstemp(prefix="ringcast-it-", suffix=".log")
             _logs.append(self.log_path)
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=fd,
@@ -120,7 +122,7 @@ class Server:
                 time.sleep(0.02)
             log = self.log()
             self.kill()
-            if "in use" in log.lower() and attempt < 2:
+            if "in use" in log.lower() and attempt < 2 and not self.fixed_port:
                 continue  # lost a race for the port: try another one
             raise AssertionError("server did not become ready (exit %s); output:\n%s"
                                  % (self.proc.returncode, tail(log)))

@@ -80,7 +80,9 @@ class Client {
 
   async sub(topic) {
     this.send({ op: 'sub', topic });
-    assert.deepEqual(await this.next(), { op: 'ack', of: 'sub', topic });
+    const { epoch, ...ack } = await this.next();
+    assert.match(epoch, /^[0-9a-f]{16}$/);
+    assert.deepEqual(ack, { op: 'ack', of: 'sub', topic });
   }
 
   /** Everything received before the pong of a fresh ping (its own shard's answer). */

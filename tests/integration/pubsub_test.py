@@ -387,10 +387,15 @@ async def finish_fastsubs(subs, count, timeout):
 # websockets clients, HTTP and metrics.
 
 class Client:
-    """A python3-websockets client on /ws speaking JSON envelopes."""
+    """A python3-websockets client on /ws speaking JSON envelopes. The topic epoch of acks,
+    gaps and resets is checked (16 hex digits), kept in last_epoch and, unless keep_epoch,
+    taken out of the envelope so that cases compare what they are about."""
+
+    keep_epoch = False
 
     def __init__(self, ws):
         self.ws = ws
+        self.last_epoch = None
 
     @classmethod
     async def open(cls, port, path="/ws"):
@@ -405,7 +410,13 @@ class Client:
     async def recv(self, timeout=5):
         raw = await asyncio.wait_for(self.ws.recv(), scale(timeout))
         check(isinstance(raw, str), "server sent a binary frame: %r" % raw[:80])
-        return json.loads(raw)
+        m = json.loads(raw)
+        if m.get("op") in ("ack", "gap", "reset") and m.get("of") != "unsub":
+            epoch = m.get("epoch") if self.keep_epoch else m.pop("epoch", None)
+            check(isinstance(epoch, str) and len(epoch) == 16 and
+                  all(ch in "0123456789abcdef" for ch in epoch), "epoch of %r" % raw)
+            self.last_epoch = epoch
+        return m
 
     async def expect(self, timeout=5, **fields):
         m = await self.recv(timeout)
@@ -896,16 +907,15 @@ class ResumeTest(PubSubCase):
 
     def test_since_ahead_of_the_topic_still_gets_new_messages(self):
         """A client resuming with since beyond the topic's seq (e.g. the server restarted) is
-        told the current seq in the ack; messages published after its sub must still reach it
-        (or a gap must say why not)."""
+        told so with a reset and the current seq; messages published after its sub must still
+        reach it (or a gap must say why not)."""
         topic = unique("ahead")
 
         async def go():
             c, p = await self.client(), await self.client()
             await p.pub(topic, "1")
             await c.sub(topic, since=50)
-            self.assertEqual(await c.recv(), {"op": "ack", "of": "sub", "topic": topic,
-                                              "seq": 1})
+            self.assertEqual(await c.recv(), {"op": "reset", "topic": topic, "seq": 1})
             await p.pub(topic, "2")
             m = await c.next_or_none(2)
             self.assertEqual(m and (m["op"], m.get("seq")), ("msg", 2),
@@ -1044,7 +1054,8 @@ class DedupTest(PubSubCase):
 
     def test_client_publish_dedup(self):
         """A repeated id is acked without seq (with the id) and not delivered; ids are per
-        topic; a new id gets the next seq."""
+        topic and per publisher (another anonymous connection is another); a new id gets the
+        next seq."""
         t1, t2 = unique("dedup.a"), unique("dedup.b")
 
         async def go():
@@ -1054,15 +1065,16 @@ class DedupTest(PubSubCase):
                              {"op": "ack", "of": "pub", "topic": t1, "seq": 1, "id": "x-1"})
             self.assertEqual(await p.pub(t1, '"again"', id="x-1"),
                              {"op": "ack", "of": "pub", "topic": t1, "id": "x-1"})
-            q = await self.client()  # another connection, same id: still a duplicate
-            self.assertNotIn("seq", await q.pub(t1, '"a"', id="x-1"))
-            self.assertEqual((await p.pub(t1, '"b"', id="x-2"))["seq"], 2)
+            q = await self.client()  # another connection, same id: another publisher's
+            self.assertEqual((await q.pub(t1, '"q"', id="x-1"))["seq"], 2)
+            self.assertNotIn("seq", await q.pub(t1, '"q"', id="x-1"))
+            self.assertEqual((await p.pub(t1, '"b"', id="x-2"))["seq"], 3)
             self.assertEqual((await p.pub(t2, '"a"', id="x-1"))["seq"], 1)
-            self.assertEqual((await p.pub(t1, '"c"'))["seq"], 3)  # no id: never a duplicate
-            self.assertEqual((await p.pub(t1, '"c"'))["seq"], 4)
-            got = await s.msgs(t1, 4)
+            self.assertEqual((await p.pub(t1, '"c"'))["seq"], 4)  # no id: never a duplicate
+            self.assertEqual((await p.pub(t1, '"c"'))["seq"], 5)
+            got = await s.msgs(t1, 5)
             self.assertEqual([(m["seq"], m["data"]) for m in got],
-                             [(1, "a"), (2, "b"), (3, "c"), (4, "c")])
+                             [(1, "a"), (2, "q"), (3, "b"), (4, "c"), (5, "c")])
             self.assertEqual(await s.drain(), [])
             for c in (s, p, q):
                 await c.close()
@@ -1194,7 +1206,7 @@ class MalformedTest(PubSubCase):
             c, p = await self.client(), await self.client()
             await c.sub(top)
             await c.send({"op": "sub", "topic": unique("edge"), "since": 2 ** 53 - 1})
-            self.assertEqual((await c.recv())["op"], "ack")
+            self.assertEqual((await c.recv())["op"], "reset")
             ack = await p.pub(top, "1", id="i" * 64)
             self.assertEqual((ack["seq"], ack["id"]), (1, "i" * 64))
             self.assertEqual((await c.msgs(top, 1))[0]["data"], 1)

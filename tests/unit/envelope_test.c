@@ -276,7 +276,43 @@ static const struct invalid invalids[] = {
 	{ "{\"op\":\"sub\",\"topic\":\"t\",\"data\":1}", RC_ENVELOPE_ERR_FIELD },
 	{ "{\"op\":\"sub\",\"topic\":\"t\",\"id\":\"x\"}", RC_ENVELOPE_ERR_FIELD },
 	{ "{\"op\":\"ping\",\"topic\":\"t\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"sub\",\"topic\":\"t\",\"since\":1,\"epoch\":5}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"sub\",\"topic\":\"t\",\"since\":1,\"epoch\":null}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"sub\",\"topic\":\"t\",\"epoch\":\"a\",\"epoch\":\"a\"}",
+	  RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"pub\",\"topic\":\"t\",\"data\":1,\"epoch\":\"a\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"unsub\",\"topic\":\"t\",\"epoch\":\"a\"}", RC_ENVELOPE_ERR_FIELD },
 };
+
+/* An epoch of 16 lowercase hex digits is read; any other string is kept as 0, an epoch no
+ * topic has, so resuming with it gets a reset rather than an error. */
+Test(envelope, reads_the_epoch_of_a_sub)
+{
+	static const struct {
+		const char *in;
+		uint64_t epoch;
+	} cases[] = {
+		{ "{\"op\":\"sub\",\"topic\":\"t\",\"since\":3,\"epoch\":\"00c0ffee12345678\"}",
+		  0x00c0ffee12345678ull },
+		{ "{\"op\":\"sub\",\"topic\":\"t\",\"epoch\":\"ffffffffffffffff\",\"since\":3}",
+		  UINT64_MAX },
+		{ "{\"op\":\"sub\",\"topic\":\"t\",\"epoch\":\"00C0FFEE12345678\"}", 0 },
+		{ "{\"op\":\"sub\",\"topic\":\"t\",\"epoch\":\"00c0ffee1234567\"}", 0 },
+		{ "{\"op\":\"sub\",\"topic\":\"t\",\"epoch\":\"00c0ffee123456789\"}", 0 },
+		{ "{\"op\":\"sub\",\"topic\":\"t\",\"epoch\":\"\"}", 0 },
+		{ "{\"op\":\"sub\",\"topic\":\"t\",\"epoch\":\"0x00c0ffee123456\"}", 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rc_envelope e;
+		const char *reason = NULL;
+
+		cr_assert(eq(int, (int)parse(cases[i].in, &e, &reason), (int)RC_ENVELOPE_OK), "%s",
+			  cases[i].in);
+		cr_assert(e.has_epoch, "%s", cases[i].in);
+		cr_assert(eq(u64, e.epoch, cases[i].epoch), "%s", cases[i].in);
+	}
+}
 
 Test(envelope, rejects_every_invalid_vector)
 {
@@ -517,19 +553,20 @@ Test(envelope, msg_exact_bytes)
 Test(envelope, writers_refuse_short_buffers)
 {
 	char out[256];
-	size_t full[4];
+	size_t full[5];
 
 	full[0] = rc_envelope_write_msg(out, sizeof(out), "topic", 5, 12345, "[1,2]", 5);
-	full[1] = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_PUB, "topic", 5, 9,
+	full[1] = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_PUB, "topic", 5, 9, 7,
 					"i\"d", 3);
 	full[2] = rc_envelope_write_error(out, sizeof(out), RC_ENVELOPE_ERR_TOPIC, "a\nb\"c");
-	full[3] = rc_envelope_write_gap(out, sizeof(out), "topic", 5, 3, 90);
+	full[3] = rc_envelope_write_gap(out, sizeof(out), "topic", 5, 3, 90, 7);
+	full[4] = rc_envelope_write_reset(out, sizeof(out), "topic", 5, 7, 90);
 	for (size_t cap = 0; cap <= full[0]; cap++)
 		cr_assert(eq(sz, rc_envelope_write_msg(out, cap, "topic", 5, 12345, "[1,2]", 5),
 			     cap == full[0] ? full[0] : 0));
 	for (size_t cap = 0; cap <= full[1]; cap++)
 		cr_assert(eq(sz,
-			     rc_envelope_write_ack(out, cap, RC_ENVELOPE_OP_PUB, "topic", 5, 9,
+			     rc_envelope_write_ack(out, cap, RC_ENVELOPE_OP_PUB, "topic", 5, 9, 7,
 						   "i\"d", 3),
 			     cap == full[1] ? full[1] : 0));
 	for (size_t cap = 0; cap <= full[2]; cap++)
@@ -537,8 +574,11 @@ Test(envelope, writers_refuse_short_buffers)
 			     rc_envelope_write_error(out, cap, RC_ENVELOPE_ERR_TOPIC, "a\nb\"c"),
 			     cap == full[2] ? full[2] : 0));
 	for (size_t cap = 0; cap <= full[3]; cap++)
-		cr_assert(eq(sz, rc_envelope_write_gap(out, cap, "topic", 5, 3, 90),
+		cr_assert(eq(sz, rc_envelope_write_gap(out, cap, "topic", 5, 3, 90, 7),
 			     cap == full[3] ? full[3] : 0));
+	for (size_t cap = 0; cap <= full[4]; cap++)
+		cr_assert(eq(sz, rc_envelope_write_reset(out, cap, "topic", 5, 7, 90),
+			     cap == full[4] ? full[4] : 0));
 }
 
 Test(envelope, ack_exact_bytes)
@@ -546,16 +586,21 @@ Test(envelope, ack_exact_bytes)
 	char out[256];
 	size_t n;
 
-	n = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_SUB, "t", 1, 42, NULL, 0);
+	n = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_SUB, "t", 1, 42, 0, NULL, 0);
 	expect_bytes(out, n, "{\"op\":\"ack\",\"of\":\"sub\",\"topic\":\"t\",\"seq\":42}");
-	n = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_UNSUB, "t", 1, 0, NULL, 0);
+	n = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_SUB, "t", 1, 42,
+				  0x00c0ffee12345678ull, NULL, 0);
+	expect_bytes(out, n,
+		     "{\"op\":\"ack\",\"of\":\"sub\",\"topic\":\"t\",\"seq\":42,"
+		     "\"epoch\":\"00c0ffee12345678\"}");
+	n = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_UNSUB, "t", 1, 0, 0, NULL, 0);
 	expect_bytes(out, n, "{\"op\":\"ack\",\"of\":\"unsub\",\"topic\":\"t\"}");
 	n = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_PUB, "a/b", 3, 9007199254740991,
-				  "k\"\\\x01", 4);
+				  UINT64_MAX, "k\"\\\x01", 4);
 	expect_bytes(out, n,
 		     "{\"op\":\"ack\",\"of\":\"pub\",\"topic\":\"a/b\",\"seq\":9007199254740991,"
-		     "\"id\":\"k\\\"\\\\\\u0001\"}");
-	n = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_PING, NULL, 0, 0, NULL, 0);
+		     "\"epoch\":\"ffffffffffffffff\",\"id\":\"k\\\"\\\\\\u0001\"}");
+	n = rc_envelope_write_ack(out, sizeof(out), RC_ENVELOPE_OP_PING, NULL, 0, 0, 0, NULL, 0);
 	expect_bytes(out, n, "{\"op\":\"ack\",\"of\":\"ping\"}");
 }
 
@@ -582,10 +627,42 @@ Test(envelope, error_escapes_its_reason)
 Test(envelope, gap_exact_bytes)
 {
 	char out[128];
-	size_t n = rc_envelope_write_gap(out, sizeof(out), "x:y", 3, 5, 9007199254740992);
+	size_t n = rc_envelope_write_gap(out, sizeof(out), "x:y", 3, 5, 9007199254740992, 1);
 
 	expect_bytes(out, n,
-		     "{\"op\":\"gap\",\"topic\":\"x:y\",\"from\":5,\"to\":9007199254740992}");
+		     "{\"op\":\"gap\",\"topic\":\"x:y\",\"from\":5,\"to\":9007199254740992,"
+		     "\"epoch\":\"0000000000000001\"}");
+}
+
+/* A reset names the epoch and the seq the subscription goes on from. */
+Test(envelope, reset_exact_bytes)
+{
+	char out[128];
+	size_t n = rc_envelope_write_reset(out, sizeof(out), "orders", 6, 0xabcdef0123456789ull, 0);
+
+	expect_bytes(out, n,
+		     "{\"op\":\"reset\",\"topic\":\"orders\",\"epoch\":\"abcdef0123456789\","
+		     "\"seq\":0}");
+}
+
+/* An epoch is written only when the topic has one: 0 is a programmer error. */
+Test(envelope, reset_without_epoch_aborts, .signal = SIGABRT)
+{
+	char out[128];
+
+	rc_envelope_write_reset(out, sizeof(out), "t", 1, 0, 5);
+}
+
+/* "ringcast." and below belong to the gateway; lookalikes do not. */
+Test(envelope, reserved_topics)
+{
+	cr_assert(rc_topic_reserved("ringcast.stats", 14));
+	cr_assert(rc_topic_reserved("ringcast.", 9));
+	cr_assert(not(rc_topic_reserved("ringcast", 8)));
+	cr_assert(not(rc_topic_reserved("ringcastx.stats", 15)));
+	cr_assert(not(rc_topic_reserved("Ringcast.stats", 14)));
+	cr_assert(not(rc_topic_reserved("orders.ringcast.", 16)));
+	cr_assert(not(rc_topic_reserved("", 0)));
 }
 
 /* The POST /publish answer: one object, or a batch in item order; duplicates carry no seq. */
@@ -683,5 +760,5 @@ Test(envelope, gap_backwards_aborts, .signal = SIGABRT)
 {
 	char out[128];
 
-	rc_envelope_write_gap(out, sizeof(out), "t", 1, 9, 8);
+	rc_envelope_write_gap(out, sizeof(out), "t", 1, 9, 8, 1);
 }

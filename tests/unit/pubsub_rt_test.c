@@ -75,6 +75,26 @@ static void expect_msg(int fd, const char *topic, int seq)
 	expect(fd, want);
 }
 
+/*
+ * An answer carrying the topic's epoch: want holds "epoch":"E" where 16 hex digits must be,
+ * the same as *epoch if that is set already (else *epoch takes them).
+ */
+static void expect_epoch(int fd, const char *want, char epoch[17])
+{
+	char buf[256];
+	const char *got = rt_recv_text(fd, buf, sizeof(buf));
+	const char *at = strstr(got, "\"epoch\":\"");
+	cr_assert(at != NULL, "no epoch in %s", got);
+	at += 9;
+	cr_assert(ge(sz, strlen(at), 17u));
+	if (!epoch[0])
+		memcpy(epoch, at, 16);
+	cr_assert(eq(int, memcmp(at, epoch, 16), 0), "epoch %.16s, was %s", at, epoch);
+	char norm[256];
+	snprintf(norm, sizeof(norm), "%.*sE%s", (int)(at - got), got, at + 16);
+	cr_assert(eq(str, norm, (char *)want));
+}
+
 static void ask(int fd, const char *cmd, const char *want)
 {
 	rt_send_text(fd, cmd);
@@ -122,11 +142,12 @@ Test(pubsub_rt, subscribe_and_unsubscribe_through_the_api, .timeout = 60)
 Test(pubsub_rt, resume_with_since_replays_then_goes_live, .timeout = 60)
 {
 	struct rt rt;
-	char data[16];
+	char data[16], epoch[17] = "";
 	start(&rt, "2");
 	int live = rt_ws_open(&rt, "/ws", 0);
 	rt_send_text(live, "{\"op\":\"sub\",\"topic\":\"r\"}");
-	expect(live, "{\"op\":\"ack\",\"of\":\"sub\",\"topic\":\"r\"}");
+	expect_epoch(live, "{\"op\":\"ack\",\"of\":\"sub\",\"topic\":\"r\",\"epoch\":\"E\"}",
+		     epoch);
 	for (int i = 1; i <= 6; i++) {
 		snprintf(data, sizeof(data), "%d", i);
 		publish(&rt, "r", data);
@@ -137,11 +158,15 @@ Test(pubsub_rt, resume_with_since_replays_then_goes_live, .timeout = 60)
 	}
 	int resumed = rt_ws_open(&rt, "/ws", 0);
 	rt_send_text(resumed, "{\"op\":\"sub\",\"topic\":\"r\",\"since\":1}");
-	expect(resumed, "{\"op\":\"gap\",\"topic\":\"r\",\"from\":2,\"to\":3}");
+	expect_epoch(resumed,
+		     "{\"op\":\"gap\",\"topic\":\"r\",\"from\":2,\"to\":3,\"epoch\":\"E\"}",
+		     epoch);
 	for (int i = 4; i <= 6; i++) {
 		expect_msg(resumed, "r", i);
 	}
-	expect(resumed, "{\"op\":\"ack\",\"of\":\"sub\",\"topic\":\"r\",\"seq\":6}");
+	expect_epoch(resumed,
+		     "{\"op\":\"ack\",\"of\":\"sub\",\"topic\":\"r\",\"seq\":6,\"epoch\":\"E\"}",
+		     epoch);
 	publish(&rt, "r", "7");
 	expect_msg(live, "r", 7);
 	expect_msg(resumed, "r", 7);
