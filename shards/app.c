@@ -156,6 +156,18 @@ static size_t split_slices(const char *text, char **buf, struct rc_slice *out, s
 	return n;
 }
 
+/* Topic names are hashed under a random per-process key (hash flooding); set once, before the
+ * first app's shards run, and never changed while any table holds hashes. */
+static void topic_key_init(void)
+{
+	uint64_t key[2];
+	if (getrandom(key, sizeof(key), GRND_NONBLOCK) != (ssize_t)sizeof(key)) {
+		key[0] = rc_clock_ms() ^ (uint64_t)getpid() << 32;
+		key[1] = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
+	}
+	rc_topic_hash_key(key);
+}
+
 /* The first number of /proc/meminfo's MemTotal line, in bytes; 0 if unknown. */
 static uint64_t host_memory(void)
 {
@@ -270,6 +282,8 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 	if (strcmp(cfg->client_publish, "subscribed") == 0)
 		app->client_publish = RC_CLIENT_PUBLISH_SUBSCRIBED;
 	app->pubsub_ws = -1;
+	static pthread_once_t topic_key_once = PTHREAD_ONCE_INIT;
+	(void)pthread_once(&topic_key_once, topic_key_init);
 	/* Epochs need only differ from the last run's: the clock stands in if getrandom fails. */
 	if (getrandom(&app->epoch_key, sizeof(app->epoch_key), GRND_NONBLOCK) !=
 	    (ssize_t)sizeof(app->epoch_key))
