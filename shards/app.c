@@ -274,6 +274,7 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 	app->shards_count = cfg->shards ? (int)cfg->shards : online_cpus();
 	app->log_level = (int)rc_config_log_level(cfg);
 	app->drop_slow = strcmp(cfg->slow_consumer_policy, "drop") == 0;
+	app->latest_slow = strcmp(cfg->slow_consumer_policy, "latest") == 0;
 	app->pmd.enabled = cfg->deflate;
 	app->pmd.level = (uint8_t)cfg->deflate_level;
 	app->pmd.threshold_bytes = (uint32_t)cfg->deflate_threshold_bytes;

@@ -263,6 +263,8 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 	rc_ws_asm_init(&c->ws);
 	c->rate_tokens = (uint32_t)RC_MIN(app->cfg.messages_burst_max * 1000, UINT32_MAX);
 	c->rate_tick = rc_clock_tick(&s->clock);
+	c->topic_tokens = (uint16_t)RC_MIN(app->cfg.topics_per_second_max, UINT16_MAX);
+	c->topic_tick = (uint16_t)c->rate_tick;
 	rc_conn_opened(c);
 	const struct rc_ws_handler *h = &app->ws[ep].h;
 	if (h->on_open)

@@ -61,18 +61,28 @@ static void family(struct out *o, const struct rc_app *app, const char *name, co
 #define RC_FAMILY(o, app, field, type, help)                                                       \
 	family(o, app, #field, type, help, offsetof(struct rc_shard_stats, field))
 
-#define CLOSED_OFFSET(r)                                                                           \
-	(offsetof(struct rc_shard_stats, connections_closed) + (size_t)(r) * sizeof(uint64_t))
-
-static void closed(struct out *o, const struct rc_app *app)
+/* One counter family with a value per shard and label value: count counters in a row from
+ * offset in the stats, label_of naming each. */
+static void labeled(struct out *o, const struct rc_app *app, const char *name, const char *help,
+		    const char *label, size_t offset, int count, const char *(*label_of)(int))
 {
-	put(o, "# HELP ringcast_connections_closed_total Connections ended, by reason.\n"
-	       "# TYPE ringcast_connections_closed_total counter\n");
+	put(o, "# HELP ringcast_%s_total %s\n# TYPE ringcast_%s_total counter\n", name, help,
+	    name);
 	for (int i = 0; i < app->shards_count; i++)
-		for (int r = 0; r < RC_CLOSE_REASON_COUNT; r++)
-			put(o, "ringcast_connections_closed_total{shard=\"%d\",reason=\"%s\"} %llu\n",
-			    i, rc_close_reason_name((enum rc_close_reason)r),
-			    (unsigned long long)value(o, app, i, CLOSED_OFFSET(r)));
+		for (int k = 0; k < count; k++)
+			put(o, "ringcast_%s_total{shard=\"%d\",%s=\"%s\"} %llu\n", name, i, label,
+			    label_of(k),
+			    (unsigned long long)value(o, app, i, offset + (size_t)k * sizeof(uint64_t)));
+}
+
+static const char *close_label(int k)
+{
+	return rc_close_reason_name((enum rc_close_reason)k);
+}
+
+static const char *evict_label(int k)
+{
+	return rc_evict_cause_name((enum rc_evict_cause)k);
 }
 
 void rc_app_stats(struct rc_app *app, struct rc_app_stats *out)
@@ -103,7 +113,9 @@ static void write_all(struct out *o, const struct rc_app *app)
 	RC_FAMILY(o, app, connections_accepted, "counter", "Connections accepted.");
 	RC_FAMILY(o, app, connections_refused, "counter",
 		  "Accepts that failed (connection table full, out of memory).");
-	closed(o, app);
+	labeled(o, app, "connections_closed", "Connections ended, by reason.", "reason",
+		offsetof(struct rc_shard_stats, connections_closed), RC_CLOSE_REASON_COUNT,
+		close_label);
 	RC_FAMILY(o, app, frames_in, "counter", "WebSocket frames received.");
 	RC_FAMILY(o, app, frames_out, "counter", "WebSocket frames queued for sending.");
 	RC_FAMILY(o, app, messages_in, "counter", "WebSocket messages received.");
@@ -148,6 +160,18 @@ static void write_all(struct out *o, const struct rc_app *app)
 	RC_FAMILY(o, app, inflated_messages, "counter", "Compressed messages received.");
 	RC_FAMILY(o, app, alloc_failures, "counter",
 		  "Runtime allocations that failed (the request was refused or degraded).");
+	RC_FAMILY(o, app, history_bytes, "gauge", "Bytes held by the shard's topic histories.");
+	labeled(o, app, "history_evictions", "Messages that left a topic's history early, by cause.",
+		"cause", offsetof(struct rc_shard_stats, history_evictions), RC_EVICT_CAUSE_COUNT,
+		evict_label);
+	RC_FAMILY(o, app, topics_refused, "counter", "New topics refused: topics_max reached.");
+	RC_FAMILY(o, app, topics_rate_limited, "counter",
+		  "New topics refused: the connection's topics_per_second_max reached.");
+	RC_FAMILY(o, app, outbox_items, "gauge", "Cross-shard items waiting for a full ring.");
+	RC_FAMILY(o, app, outbox_refusals, "counter",
+		  "Publishes refused with busy/503: outboxes at outbox_items_max.");
+	RC_FAMILY(o, app, conflations, "counter",
+		  "Queued messages replaced by a newer one of their topic (policy latest).");
 }
 
 size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)

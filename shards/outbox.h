@@ -2,8 +2,10 @@
  * Cross-shard posting from a shard thread (outbox.c): an item goes into the target shard's
  * MPSC inbox, ringing its doorbell if it sleeps; when that ring is full the item waits in
  * this shard's outbox for the target (FIFO per target) and is retried every turn, so a post
- * never blocks and never drops. Items are pointers whose low bits say what they carry
- * (rc_item_*); the consumer (pubsub.c) decodes them. Shard thread only.
+ * never blocks and never drops. The outboxes' slots are charged to the memory budget
+ * (category outbox) and their items counted in stats.outbox_items, which publishers read to
+ * refuse work past outbox_items_max (rc_pubsub_busy). Items are pointers whose low bits
+ * say what they carry (rc_item_*); the consumer (pubsub.c) decodes them. Shard thread only.
  */
 #ifndef RC_OUTBOX_H
 #define RC_OUTBOX_H
@@ -57,6 +59,12 @@ int rc_outbox_post(struct rc_shard *s, struct rc_shard *to, void *item);
 
 /* Pushes what waits in s's outboxes into the target inboxes, in order. Once per turn. */
 void rc_outbox_retry(struct rc_shard *s);
+
+/* Items waiting in s's outbox towards shard to. Shard s's thread. */
+static inline uint32_t rc_outbox_count(const struct rc_shard *s, const struct rc_shard *to)
+{
+	return s->outbox[to->index].count;
+}
 
 /* True if an item still waits for a full inbox (the loop must not sleep on it). */
 bool rc_outbox_waiting(const struct rc_shard *s);

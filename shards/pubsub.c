@@ -15,6 +15,7 @@
 
 #include "envelope.h"
 #include "frame.h"
+#include "mem.h"
 #include "outbox.h"
 #include "pubsub.h"
 #include "sendq.h"
@@ -89,6 +90,7 @@ static struct rc_frame *build_deflated(struct rc_shard *s, const struct rc_frame
 	memcpy(d->data + zh, z, zlen);
 	d->len = (uint32_t)(zh + zlen);
 	d->seq = f->seq;
+	d->topic_hash = f->topic_hash; /* the latest policy finds a topic's frames by it */
 	s->stats.deflate_in_bytes += elen;
 	s->stats.deflate_out_bytes += zlen;
 	return d;
@@ -173,6 +175,67 @@ static struct rc_frame *variant_for(struct rc_conn *c, struct rc_frame *f)
 	return f;
 }
 
+/* True if queued frame q is a message of the topic with hash h (either variant). */
+static bool message_of(const struct rc_frame *q, uint64_t h)
+{
+	return q->shared && q->seq && q->topic_hash == h;
+}
+
+/* A gap announcement from..to of sub's topic as a frame to queue, or NULL. */
+static struct rc_frame *gap_frame(struct rc_sub *sub, uint64_t from, uint64_t to)
+{
+	char out[512];
+	const struct rc_topic_node *t = &sub->topic->node;
+	size_t n = rc_envelope_write_gap(out, sizeof(out), t->name, t->name_len, from, to,
+					 sub->epoch);
+	struct rc_frame *g = n ? rc_frame_build(RC_WS_OP_TEXT, false, out, n) : NULL;
+	if (g) {
+		/* Marks a unicast frame as this topic's gap from seq `from` (conflate). */
+		g->topic_hash = t->hash;
+		g->seq = from;
+	}
+	return g;
+}
+
+/*
+ * Policy latest, c over its queue limit: f (the caller's reference, taken on success)
+ * replaces the newest message of its topic still waiting in c's queue, not yet handed to
+ * the kernel, and the gap announced just before it grows to cover every seq skipped. False
+ * (nothing changed) if no such message waits or memory is short: f is then queued, so the
+ * queue holds at most one message per topic beyond the send in flight.
+ */
+static bool conflate(struct rc_sub *sub, struct rc_frame *f)
+{
+	struct rc_conn *c = sub->conn;
+	struct rc_qnode *before, *prev = NULL, *n = NULL, *gap = NULL;
+	struct rc_qnode *at = rc_sendq_unsent(c, &before);
+	/* The newest message of the topic waiting: older ones queued before c fell behind
+	 * stay ahead of it, so seqs keep their order. */
+	for (struct rc_qnode *p = before; at; p = at, at = at->next) {
+		if (message_of(at->frame, f->topic_hash)) {
+			prev = p;
+			n = at;
+		}
+	}
+	if (!n)
+		return false;
+	/* The gap that announces what this message already replaced sits just before it. */
+	if (prev && prev != before && !prev->frame->shared &&
+	    prev->frame->topic_hash == f->topic_hash && prev->frame->seq)
+		gap = prev;
+	uint64_t from = gap ? gap->frame->seq : n->frame->seq;
+	struct rc_frame *g = gap_frame(sub, from, f->seq - 1);
+	if (!g)
+		return false;
+	if (gap)
+		rc_sendq_swap(c, gap, g);
+	else if (rc_sendq_insert(c, prev, g) != 0)
+		return false;
+	rc_sendq_swap(c, n, f);
+	c->shard->stats.conflations++;
+	return true;
+}
+
 /* Queues f to one subscriber, taking one of the caller's references. False if not taken. */
 static bool offer(struct rc_sub *sub, struct rc_frame *f)
 {
@@ -180,18 +243,20 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	struct rc_shard *s = c->shard;
 	if (sub->pending || f->seq <= sub->last_seq || c->state != RC_CONN_OPEN)
 		return false;
-	if (slow(c, f->len)) {
-		if (s->app->drop_slow) {
-			s->stats.slow_drops++;
-			return false;
-		}
+	bool over = slow(c, f->len);
+	if (over && s->app->drop_slow) {
+		s->stats.slow_drops++;
+		return false;
+	}
+	if (over && !s->app->latest_slow) {
 		rc_conn_slow_close(c);
 		return false;
 	}
 	struct rc_frame *use = variant_for(c, f);
 	if (use != f)
 		rc_frame_ref_n(use, 1);
-	int rc = rc_conn_enqueue(c, use); /* on failure it released the reference */
+	/* Either takes the reference; rc_conn_enqueue releases it on failure. */
+	int rc = over && conflate(sub, use) ? 0 : rc_conn_enqueue(c, use);
 	if (rc == 0) {
 		sub->last_seq = f->seq;
 		s->stats.deliveries++;
@@ -224,7 +289,129 @@ static void deliver_local(struct rc_shard *s, struct rc_frame *f)
 		rc_frame_unref(f);
 }
 
-/* ---- owner side -------------------------------------------------------------------------- */
+/* ---- owner side: history within its bounds ---------------------------------------------- */
+/* What a broadcast frame in history counts as: both variants, headers included. */
+static uint32_t frame_bytes(const struct rc_frame *f)
+{
+	size_t n = sizeof(*f) + f->len + f->topic_len + 1;
+	if (f->deflated)
+		n += sizeof(*f) + f->deflated->len;
+	return (uint32_t)RC_MIN(n, (size_t)UINT32_MAX);
+}
+
+static bool hist_linked(const struct rc_shard *s, const struct rc_otopic *t)
+{
+	return t->hist_prev || s->hist_oldest == t;
+}
+
+static void hist_unlink(struct rc_shard *s, struct rc_otopic *t)
+{
+	if (!hist_linked(s, t))
+		return;
+	if (t->hist_prev)
+		t->hist_prev->hist_next = t->hist_next;
+	else
+		s->hist_oldest = t->hist_next;
+	if (t->hist_next)
+		t->hist_next->hist_prev = t->hist_prev;
+	else
+		s->hist_newest = t->hist_prev;
+	t->hist_prev = t->hist_next = NULL;
+	RC_DASSERT(!hist_linked(s, t));
+}
+
+/* t was just published: it goes last in the order the shard's history bound evicts in. */
+static void hist_touch(struct rc_shard *s, struct rc_otopic *t)
+{
+	hist_unlink(s, t);
+	t->hist_prev = s->hist_newest;
+	if (s->hist_newest)
+		s->hist_newest->hist_next = t;
+	else
+		s->hist_oldest = t;
+	s->hist_newest = t;
+	RC_DASSERT(hist_linked(s, t));
+}
+
+/* After t's history changed from bytes_before: the shard's total follows, counted evictions
+ * are added under cause, and an emptied history leaves the eviction order. */
+static void hist_account(struct rc_shard *s, struct rc_otopic *t, uint64_t bytes_before,
+			 enum rc_evict_cause cause, uint32_t evicted)
+{
+	RC_ASSERT(s->stats.history_bytes + t->hist.bytes >= bytes_before);
+	s->stats.history_bytes = s->stats.history_bytes + t->hist.bytes - bytes_before;
+	s->stats.history_evictions[cause] += evicted;
+	if (t->hist.count == 0)
+		hist_unlink(s, t);
+}
+
+/* Evicts the oldest messages of the least recently published topics while the shard holds
+ * more than its share of history_total_bytes_max. */
+static void hist_trim_shard(struct rc_shard *s)
+{
+	const struct rc_app *app = s->app;
+	uint64_t max = app->cfg.history_total_bytes_max / (uint64_t)app->shards_count;
+	struct rc_history_item old;
+	while (s->stats.history_bytes > max && s->hist_oldest) {
+		struct rc_otopic *t = s->hist_oldest;
+		uint64_t before = t->hist.bytes;
+		bool popped = rc_history_pop(&t->hist, &old);
+		RC_ASSERT(popped); /* linked topics hold history */
+		rc_frame_unref(old.ref);
+		hist_account(s, t, before, RC_EVICT_total_bytes, 1);
+	}
+}
+
+/*
+ * Keeps a reference to f in t's history within its bounds: the count (a ring that grows
+ * with use, charged to the budget; when the budget refuses, the oldest message makes room),
+ * history_bytes_max for the topic and the shard's share of history_total_bytes_max.
+ */
+static void hist_keep(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
+{
+	struct rc_history *h = &t->hist;
+	uint64_t before = h->bytes;
+	size_t grow = rc_history_growth_bytes(h);
+	struct rc_history_item old;
+	void *evicted = NULL;
+	if (grow && !rc_mem_try_charge(s->app, RC_BUDGET_history, grow)) {
+		grow = 0;
+		bool popped = rc_history_pop(h, &old);
+		hist_account(s, t, before, RC_EVICT_budget, 1);
+		if (!popped)
+			return; /* an empty ring the budget cannot hold: not kept */
+		rc_frame_unref(old.ref);
+		before = h->bytes;
+	}
+	rc_frame_ref_n(f, 1);
+	if (rc_history_push(h, f->seq, s->clock.now_ms, f, frame_bytes(f), &evicted) != 0) {
+		rc_frame_unref(f);
+		rc_mem_release(s->app, RC_BUDGET_history, grow);
+		s->stats.alloc_failures++;
+		return;
+	}
+	if (evicted)
+		rc_frame_unref(evicted);
+	/* With history_messages_max 0 nothing is kept, and nothing is evicted early. */
+	hist_account(s, t, before, RC_EVICT_count, evicted != NULL && h->max > 0);
+	before = h->bytes;
+	uint32_t n = rc_history_trim(h, s->app->cfg.history_bytes_max, release_ref, NULL);
+	hist_account(s, t, before, RC_EVICT_topic_bytes, n);
+	if (h->count)
+		hist_touch(s, t);
+	hist_trim_shard(s);
+}
+
+/* ---- owner side: topics ------------------------------------------------------------------- */
+/* True if this shard may own one more topic (its share of topics_max). */
+static bool topic_room(const struct rc_shard *owner)
+{
+	const struct rc_app *app = owner->app;
+	uint64_t share = RC_MAX(app->cfg.topics_max / (uint64_t)app->shards_count, 1);
+	/* Read racily when owner is another shard, as /metrics does. */
+	return __atomic_load_n(&owner->stats.topics_owned, __ATOMIC_RELAXED) < share;
+}
+
 static struct rc_otopic *otopic_get(struct rc_shard *s, const char *name, size_t len, bool create)
 {
 	struct rc_topic_node *n = rc_topic_find(&s->otopics, name, len);
@@ -233,6 +420,7 @@ static struct rc_otopic *otopic_get(struct rc_shard *s, const char *name, size_t
 	struct rc_otopic *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
+	rc_mem_charge(s->app, RC_BUDGET_topics, sizeof(*t));
 	rc_history_init(&t->hist, (uint32_t)s->app->cfg.history_messages_max);
 	/* A new record restarts the numbering (first use, or forgotten): a new epoch says so. */
 	t->epoch = rc_topic_epoch(s->app->epoch_key, (uint32_t)s->index, s->topics_created++);
@@ -251,6 +439,38 @@ static uint64_t dedup_key(uint64_t publisher, const char *id, size_t len)
 	return rc_topic_hash(buf, sizeof(publisher) + len) | 1; /* never 0: an empty slot */
 }
 
+/* Forgets owned topic t: its history, ids and record go, charges released. */
+static void otopic_free(struct rc_shard *s, struct rc_otopic *t)
+{
+	uint64_t before = t->hist.bytes;
+	rc_mem_release(s->app, RC_BUDGET_history,
+		       rc_history_slots_bytes(&t->hist) + t->dedup_cap * sizeof(*t->dedup));
+	rc_history_free(&t->hist, release_ref, NULL);
+	hist_account(s, t, before, RC_EVICT_age, 0);
+	free(t->dedup);
+	rc_mem_release(s->app, RC_BUDGET_topics, sizeof(*t));
+	free(t);
+}
+
+/* Grows t's id window (doubling from 8 up to dedup_ids_max), charged to the budget. */
+static bool dedup_grow(struct rc_shard *s, struct rc_otopic *t)
+{
+	uint32_t max = (uint32_t)s->app->cfg.dedup_ids_max;
+	uint32_t ncap = (uint32_t)RC_MIN(t->dedup_cap ? t->dedup_cap * 2ull : 8ull, (uint64_t)max);
+	size_t add = (ncap - t->dedup_cap) * sizeof(*t->dedup);
+	if (ncap <= t->dedup_cap || !rc_mem_try_charge(s->app, RC_BUDGET_history, add))
+		return false;
+	struct rc_dedup_id *d = realloc(t->dedup, ncap * sizeof(*d));
+	if (!d) {
+		rc_mem_release(s->app, RC_BUDGET_history, add);
+		s->stats.alloc_failures++;
+		return false;
+	}
+	t->dedup = d;
+	t->dedup_cap = ncap;
+	return true;
+}
+
 /* True if publisher published id on t within the dedup window; otherwise remembers it. */
 static bool duplicate(struct rc_shard *s, struct rc_otopic *t, uint64_t publisher,
 		      const char *id, size_t len)
@@ -258,26 +478,30 @@ static bool duplicate(struct rc_shard *s, struct rc_otopic *t, uint64_t publishe
 	const struct rc_config *cfg = &s->app->cfg;
 	if (!len || !cfg->dedup_window_ms)
 		return false;
-	uint32_t k = (uint32_t)cfg->dedup_ids_max;
-	if (!t->dedup_hash) {
-		t->dedup_hash = calloc(k, sizeof(uint64_t));
-		t->dedup_at = calloc(k, sizeof(uint64_t));
-		if (!t->dedup_hash || !t->dedup_at)
-			return false;
-	}
 	uint64_t h = dedup_key(publisher, id, len);
 	uint64_t now = s->clock.now_ms;
-	for (uint32_t i = 0; i < k; i++)
-		if (t->dedup_hash[i] == h && now - t->dedup_at[i] <= cfg->dedup_window_ms)
+	for (uint32_t i = 0; i < t->dedup_count; i++)
+		if (t->dedup[i].hash == h && now - t->dedup[i].at_ms <= cfg->dedup_window_ms)
 			return true;
-	t->dedup_hash[t->dedup_next] = h;
-	t->dedup_at[t->dedup_next] = now;
-	t->dedup_next = (t->dedup_next + 1) % k;
+	uint32_t slot;
+	if (t->dedup_count < t->dedup_cap || dedup_grow(s, t)) {
+		slot = t->dedup_count++;
+	} else if (t->dedup_cap) {
+		/* Full at its size: the oldest id is forgotten. */
+		slot = t->dedup_next;
+		t->dedup_next = (t->dedup_next + 1) % t->dedup_cap;
+	} else {
+		return false; /* no window could be held: the id is not remembered */
+	}
+	t->dedup[slot].hash = h;
+	t->dedup[slot].at_ms = now;
 	return false;
 }
 
+/* Answers m's publisher (when it asked) with the seq given in t's epoch, or as a duplicate,
+ * or as refused (busy). Consumes m. */
 static void reply_published(struct rc_shard *s, struct rc_xmsg *m, const struct rc_otopic *t,
-			    uint64_t seq, bool dup)
+			    uint64_t seq, bool dup, bool refused)
 {
 	if (m->reply == RC_REPLY_NONE || m->from >= s->app->shards_count) {
 		free(m);
@@ -287,34 +511,55 @@ static void reply_published(struct rc_shard *s, struct rc_xmsg *m, const struct 
 	m->seq = seq;
 	m->epoch = t ? t->epoch : 0;
 	m->duplicate = dup;
+	m->refused = refused;
 	send_xmsg(s, &s->app->shards[m->from], m);
+}
+
+/* The owned topic a publish goes to; NULL (counted) when creating it is refused. */
+static struct rc_otopic *publish_topic(struct rc_shard *s, struct rc_xmsg *m)
+{
+	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, false);
+	if (t)
+		return t;
+	if (!m->may_create) {
+		s->stats.topics_rate_limited++;
+		return NULL;
+	}
+	if (!topic_room(s)) {
+		s->stats.topics_refused++;
+		return NULL;
+	}
+	t = otopic_get(s, m->topic, m->topic_len, true);
+	m->created = t != NULL;
+	if (!t)
+		s->stats.alloc_failures++;
+	return t;
 }
 
 static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 {
-	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, true);
-	if (!t || duplicate(s, t, m->publisher, m->id, m->id_len)) {
-		s->stats.publish_duplicates += t != NULL;
-		reply_published(s, m, t, t ? t->seq : 0, true);
+	struct rc_otopic *t = publish_topic(s, m);
+	if (!t) {
+		reply_published(s, m, NULL, 0, false, true);
+		return;
+	}
+	if (duplicate(s, t, m->publisher, m->id, m->id_len)) {
+		s->stats.publish_duplicates++;
+		reply_published(s, m, t, t->seq, true, false);
 		return;
 	}
 	uint64_t seq = t->seq + 1;
 	struct rc_frame *f = build_msg(s, m->topic, m->topic_len, t->node.hash, seq, m->data,
 				       m->data_len);
 	if (!f) {
-		reply_published(s, m, t, 0, true);
+		reply_published(s, m, t, 0, true, false);
 		return;
 	}
 	t->seq = seq;
 	s->stats.publishes++;
 	if (t->deflate_shards)
 		f->deflated = build_deflated(s, f);
-	void *evicted = NULL;
-	rc_frame_ref_n(f, 1);
-	if (rc_history_push(&t->hist, seq, s->clock.now_ms, f, &evicted) != 0)
-		rc_frame_unref(f);
-	if (evicted)
-		rc_frame_unref(evicted);
+	hist_keep(s, t, f);
 	for (int i = 0; i < s->app->shards_count; i++) {
 		if (!(t->shard_mask[i / 64] & (1ull << (i % 64))))
 			continue;
@@ -325,7 +570,7 @@ static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 			post(s, &s->app->shards[i], rc_item(f, RC_ITEM_FRAME));
 	}
 	rc_frame_unref(f);
-	reply_published(s, m, t, seq, false);
+	reply_published(s, m, t, seq, false, false);
 }
 
 /*
@@ -411,6 +656,7 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 	struct rc_sub *sub = c ? find_sub(c, m->topic, m->topic_len) : NULL;
 	if (sub && sub->pending) {
 		sub->pending = false;
+		sub->epoch = m->epoch; /* the gaps of policy latest name it */
 		if (m->gap)
 			s->app->pubsub_hooks->gap(c, m->topic, m->topic_len, m->gap_from,
 						  m->gap_to, m->epoch);
@@ -434,10 +680,14 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 static void pub_done(struct rc_shard *s, struct rc_xmsg *m)
 {
 	struct rc_conn *c = reply_conn(s, m);
+	/* A WebSocket publisher's token comes back unless its publish created the topic. */
+	uint64_t cap = RC_MIN(s->app->cfg.topics_per_second_max, (uint64_t)UINT16_MAX);
+	if (c && m->reply == RC_REPLY_WS && m->may_create && !m->created && c->topic_tokens < cap)
+		c->topic_tokens++;
 	if (c)
 		s->app->pubsub_hooks->published(c, (enum rc_reply)m->reply, m->tag, m->topic,
-						m->topic_len, m->seq, m->epoch, m->duplicate, m->id,
-						m->id_len);
+						m->topic_len, m->seq, m->epoch, m->duplicate,
+						m->refused, m->id, m->id_len);
 	free(m);
 }
 
@@ -472,6 +722,56 @@ static void notify_owner(struct rc_shard *s, struct rc_ltopic *t, enum rc_xkind 
 	send_xmsg(s, owner_of(s->app, t->node.hash), m);
 }
 
+/* Refills c's bucket of topic creations (topics_per_second_max, at most one second's worth)
+ * and says whether it holds one. The tick is kept in 16 bits: a bucket idle for a multiple
+ * of 65,536 ticks may refill less, never more. */
+static bool may_create(struct rc_conn *c)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	if (!cfg->topics_per_second_max)
+		return true;
+	uint16_t now = (uint16_t)rc_clock_tick(&c->shard->clock);
+	uint64_t add = (uint64_t)(uint16_t)(now - c->topic_tick) * cfg->timer_tick_ms *
+		       cfg->topics_per_second_max / 1000;
+	if (add) {
+		uint64_t cap = RC_MIN(cfg->topics_per_second_max, (uint64_t)UINT16_MAX);
+		c->topic_tokens = (uint16_t)RC_MIN((uint64_t)c->topic_tokens + add, cap);
+		c->topic_tick = now;
+	}
+	return c->topic_tokens > 0;
+}
+
+/* Takes one token of c's bucket; false if empty. */
+static bool take_token(struct rc_conn *c)
+{
+	if (!may_create(c))
+		return false;
+	if (c->shard->app->cfg.topics_per_second_max)
+		c->topic_tokens--;
+	return true;
+}
+
+/* May c create local topic[0..len) (a new topic for this shard)? 0, -EAGAIN (c's rate) or
+ * -EBUSY (the owner's share of topics_max), counted. */
+static int new_topic_check(struct rc_conn *c, const char *topic, size_t len)
+{
+	struct rc_shard *s = c->shard;
+	struct rc_shard *owner = owner_of(s->app, rc_topic_hash(topic, len));
+	if (!may_create(c)) {
+		s->stats.topics_rate_limited++;
+		return -EAGAIN;
+	}
+	/* A topic its owner already sequences costs it nothing more; only the owner's own
+	 * table can say so, other owners are judged by their count alone. */
+	if (owner == s && rc_topic_find(&s->otopics, topic, len))
+		return 0;
+	if (!topic_room(owner)) {
+		s->stats.topics_refused++;
+		return -EBUSY;
+	}
+	return take_token(c) ? 0 : -EAGAIN;
+}
+
 int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 			const struct rc_resume *r)
 {
@@ -485,6 +785,12 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 	struct rc_topic_node *n = rc_topic_find(&s->ltopics, topic, len);
 	struct rc_ltopic *t = n ? rc_container_of(n, struct rc_ltopic, node) : NULL;
 	bool deflate_on = (c->flags & RC_CF_DEFLATE) && (!t || t->deflate_count == 0);
+	size_t charge = sizeof(struct rc_sub) + (t ? 0 : sizeof(struct rc_ltopic));
+	int rc = t ? 0 : new_topic_check(c, topic, len);
+	if (rc != 0)
+		return rc;
+	if (!rc_mem_try_charge(s->app, RC_BUDGET_topics, charge))
+		return -EBUSY;
 	/* Everything this subscription needs is allocated before anything changes, so running
 	 * out of memory refuses the subscription instead of leaving it deaf. */
 	struct rc_sub *sub = calloc(1, sizeof(*sub));
@@ -498,6 +804,7 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 		free(m_sub);
 		free(m_z);
 		free(m_rp);
+		rc_mem_release(s->app, RC_BUDGET_topics, charge);
 		s->stats.alloc_failures++;
 		return -ENOMEM;
 	}
@@ -553,12 +860,14 @@ static void unlink_sub(struct rc_shard *s, struct rc_sub *sub)
 	if ((sub->conn->flags & RC_CF_DEFLATE) && --t->deflate_count == 0)
 		notify_owner(s, t, RC_X_DEFLATE_OFF);
 	free(sub);
+	rc_mem_release(s->app, RC_BUDGET_topics, sizeof(*sub));
 	if (t->count)
 		return;
 	RC_ASSERT(t->deflate_count == 0);
 	notify_owner(s, t, RC_X_SHARD_UNSUB);
 	rc_topic_remove(&s->ltopics, &t->node);
 	free(t);
+	rc_mem_release(s->app, RC_BUDGET_topics, sizeof(*t));
 }
 
 int rc_pubsub_unsubscribe(struct rc_conn *c, const char *topic, size_t len)
@@ -608,6 +917,9 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 										 : NULL;
 	if (!rc_topic_name_valid(topic, tlen) || idlen > RC_ENVELOPE_ID_BYTES_LIMIT)
 		return -EINVAL;
+	uint64_t hash = rc_topic_hash(topic, tlen);
+	if (rc_pubsub_busy(self, app, hash))
+		return -EBUSY;
 	struct rc_xmsg *m = xmsg_new(self, RC_X_PUBLISH, topic, tlen, dlen);
 	if (!m)
 		return -ENOMEM;
@@ -620,11 +932,15 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 	m->reply = (uint8_t)reply;
 	m->tag = tag;
 	m->publisher = reply == RC_REPLY_WS ? rc_pubsub_publisher(c) : 0;
+	/* Only a WebSocket client's bucket limits the topics its publishes create. Its token
+	 * is taken now, so publishes in flight cannot create more than the bucket holds, and
+	 * given back when the answer says no topic was created (pub_done). */
+	m->may_create = reply != RC_REPLY_WS || take_token(c);
 	if (c) {
 		m->slot = (uint32_t)(c - c->shard->conns);
 		m->gen = c->gen;
 	}
-	struct rc_shard *to = owner_of(app, rc_topic_hash(topic, tlen));
+	struct rc_shard *to = owner_of(app, hash);
 	if (self) {
 		send_xmsg(self, to, m);
 		return 0;
@@ -637,6 +953,19 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 	if (rc_mpsc_wake_needed(&to->inbox))
 		rc_uring_wake(to);
 	return 0;
+}
+
+bool rc_pubsub_busy(struct rc_shard *s, struct rc_app *app, uint64_t hash)
+{
+	struct rc_shard *to = owner_of(app, hash);
+	uint64_t max = app->cfg.outbox_items_max;
+	/* The owner's outboxes hold what it fans out to stalled shards: read racily. */
+	bool busy = __atomic_load_n(&to->stats.outbox_items, __ATOMIC_RELAXED) >= max;
+	if (s && to != s && rc_outbox_count(s, to) >= max)
+		busy = true;
+	if (busy && s)
+		s->stats.outbox_refusals++;
+	return busy;
 }
 
 /* ---- per-turn work and lifetime ---------------------------------------------------------- */
@@ -663,6 +992,21 @@ void rc_pubsub_poll(struct rc_shard *s)
 		s->stats.limit_mpsc_drain++;
 }
 
+/* Ages t's history out; an emptied ring is freed (the next publish allocates again), so an
+ * idle topic holds no slots. */
+static void hist_age(struct rc_shard *s, struct rc_otopic *t, uint64_t now)
+{
+	uint64_t before = t->hist.bytes;
+	uint32_t aged = rc_history_expire(&t->hist, now, s->app->cfg.history_age_max_ms,
+					  release_ref, NULL);
+	hist_account(s, t, before, RC_EVICT_age, aged);
+	if (t->hist.count == 0 && t->hist.cap) {
+		rc_mem_release(s->app, RC_BUDGET_history, rc_history_slots_bytes(&t->hist));
+		rc_history_free(&t->hist, release_ref, NULL);
+	}
+	RC_DASSERT(t->hist.count || !t->hist.items);
+}
+
 /* Ages owned topics' history out and forgets topics nobody follows and nothing remembers. */
 void rc_pubsub_sweep(struct rc_shard *s)
 {
@@ -673,8 +1017,7 @@ void rc_pubsub_sweep(struct rc_shard *s)
 		while (n) {
 			struct rc_topic_node *next = n->next;
 			struct rc_otopic *t = rc_container_of(n, struct rc_otopic, node);
-			rc_history_expire(&t->hist, now, cfg->history_age_max_ms, release_ref,
-					  NULL);
+			hist_age(s, t, now);
 			/* A topic keeps its numbering while anyone may resume it: it is forgotten
 			 * (and would restart at seq 1) only after topic_forget_ms unused. */
 			bool unused = t->shards_subscribed == 0 && t->hist.count == 0;
@@ -683,10 +1026,7 @@ void rc_pubsub_sweep(struct rc_shard *s)
 			if (unused && cfg->topic_forget_ms &&
 			    now - t->unused_since_ms >= cfg->topic_forget_ms) {
 				rc_topic_remove(&s->otopics, n);
-				free(t->dedup_hash);
-				free(t->dedup_at);
-				rc_history_free(&t->hist, release_ref, NULL);
-				free(t);
+				otopic_free(s, t);
 				s->stats.topics_owned--;
 			}
 			n = next;
@@ -717,11 +1057,7 @@ void rc_pubsub_free(struct rc_shard *s)
 		struct rc_topic_node *n2 = s->otopics.buckets[b];
 		while (n2) {
 			struct rc_topic_node *next = n2->next;
-			struct rc_otopic *t = rc_container_of(n2, struct rc_otopic, node);
-			rc_history_free(&t->hist, release_ref, NULL);
-			free(t->dedup_hash);
-			free(t->dedup_at);
-			free(t);
+			otopic_free(s, rc_container_of(n2, struct rc_otopic, node));
 			n2 = next;
 		}
 	}
@@ -781,8 +1117,23 @@ static bool otopic_ok(const struct rc_shard *s, const struct rc_otopic *t)
 		subscribed += (uint32_t)__builtin_popcountll(t->shard_mask[w]);
 		deflate += (uint32_t)__builtin_popcountll(t->deflate_mask[w]);
 	}
+	if (hist_linked(s, t) != (t->hist.count > 0) || t->dedup_count > t->dedup_cap)
+		return false;
 	return subscribed == t->shards_subscribed && deflate == t->deflate_shards &&
-	       t->hist.count <= t->hist.cap;
+	       t->hist.count <= t->hist.cap && t->hist.cap <= t->hist.max;
+}
+
+/* The history order: linked both ways, and the bytes its topics hold are the shard's. */
+static bool hist_order_ok(const struct rc_shard *s)
+{
+	uint64_t bytes = 0;
+	const struct rc_otopic *prev = NULL;
+	for (const struct rc_otopic *t = s->hist_oldest; t; prev = t, t = t->hist_next) {
+		if (t->hist_prev != prev || t->hist.count == 0)
+			return false;
+		bytes += t->hist.bytes;
+	}
+	return prev == s->hist_newest && bytes == s->stats.history_bytes;
 }
 
 bool rc_pubsub_validate(const struct rc_shard *s)
@@ -809,5 +1160,5 @@ bool rc_pubsub_validate(const struct rc_shard *s)
 		conn_subs += n;
 	}
 	return subs == conn_subs && subs == s->stats.subscriptions &&
-	       s->otopics.count == s->stats.topics_owned;
+	       s->otopics.count == s->stats.topics_owned && hist_order_ok(s);
 }

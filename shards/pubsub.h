@@ -27,6 +27,7 @@ struct rc_sub {
 	struct rc_ltopic *topic;
 	struct rc_conn *conn;
 	uint64_t last_seq; /* newest seq queued to this subscriber */
+	uint64_t epoch;    /* the topic's, from the owner's answer (0: none asked or known) */
 	bool pending;      /* waiting for the owner's replay: live frames are skipped */
 };
 
@@ -43,10 +44,20 @@ struct rc_otopic {
 	uint32_t shards_subscribed;
 	struct rc_history hist;
 	uint64_t unused_since_ms; /* no subscribers and no history since then; 0 = in use */
-	uint64_t *dedup_hash; /* dedup_ids_max recent (publisher, id) hashes (ring), allocated on
-			       * first id */
-	uint64_t *dedup_at;
-	uint32_t dedup_next;
+	/* in the shard's history order (hist_oldest .. hist_newest) while hist.count > 0 */
+	struct rc_otopic *hist_prev;
+	struct rc_otopic *hist_next;
+	struct rc_dedup_id *dedup; /* recent (publisher, id) hashes: grows from 8 doubling up
+				    * to dedup_ids_max */
+	uint32_t dedup_cap;
+	uint32_t dedup_count;
+	uint32_t dedup_next; /* once full at its size: the slot the next id overwrites */
+};
+
+/* One remembered publish id of a topic. */
+struct rc_dedup_id {
+	uint64_t hash; /* of the publisher and the id, never 0 */
+	uint64_t at_ms;
 };
 
 /* Cross-shard control messages (RC_ITEM_XMSG items; frames travel as RC_ITEM_FRAME). */
@@ -76,6 +87,9 @@ struct rc_xmsg {
 	uint8_t has_since; /* REPLAY: the subscriber resumes from seq */
 	uint8_t has_epoch; /* REPLAY: ... of epoch `epoch` */
 	uint8_t reset;     /* REPLAYED: since is meaningless in the current epoch */
+	uint8_t may_create; /* PUBLISH: the publisher may create the topic (its bucket) */
+	uint8_t created;    /* PUB_DONE: the publish created the topic */
+	uint8_t refused;    /* PUB_DONE: refused (topics_max): busy */
 	uint16_t from; /* producing shard; RC_SHARDS_LIMIT for foreign threads */
 	uint16_t topic_len;
 	uint32_t slot; /* reply-to connection */
@@ -110,11 +124,11 @@ struct rc_pubsub_hooks {
 	/* Messages from..to of a resumed topic's epoch are gone from history. */
 	void (*gap)(struct rc_conn *c, const char *topic, size_t len, uint64_t from, uint64_t to,
 		    uint64_t epoch);
-	/* A publish with a reply got its seq in epoch (or was a duplicate); tag is its batch
-	 * index. */
+	/* A publish with a reply got its seq in epoch (or was a duplicate, or was refused as
+	 * busy: seq 0); tag is its batch index. */
 	void (*published)(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
-			  size_t len, uint64_t seq, uint64_t epoch, bool duplicate, const char *id,
-			  size_t id_len);
+			  size_t len, uint64_t seq, uint64_t epoch, bool duplicate, bool busy,
+			  const char *id, size_t id_len);
 };
 
 /* How a client subscribes: the owner answers it (the subscribed hook), and it may resume. */
@@ -145,8 +159,9 @@ void rc_pubsub_conn_closed(struct rc_conn *c);
 /* Subscribes c to topic[0..len) (copied). With r (borrowed), the subscription waits for the
  * owner's answer, which comes through the subscribed hook (and the gap hook, and replayed
  * messages, when r resumes). 0 subscribed (without r); 1 subscribed, the answer follows;
- * -EEXIST, -E2BIG (subscriptions_per_connection_max), -EINVAL (topic name), -ENOMEM
- * (nothing changed). */
+ * -EEXIST, -E2BIG (subscriptions_per_connection_max), -EINVAL (topic name), -EBUSY (a new
+ * topic past topics_max, read racily from its owner), -EAGAIN (a new topic past c's
+ * topics_per_second_max), -ENOMEM (nothing changed). Counted. */
 int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 			const struct rc_resume *r);
 
@@ -162,12 +177,20 @@ int rc_pubsub_unsubscribe(struct rc_conn *c, const char *topic, size_t len);
  * all copied. reply says who hears the seq: c (borrowed, checked by generation when the
  * answer comes back), tag its batch index. A WebSocket reply publishes as c
  * (rc_pubsub_publisher), everything else as the backend: ids repeat only within one.
- * Any thread. 0, -EINVAL, -ENOMEM, or -EAGAIN
- * (foreign thread and the owner's ring full).
+ * Any thread. 0, -EINVAL, -ENOMEM, -EAGAIN (foreign thread and the owner's ring full) or
+ * -EBUSY (rc_pubsub_busy: nothing posted).
  */
 int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const char *data,
 		      size_t dlen, const char *id, size_t idlen, enum rc_reply reply,
 		      struct rc_conn *c, uint32_t tag);
+
+/*
+ * True if a publish to topic (hash) must be refused to bound the outboxes: the owner's
+ * outboxes, or this shard's towards the owner, hold outbox_items_max items (the owner's read
+ * racily). Refusing at the entry keeps what was sequenced deliverable. Counted. Any thread
+ * (s NULL: a foreign thread).
+ */
+bool rc_pubsub_busy(struct rc_shard *s, struct rc_app *app, uint64_t hash);
 
 /*
  * Checks s's pub/sub state: every subscription linked in its topic and its connection,

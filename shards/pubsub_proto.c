@@ -105,6 +105,10 @@ static void on_sub(struct rc_conn *c, const struct rc_envelope *e)
 		send_error(c, RC_ENVELOPE_ERR_SUBSCRIPTION_LIMIT, NULL);
 	else if (rc == -EINVAL)
 		send_error(c, RC_ENVELOPE_ERR_TOPIC, NULL);
+	else if (rc == -EBUSY)
+		send_error(c, RC_ENVELOPE_ERR_BUSY, "topic limit reached");
+	else if (rc == -EAGAIN)
+		send_error(c, RC_ENVELOPE_ERR_BUSY, "new topics too fast");
 	else if (rc < 0)
 		send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
 }
@@ -124,6 +128,8 @@ static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
 				   e->id, e->id_len, RC_REPLY_WS, c, 0);
 	if (rc == -EINVAL)
 		send_error(c, RC_ENVELOPE_ERR_TOPIC, NULL);
+	else if (rc == -EBUSY)
+		send_error(c, RC_ENVELOPE_ERR_BUSY, "cross-shard queues full");
 	else if (rc < 0)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, NULL);
 }
@@ -170,6 +176,7 @@ struct rc_http_pub {
 	uint32_t pending;
 	bool batch;
 	bool keep_alive;
+	bool busy; /* an item was refused (topics_max): the answer is 503 */
 	uint64_t seq[RC_PUBLISH_BATCH_LIMIT];
 	bool duplicate[RC_PUBLISH_BATCH_LIMIT];
 };
@@ -196,6 +203,11 @@ static void http_fail(struct rc_conn *c, int status, enum rc_envelope_err code,
 
 static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
 {
+	if (hp->busy) {
+		/* The others were sequenced: a retry with the same ids is deduplicated. */
+		http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, "topic limit reached: retry with ids");
+		return;
+	}
 	size_t cap = rc_envelope_published_max(hp->count);
 	char *out = malloc(cap);
 	if (!out) {
@@ -210,12 +222,14 @@ static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
 }
 
 void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
-			size_t len, uint64_t seq, uint64_t epoch, bool duplicate, const char *id,
-			size_t id_len)
+			size_t len, uint64_t seq, uint64_t epoch, bool duplicate, bool busy,
+			const char *id, size_t id_len)
 {
 	if (reply == RC_REPLY_WS) {
 		/* A duplicate is acknowledged without a seq: it was sequenced before. */
-		if (c->state == RC_CONN_OPEN)
+		if (c->state == RC_CONN_OPEN && busy)
+			send_error(c, RC_ENVELOPE_ERR_BUSY, "topic limit reached");
+		else if (c->state == RC_CONN_OPEN)
 			send_ack(c, RC_ENVELOPE_OP_PUB, topic, len, duplicate ? 0 : seq, epoch, id,
 				 id_len);
 		return;
@@ -227,6 +241,7 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 		return;
 	hp->seq[tag] = duplicate ? 0 : seq;
 	hp->duplicate[tag] = duplicate;
+	hp->busy |= busy;
 	if (--hp->pending == 0) {
 		c->http_pub = NULL;
 		http_done(c, hp);
@@ -274,6 +289,14 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 			      body[lead] == '\n'))
 		lead++;
 	hp->batch = lead < len && body[lead] == '[';
+	/* Outboxes full towards an owner: refused whole, before anything is sequenced. */
+	for (uint32_t i = 0; i < n; i++) {
+		if (rc_pubsub_busy(c->shard, c->shard->app,
+				   rc_topic_hash(items[i].topic, items[i].topic_len))) {
+			http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, "cross-shard queues full");
+			goto out;
+		}
+	}
 	RC_ASSERT(c->http_pub == NULL);
 	c->http_pub = hp;
 	hp = NULL;
@@ -284,7 +307,7 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 				      items[i].data, items[i].data_len, items[i].id, items[i].id_len,
 				      RC_REPLY_HTTP, c, i) != 0)
 			rc_proto_published(c, RC_REPLY_HTTP, i, items[i].topic, items[i].topic_len, 0,
-					   0, true, NULL, 0);
+					   0, true, false, NULL, 0);
 	}
 out:
 	free(items);

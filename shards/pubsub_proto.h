@@ -25,8 +25,8 @@ void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t fro
 /* A publish got its seq: the client's ack, or one answer of a POST /publish batch, sent
  * when the last one arrives (published hook). */
 void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
-			size_t len, uint64_t seq, uint64_t epoch, bool duplicate, const char *id,
-			size_t id_len);
+			size_t len, uint64_t seq, uint64_t epoch, bool duplicate, bool busy,
+			const char *id, size_t id_len);
 
 /* Serves POST /publish (body borrowed for the call); the answer is sent when every publish
  * of the batch is sequenced (publish hook). */

@@ -36,6 +36,7 @@ struct rc_frame;          /* frame.h */
 struct rc_qnode;          /* sendq.h */
 struct rc_sendop;         /* sendq.h */
 struct rc_sub;            /* pubsub.h */
+struct rc_otopic;         /* pubsub.h */
 struct rc_outbox;         /* outbox.h */
 struct rc_http_pub;       /* pubsub_proto.c */
 struct rc_conn_hooks;     /* conn_rt.h */
@@ -117,11 +118,13 @@ struct rc_conn {
 	uint8_t close_reason;
 	uint16_t subs_count;
 	uint8_t deflate_window_bits; /* server_max_window_bits agreed (8..15) if RC_CF_DEFLATE */
+	uint16_t topic_tokens; /* topics_per_second_max bucket, whole topics */
+	uint16_t topic_tick;   /* low 16 bits of the tick of its last refill */
 };
 
-/* deflate_window_bits lives in what was tail padding: idle memory per connection is the
- * product, so a field that grows the record is a decision, not an accident. The docs quote
- * the size (docs/architecture.md, README.md). */
+/* deflate_window_bits and the topic bucket live in what was tail padding: idle memory per
+ * connection is the product, so a field that grows the record is a decision, not an
+ * accident. The docs quote the size (docs/architecture.md, README.md). */
 RC_STATIC_ASSERT(sizeof(struct rc_conn) == 152, "struct rc_conn changed size: update the docs");
 
 /*
@@ -176,6 +179,9 @@ struct rc_shard {
 	struct rc_topic_table ltopics; /* topics with local subscribers (rc_ltopic) */
 	struct rc_topic_table otopics; /* topics this shard owns (rc_otopic) */
 	uint64_t topics_created;       /* owned topics ever created: their epochs' counter */
+	/* owned topics holding history, least recently published first (pubsub.c) */
+	struct rc_otopic *hist_oldest;
+	struct rc_otopic *hist_newest;
 	char *scratch;                 /* publish data parsing */
 	size_t scratch_cap;
 	/* permessage-deflate: one codec per shard, nothing per connection */
@@ -240,6 +246,7 @@ struct rc_app {
 	char *subprotocols_buf;
 	int log_level; /* 0 error .. 3 debug */
 	bool drop_slow; /* slow_consumer_policy = drop */
+	bool latest_slow; /* slow_consumer_policy = latest */
 	enum rc_client_publish client_publish;
 	int pubsub_ws;  /* index of the pub/sub endpoint in ws[], -1 if none */
 	char publish_path[64]; /* POST endpoint of the backend publish API, "" if none */

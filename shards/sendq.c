@@ -66,16 +66,24 @@ int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
 	return 0;
 }
 
-static int send_frame(struct rc_conn *c, uint8_t opcode, bool rsv1, const void *p, size_t len)
+struct rc_frame *rc_frame_build(uint8_t opcode, bool rsv1, const void *p, size_t len)
 {
 	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
 	size_t hlen = rc_ws_frame_write_header(hdr, opcode, true, rsv1, len);
 	struct rc_frame *f = rc_frame_alloc((uint32_t)(hlen + len));
 	if (!f)
-		return -ENOMEM;
+		return NULL;
 	memcpy(f->data, hdr, hlen);
 	if (len)
 		memcpy(f->data + hlen, p, len);
+	return f;
+}
+
+static int send_frame(struct rc_conn *c, uint8_t opcode, bool rsv1, const void *p, size_t len)
+{
+	struct rc_frame *f = rc_frame_build(opcode, rsv1, p, len);
+	if (!f)
+		return -ENOMEM;
 	c->shard->stats.frames_out++;
 	return rc_conn_enqueue(c, f);
 }
@@ -155,20 +163,57 @@ void rc_sendq_conn_closed(struct rc_conn *c)
 		release(c->shard, &c->q);
 }
 
-void rc_sendq_drop_unsent(struct rc_conn *c)
+struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before)
 {
-	struct rc_sendq *q = &c->q;
 	/* Frames the kernel may be reading (the send in flight) or has half sent stay. */
 	size_t keep = 0;
 	if (c->flags & RC_CF_SEND)
 		keep = c->sop ? c->sop->mh.msg_iovlen : 1;
-	else if (q->head_off)
+	else if (c->q.head_off)
 		keep = 1;
-	struct rc_qnode *last = NULL, *n = q->head;
+	struct rc_qnode *last = NULL, *n = c->q.head;
 	for (size_t i = 0; i < keep && n; i++) {
 		last = n;
 		n = n->next;
 	}
+	*before = last;
+	return n;
+}
+
+void rc_sendq_swap(struct rc_conn *c, struct rc_qnode *n, struct rc_frame *f)
+{
+	RC_ASSERT(c->q.bytes >= n->frame->len);
+	c->q.bytes = c->q.bytes - n->frame->len + f->len;
+	rc_frame_unref(n->frame);
+	n->frame = f;
+}
+
+int rc_sendq_insert(struct rc_conn *c, struct rc_qnode *prev, struct rc_frame *f)
+{
+	struct rc_qnode *n = qnode_get(c->shard);
+	if (!n) {
+		rc_frame_unref(f);
+		return -ENOMEM;
+	}
+	n->frame = f;
+	n->queued_tick = prev ? prev->queued_tick : rc_clock_tick(&c->shard->clock);
+	n->next = prev ? prev->next : c->q.head;
+	if (prev)
+		prev->next = n;
+	else
+		c->q.head = n;
+	if (!n->next)
+		c->q.tail = n;
+	c->q.bytes += f->len;
+	RC_DASSERT(c->q.head != NULL);
+	return 0;
+}
+
+void rc_sendq_drop_unsent(struct rc_conn *c)
+{
+	struct rc_sendq *q = &c->q;
+	struct rc_qnode *last;
+	struct rc_qnode *n = rc_sendq_unsent(c, &last);
 	while (n) {
 		struct rc_qnode *next = n->next;
 		q->bytes -= n->frame->len;

@@ -66,6 +66,22 @@ void rc_send_zc_notified(struct rc_conn *c);
  * completion. Part of the closed hook (app.c). */
 void rc_sendq_conn_closed(struct rc_conn *c);
 
+/* A unicast frame of opcode carrying p[0..len) (copied), one reference (the caller's); NULL
+ * without memory. */
+struct rc_frame *rc_frame_build(uint8_t opcode, bool rsv1, const void *p, size_t len);
+
+/* The first node of c's queue not handed to the kernel (neither in the send in flight nor
+ * half sent), NULL if none; *before is the node ahead of it (NULL: it is the head). */
+struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before);
+
+/* Puts f (the caller's reference, taken) in unsent node n of c's queue, releasing the frame
+ * it held; the queue's bytes follow. */
+void rc_sendq_swap(struct rc_conn *c, struct rc_qnode *n, struct rc_frame *f);
+
+/* Queues f (the caller's reference, taken) right after node prev of c's queue (NULL: at its
+ * head), which must not be followed by a node in flight. 0 or -ENOMEM (f released). */
+int rc_sendq_insert(struct rc_conn *c, struct rc_qnode *prev, struct rc_frame *f);
+
 /* Drops every queued frame not yet handed to the kernel (slow consumer being closed). */
 void rc_sendq_drop_unsent(struct rc_conn *c);
 

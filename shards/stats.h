@@ -34,6 +34,21 @@ enum rc_close_reason {
 		RC_CLOSE_REASON_COUNT,
 };
 
+/* Why a message left a topic's history early; the label of ringcast_history_evictions_total. */
+#define RC_EVICT_CAUSES(X)                                                                         \
+	X(count, "history_messages_max reached")                                                   \
+	X(age, "older than history_age_max_ms")                                                    \
+	X(topic_bytes, "history_bytes_max reached")                                                \
+	X(total_bytes, "the shard's share of history_total_bytes_max reached")                     \
+	X(budget, "the memory budget refused a bigger history ring")
+
+enum rc_evict_cause {
+#define RC_X(name, help) RC_EVICT_##name,
+	RC_EVICT_CAUSES(RC_X)
+#undef RC_X
+		RC_EVICT_CAUSE_COUNT,
+};
+
 /* One shard's counters. Written only by the shard; read racily (relaxed) by /metrics. */
 struct rc_shard_stats {
 	uint64_t connections_accepted;
@@ -75,10 +90,19 @@ struct rc_shard_stats {
 	uint64_t deflate_window_skips; /* messages sent plain: longer than the client's window */
 	uint64_t inflated_messages;  /* compressed messages received */
 	uint64_t alloc_failures;     /* runtime allocations that failed and were degraded */
+	uint64_t history_bytes;      /* gauge: bytes held by this shard's topic histories */
+	uint64_t history_evictions[RC_EVICT_CAUSE_COUNT]; /* messages evicted early, by cause */
+	uint64_t topics_refused;      /* new topics refused: topics_max reached */
+	uint64_t topics_rate_limited; /* new topics refused: topics_per_second_max reached */
+	uint64_t outbox_items;        /* gauge: items waiting in this shard's outboxes */
+	uint64_t outbox_refusals;     /* publishes refused: the owner's outboxes were full */
+	uint64_t conflations;         /* queued messages replaced by a newer one (policy latest) */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any
  * thread; returns a string literal. */
 const char *rc_close_reason_name(enum rc_close_reason why);
+/* The metric label of an eviction cause ("count", "age", ...); "unknown" out of range. */
+const char *rc_evict_cause_name(enum rc_evict_cause cause);
 
 #endif

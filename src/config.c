@@ -325,8 +325,9 @@ int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 		return -EINVAL;
 	}
 	if (strcmp(cfg->slow_consumer_policy, "close") != 0 &&
-	    strcmp(cfg->slow_consumer_policy, "drop") != 0) {
-		snprintf(err, err_len, "slow_consumer_policy: '%s' is not close or drop",
+	    strcmp(cfg->slow_consumer_policy, "drop") != 0 &&
+	    strcmp(cfg->slow_consumer_policy, "latest") != 0) {
+		snprintf(err, err_len, "slow_consumer_policy: '%s' is not close, drop or latest",
 			 cfg->slow_consumer_policy);
 		return -EINVAL;
 	}

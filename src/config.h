@@ -75,7 +75,8 @@
 	X(send_queue_age_max_ms, 10000, 0, 3600000, "ms",                                        \
 	  "oldest queued frame older than this applies the slow-consumer policy; 0 = no limit")   \
 	S(slow_consumer_policy, "close",                                                          \
-	  "close (1013 + reason) or drop (skip frames; the client sees a sequence gap)")           \
+	  "close (1013 + reason), drop (skip frames; the client sees a sequence gap) or latest "  \
+	  "(a topic's unsent message is replaced by its newest, after a gap)")                     \
 	X(memory_budget_bytes, 0, 0, 1ull << 50, "bytes",                                         \
 	  "memory clients may make the gateway hold, kernel socket memory included; 0 = 3/4 of "  \
 	  "the host's or cgroup's memory")                                                         \
@@ -87,6 +88,18 @@
 	  "messages kept per topic for replay after a reconnect; 0 = none")                        \
 	X(history_age_max_ms, 300000, 0, 86400000, "ms",                                           \
 	  "messages older than this leave the history; 0 = kept until evicted by count")           \
+	X(history_bytes_max, 1048576, 0, RC_MESSAGE_BYTES_LIMIT, "bytes",                          \
+	  "bytes of history kept per topic (frames included); the oldest go first")               \
+	X(history_total_bytes_max, 268435456, 0, 1ull << 44, "bytes",                              \
+	  "bytes of history kept by all topics, split over shards; the least recently published " \
+	  "topics give way first")                                                                 \
+	X(topics_max, 1000000, 1, 1ull << 32, "",                                                  \
+	  "topics the process sequences at once, split over shards; past it new topics get error " \
+	  "16 (busy)")                                                                             \
+	X(topics_per_second_max, 256, 0, 65535, "",                                                \
+	  "topics one connection may create per second (subscribing or publishing to a topic new "  \
+	  "to its shard; token bucket, one second's worth at once); past it error 16 (busy); "    \
+	  "0 = no limit")                                                                          \
 	X(topic_forget_ms, 600000, 0, 86400000, "ms",                                              \
 	  "a topic without subscribers or history is forgotten (seq restarts) after this; 0 = never") \
 	X(dedup_window_ms, 60000, 0, 3600000, "ms",                                                \
@@ -102,6 +115,9 @@
 	X(mpsc_ring_entries, 16384, 64, 1048576, "",                                               \
 	  "slots of each shard's inbound cross-shard ring (power of two)")                         \
 	X(mpsc_drain_max, 4096, 16, 1048576, "", "cross-shard items handled per loop turn")         \
+	X(outbox_items_max, 65536, 16, 1ull << 30, "",                                             \
+	  "cross-shard items one shard may hold for full rings; past it publishes towards it get " \
+	  "error 16 (busy) or 503")                                                                \
 	B(deflate, true, "negotiate permessage-deflate (RFC 7692, no context takeover)")          \
 	X(deflate_level, 6, 1, 12, "", "libdeflate compression level")                             \
 	X(deflate_threshold_bytes, 256, 0, 1073741824, "bytes",                                    \

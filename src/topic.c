@@ -136,10 +136,10 @@ bool rc_topic_table_validate(const struct rc_topic_table *t)
 }
 
 /* ---- history ------------------------------------------------------------------------------ */
-void rc_history_init(struct rc_history *h, uint32_t cap)
+void rc_history_init(struct rc_history *h, uint32_t max)
 {
 	memset(h, 0, sizeof(*h));
-	h->cap = cap;
+	h->max = max;
 }
 
 const struct rc_history_item *rc_history_at(const struct rc_history *h, uint32_t i)
@@ -148,44 +148,101 @@ const struct rc_history_item *rc_history_at(const struct rc_history *h, uint32_t
 	return &h->items[(h->head + i) % h->cap];
 }
 
-int rc_history_push(struct rc_history *h, uint64_t seq, uint64_t now_ms, void *ref,
-		    void **evicted)
+/* The ring's next size: RC_HISTORY_SLOTS_MIN, then doubling, never past max. */
+static uint32_t next_cap(const struct rc_history *h)
 {
+	if (h->count < h->cap || h->cap >= h->max)
+		return h->cap;
+	uint64_t n = h->cap ? (uint64_t)h->cap * 2 : RC_HISTORY_SLOTS_MIN;
+	return (uint32_t)RC_MIN(n, (uint64_t)h->max);
+}
+
+size_t rc_history_growth_bytes(const struct rc_history *h)
+{
+	return (size_t)(next_cap(h) - h->cap) * sizeof(struct rc_history_item);
+}
+
+/* Grows a full ring to ncap slots, the oldest item moving to index 0. 0 or -ENOMEM. */
+static int grow_ring(struct rc_history *h, uint32_t ncap)
+{
+	RC_ASSERT(ncap > h->cap);
+	RC_ASSERT(h->count == h->cap);
+	struct rc_history_item *items = malloc((size_t)ncap * sizeof(*items));
+	if (!items)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < h->count; i++)
+		items[i] = h->items[(h->head + i) % h->cap];
+	free(h->items);
+	h->items = items;
+	h->head = 0;
+	h->cap = ncap;
+	return 0;
+}
+
+bool rc_history_pop(struct rc_history *h, struct rc_history_item *out)
+{
+	if (h->count == 0)
+		return false;
+	*out = h->items[h->head];
+	h->head = (h->head + 1) % h->cap;
+	h->count--;
+	RC_ASSERT(h->bytes >= out->bytes);
+	h->bytes -= out->bytes;
+	return true;
+}
+
+int rc_history_push(struct rc_history *h, uint64_t seq, uint64_t now_ms, void *ref,
+		    uint32_t bytes, void **evicted)
+{
+	struct rc_history_item old;
 	*evicted = NULL;
-	if (h->cap == 0) {
+	if (h->max == 0) {
 		*evicted = ref; /* no history kept: the caller releases it at once */
 		return 0;
 	}
-	if (!h->items) {
-		h->items = calloc(h->cap, sizeof(*h->items));
-		if (!h->items)
-			return -ENOMEM;
-	}
+	uint32_t ncap = next_cap(h);
+	if (ncap != h->cap && grow_ring(h, ncap) != 0)
+		return -ENOMEM;
 	if (h->count)
 		RC_ASSERT(seq > rc_history_at(h, h->count - 1)->seq);
-	if (h->count == h->cap) {
-		*evicted = h->items[h->head].ref;
-		h->head = (h->head + 1) % h->cap;
-		h->count--;
-	}
+	if (h->count == h->cap && rc_history_pop(h, &old))
+		*evicted = old.ref;
 	struct rc_history_item *it = &h->items[(h->head + h->count) % h->cap];
 	it->seq = seq;
 	it->at_ms = now_ms;
 	it->ref = ref;
+	it->bytes = bytes;
 	h->count++;
+	h->bytes += bytes;
+	RC_DASSERT(h->count <= h->cap);
 	return 0;
 }
 
-void rc_history_expire(struct rc_history *h, uint64_t now_ms, uint64_t max_age_ms,
-		       void (*release)(void *ref, void *ctx), void *ctx)
+uint32_t rc_history_trim(struct rc_history *h, uint64_t bytes_max,
+			 void (*release)(void *ref, void *ctx), void *ctx)
 {
-	if (!max_age_ms)
-		return;
-	while (h->count && now_ms - h->items[h->head].at_ms > max_age_ms) {
-		release(h->items[h->head].ref, ctx);
-		h->head = (h->head + 1) % h->cap;
-		h->count--;
+	struct rc_history_item old;
+	uint32_t n = 0;
+	while (h->bytes > bytes_max && rc_history_pop(h, &old)) {
+		release(old.ref, ctx);
+		n++;
 	}
+	return n;
+}
+
+uint32_t rc_history_expire(struct rc_history *h, uint64_t now_ms, uint64_t max_age_ms,
+			   void (*release)(void *ref, void *ctx), void *ctx)
+{
+	struct rc_history_item old;
+	uint32_t n = 0;
+	if (!max_age_ms)
+		return 0;
+	while (h->count && now_ms - h->items[h->head].at_ms > max_age_ms) {
+		(void)rc_history_pop(h, &old);
+		release(old.ref, ctx);
+		n++;
+	}
+	return n;
 }
 
 uint32_t rc_history_since(const struct rc_history *h, uint64_t since, uint32_t *first, bool *gap)
@@ -213,5 +270,7 @@ void rc_history_free(struct rc_history *h, void (*release)(void *ref, void *ctx)
 	for (uint32_t i = 0; i < h->count; i++)
 		release(h->items[(h->head + i) % h->cap].ref, ctx);
 	free(h->items);
+	uint32_t max = h->max;
 	memset(h, 0, sizeof(*h));
+	h->max = max;
 }

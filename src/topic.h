@@ -1,8 +1,9 @@
 /*
  * Topic bookkeeping, sans I/O: a string-keyed hash table of topics (chained, growing by
  * doubling, entries embedded in their owners) and a bounded per-topic history of published
- * frames (by count and by age) answering "what came after seq N" or "gap". Each shard owns
- * its own tables; nothing here is thread-safe. Time comes in as now_ms.
+ * frames (by count, bytes and age; its ring grows with use) answering "what came after
+ * seq N" or "gap". Each shard owns its own tables; nothing here is thread-safe. Time comes
+ * in as now_ms.
  */
 #ifndef RC_TOPIC_H
 #define RC_TOPIC_H
@@ -56,35 +57,65 @@ void rc_topic_remove(struct rc_topic_table *t, struct rc_topic_node *n);
 /* Checks chains and counts (tests, RC_DASSERT). */
 bool rc_topic_table_validate(const struct rc_topic_table *t);
 
-/* One remembered publish: its sequence number, when, and an opaque reference (a frame). */
+/* One remembered publish: its sequence number, when, its size and an opaque reference (a
+ * frame). */
 struct rc_history_item {
 	uint64_t seq;
 	uint64_t at_ms;
 	void *ref;
+	uint32_t bytes; /* what the caller counts it as (its frame's memory) */
 };
 
-/* A ring of the most recent publishes of one topic, oldest first. */
-struct rc_history {
-	struct rc_history_item *items; /* cap slots, allocated on first push */
-	uint32_t cap;                  /* count limit */
-	uint32_t head;                 /* index of the oldest */
-	uint32_t count;
-};
-
-/* Empty history keeping at most cap items. No allocation until the first push. */
-void rc_history_init(struct rc_history *h, uint32_t cap);
+#define RC_HISTORY_SLOTS_MIN 8 /* the ring's first allocation; it doubles up to max */
 
 /*
- * Appends (seq, now_ms, ref); seq must exceed the newest's. If full, the oldest item is
- * evicted and returned through *evicted (its ref for the caller to release), else *evicted is
- * NULL. Returns 0 or -ENOMEM (then nothing changed and the caller keeps ref).
+ * A ring of the most recent publishes of one topic, oldest first, bounded by count (max) and,
+ * through rc_history_trim, by bytes. The ring grows with use: no slots until the first push,
+ * then RC_HISTORY_SLOTS_MIN, doubling while full up to max.
+ */
+struct rc_history {
+	struct rc_history_item *items; /* cap slots; NULL until the first push */
+	uint32_t cap;                  /* slots allocated, <= max */
+	uint32_t max;                  /* count limit */
+	uint32_t head;                 /* index of the oldest */
+	uint32_t count;
+	uint64_t bytes; /* sum of the held items' bytes */
+};
+
+/* Empty history keeping at most max items. No allocation until the first push. */
+void rc_history_init(struct rc_history *h, uint32_t max);
+
+/* Bytes the ring's slots take: what the caller charges for the ring itself. */
+static inline size_t rc_history_slots_bytes(const struct rc_history *h)
+{
+	return (size_t)h->cap * sizeof(struct rc_history_item);
+}
+
+/* Bytes of slots the next rc_history_push would add by growing the ring (0 if it has room or
+ * is at max), so a caller can charge them first or make room with rc_history_pop. */
+size_t rc_history_growth_bytes(const struct rc_history *h);
+
+/*
+ * Appends (seq, now_ms, ref, bytes); seq must exceed the newest's. A full ring below max
+ * grows (doubling); at max the oldest item is evicted and returned through *evicted (its ref
+ * for the caller to release), else *evicted is NULL. With max 0 nothing is kept: *evicted is
+ * ref. Returns 0 or -ENOMEM (the ring could not grow: nothing changed, the caller keeps ref).
  */
 int rc_history_push(struct rc_history *h, uint64_t seq, uint64_t now_ms, void *ref,
-		    void **evicted);
+		    uint32_t bytes, void **evicted);
 
-/* Evicts items older than max_age_ms (0 = no age limit), calling release(ref, ctx) for each. */
-void rc_history_expire(struct rc_history *h, uint64_t now_ms, uint64_t max_age_ms,
-		       void (*release)(void *ref, void *ctx), void *ctx);
+/* Removes the oldest item into *out; false if empty. */
+bool rc_history_pop(struct rc_history *h, struct rc_history_item *out);
+
+/* Evicts oldest items while the history holds more than bytes_max bytes, calling
+ * release(ref, ctx) for each; returns how many. */
+uint32_t rc_history_trim(struct rc_history *h, uint64_t bytes_max,
+			 void (*release)(void *ref, void *ctx), void *ctx);
+
+/* Evicts items older than max_age_ms (0 = no age limit), calling release(ref, ctx) for each;
+ * returns how many. */
+uint32_t rc_history_expire(struct rc_history *h, uint64_t now_ms, uint64_t max_age_ms,
+			   void (*release)(void *ref, void *ctx), void *ctx);
 
 /*
  * What a client that last saw `since` missed. Returns the number of items with seq > since
@@ -97,7 +128,7 @@ uint32_t rc_history_since(const struct rc_history *h, uint64_t since, uint32_t *
 /* The i-th item, 0 = oldest; i < count. */
 const struct rc_history_item *rc_history_at(const struct rc_history *h, uint32_t i);
 
-/* Releases every item and frees the ring. */
+/* Releases every item and frees the ring (the history is empty and unallocated after). */
 void rc_history_free(struct rc_history *h, void (*release)(void *ref, void *ctx), void *ctx);
 
 #endif

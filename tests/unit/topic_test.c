@@ -1,8 +1,8 @@
 /*
  * src/topic: the chained topic table (insert, find, remove, growth, validate) and the bounded
- * per-topic history (push and evict by count, expire by age, since() with and without a gap,
- * exact indices across the ring's wrap). Invalid uses that are programmer errors abort
- * (RC_ASSERT); corrupted tables fail validate().
+ * per-topic history (push and evict by count, grow by doubling, trim by bytes, expire by age,
+ * since() with and without a gap, exact indices across the ring's wrap). Invalid uses that
+ * are programmer errors abort (RC_ASSERT); corrupted tables fail validate().
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
@@ -66,10 +66,10 @@ static size_t push_range(struct rc_history *h, uint64_t first, uint64_t last,
 	size_t evictions = 0;
 	for (uint64_t s = first; s <= last; s++) {
 		void *ev = (void *)1;
-		cr_assert(eq(int, rc_history_push(h, s, at ? at(s) : s, REF(s), &ev), 0));
+		cr_assert(eq(int, rc_history_push(h, s, at ? at(s) : s, REF(s), 1, &ev), 0));
 		if (ev) {
 			evictions++;
-			cr_assert(eq(ptr, ev, REF(s - h->cap)), "push %llu evicted %p",
+			cr_assert(eq(ptr, ev, REF(s - h->max)), "push %llu evicted %p",
 				  (unsigned long long)s, ev);
 		}
 	}
@@ -438,7 +438,9 @@ Test(history, init_allocates_nothing_and_holds_nothing)
 	rc_history_init(&h, 8);
 	cr_assert(eq(ptr, h.items, NULL));
 	cr_assert(eq(u32, h.count, 0));
-	cr_assert(eq(u32, h.cap, 8));
+	cr_assert(eq(u32, h.cap, 0));
+	cr_assert(eq(u32, h.max, 8));
+	cr_assert(eq(sz, rc_history_slots_bytes(&h), 0));
 	cr_assert(eq(u32, rc_history_since(&h, 0, &first, &gap), 0));
 	cr_assert(eq(u32, first, 0));
 	cr_assert(not(gap));
@@ -632,7 +634,7 @@ Test(history, zero_capacity_keeps_nothing_and_hands_the_ref_back)
 	uint32_t first;
 	bool gap = true;
 	rc_history_init(&h, 0);
-	cr_assert(eq(int, rc_history_push(&h, 1, 5, REF(1), &ev), 0));
+	cr_assert(eq(int, rc_history_push(&h, 1, 5, REF(1), 1, &ev), 0));
 	cr_assert(eq(ptr, ev, REF(1)));
 	cr_assert(eq(u32, h.count, 0));
 	cr_assert(eq(ptr, h.items, NULL));
@@ -698,6 +700,90 @@ Test(history, expire_on_an_empty_history_is_harmless)
 	cr_assert(eq(sz, r.count, 0));
 }
 
+Test(history, ring_grows_by_doubling_up_to_max_keeping_order)
+{
+	struct rc_history h;
+	struct released r = {.count = 0};
+	rc_history_init(&h, 20);
+	cr_assert(eq(sz, rc_history_growth_bytes(&h),
+		     RC_HISTORY_SLOTS_MIN * sizeof(struct rc_history_item)));
+	push_range(&h, 1, 1, NULL);
+	cr_assert(eq(u32, h.cap, RC_HISTORY_SLOTS_MIN), "the first push allocates the minimum");
+	push_range(&h, 2, 8, NULL);
+	cr_assert(eq(u32, h.cap, 8));
+	cr_assert(eq(sz, rc_history_growth_bytes(&h), 8 * sizeof(struct rc_history_item)));
+	push_range(&h, 9, 9, NULL);
+	cr_assert(eq(u32, h.cap, 16), "a full ring doubles");
+	cr_assert(eq(sz, push_range(&h, 10, 20, NULL), 0), "no eviction below max");
+	cr_assert(eq(u32, h.cap, 20), "the last doubling stops at max");
+	cr_assert(eq(sz, rc_history_growth_bytes(&h), 0), "at max the ring never grows");
+	cr_assert(eq(sz, push_range(&h, 21, 25, NULL), 5), "at max the oldest go");
+	for (uint32_t i = 0; i < h.count; i++)
+		cr_assert(eq(u64, rc_history_at(&h, i)->seq, 6 + i));
+	cr_assert(eq(u64, h.bytes, 20));
+	rc_history_free(&h, release, &r);
+	cr_assert(eq(sz, r.count, 20));
+	cr_assert(eq(u32, h.cap, 0), "free returns the ring");
+	cr_assert(eq(u32, h.max, 20), "and keeps the limit for reuse");
+}
+
+Test(history, growth_across_a_wrapped_ring_keeps_order)
+{
+	struct rc_history h;
+	struct rc_history_item it;
+	rc_history_init(&h, 32);
+	push_range(&h, 1, 8, NULL);
+	cr_assert(rc_history_pop(&h, &it));
+	cr_assert(rc_history_pop(&h, &it));
+	push_range(&h, 9, 10, NULL); /* wraps: the oldest sits at index 2 */
+	push_range(&h, 11, 11, NULL); /* full at 8: grows */
+	cr_assert(eq(u32, h.cap, 16));
+	for (uint32_t i = 0; i < h.count; i++)
+		cr_assert(eq(u64, rc_history_at(&h, i)->seq, 3 + i));
+	rc_history_free(&h, release, &(struct released){.count = 0});
+}
+
+Test(history, trim_evicts_the_oldest_until_under_the_bytes)
+{
+	struct rc_history h;
+	struct released r = {.count = 0};
+	void *ev;
+	rc_history_init(&h, 16);
+	for (uint64_t s = 1; s <= 5; s++)
+		cr_assert(eq(int, rc_history_push(&h, s, s, REF(s), (uint32_t)(100 * s), &ev), 0));
+	cr_assert(eq(u64, h.bytes, 1500));
+	cr_assert(eq(u32, rc_history_trim(&h, 1500, release, &r), 0), "at the bound: kept");
+	cr_assert(eq(u32, rc_history_trim(&h, 1200, release, &r), 2));
+	cr_assert(eq(u64, h.bytes, 1200));
+	cr_assert(eq(ptr, (void *)r.refs[0], REF(1)));
+	cr_assert(eq(ptr, (void *)r.refs[1], REF(2)));
+	cr_assert(eq(u32, rc_history_trim(&h, 0, release, &r), 3), "0 bytes empties it");
+	cr_assert(eq(u64, h.bytes, 0));
+	rc_history_free(&h, release, &r);
+	cr_assert(eq(sz, r.count, 5));
+}
+
+Test(history, expire_and_pop_keep_the_byte_count)
+{
+	struct rc_history h;
+	struct rc_history_item it;
+	void *ev;
+	rc_history_init(&h, 4);
+	for (uint64_t s = 1; s <= 6; s++)
+		cr_assert(eq(int, rc_history_push(&h, s, 10 * s, REF(s), (uint32_t)s, &ev), 0));
+	cr_assert(eq(u64, h.bytes, 3 + 4 + 5 + 6), "evicted by count: bytes follow");
+	cr_assert(eq(u32, rc_history_expire(&h, 50, 5, release, &(struct released){.count = 0}),
+		     2));
+	cr_assert(eq(u64, h.bytes, 11));
+	cr_assert(rc_history_pop(&h, &it));
+	cr_assert(eq(u64, it.seq, 5));
+	cr_assert(eq(u32, it.bytes, 5));
+	cr_assert(eq(u64, h.bytes, 6));
+	cr_assert(rc_history_pop(&h, &it));
+	cr_assert(not(rc_history_pop(&h, &it)), "empty: nothing to pop");
+	rc_history_free(&h, release, NULL);
+}
+
 Test(history, free_twice_is_harmless)
 {
 	struct rc_history h;
@@ -714,8 +800,8 @@ Test(history, push_of_a_seq_not_above_the_newest_aborts, .signal = SIGABRT)
 	struct rc_history h;
 	void *ev;
 	rc_history_init(&h, 4);
-	rc_history_push(&h, 5, 0, REF(5), &ev);
-	rc_history_push(&h, 5, 0, REF(5), &ev);
+	rc_history_push(&h, 5, 0, REF(5), 1, &ev);
+	rc_history_push(&h, 5, 0, REF(5), 1, &ev);
 }
 
 Test(history, push_of_an_older_seq_aborts, .signal = SIGABRT)
@@ -723,8 +809,8 @@ Test(history, push_of_an_older_seq_aborts, .signal = SIGABRT)
 	struct rc_history h;
 	void *ev;
 	rc_history_init(&h, 4);
-	rc_history_push(&h, 5, 0, REF(5), &ev);
-	rc_history_push(&h, 4, 0, REF(4), &ev);
+	rc_history_push(&h, 5, 0, REF(5), 1, &ev);
+	rc_history_push(&h, 4, 0, REF(4), 1, &ev);
 }
 
 Test(history, at_past_the_count_aborts, .signal = SIGABRT)
