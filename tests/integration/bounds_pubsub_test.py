@@ -149,7 +149,8 @@ class TopicsMaxTest(harness.ServerTestCase):
     def test_distinct_topics_refused_past_topics_max(self):
         """4,000 publishes with ids to distinct topics: exactly the 200 topics of
         topics_max are created (100 per shard), the rest are answered busy and counted, RSS
-        stays bounded; existing topics keep working and new subscriptions are refused."""
+        stays bounded; existing topics keep working (WebSocket and POST /publish), new
+        subscriptions are refused, and POST /publish to a new topic gets 503 with error 16."""
         n = 4000 // DIV
         c = Client(self.port)
         pid = self.server.proc.pid
@@ -173,6 +174,24 @@ class TopicsMaxTest(harness.ServerTestCase):
         c.send_json({"op": "pub", "topic": acks[0]["topic"], "data": "again"})
         self.assertEqual(c.answers(1)[0].get("seq"), 2)
         c.close()
+        status, body = post_publish(self.port, [{"topic": "brand.new", "data": 1, "id": "b1"}])
+        self.assertEqual(status, 503, body)
+        self.assertEqual(json.loads(body).get("code"), 16)
+        status, body = post_publish(self.port, {"topic": acks[1]["topic"], "data": 2})
+        self.assertEqual((status, json.loads(body).get("seq")), (200, 2))
+
+
+def post_publish(port, obj):
+    """POST /publish with obj as the JSON body: (status, body)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=scale(10))
+    try:
+        conn.request("POST", "/publish", body=compact(obj),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
 
 
 class TopicRateTest(harness.ServerTestCase):
