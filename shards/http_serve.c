@@ -1,6 +1,8 @@
 /*
  * A connection's bytes until it upgrades: HTTP requests parsed statelessly (a fresh parse of
- * the request bytes each time more arrive), routed to the upgrade (with the token check on
+ * the head each time more of it arrives; once the head announced its length, the body is
+ * appended in place to c->pend, charged to the budget as http, and the request is parsed
+ * again only when it is complete), routed to the upgrade (with the token check on
  * the pub/sub endpoint), to a plain HTTP endpoint, or to POST /publish (the publish hook);
  * keep-alive and pipelined requests answered in order, also when an answer waits for
  * sequencing. After the upgrade the bytes go to input.c. Shard thread only.
@@ -15,40 +17,69 @@
 #include "handshake.h"
 #include "http_serve.h"
 #include "input.h"
+#include "mem.h"
 #include "sendq.h"
 #include "session.h"
 
-/* Grows *bp to hold at least need bytes (geometrically, never past max). */
-static int buf_reserve(struct rc_buf **bp, size_t need, size_t max)
+/* The bytes a buffer of cap bytes holds against the budget. */
+static size_t buf_size(uint32_t cap)
 {
-	struct rc_buf *b = *bp;
+	return sizeof(struct rc_buf) + cap;
+}
+
+static void buf_free(struct rc_conn *c, struct rc_buf *b)
+{
+	if (!b)
+		return;
+	rc_mem_release(c->shard->app, RC_BUDGET_http, buf_size(b->cap));
+	free(b);
+}
+
+/*
+ * Grows c->pend to hold at least need bytes: geometrically, but never past the size its
+ * request announced (b->need) unless pipelined bytes need more, nor past max. The growth is
+ * charged to the budget first: -ENOBUFS when it does not fit, -EMSGSIZE past max.
+ */
+static int buf_reserve(struct rc_conn *c, size_t need, size_t max)
+{
+	struct rc_buf *b = c->pend;
 	size_t cap = b ? b->cap : 0;
 	if (b && need + RC_PMD_TAIL_ROOM <= cap)
 		return 0;
 	if (need > max)
 		return -EMSGSIZE;
+	size_t grow_max = b && b->need ? RC_MIN((size_t)b->need, max) : max;
 	/* Tail room lets rc_pmd_inflate() append the stripped 00 00 ff ff in place. */
-	size_t ncap = RC_MAX(need, RC_MIN(RC_MAX(cap * 2, (size_t)256), max)) + RC_PMD_TAIL_ROOM;
-	struct rc_buf *nb = realloc(b, sizeof(*nb) + ncap);
-	if (!nb)
+	size_t ncap = RC_MAX(need, RC_MIN(RC_MAX(cap * 2, (size_t)256), grow_max)) +
+		      RC_PMD_TAIL_ROOM;
+	RC_ASSERT(ncap > cap);
+	size_t delta = buf_size((uint32_t)ncap) - (b ? buf_size(b->cap) : 0);
+	struct rc_app *app = c->shard->app;
+	if (!rc_mem_try_charge(app, RC_BUDGET_http, delta))
+		return -ENOBUFS;
+	struct rc_buf *nb = realloc(b, buf_size((uint32_t)ncap));
+	if (!nb) {
+		rc_mem_release(app, RC_BUDGET_http, delta);
 		return -ENOMEM;
+	}
 	if (!b) {
 		nb->len = 0;
-		nb->flags = 0;
+		nb->need = 0;
 	}
 	nb->cap = (uint32_t)ncap;
-	*bp = nb;
+	c->pend = nb;
 	return 0;
 }
 
-static int buf_append(struct rc_buf **bp, const uint8_t *p, size_t n, size_t max)
+static int buf_append(struct rc_conn *c, const uint8_t *p, size_t n, size_t max)
 {
-	size_t len = *bp ? (*bp)->len : 0;
-	int rc = buf_reserve(bp, len + n, max);
+	size_t len = c->pend ? c->pend->len : 0;
+	int rc = buf_reserve(c, len + n, max);
 	if (rc)
 		return rc;
-	memcpy((*bp)->data + len, p, n);
-	(*bp)->len = (uint32_t)(len + n);
+	memcpy(c->pend->data + len, p, n);
+	c->pend->len = (uint32_t)(len + n);
+	RC_ASSERT(c->pend->len + RC_PMD_TAIL_ROOM <= c->pend->cap);
 	return 0;
 }
 
@@ -264,7 +295,8 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 	c->rate_tokens = (uint32_t)RC_MIN(app->cfg.messages_burst_max * 1000, UINT32_MAX);
 	c->rate_tick = rc_clock_tick(&s->clock);
 	c->topic_tokens = (uint16_t)RC_MIN(app->cfg.topics_per_second_max, UINT16_MAX);
-	c->topic_tick = (uint16_t)c->rate_tick;
+	c->topic_second = (uint8_t)(s->clock.now_ms / 1000);
+	c->inflate_tokens = UINT32_MAX; /* full: the first refill clamps it to its size */
 	rc_conn_opened(c);
 	const struct rc_ws_handler *h = &app->ws[ep].h;
 	if (h->on_open)
@@ -275,9 +307,10 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 
 /*
  * Parses one request from p and answers it; returns the bytes it took (all of them after an
- * error or an upgrade, whose remaining bytes are frames), 0 if the request is incomplete.
+ * error or an upgrade, whose remaining bytes are frames), 0 if the request is incomplete:
+ * then *need is the length the whole request announced once its head is complete, else 0.
  */
-static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, bool *partial)
+static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, uint32_t *need)
 {
 	const struct rc_config *cfg = &c->shard->app->cfg;
 	struct rc_http_limits lim = {(uint32_t)cfg->header_bytes_max,
@@ -289,9 +322,14 @@ static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, bool *partial)
 
 	enum rc_parse r =
 		rc_http_parse((const char *)p, n, &lim, &req, &consumed, &status, &reason);
-	*partial = r == RC_PARSE_PARTIAL;
-	if (r == RC_PARSE_PARTIAL)
+	*need = 0;
+	if (r == RC_PARSE_PARTIAL) {
+		/* Head and body are bounded by the limits above, so the sum fits. */
+		if (req.head_len)
+			*need = (uint32_t)(req.head_len + req.content_length);
+		RC_ASSERT(*need == 0 || *need > n);
 		return 0;
+	}
 	c->shard->stats.http_requests++;
 	if (r == RC_PARSE_FAIL) {
 		http_error(c, status, reason);
@@ -313,13 +351,20 @@ static bool http_ready(const struct rc_conn *c)
 	return c->state == RC_CONN_HTTP && !c->http_pub && !(c->flags & RC_CF_FLUSH_CLOSE);
 }
 
-/* Answers every complete request in p, in order; returns the bytes left unparsed. */
-static size_t http_serve_all(struct rc_conn *c, uint8_t *p, size_t n, bool *partial)
+/* Still reading requests: neither upgraded nor closing after a response. */
+static bool http_reading(const struct rc_conn *c)
 {
-	*partial = false;
+	return c->state == RC_CONN_HTTP && !(c->flags & RC_CF_FLUSH_CLOSE);
+}
+
+/* Answers every complete request in p, in order; returns the bytes left unparsed and in
+ * *need what an incomplete request among them announced (0 if unknown). */
+static size_t http_serve_all(struct rc_conn *c, uint8_t *p, size_t n, uint32_t *need)
+{
+	*need = 0;
 	/* Bounded by n: each answered request consumes at least one byte. */
 	while (n > 0 && http_ready(c)) {
-		size_t used = http_try(c, p, n, partial);
+		size_t used = http_try(c, p, n, need);
 		if (used == 0)
 			break;
 		p += used;
@@ -328,39 +373,63 @@ static size_t http_serve_all(struct rc_conn *c, uint8_t *p, size_t n, bool *part
 	return n;
 }
 
-/* Keeps unparsed request bytes for later (bounded: one request's limits). */
+/*
+ * Keeps unparsed request bytes for later, appended to c->pend (bounded by one request's
+ * limits and by the budget: past the budget the request is refused with 503).
+ */
 static void http_stash(struct rc_conn *c, const uint8_t *p, size_t n)
 {
 	const struct rc_config *cfg = &c->shard->app->cfg;
 	size_t max = cfg->header_bytes_max + cfg->body_bytes_max + 1;
-	if (n && buf_append(&c->pend, p, n, max) != 0)
+	if (!n)
+		return;
+	int rc = buf_append(c, p, n, max);
+	if (rc == -ENOBUFS || rc == -ENOMEM) {
+		c->shard->stats.http_budget_refusals++;
+		http_error(c, 503, "memory budget exhausted");
+	} else if (rc) {
 		http_error(c, 431, "request too large");
+	}
 }
 
-/* Parses what c->pend holds (a partial request, or requests that waited for an answer). */
+/*
+ * Parses what c->pend holds (a partial request, or requests that waited for an answer). A
+ * request whose head announced more bytes than have arrived is not parsed again: its body
+ * is appended in place until it is complete.
+ */
 void rc_conn_http_resume(struct rc_conn *c)
 {
-	bool partial;
+	uint32_t need;
 	struct rc_buf *b = c->pend;
-	if (!b || !http_ready(c))
+	if (!b || !http_ready(c) || b->need > b->len)
 		return;
 	/* Detached while parsing: bytes after an upgrade may start a frame of their own. */
 	c->pend = NULL;
 	c->shard->rx_end = NULL; /* those bytes no longer sit in the receive buffer */
-	size_t left = http_serve_all(c, b->data, b->len, &partial);
-	if (c->state == RC_CONN_HTTP && !(c->flags & RC_CF_FLUSH_CLOSE))
-		http_stash(c, b->data + b->len - left, left);
-	free(b);
+	size_t left = http_serve_all(c, b->data, b->len, &need);
+	if (!http_reading(c) || left == 0) {
+		buf_free(c, b);
+		return;
+	}
+	/* Still reading: the unparsed tail moves to the front of the same buffer. */
+	RC_ASSERT(c->pend == NULL);
+	memmove(b->data, b->data + b->len - left, left);
+	b->len = (uint32_t)left;
+	b->need = need;
+	c->pend = b;
 }
 
 static void http_input(struct rc_conn *c, uint8_t *p, size_t n)
 {
-	bool partial;
+	uint32_t need;
 	if (!c->pend && http_ready(c)) {
 		/* The common case: whole requests in one read, parsed in place. */
-		size_t left = http_serve_all(c, p, n, &partial);
-		if (c->state == RC_CONN_HTTP && !(c->flags & RC_CF_FLUSH_CLOSE))
+		size_t left = http_serve_all(c, p, n, &need);
+		if (http_reading(c)) {
 			http_stash(c, p + n - left, left);
+			if (c->pend)
+				c->pend->need = need;
+		}
 		return;
 	}
 	if (c->flags & RC_CF_FLUSH_CLOSE)
@@ -383,7 +452,7 @@ void rc_conn_input_release(struct rc_conn *c, bool http)
 		rc_conn_ws_reset(c);
 		return;
 	}
-	free(c->pend);
+	buf_free(c, c->pend);
 	c->pend = NULL;
 	free(c->http_pub); /* a flat allocation of pubsub_proto.c */
 	c->http_pub = NULL;

@@ -27,10 +27,11 @@ static enum rc_close_reason reason_of(uint16_t code)
 	}
 }
 
-/* Fails the connection: close frame with code, then input is dropped and TCP half-closed. */
-static void fail(struct rc_conn *c, uint16_t code, const char *reason)
+/* Fails the connection: close frame with code, then input is dropped and TCP half-closed;
+ * counted under why. */
+static void fail_why(struct rc_conn *c, uint16_t code, const char *reason,
+		     enum rc_close_reason why)
 {
-	enum rc_close_reason why = reason_of(code);
 	if (c->state != RC_CONN_OPEN) {
 		rc_conn_terminate(c, why);
 		return;
@@ -40,30 +41,66 @@ static void fail(struct rc_conn *c, uint16_t code, const char *reason)
 	rc_conn_ws_reset(c);
 }
 
+static void fail(struct rc_conn *c, uint16_t code, const char *reason)
+{
+	fail_why(c, code, reason, reason_of(code));
+}
+
 static const struct rc_ws_limits *limits_of(const struct rc_conn *c)
 {
 	return &c->shard->app->ws[c->endpoint].limits;
 }
 
-/*
- * Takes one message from c's token bucket (refilled at messages_per_second_max, holding at
- * most messages_burst_max). False when the client sends faster than allowed.
- */
-static bool rate_ok(struct rc_conn *c)
+/* The inflate bucket's size: a second's worth, and at least one message of the endpoint. */
+static uint64_t inflate_cap(const struct rc_conn *c)
 {
 	const struct rc_config *cfg = &c->shard->app->cfg;
-	if (!cfg->messages_per_second_max)
-		return true;
+	return RC_MIN(RC_MAX(cfg->inflate_bytes_per_second_max, limits_of(c)->message_bytes_max),
+		      UINT32_MAX);
+}
+
+/*
+ * Refills c's two token buckets for the ticks since the last refill: messages (at
+ * messages_per_second_max, holding at most messages_burst_max) and inflated bytes (at
+ * inflate_bytes_per_second_max). One tick stamp serves both, so both refill together.
+ */
+static void refill(struct rc_conn *c)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
 	uint32_t now = rc_clock_tick(&c->shard->clock);
+	uint64_t ms = (uint64_t)(now - c->rate_tick) * cfg->timer_tick_ms;
 	/* Thousandths of a message per ms equal messages per second. */
-	uint64_t add = (uint64_t)(now - c->rate_tick) * cfg->timer_tick_ms *
-		       cfg->messages_per_second_max;
+	uint64_t add = ms * cfg->messages_per_second_max;
 	uint64_t cap = cfg->messages_burst_max * 1000;
 	c->rate_tokens = (uint32_t)RC_MIN((uint64_t)c->rate_tokens + add, RC_MIN(cap, UINT32_MAX));
+	add = ms * cfg->inflate_bytes_per_second_max / 1000;
+	c->inflate_tokens = (uint32_t)RC_MIN((uint64_t)c->inflate_tokens + add, inflate_cap(c));
 	c->rate_tick = now;
+}
+
+/* Takes one message from c's message bucket. False when the client sends faster than
+ * allowed. */
+static bool rate_ok(struct rc_conn *c)
+{
+	if (!c->shard->app->cfg.messages_per_second_max)
+		return true;
+	refill(c);
 	if (c->rate_tokens < 1000)
 		return false;
 	c->rate_tokens -= 1000;
+	return true;
+}
+
+/* Takes n inflated bytes from c's inflate bucket. False when the client's compressed
+ * messages inflate faster than allowed. */
+static bool inflate_ok(struct rc_conn *c, size_t n)
+{
+	if (!c->shard->app->cfg.inflate_bytes_per_second_max)
+		return true;
+	refill(c);
+	if (n > c->inflate_tokens)
+		return false;
+	c->inflate_tokens -= (uint32_t)n;
 	return true;
 }
 
@@ -106,6 +143,16 @@ static void control(struct rc_conn *c, const struct rc_ws_asm_control *f)
 	rc_conn_mark_dirty(c); /* our close went out already: end once the queue is flushed */
 }
 
+/* Delivers an inflated message; what the handler sends meanwhile uses deflate_echo_level. */
+static void deliver_inflated(struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t len)
+{
+	struct rc_shard *s = c->shard;
+	RC_ASSERT(!s->in_deflated);
+	s->in_deflated = true;
+	deliver(c, opcode, p, len);
+	s->in_deflated = false;
+}
+
 /*
  * Delivers a permessage-deflate message: p[0..len) is the compressed payload with tail room
  * after it when room is true (otherwise it is copied first). Inflation is bounded by the
@@ -135,10 +182,13 @@ static void deliver_deflated(struct rc_conn *c, uint8_t opcode, uint8_t *p, size
 	else if (rc != 0)
 		fail(c, rc == -ENOMEM ? RC_WS_CLOSE_INTERNAL : RC_WS_CLOSE_INVALID_DATA,
 		     rc == -ENOMEM ? "out of memory" : "invalid compressed data");
+	else if (!inflate_ok(c, out_len))
+		fail_why(c, RC_WS_CLOSE_POLICY, "inflate rate limit exceeded",
+			 RC_CLOSE_inflate_rate);
 	else if (opcode == RC_WS_OP_TEXT && !rc_utf8_valid(out, out_len))
 		fail(c, RC_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
 	else
-		deliver(c, opcode, out, out_len);
+		deliver_inflated(c, opcode, out, out_len);
 }
 
 /* What c wants from the frames that follow: data while open, only the close reply once

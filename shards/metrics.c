@@ -172,6 +172,10 @@ static void write_all(struct out *o, const struct rc_app *app)
 		  "Publishes refused with busy/503: outboxes at outbox_items_max.");
 	RC_FAMILY(o, app, conflations, "counter",
 		  "Queued messages replaced by a newer one of their topic (policy latest).");
+	RC_FAMILY(o, app, http_budget_refusals, "counter",
+		  "HTTP requests answered 503: holding their bytes would pass memory_budget_bytes.");
+	RC_FAMILY(o, app, json_limit_rejects, "counter",
+		  "JSON messages refused unparsed: over json_depth_max or json_elements_max.");
 }
 
 size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)

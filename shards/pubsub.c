@@ -722,21 +722,20 @@ static void notify_owner(struct rc_shard *s, struct rc_ltopic *t, enum rc_xkind 
 	send_xmsg(s, owner_of(s->app, t->node.hash), m);
 }
 
-/* Refills c's bucket of topic creations (topics_per_second_max, at most one second's worth)
- * and says whether it holds one. The tick is kept in 16 bits: a bucket idle for a multiple
- * of 65,536 ticks may refill less, never more. */
+/* Refills c's bucket of topic creations (topics_per_second_max, at most one second's worth,
+ * once per whole second) and says whether it holds one. The second is kept in 8 bits: a
+ * bucket idle for a multiple of 256 s may refill less, never more. */
 static bool may_create(struct rc_conn *c)
 {
 	const struct rc_config *cfg = &c->shard->app->cfg;
 	if (!cfg->topics_per_second_max)
 		return true;
-	uint16_t now = (uint16_t)rc_clock_tick(&c->shard->clock);
-	uint64_t add = (uint64_t)(uint16_t)(now - c->topic_tick) * cfg->timer_tick_ms *
-		       cfg->topics_per_second_max / 1000;
+	uint8_t now = (uint8_t)(c->shard->clock.now_ms / 1000);
+	uint64_t add = (uint64_t)(uint8_t)(now - c->topic_second) * cfg->topics_per_second_max;
 	if (add) {
 		uint64_t cap = RC_MIN(cfg->topics_per_second_max, (uint64_t)UINT16_MAX);
 		c->topic_tokens = (uint16_t)RC_MIN((uint64_t)c->topic_tokens + add, cap);
-		c->topic_tick = now;
+		c->topic_second = now;
 	}
 	return c->topic_tokens > 0;
 }

@@ -134,6 +134,19 @@ static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, NULL);
 }
 
+/* json_depth_max and json_elements_max, checked before cJSON builds a tree; a refusal is
+ * counted. */
+static bool json_within(struct rc_conn *c, const void *data, size_t len, const char **reason)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	if (rc_envelope_json_within(data, len, (uint32_t)cfg->json_depth_max,
+				    (uint32_t)cfg->json_elements_max, reason))
+		return true;
+	c->shard->stats.json_limit_rejects++;
+	c->shard->stats.protocol_rejects++;
+	return false;
+}
+
 void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary, void *ctx)
 {
 	struct rc_envelope e;
@@ -142,6 +155,10 @@ void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool b
 	(void)ctx;
 	if (binary) {
 		send_error(c, RC_ENVELOPE_ERR_JSON, "the protocol uses text frames");
+		return;
+	}
+	if (!json_within(c, data, len, &reason)) {
+		send_error(c, RC_ENVELOPE_ERR_JSON, reason);
 		return;
 	}
 	char *buf = data_buf(c->shard, len + 1);
@@ -264,6 +281,10 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 	char *buf = data_buf(c->shard, len + RC_PUBLISH_BATCH_LIMIT + 1);
 	if (!items || !hp || !buf) {
 		http_fail(c, 503, RC_ENVELOPE_ERR_INTERNAL, NULL);
+		goto out;
+	}
+	if (!json_within(c, body, len, &reason)) {
+		http_fail(c, 400, RC_ENVELOPE_ERR_JSON, reason);
 		goto out;
 	}
 	enum rc_envelope_err err = rc_envelope_parse_publish(

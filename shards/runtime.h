@@ -70,11 +70,11 @@ enum rc_conn_flag {
 	RC_CF_REFUSED = 1u << 13,     /* accepted over connections_max only to answer 503 */
 };
 
-/* A growable byte buffer: HTTP requests (http_serve.c). */
+/* A growable byte buffer: HTTP requests (http_serve.c), charged to the budget (http). */
 struct rc_buf {
 	uint32_t len;
 	uint32_t cap;
-	uint32_t flags; /* none defined: cleared on allocation */
+	uint32_t need; /* bytes the pending request needs before it is parsed again; 0 unknown */
 	uint8_t data[];
 };
 
@@ -109,23 +109,26 @@ struct rc_conn {
 	uint32_t gen;
 	uint32_t last_rx_tick;
 	uint32_t rate_tokens; /* messages_per_second_max bucket, in thousandths of a message */
-	uint32_t rate_tick;   /* tick of its last refill */
+	uint32_t rate_tick;   /* tick of its last refill (both buckets) */
+	uint32_t inflate_tokens; /* inflate_bytes_per_second_max bucket, in bytes */
 	uint16_t close_code; /* what on_close reports */
 	uint16_t flags;	     /* enum rc_conn_flag */
-	uint8_t state;	     /* enum rc_conn_state */
-	uint8_t endpoint;    /* index into app->ws */
-	uint8_t inflight;    /* SQEs whose completion is still owed */
-	uint8_t close_reason;
-	uint16_t subs_count;
-	uint8_t deflate_window_bits; /* server_max_window_bits agreed (8..15) if RC_CF_DEFLATE */
-	uint16_t topic_tokens; /* topics_per_second_max bucket, whole topics */
-	uint16_t topic_tick;   /* low 16 bits of the tick of its last refill */
+	uint8_t state : 3;	  /* enum rc_conn_state */
+	uint8_t close_reason : 5; /* enum rc_close_reason */
+	uint8_t endpoint : 4;	  /* index into app->ws (RC_ENDPOINT_LIMIT 16) */
+	uint8_t deflate_window_bits : 4; /* server_max_window_bits agreed (8..15) if DEFLATE */
+	uint8_t inflight;	  /* SQEs whose completion is still owed */
+	uint8_t topic_second;	  /* low 8 bits of the second of the topic bucket's refill */
+	uint16_t subs_count;	  /* subscriptions_per_connection_max is at most 65535 */
+	uint16_t topic_tokens;	  /* topics_per_second_max bucket, whole topics */
 };
 
 /* deflate_window_bits and the topic bucket live in what was tail padding: idle memory per
  * connection is the product, so a field that grows the record is a decision, not an
  * accident. The docs quote the size (docs/architecture.md, README.md). */
 RC_STATIC_ASSERT(sizeof(struct rc_conn) == 152, "struct rc_conn changed size: update the docs");
+RC_STATIC_ASSERT(RC_CONN_DOOMED < 8, "state fits its 3 bits");
+RC_STATIC_ASSERT(RC_CLOSE_REASON_COUNT <= 32, "close_reason fits its 5 bits");
 
 /*
  * What a connection's access token said (auth_secret set): one per slot beside the records,
@@ -187,6 +190,9 @@ struct rc_shard {
 	/* permessage-deflate: one codec per shard, nothing per connection */
 	struct libdeflate_compressor *deflater;
 	struct libdeflate_decompressor *inflater;
+	/* deflate_echo_level: used while a message that arrived compressed is handled */
+	struct libdeflate_compressor *echo_deflater;
+	bool in_deflated; /* a compressed message's on_message is running */
 	uint8_t *zbuf; /* compression and inflation output, grown on demand */
 	size_t zbuf_cap;
 	uint8_t *ibuf; /* inflation output */
@@ -203,6 +209,7 @@ struct rc_shard {
 };
 
 #define RC_ENDPOINT_LIMIT 16
+RC_STATIC_ASSERT(RC_ENDPOINT_LIMIT <= 16, "rc_conn.endpoint fits its 4 bits");
 #define RC_CONN_SPARE_SLOTS 64 /* per shard, for answering 503 over connections_max */
 #define RC_HTTP_OUT_BYTES_MIN (256u * 1024u) /* body room of a plain HTTP endpoint's answer */
 

@@ -126,7 +126,10 @@ int rc_conn_send_data(struct rc_conn *c, uint8_t opcode, const void *p, size_t l
 	}
 	/* A cap below len makes libdeflate give up on output that would not be smaller. */
 	uint8_t *z = rc_shard_zbuf(s, len);
-	size_t zlen = z ? rc_pmd_deflate(s->deflater, p, len, z, len - 1) : 0;
+	/* An answer to a compressed message is compressed cheaply: a client must not buy our
+	 * slowest level with its own cheap bytes. */
+	struct libdeflate_compressor *d = s->in_deflated ? s->echo_deflater : s->deflater;
+	size_t zlen = z ? rc_pmd_deflate(d, p, len, z, len - 1) : 0;
 	if (zlen == 0)
 		return send_frame(c, opcode, false, p, len);
 	s->stats.deflate_in_bytes += len;

@@ -196,7 +196,8 @@ static int shard_setup(struct rc_shard *s)
 	}
 	s->deflater = libdeflate_alloc_compressor((int)s->app->cfg.deflate_level);
 	s->inflater = libdeflate_alloc_decompressor();
-	if (!s->deflater || !s->inflater) {
+	s->echo_deflater = libdeflate_alloc_compressor((int)s->app->cfg.deflate_echo_level);
+	if (!s->deflater || !s->inflater || !s->echo_deflater) {
 		snprintf(s->start_err, sizeof(s->start_err), "shard %d: libdeflate: no memory",
 			 s->index);
 		rc = -ENOMEM;
@@ -213,8 +214,10 @@ static int shard_setup(struct rc_shard *s)
 out_codec:
 	libdeflate_free_compressor(s->deflater);
 	libdeflate_free_decompressor(s->inflater);
+	libdeflate_free_compressor(s->echo_deflater);
 	s->deflater = NULL;
 	s->inflater = NULL;
+	s->echo_deflater = NULL;
 out_bufring:
 	rc_bufring_free(s);
 out_ring:
@@ -265,6 +268,7 @@ static void *shard_main(void *arg)
 		rc_pools_free(s);
 		libdeflate_free_compressor(s->deflater);
 		libdeflate_free_decompressor(s->inflater);
+		libdeflate_free_compressor(s->echo_deflater);
 		free(s->zbuf);
 		s->zbuf = NULL;
 		free(s->ibuf);

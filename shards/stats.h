@@ -25,7 +25,8 @@
 	X(app, "closed by the application")                                                       \
 	X(rate_limited, "1008: over messages_per_second_max")                                      \
 	X(over_capacity, "503: connections_max reached")                                           \
-	X(token_expired, "1008: the access token's exp passed")
+	X(token_expired, "1008: the access token's exp passed")                                    \
+	X(inflate_rate, "1008: over inflate_bytes_per_second_max")
 
 enum rc_close_reason {
 #define RC_X(name, help) RC_CLOSE_##name,
@@ -97,6 +98,8 @@ struct rc_shard_stats {
 	uint64_t outbox_items;        /* gauge: items waiting in this shard's outboxes */
 	uint64_t outbox_refusals;     /* publishes refused: the owner's outboxes were full */
 	uint64_t conflations;         /* queued messages replaced by a newer one (policy latest) */
+	uint64_t http_budget_refusals; /* HTTP requests answered 503: their bytes over the budget */
+	uint64_t json_limit_rejects;   /* messages over json_depth_max or json_elements_max */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any

@@ -27,6 +27,13 @@
  */
 #define RC_CONFIG_KEYS(X, S, B)                                                                    \
 	S(address, "0.0.0.0", "IPv4 or IPv6 address to listen on")                                \
+	S(admin_address, "127.0.0.1", "address of the admin listener (/health, /metrics, GET /)")  \
+	X(admin_port, 0, 0, 65535, "",                                                             \
+	  "admin listener port, never counted against connections_max; 0 = off (set it in "       \
+	  "production: probes and scrapes then work while the public port is full)")             \
+	X(admin_connections_max, 16, 1, 1024, "", "connections the admin listener serves at once") \
+	B(public_admin_endpoints, true,                                                            \
+	  "also serve /health, /metrics and GET / on the public port")                             \
 	X(port, 8080, 0, 65535, "",                                                                \
 	  "TCP port every shard listens on (SO_REUSEPORT); 0 = any free port")                     \
 	X(shards, 0, 0, RC_SHARDS_LIMIT, "", "shard threads, one per core; 0 = online CPUs")       \
@@ -60,6 +67,13 @@
 	  "with 1008; 0 = no limit")                                                               \
 	X(messages_burst_max, 1000, 1, 10000000, "",                                               \
 	  "messages a client may send at once before messages_per_second_max applies")            \
+	X(inflate_bytes_per_second_max, 8388608, 0, 1073741824, "bytes",                          \
+	  "inflated bytes per connection per second (a bucket of 1 s, at least one message); "   \
+	  "over it closes with 1008; 0 = no limit")                                                \
+	X(json_depth_max, 32, 1, 1000, "",                                                         \
+	  "arrays and objects nested in a client's JSON message; deeper gets an error, unparsed") \
+	X(json_elements_max, 16384, 1, 100000000, "",                                              \
+	  "JSON values in a client's message or POST /publish body; more get an error, unparsed") \
 	X(send_queue_bytes_max, 4194304, 4096, RC_MESSAGE_BYTES_LIMIT, "bytes",                    \
 	  "bytes queued to one connection before the slow-consumer policy applies")                \
 	X(recv_buffer_bytes, 16384, 1024, 1048576, "bytes",                                        \
@@ -82,7 +96,7 @@
 	  "the host's or cgroup's memory")                                                         \
 	X(memory_soft_percent, 80, 10, 100, "%",                                                   \
 	  "past this share of memory_budget_bytes new connections and topics are refused")         \
-	X(subscriptions_per_connection_max, 256, 1, 65536, "",                                     \
+	X(subscriptions_per_connection_max, 256, 1, 65535, "",                                     \
 	  "topics one connection may subscribe to")                                              \
 	X(history_messages_max, 1024, 0, 1048576, "",                                              \
 	  "messages kept per topic for replay after a reconnect; 0 = none")                        \
@@ -120,6 +134,9 @@
 	  "error 16 (busy) or 503")                                                                \
 	B(deflate, true, "negotiate permessage-deflate (RFC 7692, no context takeover)")          \
 	X(deflate_level, 6, 1, 12, "", "libdeflate compression level")                             \
+	X(deflate_echo_level, 1, 1, 12, "",                                                      \
+	  "libdeflate level for what a connection sends while handling a message that arrived "  \
+	  "compressed (an echo): the client paid little to send it, we pay little to answer")     \
 	X(deflate_threshold_bytes, 256, 0, 1073741824, "bytes",                                    \
 	  "messages shorter than this are sent uncompressed")                                      \
 	X(stats_interval_ms, 1000, 0, 3600000, "ms",                                               \

@@ -191,6 +191,41 @@ static bool strict_tokens(const char *p, const char *end)
 	return true;
 }
 
+bool rc_envelope_json_within(const char *in, size_t len, uint32_t depth_max,
+			     uint32_t elements_max, const char **reason)
+{
+	const char *p = in, *end = in + len;
+	uint32_t depth = 0, elements = 1;
+
+	RC_ASSERT(in != NULL || len == 0);
+	RC_ASSERT(reason != NULL);
+	while (p < end) {
+		if (*p == '"') {
+			/* A malformed string ends the scan: the parser refuses it anyway. */
+			if (!(p = scan_string(p, end)))
+				return true;
+			continue;
+		}
+		if (*p == '[' || *p == '{') {
+			elements++;
+			if (++depth > depth_max) {
+				*reason = "JSON nested deeper than json_depth_max";
+				return false;
+			}
+		} else if (*p == ']' || *p == '}') {
+			depth -= depth > 0;
+		} else if (*p == ',') {
+			elements++;
+		}
+		if (elements > elements_max) {
+			*reason = "JSON has more values than json_elements_max";
+			return false;
+		}
+		p++;
+	}
+	return true;
+}
+
 /* Appends p[0..n) to s, or marks s full (and leaves it as it was) if it does not fit. */
 static void put(struct sink *s, const char *p, size_t n)
 {

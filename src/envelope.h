@@ -120,6 +120,16 @@ enum rc_envelope_err rc_envelope_parse_publish(const char *in, size_t len,
 					       uint32_t *count, char *data_buf, size_t data_cap,
 					       const char **reason);
 
+/*
+ * A cheap scan, before any tree is built, that in[0..len) (borrowed) nests at most depth_max
+ * arrays and objects and holds at most elements_max values (an upper bound: one per
+ * container, one per comma, plus one), so a client cannot make the parser allocate a node
+ * per byte of a large message. True if within; false with *reason (a literal) otherwise.
+ * Malformed JSON passes: the parser refuses it.
+ */
+bool rc_envelope_json_within(const char *in, size_t len, uint32_t depth_max,
+			     uint32_t elements_max, const char **reason);
+
 /* "sub", "unsub", "pub", "ping". */
 const char *rc_envelope_op_name(enum rc_envelope_op op);
 

@@ -211,6 +211,8 @@ static int on_headers_complete(llhttp_t *p)
 	if (req->version_major == 1 && req->version_minor >= 1 && req->host.p == NULL)
 		return refuse(c, 400, "missing Host header");
 	req->keep_alive = llhttp_should_keep_alive(p) != 0;
+	if (p->flags & F_CONTENT_LENGTH)
+		req->content_length = p->content_length;
 	c->head_done = true;
 	return HPE_PAUSED;
 }

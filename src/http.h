@@ -53,6 +53,7 @@ struct rc_http_request {
 	struct rc_http_multi ws_extensions; /* every Sec-WebSocket-Extensions header */
 	struct rc_slice body;               /* Content-Length body, empty if none */
 	uint32_t head_len;                  /* bytes up to and including the blank line */
+	uint64_t content_length;            /* Content-Length, 0 if none; set once the head is */
 };
 
 struct rc_http_limits {
@@ -64,7 +65,9 @@ struct rc_http_limits {
  * Parses one request from buf[0..len). DONE: *req is filled and *consumed is the request's
  * length (head + body); bytes after it (pipelining) are left alone. PARTIAL: the request is
  * not complete yet (if the head alone already exceeds header_bytes_max that is FAIL 431
- * instead). FAIL: *status (400 malformed or duplicate singleton header such as Host or
+ * instead); when its head is complete, req->head_len and req->content_length tell how many
+ * bytes the whole request needs, so the caller may append the body without parsing again.
+ * FAIL: *status (400 malformed or duplicate singleton header such as Host or
  * Sec-WebSocket-Key, 413 body too large, 431 head too large, 501 chunked request bodies or
  * unknown transfer codings) and *reason (string literal).
  */

@@ -994,7 +994,9 @@ class LevelsTest(unittest.TestCase):
     def test_levels_and_threshold_zero(self):
         for level in (1, 12):
             with self.subTest(level=level):
-                srv = harness.Server(1, deflate_level=level, deflate_threshold_bytes=0).start()
+                # Echoes of compressed messages use deflate_echo_level: set both.
+                srv = harness.Server(1, deflate_level=level, deflate_echo_level=level,
+                                     deflate_threshold_bytes=0).start()
                 try:
                     c = deflate_client(srv.port)
                     try:

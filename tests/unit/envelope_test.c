@@ -762,3 +762,27 @@ Test(envelope, gap_backwards_aborts, .signal = SIGABRT)
 
 	rc_envelope_write_gap(out, sizeof(out), "t", 1, 9, 8, 1);
 }
+
+/* The pre-parse scan: depth and values counted outside strings, at the guard page. */
+static bool within(const char *s, uint32_t depth, uint32_t elements)
+{
+	const char *reason = NULL;
+	bool ok = rc_envelope_json_within(at_guard(s, strlen(s)), strlen(s), depth, elements,
+					  &reason);
+	cr_assert(ok == (reason == NULL));
+	return ok;
+}
+
+Test(envelope, json_within_counts_depth_and_values_outside_strings)
+{
+	cr_assert(within("[[1]]", 2, 10));
+	cr_assert(not(within("[[[1]]]", 2, 10)));
+	cr_assert(within("{\"a\":[1,2],\"b\":{}}", 2, 6));
+	cr_assert(not(within("{\"a\":[1,2],\"b\":{}}", 2, 5)));
+	cr_assert(within("\"[[[[,,,,\"", 1, 1));
+	cr_assert(within("\"\\\"[[[\"", 1, 1));
+	cr_assert(not(within("[1,2,3]", 5, 3)));
+	cr_assert(within("[1,2,3]", 5, 4));
+	cr_assert(within("[\"unterminated", 1, 2));
+	cr_assert(within("", 1, 1));
+}
