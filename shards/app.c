@@ -80,24 +80,25 @@ void rc_config_delete(struct rc_config *cfg)
 }
 
 /* ---- listeners ----------------------------------------------------------------------------- */
-static int listen_socket(const struct rc_config *cfg, int port, char *err, size_t err_len)
+static int listen_socket(const struct rc_config *cfg, const char *address, int port, char *err,
+			 size_t err_len)
 {
 	struct sockaddr_storage ss;
 	socklen_t slen;
 	memset(&ss, 0, sizeof(ss));
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, cfg->address, &in4->sin_addr) == 1) {
+	if (inet_pton(AF_INET, address, &in4->sin_addr) == 1) {
 		in4->sin_family = AF_INET;
 		in4->sin_port = htons((uint16_t)port);
 		slen = sizeof(*in4);
-	} else if (inet_pton(AF_INET6, cfg->address, &in6->sin6_addr) == 1) {
+	} else if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1) {
 		in6->sin6_family = AF_INET6;
 		in6->sin6_port = htons((uint16_t)port);
 		slen = sizeof(*in6);
 	} else {
 		snprintf(err, err_len, "address: '%s' is not an IPv4 or IPv6 address",
-			 cfg->address);
+			 address);
 		return -EINVAL;
 	}
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -117,7 +118,7 @@ fail_close:;
 	close(fd);
 	errno = e;
 fail:
-	snprintf(err, err_len, "listen on %s:%d: %s", cfg->address, port, strerror(errno));
+	snprintf(err, err_len, "listen on %s:%d: %s", address, port, strerror(errno));
 	return -errno;
 }
 
@@ -240,10 +241,13 @@ static int size_tables(struct rc_app *app, char *err, size_t err_len)
 	uint64_t per_ring_max = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : rl.rlim_cur;
 	uint64_t want = app->cfg.connections_max;
 	/* Each ring's table also holds RC_CONN_SPARE_SLOTS so that connections over the limit
-	 * can be accepted just long enough to hear a 503 instead of hanging in the backlog. */
+	 * can be accepted just long enough to hear a 503 instead of hanging in the backlog, and
+	 * shard 0's the admin listener's allowance. */
+	uint64_t admin = app->cfg.admin_port ? app->cfg.admin_connections_max : 0;
+	uint64_t reserved = RC_MIN(per_ring_max / 2, RC_CONN_SPARE_SLOTS + admin);
 	uint64_t per_shard = want ? (want + (uint64_t)app->shards_count - 1) / app->shards_count
-				  : per_ring_max - RC_MIN(per_ring_max / 2, RC_CONN_SPARE_SLOTS);
-	if (per_shard + RC_CONN_SPARE_SLOTS > per_ring_max && want) {
+				  : per_ring_max - reserved;
+	if (per_shard + RC_CONN_SPARE_SLOTS + admin > per_ring_max && want) {
 		snprintf(err, err_len,
 			 "connections_max: %llu over %d shards needs %llu descriptors per ring, "
 			 "above "
@@ -253,7 +257,13 @@ static int size_tables(struct rc_app *app, char *err, size_t err_len)
 		return -EINVAL;
 	}
 	app->conns_per_shard = (uint32_t)per_shard;
-	app->conns_spare = (uint32_t)RC_MIN(per_ring_max - per_shard, RC_CONN_SPARE_SLOTS);
+	uint64_t rest = per_ring_max - per_shard;
+	if (rest < admin) {
+		snprintf(err, err_len, "admin_connections_max: %llu do not fit RLIMIT_NOFILE %llu",
+			 (unsigned long long)admin, (unsigned long long)per_ring_max);
+		return -EINVAL;
+	}
+	app->conns_spare = (uint32_t)RC_MIN(rest - admin, RC_CONN_SPARE_SLOTS);
 	return 0;
 }
 
@@ -365,6 +375,15 @@ int rc_app_port(const struct rc_app *app)
 	return app->port;
 }
 
+/* Takes s's listeners (public, admin) out of service; their descriptors stay open. */
+static void listeners_shutdown(struct rc_shard *s)
+{
+	if (s->listen_fd >= 0)
+		(void)shutdown(s->listen_fd, SHUT_RD);
+	if (s->admin_fd >= 0)
+		(void)shutdown(s->admin_fd, SHUT_RD);
+}
+
 void rc_app_stop(struct rc_app *app)
 {
 	/* Stop listening before any shard hears of the stop, so no shard still accepting can
@@ -373,8 +392,7 @@ void rc_app_stop(struct rc_app *app)
 	 * descriptors stay open until rc_app_destroy, so this never races a close. */
 	if (!atomic_exchange_explicit(&app->stopping, true, memory_order_acq_rel))
 		for (int i = 0; app->shards && i < app->shards_count; i++)
-			if (app->shards[i].listen_fd >= 0)
-				(void)shutdown(app->shards[i].listen_fd, SHUT_RD);
+			listeners_shutdown(&app->shards[i]);
 	/* The exchange above pairs with the acquire loads in each shard's wake handler. */
 	for (int i = 0; app->shards && i < app->shards_count; i++)
 		rc_uring_wake(&app->shards[i]);
@@ -386,14 +404,20 @@ static int open_listeners(struct rc_app *app, char *err, size_t err_len)
 	int port = (int)app->cfg.port;
 	for (int i = 0; i < app->shards_count; i++) {
 		struct rc_shard *s = &app->shards[i];
-		s->listen_fd = listen_socket(&app->cfg, port, err, err_len);
+		s->listen_fd = listen_socket(&app->cfg, app->cfg.address, port, err, err_len);
 		if (s->listen_fd < 0)
 			return s->listen_fd;
 		if (i == 0)
 			port = bound_port(s->listen_fd);
 	}
 	app->port = port;
-	return 0;
+	if (!app->cfg.admin_port)
+		return 0;
+	/* One shard serves the admin listener: a handful of probes needs no spreading. */
+	struct rc_shard *s0 = &app->shards[0];
+	s0->admin_fd = listen_socket(&app->cfg, app->cfg.admin_address, (int)app->cfg.admin_port,
+				     err, err_len);
+	return s0->admin_fd < 0 ? s0->admin_fd : 0;
 }
 
 /* Waits until every started shard has finished its setup, successfully or not. */
@@ -445,8 +469,11 @@ static int shards_alloc(struct rc_app *app)
 		app->shards[i].index = i;
 		app->shards[i].cpu = -1;
 		app->shards[i].listen_fd = -1;
+		app->shards[i].admin_fd = -1;
 		app->shards[i].wake_fd = -1;
 		app->shards[i].conns_cap = app->conns_per_shard + app->conns_spare;
+		if (i == 0 && app->cfg.admin_port)
+			app->shards[i].conns_cap += (uint32_t)app->cfg.admin_connections_max;
 		app->shards[i].conns_limit = app->conns_per_shard;
 	}
 	return 0;
@@ -515,6 +542,9 @@ int rc_app_run(struct rc_app *app, bool handle_signals)
 		rc_app_stop(app);
 	} else {
 		rc_log(app, RC_LOG_DEBUG, "%u connections per shard", app->conns_per_shard);
+		if (app->cfg.admin_port)
+			rc_log(app, RC_LOG_INFO, "admin on %s:%llu (/health, /metrics, /)",
+			       app->cfg.admin_address, (unsigned long long)app->cfg.admin_port);
 		rc_log(app, RC_LOG_INFO, "memory budget %llu MiB (%s), soft mark %llu %%",
 		       (unsigned long long)(app->budget.limit_bytes >> 20), app->budget_source,
 		       (unsigned long long)app->cfg.memory_soft_percent);
@@ -547,6 +577,8 @@ void rc_app_destroy(struct rc_app *app)
 		struct rc_shard *s = &app->shards[i];
 		if (s->listen_fd >= 0)
 			close(s->listen_fd);
+		if (s->admin_fd >= 0)
+			close(s->admin_fd);
 		if (s->wake_fd >= 0)
 			close(s->wake_fd);
 		free(s->conns);

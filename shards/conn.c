@@ -34,16 +34,22 @@ struct rc_conn *rc_conn_lookup(struct rc_shard *s, uint64_t ud)
 	return c;
 }
 
-void rc_conn_accept_arm(struct rc_shard *s)
+static void accept_arm(struct rc_shard *s, int fd, uint32_t which, bool *armed)
 {
 	/* Once the app stops, its listeners are shut down: a new accept would only fail. */
-	if (s->accept_armed || s->draining || s->listen_fd < 0 ||
+	if (*armed || s->draining || fd < 0 ||
 	    atomic_load_explicit(&s->app->stopping, memory_order_relaxed))
 		return;
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
-	io_uring_prep_multishot_accept_direct(sqe, s->listen_fd, NULL, NULL, 0);
-	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_ACCEPT, 0, 0));
-	s->accept_armed = true;
+	io_uring_prep_multishot_accept_direct(sqe, fd, NULL, NULL, 0);
+	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_ACCEPT, 0, which));
+	*armed = true;
+}
+
+void rc_conn_accept_arm(struct rc_shard *s)
+{
+	accept_arm(s, s->listen_fd, RC_ACCEPT_PUBLIC, &s->accept_armed);
+	accept_arm(s, s->admin_fd, RC_ACCEPT_ADMIN, &s->admin_accept_armed);
 }
 
 static void recv_arm(struct rc_conn *c)
@@ -70,8 +76,9 @@ static void close_orphan(struct rc_shard *s, uint32_t slot)
 
 struct rc_conn *rc_conn_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
 {
+	bool admin = rc_ud_slot(io_uring_cqe_get_data64(cqe)) == RC_ACCEPT_ADMIN;
 	if (!(cqe->flags & IORING_CQE_F_MORE))
-		s->accept_armed = false;
+		*(admin ? &s->admin_accept_armed : &s->accept_armed) = false;
 	if (cqe->res < 0) {
 		/* -ENFILE: table full (re-armed when a slot frees). -ECANCELED: drain. */
 		if (cqe->res != -ECANCELED)
@@ -92,6 +99,10 @@ struct rc_conn *rc_conn_accept_complete(struct rc_shard *s, struct io_uring_cqe 
 	c->shard = s;
 	c->state = RC_CONN_HTTP;
 	c->last_rx_tick = rc_clock_tick(&s->clock);
+	if (admin) {
+		c->flags |= RC_CF_ADMIN;
+		s->conns_admin++;
+	}
 	s->conns_live++;
 	s->stats.connections_accepted++;
 	s->stats.connections_open++;
@@ -138,6 +149,8 @@ static void release_slot(struct rc_conn *c)
 	s->conns_live--;
 	if (c->flags & RC_CF_REFUSED)
 		s->conns_refusing--;
+	if (c->flags & RC_CF_ADMIN)
+		s->conns_admin--;
 	s->stats.connections_open--;
 	rc_conn_accept_arm(s);
 }
@@ -298,7 +311,7 @@ static bool record_ok(const struct rc_shard *s, const struct rc_conn *c)
 
 bool rc_conn_table_validate(const struct rc_shard *s)
 {
-	uint32_t live = 0, refusing = 0, websockets = 0, dirty = 0;
+	uint32_t live = 0, refusing = 0, admin = 0, websockets = 0, dirty = 0;
 	if (s->dirty_count > s->conns_cap)
 		return false;
 	for (uint32_t i = 0; i < s->conns_cap; i++) {
@@ -310,13 +323,15 @@ bool rc_conn_table_validate(const struct rc_shard *s)
 			continue;
 		live++;
 		refusing += !!(c->flags & RC_CF_REFUSED);
+		admin += !!(c->flags & RC_CF_ADMIN);
 		websockets += !!(c->flags & RC_CF_APP_OPEN);
 	}
 	/* Every flagged record waits on the list (which may also hold records freed since). */
 	for (uint32_t i = 0; i < s->dirty_count; i++)
 		if (s->dirty[i] >= s->conns_cap)
 			return false;
-	return live == s->conns_live && refusing == s->conns_refusing && dirty <= s->dirty_count &&
+	return live == s->conns_live && refusing == s->conns_refusing &&
+	       admin == s->conns_admin && dirty <= s->dirty_count &&
 	       s->stats.connections_open == live && s->stats.websockets_open == websockets;
 }
 

@@ -39,7 +39,12 @@ struct rc_conn_hooks {
  * reused since (a stale completion: counted in stale_cqes). Returns a reference into s. */
 struct rc_conn *rc_conn_lookup(struct rc_shard *s, uint64_t ud);
 
-/* Arms the multishot accept unless armed, draining, or without listener. */
+/* The slot field of an accept's user_data names its listener. */
+#define RC_ACCEPT_PUBLIC 0
+#define RC_ACCEPT_ADMIN 1
+
+/* Arms the multishot accepts (public and, on shard 0, admin) unless armed, draining, or
+ * without listener. */
 void rc_conn_accept_arm(struct rc_shard *s);
 
 /*

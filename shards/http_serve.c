@@ -186,6 +186,22 @@ static int authorize(struct rc_conn *c, const struct rc_http_request *req, bool 
 	return 0;
 }
 
+/* The paths of the admin listener: probes, scrapes and the dashboard page. */
+static bool admin_path(struct rc_slice path)
+{
+	return rc_slice_eq(path, "/health") || rc_slice_eq(path, "/metrics") ||
+	       rc_slice_eq(path, "/");
+}
+
+/* Whether c may reach path: the admin listener serves only the admin paths, the public one
+ * serves them unless public_admin_endpoints is off. */
+static bool path_allowed(const struct rc_conn *c, struct rc_slice path)
+{
+	if (c->flags & RC_CF_ADMIN)
+		return admin_path(path);
+	return c->shard->app->cfg.public_admin_endpoints || !admin_path(path);
+}
+
 static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 {
 	struct rc_app *app = c->shard->app;
@@ -336,6 +352,10 @@ static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, uint32_t *need)
 		return n;
 	}
 	RC_ASSERT(consumed > 0 && consumed <= n);
+	if (!path_allowed(c, req.path)) {
+		http_error(c, 404, "no such endpoint on this listener");
+		return n;
+	}
 	if (rc_handshake_is_upgrade(&req)) {
 		upgrade(c, &req, p + consumed, n - consumed);
 		return n;

@@ -68,6 +68,7 @@ enum rc_conn_flag {
 	RC_CF_HTTP_RESUME = 1u << 11, /* parse requests waiting in pend at the next flush */
 	RC_CF_MAY_PUBLISH = 1u << 12, /* its access token allows publishing (auth_secret set) */
 	RC_CF_REFUSED = 1u << 13,     /* accepted over connections_max only to answer 503 */
+	RC_CF_ADMIN = 1u << 14,       /* from the admin listener: outside connections_max */
 };
 
 /* A growable byte buffer: HTTP requests (http_serve.c), charged to the budget (http). */
@@ -150,15 +151,18 @@ struct rc_shard {
 	uint32_t conns_cap;    /* conns_limit + spare slots for refusing with a 503 */
 	uint32_t conns_limit;  /* connections this shard serves (connections_max / shards) */
 	uint32_t conns_refusing; /* records answering a 503 (not counted against the limit) */
+	uint32_t conns_admin;    /* records from the admin listener (not counted either) */
 	uint32_t conns_live;
 	uint32_t *dirty; /* slots to flush this turn */
 	uint32_t dirty_count;
 	int index;
 	int cpu;
 	int listen_fd;
+	int admin_fd; /* the admin listener (admin_port), shard 0 only; -1 otherwise */
 	int wake_fd;	   /* eventfd doorbell for other threads */
 	uint64_t wake_buf; /* target of the doorbell's read */
 	bool accept_armed;
+	bool admin_accept_armed;
 	bool wake_armed;
 	bool draining;
 	bool running;

@@ -46,7 +46,13 @@ void rc_conn_accepted(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
 	RC_ASSERT(c->state == RC_CONN_HTTP);
-	if (s->conns_live - s->conns_refusing > s->conns_limit) {
+	if (c->flags & RC_CF_ADMIN) {
+		/* Its own small allowance: probes and scrapes, never a crowd to answer. */
+		if (s->conns_admin > s->app->cfg.admin_connections_max) {
+			rc_conn_terminate(c, RC_CLOSE_over_capacity);
+			return;
+		}
+	} else if (s->conns_live - s->conns_refusing - s->conns_admin > s->conns_limit) {
 		refuse(c);
 		return;
 	}

@@ -25,6 +25,14 @@
 #include "session.h"
 #include "shard.h"
 
+/* Cancels the multishot accept of one listener (RC_ACCEPT_PUBLIC or RC_ACCEPT_ADMIN). */
+static void accept_cancel(struct rc_shard *s, uint32_t which)
+{
+	struct io_uring_sqe *sqe = rc_uring_sqe(s);
+	io_uring_prep_cancel64(sqe, rc_ud(RC_OP_ACCEPT, 0, which), 0);
+	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
+}
+
 /* Stops accepting and starts closing every connection (close 1001 to WebSockets). */
 static void drain_begin(struct rc_shard *s)
 {
@@ -34,11 +42,10 @@ static void drain_begin(struct rc_shard *s)
 	s->drain_deadline_ms = s->clock.now_ms + s->app->cfg.drain_timeout_ms;
 	/* Stop accepting. rc_app_stop() already shut every listener down (no new SYN lands on
 	 * any shard); the descriptor itself closes in rc_app_destroy(). */
-	if (s->accept_armed) {
-		struct io_uring_sqe *sqe = rc_uring_sqe(s);
-		io_uring_prep_cancel64(sqe, rc_ud(RC_OP_ACCEPT, 0, 0), 0);
-		io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
-	}
+	if (s->accept_armed)
+		accept_cancel(s, RC_ACCEPT_PUBLIC);
+	if (s->admin_accept_armed)
+		accept_cancel(s, RC_ACCEPT_ADMIN);
 	for (uint32_t i = 0; i < s->conns_cap; i++) {
 		struct rc_conn *c = &s->conns[i];
 		if (c->state == RC_CONN_OPEN)
@@ -122,7 +129,7 @@ static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
 
 static bool loop_done(const struct rc_shard *s)
 {
-	return s->draining && s->conns_live == 0 && !s->accept_armed;
+	return s->draining && s->conns_live == 0 && !s->accept_armed && !s->admin_accept_armed;
 }
 
 /* Submits the turn's SQEs and waits for a completion, the next tick, or a doorbell. */

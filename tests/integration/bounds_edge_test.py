@@ -189,5 +189,64 @@ class InflateRateTest(ServerTestCase):
                                 ',reason="inflate_rate"'), 1)
 
 
+def get(port, path):
+    """GET path on a fresh connection: (status, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=scale(10))
+    try:
+        return http_request(s, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    finally:
+        s.close()
+
+
+class AdminListenerTest(ServerTestCase):
+    shards = 1
+    admin_port = harness.free_port()
+    server_opts = {"connections_max": 4, "admin_port": admin_port}
+
+    def test_admin_answers_while_public_port_is_full(self):
+        """With connections_max held by WebSockets the public port answers 503, the admin
+        port still answers /health and /metrics 200 and serves nothing else."""
+        held = []
+        try:
+            for _ in range(4):
+                c = harness.RawClient(self.port)
+                c.handshake("/echo")
+                held.append(c)
+            self.assertEqual(get(self.port, "/health")[0], 503)
+            status, body = get(self.admin_port, "/health")
+            self.assertEqual(status, 200, body)
+            status, body = get(self.admin_port, "/metrics")
+            self.assertEqual(status, 200)
+            self.assertIn(b"ringcast_connections_open", body)
+            self.assertEqual(get(self.admin_port, "/")[0], 200)
+            self.assertEqual(get(self.admin_port, "/publish")[0], 404)
+            a = harness.RawClient(self.admin_port)
+            a.handshake("/echo", expect=404)
+            a.close()
+            for c in held:
+                c.send_frame(OP_TEXT, b"served")
+                self.assertEqual(c.recv_message(), (OP_TEXT, b"served"))
+        finally:
+            for c in held:
+                c.close()
+
+
+class PublicAdminOffTest(ServerTestCase):
+    shards = 1
+    admin_port = harness.free_port()
+    server_opts = {"admin_port": admin_port, "public_admin_endpoints": "false"}
+
+    def test_public_port_hides_admin_endpoints(self):
+        """public_admin_endpoints=false: /health and /metrics only on the admin port."""
+        self.assertEqual(get(self.port, "/health")[0], 404)
+        self.assertEqual(get(self.port, "/metrics")[0], 404)
+        self.assertEqual(get(self.admin_port, "/health")[0], 200)
+        c = harness.RawClient(self.port)
+        c.handshake("/echo")
+        c.send_frame(OP_TEXT, b"public")
+        self.assertEqual(c.recv_message(), (OP_TEXT, b"public"))
+        c.close()
+
+
 if __name__ == "__main__":
     harness.main()
