@@ -250,5 +250,34 @@ class PublicAdminOffTest(ServerTestCase):
         c.close()
 
 
+class AdminAllowanceTest(ServerTestCase):
+    shards = 1
+    admin_port = harness.free_port()
+    server_opts = {"admin_port": admin_port, "admin_connections_max": 2}
+
+    def test_admin_connections_over_the_allowance_are_closed(self):
+        """Past admin_connections_max an admin connection is closed unanswered (counted as
+        over_capacity); once one leaves, the admin port answers again."""
+        held = [socket.create_connection(("127.0.0.1", self.admin_port), timeout=scale(5))
+                for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            extra = socket.create_connection(("127.0.0.1", self.admin_port), timeout=scale(5))
+            try:
+                extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(read_head(extra), b"")
+            except ConnectionResetError:
+                pass
+            finally:
+                extra.close()
+        finally:
+            for h in held:
+                h.close()
+        time.sleep(0.2)
+        self.assertEqual(get(self.admin_port, "/health")[0], 200)
+        self.assertEqual(metric(self.admin_port, "ringcast_connections_closed_total",
+                                ',reason="over_capacity"'), 1)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -300,6 +300,28 @@ Test(http, post_with_content_length_body)
 	cr_assert(slice_is(req.body, "abc"));
 }
 
+/* Once the head is complete, a PARTIAL parse tells the whole request's length, at every
+ * prefix of the body; before that it tells nothing. */
+Test(http, partial_body_reports_announced_length)
+{
+	static const char r[] = "POST /publish HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n"
+				"\r\n{\"t\":\"x\"}\r\n";
+	size_t head = sizeof(r) - 1 - 11;
+	struct rc_http_request req;
+
+	for (size_t k = 0; k < sizeof(r) - 1; k++) {
+		struct outcome o = parse_at_guard(r, k, &limits, &req);
+
+		cr_assert(eq(int, o.r, RC_PARSE_PARTIAL));
+		if (k < head) {
+			cr_assert(eq(u32, req.head_len, 0));
+			continue;
+		}
+		cr_assert(eq(u32, req.head_len, head));
+		cr_assert(eq(u64, req.content_length, 11));
+	}
+}
+
 Test(http, methods_versions_and_keep_alive)
 {
 	struct rc_http_request req;
