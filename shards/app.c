@@ -227,6 +227,22 @@ static int budget_setup(struct rc_app *app, char *err, size_t err_len)
 	return rc;
 }
 
+/* True when every category of b is back to zero (debug builds check it at shutdown). */
+static bool budget_settled(const struct rc_budget *b)
+{
+	for (int cat = 0; cat < RC_BUDGET_CATEGORY_COUNT; cat++) {
+		int64_t sum = 0;
+		for (uint32_t i = 0; i <= b->shards_count; i++)
+			sum += atomic_load_explicit(&b->shards[i].bytes[cat], memory_order_relaxed);
+		if (sum != 0) {
+			fprintf(stderr, "ringcast: memory budget: %s holds %lld bytes at exit\n",
+				rc_budget_category_name((enum rc_budget_category)cat), (long long)sum);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Sizes the per-shard connection tables from connections_max and RLIMIT_NOFILE. */
 static int size_tables(struct rc_app *app, char *err, size_t err_len)
 {
@@ -563,7 +579,9 @@ void rc_app_destroy(struct rc_app *app)
 {
 	if (!app)
 		return;
-	/* Every shard thread has joined: rings and inboxes can go now, in any order. */
+	/* Every shard thread has joined: rings and inboxes can go now, in any order. What they
+	 * held is released on this thread's books. */
+	rc_current_app = app;
 	for (int i = 0; app->shards && i < app->shards_count; i++) {
 		struct rc_shard *s = &app->shards[i];
 		if (s->running)
@@ -573,6 +591,9 @@ void rc_app_destroy(struct rc_app *app)
 		if (s->inbox.slots)
 			rc_mpsc_free(&s->inbox);
 	}
+	rc_current_app = NULL;
+	/* Nothing any client made us hold outlives the shards: the books are back to zero. */
+	RC_DASSERT(!app->budget.shards || budget_settled(&app->budget));
 	for (int i = 0; app->shards && i < app->shards_count; i++) {
 		struct rc_shard *s = &app->shards[i];
 		if (s->listen_fd >= 0)

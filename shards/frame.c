@@ -1,16 +1,31 @@
 /*
  * Frames: allocation on the heap or in the shard's arena slice, references, and the way
  * home of an arena frame whose last reference dropped on another shard (through the owner's
- * inbox: only the owner frees in its slice). Shard threads; unref also at shutdown.
+ * inbox: only the owner frees in its slice). Every frame is charged to the memory budget
+ * while it lives (send_queue for unicast frames, broadcast for shared ones), released where
+ * its last reference drops. Shard threads; unref also at shutdown (rc_current_app set).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
 #include "frame.h"
+#include "mem.h"
 #include "outbox.h"
 
-struct rc_frame *rc_frame_alloc(uint32_t len)
+/* What f costs the budget: its header, its bytes and the topic name stored behind them. The
+ * same before and after a builder shortens len to put the topic behind the frame. */
+static size_t footprint(const struct rc_frame *f)
+{
+	return sizeof(*f) + f->len + (f->topic ? f->topic_len + 1u : 0u);
+}
+
+static enum rc_budget_category category(const struct rc_frame *f)
+{
+	return f->shared ? RC_BUDGET_broadcast : RC_BUDGET_send_queue;
+}
+
+static struct rc_frame *heap_alloc(uint32_t len)
 {
 	struct rc_frame *f = malloc(sizeof(*f) + len);
 	if (!f)
@@ -18,6 +33,28 @@ struct rc_frame *rc_frame_alloc(uint32_t len)
 	memset(f, 0, sizeof(*f));
 	f->refs = 1;
 	f->len = len;
+	return f;
+}
+
+/* Frames are charged unconditionally: a close or a pong must get through; what the budget
+ * cannot hold is refused upstream (messages in, new topics) or shed at the hard mark. */
+static void book(struct rc_frame *f)
+{
+	RC_ASSERT(rc_current_app != NULL);
+	rc_mem_charge(rc_current_app, category(f), footprint(f));
+}
+
+static void unbook(const struct rc_frame *f)
+{
+	RC_ASSERT(rc_current_app != NULL);
+	rc_mem_release(rc_current_app, category(f), footprint(f));
+}
+
+struct rc_frame *rc_frame_alloc(uint32_t len)
+{
+	struct rc_frame *f = heap_alloc(len);
+	if (f)
+		book(f);
 	return f;
 }
 
@@ -30,11 +67,12 @@ struct rc_frame *rc_frame_alloc_shared(struct rc_shard *s, uint32_t len)
 		f->refs = 1;
 		f->len = len;
 		f->arena_class = (uint8_t)(cls + 1);
-	} else if (!(f = rc_frame_alloc(len))) {
+	} else if (!(f = heap_alloc(len))) {
 		return NULL;
 	}
 	f->shared = 1;
 	f->owner = (uint8_t)s->index;
+	book(f);
 	return f;
 }
 
@@ -57,6 +95,7 @@ void rc_frame_returned(struct rc_shard *s, struct rc_frame *f)
 static void dispose(struct rc_frame *f)
 {
 	struct rc_shard *s = rc_current_shard;
+	unbook(f);
 	if (f->deflated) {
 		rc_frame_unref(f->deflated);
 		f->deflated = NULL;
@@ -86,6 +125,8 @@ void rc_frame_unref(struct rc_frame *f)
 		return;
 	}
 	RC_ASSERT(f->refs > 0);
-	if (--f->refs == 0)
+	if (--f->refs == 0) {
+		unbook(f);
 		free(f);
+	}
 }

@@ -23,7 +23,7 @@ struct rc_frame {
 	uint8_t arena_class; /* 0: malloc'd; else 1 + size class in the registered arena */
 	uint8_t pad[3];
 	struct rc_frame *deflated; /* broadcast: its permessage-deflate variant (a reference) */
-	uint8_t data[];
+	uint8_t data[]; /* len bytes, then the topic and its NUL when topic is set (charged) */
 };
 
 /* The header every queued byte pays; owner and arena_class fit its padding. */

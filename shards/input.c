@@ -23,6 +23,7 @@ static enum rc_close_reason reason_of(uint16_t code)
 	case RC_WS_CLOSE_INVALID_DATA: return RC_CLOSE_invalid_data;
 	case RC_WS_CLOSE_TOO_BIG: return RC_CLOSE_too_big;
 	case RC_WS_CLOSE_POLICY: return RC_CLOSE_rate_limited;
+	case RC_WS_CLOSE_TRY_AGAIN: return RC_CLOSE_memory_shed;
 	default: return RC_CLOSE_protocol_error;
 	}
 }
@@ -44,6 +45,15 @@ static void fail_why(struct rc_conn *c, uint16_t code, const char *reason,
 static void fail(struct rc_conn *c, uint16_t code, const char *reason)
 {
 	fail_why(c, code, reason, reason_of(code));
+}
+
+void rc_conn_shed(struct rc_conn *c)
+{
+	RC_ASSERT(c->state == RC_CONN_OPEN);
+	/* Its backlog and partial message go now; only the close frame is left to send. */
+	rc_sendq_drop_unsent(c);
+	fail(c, RC_WS_CLOSE_TRY_AGAIN, "memory budget");
+	RC_ASSERT(c->state != RC_CONN_OPEN);
 }
 
 static const struct rc_ws_limits *limits_of(const struct rc_conn *c)
@@ -173,11 +183,15 @@ static void deliver_deflated(struct rc_conn *c, uint8_t opcode, uint8_t *p, size
 		}
 		p = memcpy(copy, p, len);
 	}
+	/* The shard's inflation output grows with what clients send: charged, and refused past
+	 * the budget. */
 	uint8_t *out = rc_shard_ibuf(s, max);
 	int rc = out ? rc_pmd_inflate(s->inflater, p, len, out, max, &out_len) : -ENOMEM;
 	free(copy);
 	s->stats.inflated_messages++;
-	if (rc == RC_PMD_ERR_TOO_BIG)
+	if (!out)
+		fail(c, RC_WS_CLOSE_TRY_AGAIN, "memory budget");
+	else if (rc == RC_PMD_ERR_TOO_BIG)
 		fail(c, RC_WS_CLOSE_TOO_BIG, "message too big once inflated");
 	else if (rc != 0)
 		fail(c, rc == -ENOMEM ? RC_WS_CLOSE_INTERNAL : RC_WS_CLOSE_INVALID_DATA,
@@ -220,12 +234,16 @@ static enum rc_ws_asm_next on_control(const struct rc_ws_asm_control *f, void *c
 	return next_of(c);
 }
 
+/* The assembler fails with 1011 only when its alloc hook refused: the budget (or memory) is
+ * short, which the client hears as 1013, try again later. */
 static void on_fail(uint16_t code, const char *reason, void *ctx)
 {
-	fail(ctx, code, reason);
+	if (code == RC_WS_CLOSE_INTERNAL)
+		fail(ctx, RC_WS_CLOSE_TRY_AGAIN, "memory budget");
+	else
+		fail(ctx, code, reason);
 }
 
-/* Everything a client makes the assembler hold is allocated here. */
 /* The assembler's buffers are what a client makes us hold: charged to the budget, and a
  * growth the budget cannot take fails the connection like an allocation failure. */
 static void *asm_alloc(void *old, size_t old_size, size_t new_size, void *ctx)

@@ -16,4 +16,8 @@ void rc_conn_ws_input(struct rc_conn *c, uint8_t *p, size_t n);
 /* Frees what c's frame assembler holds (c->ws; upgraded connections only). */
 void rc_conn_ws_reset(struct rc_conn *c);
 
+/* Sheds an open connection at the memory budget's hard mark: its unsent backlog and partial
+ * message dropped, 1013 "memory budget" sent, counted as memory_shed. */
+void rc_conn_shed(struct rc_conn *c);
+
 #endif

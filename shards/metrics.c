@@ -104,6 +104,71 @@ void rc_app_stats(struct rc_app *app, struct rc_app_stats *out)
 		out->topics += load(&st->topics_owned);
 		out->slow_consumer_closes += load(&st->connections_closed[RC_CLOSE_slow_consumer]);
 	}
+	out->memory_bytes = rc_budget_total(&app->budget);
+	out->memory_budget_bytes = app->budget.limit_bytes;
+	out->memory_level = (int)rc_budget_level_of(&app->budget, out->memory_bytes);
+}
+
+/* A process-wide gauge (no shard label). */
+static void gauge(struct out *o, const char *name, const char *help, uint64_t v)
+{
+	put(o, "# HELP ringcast_%s %s\n# TYPE ringcast_%s gauge\nringcast_%s %llu\n", name, help,
+	    name, name, (unsigned long long)(o->worst ? UINT64_MAX : v));
+}
+
+/* What each shard refused because of the budget: growth (a charge), connections, topics. */
+static void refusals(struct out *o, const struct rc_app *app)
+{
+	const size_t over_budget = offsetof(struct rc_shard_stats, connections_closed) +
+				   RC_CLOSE_over_budget * sizeof(uint64_t);
+
+	put(o, "# HELP ringcast_memory_refusals_total Requests refused by the memory budget: "
+	       "growth past it; connections, topics and POST /publish past its soft mark.\n"
+	       "# TYPE ringcast_memory_refusals_total counter\n");
+	for (int i = 0; i < app->shards_count; i++) {
+		uint64_t growth = o->worst ? UINT64_MAX
+					   : atomic_load_explicit(&app->budget.shards[i].refusals,
+								  memory_order_relaxed);
+		put(o, "ringcast_memory_refusals_total{shard=\"%d\",what=\"growth\"} %llu\n", i,
+		    (unsigned long long)growth);
+		put(o, "ringcast_memory_refusals_total{shard=\"%d\",what=\"connection\"} %llu\n",
+		    i, (unsigned long long)value(o, app, i, over_budget));
+		put(o, "ringcast_memory_refusals_total{shard=\"%d\",what=\"topic\"} %llu\n", i,
+		    (unsigned long long)value(o, app, i,
+					      offsetof(struct rc_shard_stats, topics_over_budget)));
+		put(o, "ringcast_memory_refusals_total{shard=\"%d\",what=\"publish\"} %llu\n", i,
+		    (unsigned long long)value(o, app, i,
+					      offsetof(struct rc_shard_stats, publishes_refused)));
+	}
+}
+
+/* The memory budget: the marks, what is charged by category, the level, refusals, sheds. */
+static void memory(struct out *o, const struct rc_app *app)
+{
+	const struct rc_budget *b = &app->budget;
+	uint64_t total = o->worst ? 0 : rc_budget_total(b);
+
+	gauge(o, "memory_budget_bytes", "memory_budget_bytes in force.", b->limit_bytes);
+	gauge(o, "memory_soft_bytes", "The soft mark (memory_soft_percent of the budget).",
+	      b->soft_bytes);
+	put(o, "# HELP ringcast_memory_bytes Bytes charged to the memory budget, by category.\n"
+	       "# TYPE ringcast_memory_bytes gauge\n");
+	for (int cat = 0; cat < RC_BUDGET_CATEGORY_COUNT; cat++) {
+		uint64_t v = o->worst ? UINT64_MAX
+				      : rc_budget_category_bytes(b, (enum rc_budget_category)cat);
+		put(o, "ringcast_memory_bytes{category=\"%s\"} %llu\n",
+		    rc_budget_category_name((enum rc_budget_category)cat), (unsigned long long)v);
+	}
+	gauge(o, "memory_kernel_bytes",
+	      "The host's TCP socket memory (/proc/net/sockstat, all processes), counted against "
+	      "the budget.",
+	      atomic_load_explicit(&b->kernel_bytes, memory_order_relaxed));
+	gauge(o, "memory_total_bytes", "Everything counted against the budget.", total);
+	gauge(o, "memory_level", "0 ok, 1 past the soft mark, 2 at the budget.",
+	      (uint64_t)rc_budget_level_of(b, total));
+	refusals(o, app);
+	RC_FAMILY(o, app, memory_shed, "counter",
+		  "Connections closed (1013) at the budget's hard mark to free memory.");
 }
 
 static void write_all(struct out *o, const struct rc_app *app)
@@ -176,6 +241,7 @@ static void write_all(struct out *o, const struct rc_app *app)
 		  "HTTP requests answered 503: holding their bytes would pass memory_budget_bytes.");
 	RC_FAMILY(o, app, json_limit_rejects, "counter",
 		  "JSON messages refused unparsed: over json_depth_max or json_elements_max.");
+	memory(o, app);
 }
 
 size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)

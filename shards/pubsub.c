@@ -402,6 +402,17 @@ static void hist_keep(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *
 	hist_trim_shard(s);
 }
 
+void rc_pubsub_trim(struct rc_shard *s)
+{
+	struct rc_otopic *next;
+	for (struct rc_otopic *t = s->hist_oldest; t; t = next) {
+		next = t->hist_next; /* an emptied history leaves the list */
+		uint64_t before = t->hist.bytes;
+		uint32_t n = rc_history_trim(&t->hist, before / 2, release_ref, NULL);
+		hist_account(s, t, before, RC_EVICT_memory_soft, n);
+	}
+}
+
 /* ---- owner side: topics ------------------------------------------------------------------- */
 /* True if this shard may own one more topic (its share of topics_max). */
 static bool topic_room(const struct rc_shard *owner)
@@ -527,6 +538,11 @@ static struct rc_otopic *publish_topic(struct rc_shard *s, struct rc_xmsg *m)
 	}
 	if (!topic_room(s)) {
 		s->stats.topics_refused++;
+		return NULL;
+	}
+	/* Past the memory budget's soft mark a publish creates no topic: nobody follows it. */
+	if (s->mem_level >= RC_BUDGET_SOFT) {
+		s->stats.topics_over_budget++;
 		return NULL;
 	}
 	t = otopic_get(s, m->topic, m->topic_len, true);
@@ -750,12 +766,17 @@ static bool take_token(struct rc_conn *c)
 	return true;
 }
 
-/* May c create local topic[0..len) (a new topic for this shard)? 0, -EAGAIN (c's rate) or
- * -EBUSY (the owner's share of topics_max), counted. */
+/* May c create local topic[0..len) (a new topic for this shard)? 0, -EAGAIN (c's rate),
+ * -EBUSY (the owner's share of topics_max) or -ENOBUFS (past the memory budget's soft
+ * mark), counted. */
 static int new_topic_check(struct rc_conn *c, const char *topic, size_t len)
 {
 	struct rc_shard *s = c->shard;
 	struct rc_shard *owner = owner_of(s->app, rc_topic_hash(topic, len));
+	if (s->mem_level >= RC_BUDGET_SOFT) {
+		s->stats.topics_over_budget++;
+		return -ENOBUFS;
+	}
 	if (!may_create(c)) {
 		s->stats.topics_rate_limited++;
 		return -EAGAIN;
@@ -1062,8 +1083,7 @@ void rc_pubsub_free(struct rc_shard *s)
 	}
 	rc_topic_table_free(&s->otopics);
 	rc_topic_table_free(&s->ltopics);
-	free(s->scratch);
-	s->scratch = NULL;
+	rc_grow_free(s, (void **)&s->scratch, &s->scratch_cap);
 }
 
 /* ---- invariants ------------------------------------------------------------------------- */

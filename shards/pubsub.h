@@ -149,6 +149,10 @@ void rc_pubsub_free(struct rc_shard *s);
 /* Retries the outboxes and handles up to mpsc_drain_max inbox items. Once per turn. */
 void rc_pubsub_poll(struct rc_shard *s);
 
+/* Past the memory budget's soft mark: halves the history of every topic s owns, oldest
+ * first (a topic with one message left keeps none). Shard s's thread, once per tick. */
+void rc_pubsub_trim(struct rc_shard *s);
+
 /* Ages owned topics' history out and forgets unused topics after topic_forget_ms. */
 void rc_pubsub_sweep(struct rc_shard *s);
 
@@ -161,7 +165,8 @@ void rc_pubsub_conn_closed(struct rc_conn *c);
  * messages, when r resumes). 0 subscribed (without r); 1 subscribed, the answer follows;
  * -EEXIST, -E2BIG (subscriptions_per_connection_max), -EINVAL (topic name), -EBUSY (a new
  * topic past topics_max, read racily from its owner), -EAGAIN (a new topic past c's
- * topics_per_second_max), -ENOMEM (nothing changed). Counted. */
+ * topics_per_second_max), -ENOBUFS (a new topic past the memory budget's soft mark),
+ * -ENOMEM (nothing changed). Counted. */
 int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 			const struct rc_resume *r);
 

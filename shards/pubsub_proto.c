@@ -73,7 +73,7 @@ void rc_proto_gap(struct rc_conn *c, const char *topic, size_t len, uint64_t fro
 /* A per-shard buffer for parsed publish data, grown to the largest message seen. */
 static char *data_buf(struct rc_shard *s, size_t need)
 {
-	return rc_grow((void **)&s->scratch, &s->scratch_cap, need);
+	return rc_grow(s, (void **)&s->scratch, &s->scratch_cap, need);
 }
 
 /* ---- WebSocket clients -------------------------------------------------------------------- */
@@ -109,6 +109,8 @@ static void on_sub(struct rc_conn *c, const struct rc_envelope *e)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, "topic limit reached");
 	else if (rc == -EAGAIN)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, "new topics too fast");
+	else if (rc == -ENOBUFS)
+		send_error(c, RC_ENVELOPE_ERR_BUSY, "memory budget");
 	else if (rc < 0)
 		send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
 }
@@ -276,6 +278,13 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 {
 	const char *reason = NULL;
 	uint32_t n = 0;
+	/* Past the memory budget's soft mark a publish request is new work like a new
+	 * connection: refused, so the backend retries elsewhere or later (Retry-After). */
+	if (c->shard->mem_level >= RC_BUDGET_SOFT) {
+		c->shard->stats.publishes_refused++;
+		http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, "memory budget");
+		return;
+	}
 	struct rc_envelope *items = calloc(RC_PUBLISH_BATCH_LIMIT, sizeof(*items));
 	struct rc_http_pub *hp = calloc(1, sizeof(*hp));
 	char *buf = data_buf(c->shard, len + RC_PUBLISH_BATCH_LIMIT + 1);

@@ -6,6 +6,7 @@
 #include "runtime.h"
 
 _Thread_local struct rc_shard *rc_current_shard;
+_Thread_local struct rc_app *rc_current_app;
 
 static int current_index(void)
 {
@@ -17,5 +18,6 @@ void rc_runtime_enter(struct rc_shard *s)
 	RC_ASSERT(s != NULL);
 	RC_ASSERT(rc_current_shard == NULL);
 	rc_current_shard = s;
+	rc_current_app = s->app;
 	rc_assert_set_shard_fn(current_index);
 }

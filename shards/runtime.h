@@ -203,6 +203,8 @@ struct rc_shard {
 	size_t ibuf_cap;
 	const uint8_t *rx_end; /* end of the receive buffer being parsed (tail room check) */
 	uint64_t next_sweep_ms;
+	uint32_t mem_tick;  /* tick of the last memory step (memory.c) */
+	uint8_t mem_level;  /* enum rc_budget_level as of that step: admission reads it */
 	/* this shard's slice of the registered frame arena (arena.c) */
 	uint8_t *arena_bump;
 	uint8_t *arena_end;
@@ -285,5 +287,9 @@ extern _Thread_local struct rc_shard *rc_current_shard;
 /* Makes s the calling thread's shard (rc_current_shard, and the shard that assertion
  * messages name). Borrows s for the thread's life. Shard thread, first thing. */
 void rc_runtime_enter(struct rc_shard *s);
+
+/* The application whose memory this thread's frees release (mem.h): its shard's app on a
+ * shard thread, the app being destroyed on the thread tearing it down, NULL otherwise. */
+extern _Thread_local struct rc_app *rc_current_app;
 
 #endif

@@ -12,20 +12,25 @@
 
 #include "conn_rt.h"
 #include "frame.h"
+#include "mem.h"
 #include "sendq.h"
 
+/* A node is charged while it holds a frame (send_queue); the pool is the shard's cache. */
 static struct rc_qnode *qnode_get(struct rc_shard *s)
 {
 	struct rc_qnode *n = s->qnode_free;
-	if (n) {
+	if (n)
 		s->qnode_free = n->next;
-		return n;
-	}
-	return malloc(sizeof(*n));
+	else
+		n = malloc(sizeof(*n));
+	if (n)
+		rc_mem_charge(s->app, RC_BUDGET_send_queue, sizeof(*n));
+	return n;
 }
 
 static void qnode_put(struct rc_shard *s, struct rc_qnode *n)
 {
+	rc_mem_release(s->app, RC_BUDGET_send_queue, sizeof(*n));
 	n->frame = NULL;
 	n->next = s->qnode_free;
 	s->qnode_free = n;
@@ -93,26 +98,39 @@ int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t 
 	return send_frame(c, opcode, false, p, len);
 }
 
-void *rc_grow(void **buf, size_t *cap, size_t n)
+void *rc_grow(struct rc_shard *s, void **buf, size_t *cap, size_t n)
 {
-	if (n > *cap) {
-		void *p = realloc(*buf, n);
-		if (!p)
-			return NULL;
-		*buf = p;
-		*cap = n;
+	if (n <= *cap)
+		return *buf;
+	/* Client input asks for the growth: past the budget it is refused. */
+	if (!rc_mem_try_charge(s->app, RC_BUDGET_inflate, n - *cap))
+		return NULL;
+	void *p = realloc(*buf, n);
+	if (!p) {
+		rc_mem_release(s->app, RC_BUDGET_inflate, n - *cap);
+		return NULL;
 	}
-	return *buf;
+	*buf = p;
+	*cap = n;
+	return p;
+}
+
+void rc_grow_free(struct rc_shard *s, void **buf, size_t *cap)
+{
+	rc_mem_release(s->app, RC_BUDGET_inflate, *cap);
+	free(*buf);
+	*buf = NULL;
+	*cap = 0;
 }
 
 uint8_t *rc_shard_zbuf(struct rc_shard *s, size_t n)
 {
-	return rc_grow((void **)&s->zbuf, &s->zbuf_cap, n);
+	return rc_grow(s, (void **)&s->zbuf, &s->zbuf_cap, n);
 }
 
 uint8_t *rc_shard_ibuf(struct rc_shard *s, size_t n)
 {
-	return rc_grow((void **)&s->ibuf, &s->ibuf_cap, n);
+	return rc_grow(s, (void **)&s->ibuf, &s->ibuf_cap, n);
 }
 
 int rc_conn_send_data(struct rc_conn *c, uint8_t opcode, const void *p, size_t len)

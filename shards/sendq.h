@@ -88,8 +88,13 @@ void rc_sendq_drop_unsent(struct rc_conn *c);
 /* Frees the shard's pools of queue nodes and send operations. Shard thread, at exit. */
 void rc_pools_free(struct rc_shard *s);
 
-/* Grows *buf (capacity *cap) to at least n bytes; returns it, or NULL (unchanged) on failure. */
-void *rc_grow(void **buf, size_t *cap, size_t n);
+/* Grows s's scratch buffer *buf (capacity *cap) to at least n bytes, charging the growth to
+ * the budget (inflate): returns it, or NULL (unchanged) when the budget or memory refuses.
+ * Shard s's thread. */
+void *rc_grow(struct rc_shard *s, void **buf, size_t *cap, size_t n);
+
+/* Frees a buffer of rc_grow and releases its charge. Shard s's thread, or its teardown. */
+void rc_grow_free(struct rc_shard *s, void **buf, size_t *cap);
 
 /* Grows the shard's codec buffer to at least n bytes (a reference, valid until the next
  * call); NULL on allocation failure. */

@@ -2,8 +2,9 @@
  * A connection's life above its socket: one embedded timer serves the handshake timeout
  * (HTTP), the heartbeat (ping after ping_interval_ms of silence, close 1001 after
  * idle_timeout_ms) and the close timeout (CLOSING); the close handshake we start; the slow
- * consumer's close; the 503 that a connection over connections_max hears before it closes;
- * and the public rc_conn_send/rc_conn_close. Shard thread only.
+ * consumer's close; the 503 that a connection over connections_max or past the memory
+ * budget's soft mark hears before it closes; and the public rc_conn_send/rc_conn_close.
+ * Shard thread only.
  */
 #include <errno.h>
 
@@ -19,24 +20,32 @@ static void timer_in(struct rc_conn *c, uint64_t ms)
 }
 
 /*
- * Over connections_max: answer 503 and close. Input is discarded and TCP half-closed after
- * the answer (as after a protocol failure), so no reset can destroy the answer in flight.
+ * Over connections_max, or past the memory budget's soft mark: answer 503 and close. Input is
+ * discarded and TCP half-closed after the answer (as after a protocol failure), so no reset
+ * can destroy the answer in flight.
  */
-static void refuse(struct rc_conn *c)
+static void refuse(struct rc_conn *c, enum rc_close_reason why)
 {
-	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+	static const char full[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
 				   "Content-Type: text/plain\r\nContent-Length: 32\r\n"
 				   "Connection: close\r\n\r\nconnection limit reached, retry\n";
+	static const char budget[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+				     "Content-Type: text/plain\r\nContent-Length: 29\r\n"
+				     "Connection: close\r\n\r\nmemory budget reached, retry\n";
 	RC_STATIC_ASSERT(sizeof("connection limit reached, retry\n") - 1 == 32,
 			 "Content-Length of the 503 body");
+	RC_STATIC_ASSERT(sizeof("memory budget reached, retry\n") - 1 == 29,
+			 "Content-Length of the 503 body");
+	bool over_budget = why == RC_CLOSE_over_budget;
 	c->shard->stats.connections_refused++;
 	c->shard->conns_refusing++;
 	c->flags |= RC_CF_REFUSED;
 	c->state = RC_CONN_CLOSING;
-	c->close_reason = RC_CLOSE_over_capacity;
+	c->close_reason = (uint8_t)why;
 	c->flags |= RC_CF_DISCARD;
-	if (rc_conn_send_raw(c, resp, sizeof(resp) - 1) != 0) {
-		rc_conn_terminate(c, RC_CLOSE_over_capacity);
+	if (rc_conn_send_raw(c, over_budget ? budget : full,
+			     over_budget ? sizeof(budget) - 1 : sizeof(full) - 1) != 0) {
+		rc_conn_terminate(c, why);
 		return;
 	}
 	timer_in(c, c->shard->app->cfg.close_timeout_ms);
@@ -53,7 +62,13 @@ void rc_conn_accepted(struct rc_conn *c)
 			return;
 		}
 	} else if (s->conns_live - s->conns_refusing - s->conns_admin > s->conns_limit) {
-		refuse(c);
+		refuse(c, RC_CLOSE_over_capacity);
+		return;
+	} else if (s->mem_level >= RC_BUDGET_SOFT) {
+		/* Past the soft mark a new connection would only add to what must be shed later
+		 * (the admin listener's stay served). The level is the shard's once-per-tick
+		 * reading (memory.c): no shared counters here. */
+		refuse(c, RC_CLOSE_over_budget);
 		return;
 	}
 	timer_in(c, s->app->cfg.handshake_timeout_ms);

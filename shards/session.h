@@ -12,7 +12,8 @@
 #include "runtime.h"
 
 /* A new connection (rc_conn_accept_complete): arms its handshake timer, or, over the
- * shard's connections_max share, answers 503 and closes. */
+ * shard's connections_max share or past the memory budget's soft mark, answers 503 and
+ * closes (counted as over_capacity or over_budget). */
 void rc_conn_accepted(struct rc_conn *c);
 
 /* The upgrade succeeded: the heartbeat timer replaces the handshake timer. */

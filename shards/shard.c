@@ -19,6 +19,7 @@
 #include "arena.h"
 #include "bufring.h"
 #include "conn_rt.h"
+#include "memory.h"
 #include "outbox.h"
 #include "pubsub.h"
 #include "sendq.h"
@@ -172,11 +173,14 @@ static void loop(struct rc_shard *s)
 		}
 		io_uring_cq_advance(&s->ring, n);
 		rc_wheel_advance(&s->wheel, rc_clock_tick(&s->clock), rc_conn_timer_fire, s);
+		rc_memory_tick(s);
 		if (s->draining && s->clock.now_ms >= s->drain_deadline_ms)
 			drain_force(s);
 		if (s->clock.now_ms >= s->next_sweep_ms) {
 			rc_pubsub_sweep(s);
 			s->next_sweep_ms = s->clock.now_ms + 1000;
+			if (s->index == 0)
+				rc_memory_sample_kernel(s->app);
 			/* Debug builds check the shard's tables once a second. */
 			RC_DASSERT(rc_conn_table_validate(s));
 			RC_DASSERT(rc_pubsub_validate(s));
@@ -276,10 +280,8 @@ static void *shard_main(void *arg)
 		libdeflate_free_compressor(s->deflater);
 		libdeflate_free_decompressor(s->inflater);
 		libdeflate_free_compressor(s->echo_deflater);
-		free(s->zbuf);
-		s->zbuf = NULL;
-		free(s->ibuf);
-		s->ibuf = NULL;
+		rc_grow_free(s, (void **)&s->zbuf, &s->zbuf_cap);
+		rc_grow_free(s, (void **)&s->ibuf, &s->ibuf_cap);
 	}
 	/* Pairs with the acquire load in rc_app_run's wait loop. */
 	atomic_fetch_add_explicit(&s->app->shards_exited, 1, memory_order_release);

@@ -26,7 +26,9 @@
 	X(rate_limited, "1008: over messages_per_second_max")                                      \
 	X(over_capacity, "503: connections_max reached")                                           \
 	X(token_expired, "1008: the access token's exp passed")                                    \
-	X(inflate_rate, "1008: over inflate_bytes_per_second_max")
+	X(inflate_rate, "1008: over inflate_bytes_per_second_max")                                 \
+	X(over_budget, "503: memory past the budget's soft mark (memory_soft_percent)")            \
+	X(memory_shed, "1013: growth refused or shed to keep memory within memory_budget_bytes")
 
 enum rc_close_reason {
 #define RC_X(name, help) RC_CLOSE_##name,
@@ -41,7 +43,8 @@ enum rc_close_reason {
 	X(age, "older than history_age_max_ms")                                                    \
 	X(topic_bytes, "history_bytes_max reached")                                                \
 	X(total_bytes, "the shard's share of history_total_bytes_max reached")                     \
-	X(budget, "the memory budget refused a bigger history ring")
+	X(budget, "the memory budget refused a bigger history ring")                              \
+	X(memory_soft, "past the memory budget's soft mark: histories halved once per tick")
 
 enum rc_evict_cause {
 #define RC_X(name, help) RC_EVICT_##name,
@@ -100,6 +103,9 @@ struct rc_shard_stats {
 	uint64_t conflations;         /* queued messages replaced by a newer one (policy latest) */
 	uint64_t http_budget_refusals; /* HTTP requests answered 503: their bytes over the budget */
 	uint64_t json_limit_rejects;   /* messages over json_depth_max or json_elements_max */
+	uint64_t topics_over_budget; /* new topics refused past the memory budget's soft mark */
+	uint64_t publishes_refused;  /* POST /publish answered 503 past the soft mark */
+	uint64_t memory_shed;        /* connections closed at the hard mark to free memory */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any

@@ -96,6 +96,8 @@
 	  "the host's or cgroup's memory")                                                         \
 	X(memory_soft_percent, 80, 10, 100, "%",                                                   \
 	  "past this share of memory_budget_bytes new connections and topics are refused")         \
+	B(memory_count_kernel, true,                                                               \
+	  "count the host's TCP socket memory (/proc/net/sockstat) against memory_budget_bytes")   \
 	X(subscriptions_per_connection_max, 256, 1, 65535, "",                                     \
 	  "topics one connection may subscribe to")                                              \
 	X(history_messages_max, 1024, 0, 1048576, "",                                              \

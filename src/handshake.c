@@ -217,6 +217,8 @@ size_t rc_handshake_write_error(char *out, size_t cap, int status, const char *r
 		extra = "Allow: GET\r\n";
 	else if (status == 401) /* RFC 6750 §3: the scheme a token must use */
 		extra = "WWW-Authenticate: Bearer realm=\"ringcast\"\r\n";
+	else if (status == 503) /* RFC 7231 §7.1.3: when to come back */
+		extra = "Retry-After: 1\r\n";
 	return rc_http_write_response(out, cap, (uint16_t)status, "text/plain", extra, body, n,
 				      false);
 }

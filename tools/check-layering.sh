@@ -53,6 +53,7 @@ SHARD_LAYERS=(
 	"http_serve.h http_serve.c"       # HTTP until the upgrade; bytes' entry point
 	"pubsub.h pubsub.c"               # owners, fan-out, resume
 	"pubsub_proto.h pubsub_proto.c"   # the JSON protocol, POST /publish
+	"memory.h memory.c"               # the budget in force: admission level, trims, shedding
 	"shard.h shard.c"                 # the thread and its loop
 	"app.c"                           # the application; wires the hooks
 )

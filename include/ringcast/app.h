@@ -95,6 +95,9 @@ struct rc_app_stats {
 	uint64_t subscriptions;
 	uint64_t topics;
 	uint64_t slow_consumer_closes;
+	uint64_t memory_bytes;        /* charged to the memory budget, kernel socket memory included */
+	uint64_t memory_budget_bytes; /* memory_budget_bytes in force */
+	int memory_level;             /* 0 ok, 1 past the soft mark, 2 at the budget */
 	int shards;
 };
 

@@ -166,15 +166,20 @@ static void echo_message(struct rc_conn *c, const void *data, size_t len, bool b
 	(void)rc_conn_send(c, data, len, binary);
 }
 
+/* GET /health: 200 ok; past the memory budget's soft mark 503 degraded, so a load balancer
+ * sends new clients elsewhere while the ones connected keep being served. */
 static int health(const struct rc_http_call *call, char *out, size_t *out_len,
 		  const char **content_type, void *ctx)
 {
+	struct rc_app_stats st;
 	(void)call;
-	(void)ctx;
-	int n = snprintf(out, *out_len, "{\"status\":\"ok\"}\n");
+	rc_app_stats(ctx, &st);
+	bool degraded = st.memory_level > 0;
+	int n = snprintf(out, *out_len, degraded ? "{\"status\":\"degraded\",\"reason\":\"memory\"}\n"
+						 : "{\"status\":\"ok\"}\n");
 	*out_len = (size_t)n;
 	*content_type = "application/json";
-	return 200;
+	return degraded ? 503 : 200;
 }
 
 static int metrics(const struct rc_http_call *call, char *out, size_t *out_len,
@@ -227,7 +232,7 @@ int main(int argc, char **argv)
 	struct rc_ws_handler echo = {.on_message = echo_message,
 				     .frame_bytes_max = cfg.echo_frame_bytes_max,
 				     .message_bytes_max = cfg.echo_message_bytes_max};
-	if (rc_app_ws(app, "/echo", &echo) != 0 || rc_app_http(app, "/health", health, NULL) != 0 ||
+	if (rc_app_ws(app, "/echo", &echo) != 0 || rc_app_http(app, "/health", health, app) != 0 ||
 	    rc_app_http(app, "/metrics", metrics, app) != 0 ||
 	    rc_app_pubsub(app, "/ws", "/publish") != 0 ||
 	    rc_app_http(app, "/", rc_dashboard_page, NULL) != 0) {
