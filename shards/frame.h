@@ -30,8 +30,9 @@ struct rc_frame {
 RC_STATIC_ASSERT(sizeof(struct rc_frame) == 48, "the frame header grew");
 RC_STATIC_ASSERT(RC_SHARDS_LIMIT <= 256, "rc_frame.owner is one byte");
 
-/* A unicast frame of len bytes on the heap, one reference (the caller's); NULL without
- * memory. Any thread. */
+/* A unicast frame of len bytes on the heap, one reference (the caller's), charged to the
+ * budget (send_queue) until its last reference drops; NULL without memory. Any thread with
+ * rc_current_app set (shard threads). */
 struct rc_frame *rc_frame_alloc(uint32_t len);
 
 /*
@@ -46,9 +47,10 @@ struct rc_frame *rc_frame_alloc_shared(struct rc_shard *s, uint32_t len);
 void rc_frame_ref_n(struct rc_frame *f, uint32_t n);
 
 /*
- * Drops one reference to f. The last one frees a heap frame, or returns an arena frame to
- * its owner's slice (through the owner's inbox from another shard; outside shard threads,
- * at shutdown, the arena is unmapped whole). Any thread holding a reference.
+ * Drops one reference to f. The last one releases its charge and frees a heap frame, or
+ * returns an arena frame to its owner's slice (through the owner's inbox from another shard;
+ * outside shard threads, at shutdown, the arena is unmapped whole). Any thread holding a
+ * reference with rc_current_app set (shard threads, rc_app_destroy).
  */
 void rc_frame_unref(struct rc_frame *f);
 

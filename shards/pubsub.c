@@ -97,6 +97,22 @@ static struct rc_frame *build_deflated(struct rc_shard *s, const struct rc_frame
 }
 
 /* ---- cross-shard posting ----------------------------------------------------------------- */
+/* A message's charge (outbox): it and the data it carries, from creation to its last reader. */
+static size_t xmsg_bytes(const struct rc_xmsg *m)
+{
+	return sizeof(*m) + m->data_len + 1;
+}
+
+/* Frees m (NULL: nothing) and its frame array, and releases its charge. */
+static void xmsg_free(struct rc_app *app, struct rc_xmsg *m)
+{
+	if (!m)
+		return;
+	rc_mem_release(app, RC_BUDGET_outbox, xmsg_bytes(m));
+	free(m->frames);
+	free(m);
+}
+
 /* Releases what an undelivered cross-shard item owns (shutdown, or a failed post). */
 static void discard_item(void *item)
 {
@@ -106,8 +122,8 @@ static void discard_item(void *item)
 	case RC_ITEM_XMSG:
 		for (uint32_t k = 0; k < m->nframes; k++)
 			rc_frame_unref(m->frames[k]);
-		free(m->frames);
-		free(m);
+		RC_ASSERT(rc_current_app != NULL);
+		xmsg_free(rc_current_app, m);
 		return;
 	default: rc_frame_unref(rc_item_ptr(item));
 	}
@@ -120,13 +136,16 @@ static void post(struct rc_shard *s, struct rc_shard *to, void *item)
 		discard_item(item);
 }
 
-/* A message from shard s (NULL: a foreign thread) about topic, with dlen bytes of data. */
-static struct rc_xmsg *xmsg_new(const struct rc_shard *s, enum rc_xkind kind, const char *topic,
-				size_t tlen, size_t dlen)
+/* A message of app from shard s (NULL: a foreign thread) about topic, with room for dlen
+ * bytes of data; charged to the budget until xmsg_free. */
+static struct rc_xmsg *xmsg_new(struct rc_app *app, const struct rc_shard *s, enum rc_xkind kind,
+				const char *topic, size_t tlen, size_t dlen)
 {
 	struct rc_xmsg *m = calloc(1, sizeof(*m) + dlen + 1);
 	if (!m)
 		return NULL;
+	m->data_len = (uint32_t)dlen;
+	rc_mem_charge(app, RC_BUDGET_outbox, xmsg_bytes(m));
 	m->kind = (uint8_t)kind;
 	m->topic_len = (uint16_t)tlen;
 	memcpy(m->topic, topic, tlen);
@@ -515,7 +534,7 @@ static void reply_published(struct rc_shard *s, struct rc_xmsg *m, const struct 
 			    uint64_t seq, bool dup, bool refused)
 {
 	if (m->reply == RC_REPLY_NONE || m->from >= s->app->shards_count) {
-		free(m);
+		xmsg_free(s->app, m);
 		return;
 	}
 	m->kind = RC_X_PUB_DONE;
@@ -609,7 +628,7 @@ static void owner_shard_set(struct rc_shard *s, struct rc_xmsg *m, bool deflate,
 			(*count)--;
 		}
 	}
-	free(m);
+	xmsg_free(s->app, m);
 }
 
 /*
@@ -689,8 +708,7 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 	for (uint32_t i = 0; i < m->nframes; i++)
 		if (m->frames[i])
 			rc_frame_unref(m->frames[i]);
-	free(m->frames);
-	free(m);
+	xmsg_free(s->app, m);
 }
 
 static void pub_done(struct rc_shard *s, struct rc_xmsg *m)
@@ -704,7 +722,7 @@ static void pub_done(struct rc_shard *s, struct rc_xmsg *m)
 		s->app->pubsub_hooks->published(c, (enum rc_reply)m->reply, m->tag, m->topic,
 						m->topic_len, m->seq, m->epoch, m->duplicate,
 						m->refused, m->id, m->id_len);
-	free(m);
+	xmsg_free(s->app, m);
 }
 
 static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
@@ -730,7 +748,7 @@ static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
  */
 static void notify_owner(struct rc_shard *s, struct rc_ltopic *t, enum rc_xkind kind)
 {
-	struct rc_xmsg *m = xmsg_new(s, kind, t->node.name, t->node.name_len, 0);
+	struct rc_xmsg *m = xmsg_new(s->app, s, kind, t->node.name, t->node.name_len, 0);
 	if (!m) {
 		s->stats.alloc_failures++;
 		return;
@@ -815,15 +833,15 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 	 * out of memory refuses the subscription instead of leaving it deaf. */
 	struct rc_sub *sub = calloc(1, sizeof(*sub));
 	struct rc_ltopic *nt = t ? NULL : calloc(1, sizeof(*nt));
-	struct rc_xmsg *m_sub = t ? NULL : xmsg_new(s, RC_X_SHARD_SUB, topic, len, 0);
-	struct rc_xmsg *m_z = deflate_on ? xmsg_new(s, RC_X_DEFLATE_ON, topic, len, 0) : NULL;
-	struct rc_xmsg *m_rp = r ? xmsg_new(s, RC_X_REPLAY, topic, len, 0) : NULL;
+	struct rc_xmsg *m_sub = t ? NULL : xmsg_new(s->app, s, RC_X_SHARD_SUB, topic, len, 0);
+	struct rc_xmsg *m_z = deflate_on ? xmsg_new(s->app, s, RC_X_DEFLATE_ON, topic, len, 0) : NULL;
+	struct rc_xmsg *m_rp = r ? xmsg_new(s->app, s, RC_X_REPLAY, topic, len, 0) : NULL;
 	if (!sub || (!t && (!nt || !m_sub)) || (deflate_on && !m_z) || (r && !m_rp)) {
 		free(sub);
 		free(nt);
-		free(m_sub);
-		free(m_z);
-		free(m_rp);
+		xmsg_free(s->app, m_sub);
+		xmsg_free(s->app, m_z);
+		xmsg_free(s->app, m_rp);
 		rc_mem_release(s->app, RC_BUDGET_topics, charge);
 		s->stats.alloc_failures++;
 		return -ENOMEM;
@@ -940,12 +958,11 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 	uint64_t hash = rc_topic_hash(topic, tlen);
 	if (rc_pubsub_busy(self, app, hash))
 		return -EBUSY;
-	struct rc_xmsg *m = xmsg_new(self, RC_X_PUBLISH, topic, tlen, dlen);
+	struct rc_xmsg *m = xmsg_new(app, self, RC_X_PUBLISH, topic, tlen, dlen);
 	if (!m)
 		return -ENOMEM;
 	if (dlen)
 		memcpy(m->data, data, dlen);
-	m->data_len = (uint32_t)dlen;
 	if (idlen)
 		memcpy(m->id, id, idlen);
 	m->id_len = (uint16_t)idlen;
@@ -967,7 +984,7 @@ int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const 
 	}
 	/* A foreign thread: no outbox of its own, so a full ring is reported to the caller. */
 	if (!rc_mpsc_push(&to->inbox, rc_item(m, RC_ITEM_XMSG))) {
-		free(m);
+		xmsg_free(app, m);
 		return -EAGAIN;
 	}
 	if (rc_mpsc_wake_needed(&to->inbox))

@@ -32,7 +32,7 @@
 	X(broadcast, "broadcast frames alive (history and send queues share them)")                \
 	X(history, "history rings and dedup windows")                                              \
 	X(topics, "topic and subscription records")                                                \
-	X(outbox, "cross-shard items waiting for a full ring")
+	X(outbox, "cross-shard messages in flight and the outbox arrays of full rings")
 
 enum rc_budget_category {
 #define RC_X(name, help) RC_BUDGET_##name,
