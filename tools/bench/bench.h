@@ -91,6 +91,7 @@ struct rcb_config {
 	double sample_s;	  /* endurance: RSS sampling period */
 	const char *series_out;	  /* CSV file for time series (reconnect, endurance) */
 	const char *label;	  /* free text copied into the JSON line */
+	uint32_t dump_other;	  /* broadcast: unexpected messages dumped to stderr at most */
 	uint64_t seed;
 };
 
@@ -227,6 +228,7 @@ struct rcb_thread {
 	uint64_t rng;
 	uint32_t *series;	   /* reconnect attempts per 100 ms bin, RCB_SERIES_LIMIT */
 	uint64_t *topic_published; /* thread 0: publishes per topic */
+	uint32_t dumped;	   /* --dump-other: messages dumped so far */
 	/* Progress read by the main thread; relaxed stores here, relaxed loads there. */
 	_Atomic uint32_t open_now;    /* connections in OPEN */
 	_Atomic uint32_t settled;     /* held/burst connects that finished (open or failed) */
@@ -306,6 +308,9 @@ void rcb_ws_queue_frame(struct rcb_thread *t, struct rcb_conn *c, uint8_t opcode
 void rcb_ws_queue_echo(struct rcb_thread *t, struct rcb_conn *c);
 void rcb_ws_close(struct rcb_thread *t, struct rcb_conn *c, uint16_t code);
 void rcb_conn_free_buffers(struct rcb_conn *c);
+/* Frees what an idle connection need not hold: the send buffers (nothing in flight or
+ * pending), and the assembly buffer unless it holds the first part of something. */
+void rcb_conn_trim_buffers(struct rcb_conn *c);
 void rcb_payload_fill(uint8_t *p, size_t size, uint32_t id, uint64_t seq);
 bool rcb_payload_check(const uint8_t *p, size_t n, size_t off, uint32_t id, uint64_t seq);
 

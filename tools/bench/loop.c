@@ -438,7 +438,7 @@ static void send_complete(struct rcb_thread *t, struct rcb_conn *c, int res)
 	if (c->tx_pend_len)
 		send_pending(t, c);
 	else if (!rcb_traffic_keeps_tx(t, c))
-		rcb_conn_free_buffers(c);
+		rcb_conn_trim_buffers(c);
 	maybe_release(t, c);
 }
 

@@ -106,6 +106,9 @@ static const char usage_text[] =
 	"  --sample T            endurance RSS sampling period  [1s]\n"
 	"  --series-out FILE     CSV time series: t_s,open,attempts,rss_kb (100 ms bins)\n"
 	"  --label TEXT          copied into the JSON line (e.g. the server's name)\n"
+	"  --dump-other N        broadcast: print the first N received messages (per thread)\n"
+	"                        that carry no publish index and are no ack, escaped, on\n"
+	"                        stderr (what a server sent instead of a broadcast)  [0]\n"
 	"  --seed N              masks, jitter  [time]\n"
 	"  -q, --quiet           no summary on stderr\n"
 	"  --progress            print each phase change on stderr as it happens:\n"
@@ -310,6 +313,7 @@ enum {
 	O_LABEL,
 	O_SEED,
 	O_PROGRESS,
+	O_DUMP,
 };
 
 static const struct option long_opts[] = {
@@ -353,6 +357,7 @@ static const struct option long_opts[] = {
 	{"seed", required_argument, 0, O_SEED},
 	{"quiet", no_argument, 0, 'q'},
 	{"progress", no_argument, 0, O_PROGRESS},
+	{"dump-other", required_argument, 0, O_DUMP},
 	{"help", no_argument, 0, 'h'},
 	{0, 0, 0, 0},
 };
@@ -427,6 +432,7 @@ static int apply(struct rcb_config *cfg, int opt, const char *arg)
 	case O_SEED: cfg->seed = strtoull(arg, NULL, 10); return 0;
 	case 'q': cfg->quiet = true; return 0;
 	case O_PROGRESS: cfg->progress = true; return 0;
+	case O_DUMP: return parse_u32(arg, 0, 1000000, &cfg->dump_other);
 	default: return -EINVAL;
 	}
 }

@@ -216,6 +216,36 @@ static void check_order(struct rcb_thread *t, struct rcb_conn *c, uint64_t index
 	}
 }
 
+/* --dump-other: one unexpected message on stderr, escaped; of a long one the first 200 and
+ * the last 64 bytes (at most 4 characters each, so out never fills). */
+static void dump_other(struct rcb_thread *t, const struct rcb_conn *c, const uint8_t *msg,
+		       size_t len)
+{
+	static const char ack[] = "{\"op\":\"ack\"";
+	char out[2048];
+	size_t n = 0;
+
+	if (t->dumped >= t->run->cfg->dump_other || !msg ||
+	    (len >= sizeof(ack) - 1 && memcmp(msg, ack, sizeof(ack) - 1) == 0))
+		return;
+	t->dumped++;
+	for (size_t i = 0; i < len; i++) {
+		if (len > 264 && i == 200) {
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "[%zu bytes]", len - 264);
+			i = len - 64;
+		}
+		if (msg[i] >= 0x20 && msg[i] < 0x7f && msg[i] != '\\')
+			out[n++] = (char)msg[i];
+		else
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "\\x%02x", msg[i]);
+	}
+	RC_ASSERT(n < sizeof(out));
+	out[n] = '\0';
+	fprintf(stderr,
+		"ringcast-bench: other message on conn %u (next index %llu), %zu bytes: %s\n",
+		c->id, (unsigned long long)c->next_index, len, out);
+}
+
 void rcb_pubsub_on_message(struct rcb_thread *t, struct rcb_conn *c, const uint8_t *msg, size_t len)
 {
 	const uint8_t *after;
@@ -225,6 +255,7 @@ void rcb_pubsub_on_message(struct rcb_thread *t, struct rcb_conn *c, const uint8
 	if (c->role != RCB_ROLE_HOLD || !msg || !find_u64(msg, len, "ts=", &ts, &after) ||
 	    !find_u64(after, (size_t)(msg + len - after), ";i=", &index, NULL)) {
 		t->stats.counters[RCB_C_OTHER_MSGS]++;
+		dump_other(t, c, msg, len);
 		return;
 	}
 	has_seq = find_u64(msg, len, "\"seq\":", &seq, NULL);

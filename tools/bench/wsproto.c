@@ -35,7 +35,7 @@ uint64_t rcb_rng_next(struct rcb_thread *t)
 	return t->rng * 0x2545F4914F6CDD1Dull;
 }
 
-void rcb_conn_free_buffers(struct rcb_conn *c)
+static void free_tx(struct rcb_conn *c)
 {
 	RC_ASSERT(!(c->flags & RCB_CF_SENDING));
 	free(c->tx_out);
@@ -44,9 +44,25 @@ void rcb_conn_free_buffers(struct rcb_conn *c)
 	free(c->tx_pend);
 	c->tx_pend = NULL;
 	c->tx_pend_len = c->tx_pend_cap = 0;
+}
+
+void rcb_conn_free_buffers(struct rcb_conn *c)
+{
+	free_tx(c);
 	free(c->asm_buf);
 	c->asm_buf = NULL;
 	c->asm_len = c->asm_cap = 0;
+}
+
+void rcb_conn_trim_buffers(struct rcb_conn *c)
+{
+	RC_ASSERT(c->tx_pend_len == 0);
+	/* A message, control payload or handshake answer may be half assembled: the bytes
+	 * still to come continue it, so its first part must stay (issue 14). */
+	if (c->asm_len)
+		free_tx(c);
+	else
+		rcb_conn_free_buffers(c);
 }
 
 bool rcb_buf_grow(uint8_t **buf, uint32_t *cap, size_t need, size_t limit)
