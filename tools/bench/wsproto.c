@@ -313,8 +313,12 @@ static void control_done(struct rcb_thread *t, struct rcb_conn *c)
 		if (c->state == RCB_CS_CLOSING) {
 			rcb_conn_shutdown(t, c);
 		} else {
-			/* The server closed first: a loss, answered with the same code, then the
-			 * descriptor is closed once the answer is out (RCB_CF_PEER_CLOSED). */
+			/* The server closed first (slow consumer, drain, ...): a loss counted
+			 * under its code, answered with the same code, then the descriptor is
+			 * closed once the answer is out (RCB_CF_PEER_CLOSED). */
+			c->flags |= RCB_CF_SERVER_CLOSE;
+			t->stats.counters[RCB_C_CLOSED_BY_SERVER]++;
+			rcb_stats_close_code(&t->stats, code);
 			rcb_conn_note_loss(t, c, ECONNRESET);
 			reply[0] = (uint8_t)(code >> 8);
 			reply[1] = (uint8_t)code;
