@@ -145,7 +145,8 @@ void rcb_ws_queue_frame(struct rcb_thread *t, struct rcb_conn *c, uint8_t opcode
 		t->stats.counters[RCB_C_SKIPPED_SENDS]++;
 		return;
 	}
-	memcpy(p, payload, len);
+	if (len) /* an empty payload may be NULL (a ping without data, nothing assembled) */
+		memcpy(p, payload, len);
 	rc_ws_mask(p, len, mask, 0);
 }
 
