@@ -365,7 +365,6 @@ struct rcb_result {
 	struct rcb_proc_sample srv_end;	   /* measure phase end */
 	uint64_t srv_rss_max_kb;
 	uint64_t missing_after_drain; /* echoes never answered on live connections */
-	uint64_t outstanding;	      /* broadcast: deliveries due when the drain ended */
 	bool drained;		      /* broadcast: all expected deliveries came */
 	double measure_s;
 	double ramp_s;

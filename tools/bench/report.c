@@ -202,11 +202,12 @@ static void find_stop(const struct rcb_run *run, struct rcb_result *res, char *b
 		if (s->counters[RCB_C_CLOSED_BY_SERVER]) {
 			server_closes(s, buf, cap);
 			res->stopped_by = buf;
-		} else if (run->cfg->scenario == RCB_SC_BROADCAST && !res->drained) {
+		} else if (s->counters[RCB_C_UNDELIVERED]) {
+			/* The drain ran out and the close came before what was still due. */
 			snprintf(buf, cap,
-				 "drain: %llu deliveries still due after --drain %gs (server "
+				 "drain: %llu deliveries never came, --drain %gs ran out (server "
 				 "overloaded: raise --drain or lower --pub-rate)",
-				 (unsigned long long)res->outstanding, run->cfg->drain_s);
+				 (unsigned long long)s->counters[RCB_C_UNDELIVERED], run->cfg->drain_s);
 			res->stopped_by = buf;
 		}
 		return;
