@@ -140,12 +140,16 @@ static int submit_and_wait(struct rc_shard *s, unsigned wait_nr)
 	struct __kernel_timespec ts = {0, (long long)cfg->timer_tick_ms * 1000000ll};
 	struct io_uring_cqe *cqe;
 	s->stats.submits++;
+	/* Not waiting still reaps: with DEFER_TASKRUN only an enter that gets events runs the
+	 * ring's task work, so a plain submit would post no completion while cross-shard work
+	 * keeps coming, and a shard whose outbox waits for one that has stopped would spin
+	 * without ever closing its connections (a drain that never ends, issue 14). */
 	if (wait_nr == 0)
-		return io_uring_submit(&s->ring);
+		return io_uring_submit_and_get_events(&s->ring);
 	/* Producers ring the doorbell only while we sleep; re-check after announcing it. */
 	rc_mpsc_sleep_prepare(&s->inbox);
 	if (rc_mpsc_sleep_cancel(&s->inbox))
-		return io_uring_submit(&s->ring);
+		return io_uring_submit_and_get_events(&s->ring);
 	int rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, wait_nr, &ts, NULL);
 	rc_mpsc_sleep_end(&s->inbox);
 	return rc;

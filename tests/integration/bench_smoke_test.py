@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import socketserver
 import subprocess
@@ -37,6 +38,25 @@ def bench(*args, timeout=60):
                        timeout=timeout)
     line = next((l for l in p.stdout.splitlines() if l.startswith("{")), None)
     return p.returncode, json.loads(line) if line else None, p.stderr
+
+
+def bench_during(args, action):
+    """Runs the bench with --progress, calls action() once its measure phase starts; returns
+    (exit status, JSON line as dict or None, stderr)."""
+    b = subprocess.Popen([BENCH, *map(str, args), "-q", "--progress"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for line in b.stderr:
+            if "phase measure" in line:
+                break
+        action()
+        out, err = b.communicate(timeout=30)
+    finally:
+        if b.poll() is None:
+            b.kill()
+            b.communicate()
+    line = next((l for l in out.splitlines() if l.startswith("{")), None)
+    return b.returncode, json.loads(line) if line else None, err
 
 
 def start_peer(argv, pattern, timeout=15):
@@ -268,29 +288,21 @@ class AgainstNodeWs(unittest.TestCase):
 
 class Reconnect(unittest.TestCase):
     def test_reconnects_after_restart(self):
-        proc, port = start_peer(["node", str(NODE_PEER), "--port", "0"],
-                                r"ready on [\d.]+:(\d+)")
-        b = None
-        try:
-            b = subprocess.Popen([BENCH, "reconnect", "--url", f"ws://127.0.0.1:{port}/echo",
-                                  "-c", "20", "-d", "3", "--backoff-base", "0.3", "-q",
-                                  "--progress"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for line in b.stderr:
-                if "phase measure" in line:
-                    break
-            stop(proc)
+        peer = ["node", str(NODE_PEER), "--port"]
+        procs = [start_peer(peer + ["0"], r"ready on [\d.]+:(\d+)")]
+        port = procs[0][1]
+
+        def restart():
+            stop(procs[0][0])
             time.sleep(0.2)
-            proc, _ = start_peer(["node", str(NODE_PEER), "--port", str(port)],
-                                 r"ready on [\d.]+:(\d+)")
-            out, err = b.communicate(timeout=30)
+            procs[0] = start_peer(peer + [str(port)], r"ready on [\d.]+:(\d+)")
+
+        try:
+            rc, j, err = bench_during(["reconnect", "--url", f"ws://127.0.0.1:{port}/echo",
+                                       "-c", 20, "-d", 3, "--backoff-base", 0.3], restart)
         finally:
-            stop(proc)
-            if b and b.poll() is None:
-                b.kill()
-                b.communicate()
-        j = json.loads(out)
-        self.assertEqual(b.returncode, 0, err)
+            stop(procs[0][0])
+        self.assertEqual(rc, 0, err)
         self.assertEqual(j["counters"]["disconnects"], 20)
         self.assertEqual(j["counters"]["reconnected"], 20)
         self.assertEqual(j["open_at_end"], 20)
@@ -345,16 +357,17 @@ class FaultsAreCaught(unittest.TestCase):
         self.assertEqual(j["counters"]["wrong_payload"], 1)
 
 
-def ringcast_port():
-    """Starts ringcast if it is built and answers /health; (process, port) or (None, None)."""
+def ringcast_port(*extra):
+    """Starts ringcast (extra: more --key=value flags) if it is built and answers /health;
+    (process, port) or (None, None)."""
     if not os.access(RINGCAST, os.X_OK):
         return None, None
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([RINGCAST, "--address=127.0.0.1", f"--port={port}", "--shards=1",
-                             "--pin_shards=false"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             "--pin_shards=false", "--stats_interval_ms=0", *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     end = time.time() + 10
     while time.time() < end and proc.poll() is None:
         try:
@@ -383,6 +396,61 @@ class AgainstRingcast(unittest.TestCase):
             self.assertEqual(j["counters"]["opened"], 20)
         finally:
             stop(proc)
+
+
+class ServerCloses(unittest.TestCase):
+    """Issue 14: when the server closes connections (slow consumer, drain) the bench neither
+    aborts nor calls it a loss: closed_by_server, close_codes and undelivered count it, and
+    stopped_by names it (exit 3)."""
+
+    def assert_reported(self, rc, j, err, code, closed):
+        self.assertEqual(rc, 3, err)  # not -6: the bench used to abort here (SIGABRT)
+        c = j["counters"]
+        self.assertEqual(c["closed_by_server"], closed, err)
+        self.assertEqual(j["close_codes"], {str(code): closed}, err)
+        self.assertIn("server closed %d connections (%d x %d)" % (closed, code, closed),
+                      j["stopped_by"])
+        for k in ("gaps", "missing", "duplicates", "unexpected_closes", "protocol_errors"):
+            self.assertEqual(c[k], 0, "%s: %s" % (k, err))
+        return c
+
+    def test_slow_consumer_closes_are_reported(self):
+        # Each POST publishes two 3 KB messages in one turn: the second overflows a 4 KiB
+        # send queue, so every subscriber is closed with 1013 before it gets either.
+        proc, port = ringcast_port("--send_queue_bytes_max=4096")
+        if not proc:
+            self.skipTest("ringcast not built or not answering /health")
+        try:
+            rc, j, err = bench("broadcast", "--url", f"ws://127.0.0.1:{port}/ws", "-c", 10,
+                               "-s", 3000, "--pub-rate", 20, "-d", 0.5, "--settle", 0.2,
+                               "--drain", 0.5, "--sub-ack", "--pub-via", "http",
+                               "--pub-msg", '[{"topic":"%t","data":"%d"},'
+                                            '{"topic":"%t","data":"%d"}]')
+        finally:
+            stop(proc)
+        c = self.assert_reported(rc, j, err, 1013, 10)
+        self.assertGreater(c["undelivered"], 0)
+        self.assertEqual(j["open_at_end"], 1)  # the HTTP publisher
+
+    def test_server_drain_is_reported(self):
+        proc, port = ringcast_port("--drain_timeout_ms=5000")
+        if not proc:
+            self.skipTest("ringcast not built or not answering /health")
+
+        def drain():
+            time.sleep(0.3)  # some messages flow first (the abort needed received ones)
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=15), 0)
+
+        try:
+            rc, j, err = bench_during(["broadcast", "--url", f"ws://127.0.0.1:{port}/ws",
+                                       "-c", 20, "--pub-rate", 100, "-d", 3, "--settle", 0.1,
+                                       "--drain", 1], drain)
+        finally:
+            stop(proc)
+        self.assertIsNotNone(j, err)
+        c = self.assert_reported(rc, j, err, 1001, 21)
+        self.assertGreater(c["msgs_recv"], 0)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ struct rcb_config {
 	enum rcb_pub_via pub_via; /* broadcast: WebSocket frames or HTTP POST */
 	char pub_path[128];	  /* broadcast: HTTP publish path */
 	double settle_s;	  /* broadcast: wait after subscribing before publishing */
+	bool sub_ack;		  /* broadcast: subscribed = answered, not sent */
 	double backoff_base_s;	  /* reconnect: first delay */
 	double backoff_factor;	  /* reconnect: growth per failed attempt */
 	double backoff_cap_s;	  /* reconnect: longest delay */
@@ -91,6 +92,7 @@ struct rcb_config {
 	double sample_s;	  /* endurance: RSS sampling period */
 	const char *series_out;	  /* CSV file for time series (reconnect, endurance) */
 	const char *label;	  /* free text copied into the JSON line */
+	uint32_t dump_other;	  /* broadcast: unexpected messages dumped to stderr at most */
 	uint64_t seed;
 };
 
@@ -123,30 +125,33 @@ enum rcb_role {
 };
 
 /* Connection flags. */
-#define RCB_CF_RECV_ARMED 0x0001  /* a multishot recv is in flight */
-#define RCB_CF_SENDING 0x0002	  /* tx_out is in the kernel */
-#define RCB_CF_DIRTY 0x0004	  /* on the thread's dirty list (tx_pend waits) */
-#define RCB_CF_REARM 0x0008	  /* on the thread's re-arm list */
-#define RCB_CF_SUBSCRIBED 0x0010  /* broadcast: the subscribe message went out */
-#define RCB_CF_CONNECTED 0x0020	  /* TCP established in this attempt */
-#define RCB_CF_WE_CLOSE 0x0040	  /* the close was ours: not an unexpected close */
-#define RCB_CF_WAS_OPEN 0x0080	  /* reached OPEN in this attempt */
-#define RCB_CF_HAS_SOCKET 0x0200  /* a descriptor exists and must be closed */
-#define RCB_CF_FAILED 0x0400	  /* this attempt's failure is already counted */
-#define RCB_CF_PEER_CLOSED 0x0800 /* the server sent close: shut down once our reply is out */
-#define RCB_CF_FIN 0x1000	  /* the frame being received ends its message */
-#define RCB_CF_BAD 0x2000	  /* the message being received differs from what was sent */
-#define RCB_CF_RETRY 0x4000	  /* reconnect: this attempt follows a loss */
+#define RCB_CF_RECV_ARMED 0x0001   /* a multishot recv is in flight */
+#define RCB_CF_SENDING 0x0002	   /* tx_out is in the kernel */
+#define RCB_CF_DIRTY 0x0004	   /* on the thread's dirty list (tx_pend waits) */
+#define RCB_CF_REARM 0x0008	   /* on the thread's re-arm list */
+#define RCB_CF_SUBSCRIBED 0x0010   /* broadcast: the subscribe message went out */
+#define RCB_CF_CONNECTED 0x0020	   /* TCP established in this attempt */
+#define RCB_CF_WE_CLOSE 0x0040	   /* the close was ours: not an unexpected close */
+#define RCB_CF_WAS_OPEN 0x0080	   /* reached OPEN in this attempt */
+#define RCB_CF_SERVER_CLOSE 0x0100 /* the server sent a close frame first */
+#define RCB_CF_HAS_SOCKET 0x0200   /* a descriptor exists and must be closed */
+#define RCB_CF_FAILED 0x0400	   /* this attempt's failure is already counted */
+#define RCB_CF_PEER_CLOSED 0x0800  /* the server sent close: shut down once our reply is out */
+#define RCB_CF_FIN 0x1000	   /* the frame being received ends its message */
+#define RCB_CF_BAD 0x2000	   /* the message being received differs from what was sent */
+#define RCB_CF_RETRY 0x4000	   /* reconnect: this attempt follows a loss */
+#define RCB_CF_SUB_ANSWERED 0x8000 /* broadcast: a message came after the subscribe */
 
 /* Flags that outlive attempts (rcb_conn.life). */
 #define RCB_LF_SETTLED 0x01 /* the first attempt ended (open or failed) */
 #define RCB_LF_OPENED 0x02  /* reached OPEN at least once */
+#define RCB_LF_LOST 0x04    /* an open connection ended by the server (close frame or cut) */
 
 /* One client connection. Owned by its thread; ~150 bytes, no buffers while idle. */
 struct rcb_conn {
 	uint64_t t0_ns;	     /* attempt start; BACKOFF: due time; CLOSING: close start */
 	uint64_t tx_seq;     /* echo: next sequence to send */
-	uint64_t rx_seq;     /* echo: next sequence expected; broadcast: messages received */
+	uint64_t rx_seq;     /* echo: next sequence expected (tx_seq - rx_seq are in flight) */
 	uint64_t frame_left; /* payload bytes still to come in the current frame */
 	uint64_t last_seq;   /* broadcast: last server "seq" seen + 1, 0 = none */
 	uint64_t next_index; /* broadcast: publisher index expected next ("i=") */
@@ -220,6 +225,7 @@ struct rcb_thread {
 	uint64_t credit_ns;	    /* when the credit was last topped up */
 	uint32_t settled_local;	    /* published as settled */
 	uint32_t subscribed_local;  /* published as subscribed */
+	uint32_t answered_local;    /* published as answered */
 	bool publisher_started;
 	char *scratch; /* broadcast: message text being built (owned) */
 	uint32_t scratch_cap;
@@ -227,10 +233,12 @@ struct rcb_thread {
 	uint64_t rng;
 	uint32_t *series;	   /* reconnect attempts per 100 ms bin, RCB_SERIES_LIMIT */
 	uint64_t *topic_published; /* thread 0: publishes per topic */
+	uint32_t dumped;	   /* --dump-other: messages dumped so far */
 	/* Progress read by the main thread; relaxed stores here, relaxed loads there. */
 	_Atomic uint32_t open_now;    /* connections in OPEN */
 	_Atomic uint32_t settled;     /* held/burst connects that finished (open or failed) */
 	_Atomic uint32_t subscribed;  /* broadcast: subscriptions sent */
+	_Atomic uint32_t answered;    /* broadcast: subscriptions answered (--sub-ack) */
 	_Atomic uint64_t outstanding; /* echo: messages in flight */
 	_Atomic uint64_t received;    /* broadcast: messages received by subscribers */
 	_Atomic uint32_t alive;	      /* slots not IDLE */
@@ -306,6 +314,9 @@ void rcb_ws_queue_frame(struct rcb_thread *t, struct rcb_conn *c, uint8_t opcode
 void rcb_ws_queue_echo(struct rcb_thread *t, struct rcb_conn *c);
 void rcb_ws_close(struct rcb_thread *t, struct rcb_conn *c, uint16_t code);
 void rcb_conn_free_buffers(struct rcb_conn *c);
+/* Frees what an idle connection need not hold: the send buffers (nothing in flight or
+ * pending), and the assembly buffer unless it holds the first part of something. */
+void rcb_conn_trim_buffers(struct rcb_conn *c);
 void rcb_payload_fill(uint8_t *p, size_t size, uint32_t id, uint64_t seq);
 bool rcb_payload_check(const uint8_t *p, size_t n, size_t off, uint32_t id, uint64_t seq);
 
@@ -328,7 +339,9 @@ void rcb_pubsub_on_message(struct rcb_thread *t, struct rcb_conn *c, const uint8
 void rcb_pubsub_publish_tick(struct rcb_thread *t);
 void rcb_pubsub_http_rx(struct rcb_thread *t, struct rcb_conn *c, const uint8_t *p, size_t n);
 uint64_t rcb_pubsub_expected(const struct rcb_run *run);
-void rcb_pubsub_finish(struct rcb_run *run, struct rcb_stats *total);
+/* Counts what subscribers never received: missing, or undelivered where their connection
+ * ended first (the server closed it, or the bench when the drain ran out: !drained). */
+void rcb_pubsub_finish(struct rcb_run *run, struct rcb_stats *total, bool drained);
 
 /* report.c — the main thread. */
 struct rcb_proc_sample {
@@ -352,6 +365,7 @@ struct rcb_result {
 	struct rcb_proc_sample srv_end;	   /* measure phase end */
 	uint64_t srv_rss_max_kb;
 	uint64_t missing_after_drain; /* echoes never answered on live connections */
+	bool drained;		      /* broadcast: all expected deliveries came */
 	double measure_s;
 	double ramp_s;
 	double wall_s;

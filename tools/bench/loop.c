@@ -438,7 +438,7 @@ static void send_complete(struct rcb_thread *t, struct rcb_conn *c, int res)
 	if (c->tx_pend_len)
 		send_pending(t, c);
 	else if (!rcb_traffic_keeps_tx(t, c))
-		rcb_conn_free_buffers(c);
+		rcb_conn_trim_buffers(c);
 	maybe_release(t, c);
 }
 
@@ -616,6 +616,7 @@ static void publish_progress(struct rcb_thread *t)
 	atomic_store_explicit(&t->alive, t->alive_count, memory_order_relaxed);
 	atomic_store_explicit(&t->settled, t->settled_local, memory_order_relaxed);
 	atomic_store_explicit(&t->subscribed, t->subscribed_local, memory_order_relaxed);
+	atomic_store_explicit(&t->answered, t->answered_local, memory_order_relaxed);
 	atomic_store_explicit(&t->outstanding, t->outstanding_local, memory_order_relaxed);
 	atomic_store_explicit(&t->received, t->received_local, memory_order_relaxed);
 }

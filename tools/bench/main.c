@@ -253,8 +253,9 @@ static bool ramp_done(struct rcb_run *run)
 
 static bool subscribe_done(struct rcb_run *run)
 {
-	return SUM(run, subscribed) + (run->cfg->scenario == RCB_SC_BROADCAST) >=
-	       SUM(run, open_now);
+	uint64_t done = run->cfg->sub_ack ? SUM(run, answered) : SUM(run, subscribed);
+
+	return done + (run->cfg->scenario == RCB_SC_BROADCAST) >= SUM(run, open_now);
 }
 
 static bool drain_done(struct rcb_run *run)
@@ -311,6 +312,8 @@ static void orchestrate(struct rcb_run *run, struct rcb_result *res)
 		wait_until(run, res, s_to_ns(cfg->drain_s), drain_done);
 	if (has_echo(cfg))
 		res->missing_after_drain = SUM(run, outstanding);
+	if (cfg->scenario == RCB_SC_BROADCAST)
+		res->drained = SUM(run, received) >= rcb_pubsub_expected(run);
 	set_phase(run, RCB_PH_CLOSE);
 	wait_until(run, res, s_to_ns(cfg->close_timeout_s) + 1000000000ull, all_closed);
 	set_phase(run, RCB_PH_DONE);

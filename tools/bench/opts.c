@@ -25,8 +25,11 @@ static const char usage_text[] =
 	"\n"
 	"An io_uring WebSocket load generator. Prints one JSON line per run on stdout and a short\n"
 	"summary on stderr. Exit status: 0 ok; 1 correctness errors (wrong payloads, gaps,\n"
-	"duplicates, missing messages, unexpected closes, failed connects or handshakes); 2 bad\n"
-	"usage or setup failure; 3 a limit (named in the output) stopped the run short.\n"
+	"duplicates, missing messages, connections cut without a close frame, failed connects\n"
+	"or handshakes); 2 bad usage or setup failure; 3 the run was cut short by a limit, by\n"
+	"the server closing connections (slow consumer 1013, drain 1001: counted in\n"
+	"closed_by_server and close_codes) or by a broadcast drain that ran out; the JSON's\n"
+	"stopped_by names it. The bench never aborts on what a server does.\n"
 	"\n"
 	"Scenarios (defaults in brackets):\n"
 	"  connect    ramp to N connections at --rate, hold --duration; connect and handshake\n"
@@ -90,9 +93,14 @@ static const char usage_text[] =
 	"  --pub-via ws|http     publish over a WebSocket or with HTTP POST --pub-path  [ws]\n"
 	"  --pub-path PATH       [/publish]\n"
 	"  --settle T            wait after subscribing before publishing  [0.5s]\n"
+	"  --sub-ack             the subscribe phase ends when every subscriber got a first\n"
+	"                        message (ringcast's ack), not when every subscribe was sent\n"
+	"                        (bounded by 5s): a publish then reaches every subscriber\n"
 	"  Received messages are matched by the data's i= (publish index, per topic) and, when\n"
 	"  present, by the server's \"seq\":N (must grow by one); gaps, duplicates, reordering\n"
 	"  and messages never received are errors. Other messages (acks) are counted apart.\n"
+	"  Messages due on a connection that ended first (the server closed it, or the bench\n"
+	"  did when --drain ran out) are counted as undelivered, not as missing.\n"
 	"\n"
 	"Reconnect:\n"
 	"  --backoff-base T      first delay  [1s]\n"
@@ -106,6 +114,9 @@ static const char usage_text[] =
 	"  --sample T            endurance RSS sampling period  [1s]\n"
 	"  --series-out FILE     CSV time series: t_s,open,attempts,rss_kb (100 ms bins)\n"
 	"  --label TEXT          copied into the JSON line (e.g. the server's name)\n"
+	"  --dump-other N        broadcast: print the first N received messages (per thread)\n"
+	"                        that carry no publish index and are no ack, escaped, on\n"
+	"                        stderr (what a server sent instead of a broadcast)  [0]\n"
 	"  --seed N              masks, jitter  [time]\n"
 	"  -q, --quiet           no summary on stderr\n"
 	"  --progress            print each phase change on stderr as it happens:\n"
@@ -310,6 +321,8 @@ enum {
 	O_LABEL,
 	O_SEED,
 	O_PROGRESS,
+	O_DUMP,
+	O_SUBACK,
 };
 
 static const struct option long_opts[] = {
@@ -353,6 +366,8 @@ static const struct option long_opts[] = {
 	{"seed", required_argument, 0, O_SEED},
 	{"quiet", no_argument, 0, 'q'},
 	{"progress", no_argument, 0, O_PROGRESS},
+	{"dump-other", required_argument, 0, O_DUMP},
+	{"sub-ack", no_argument, 0, O_SUBACK},
 	{"help", no_argument, 0, 'h'},
 	{0, 0, 0, 0},
 };
@@ -427,6 +442,8 @@ static int apply(struct rcb_config *cfg, int opt, const char *arg)
 	case O_SEED: cfg->seed = strtoull(arg, NULL, 10); return 0;
 	case 'q': cfg->quiet = true; return 0;
 	case O_PROGRESS: cfg->progress = true; return 0;
+	case O_DUMP: return parse_u32(arg, 0, 1000000, &cfg->dump_other);
+	case O_SUBACK: cfg->sub_ack = true; return 0;
 	default: return -EINVAL;
 	}
 }

@@ -61,6 +61,17 @@ static size_t expand(char *out, size_t cap, const char *tmpl, const char *topic,
 	return n;
 }
 
+/* Bytes tmpl can expand to (with its NUL) when each %t stands for at most topic_max bytes
+ * and each %d for at most data_max: expand() then always fits, however many there are. */
+static size_t expand_cap(const char *tmpl, size_t topic_max, size_t data_max)
+{
+	size_t n = strlen(tmpl) + 1;
+
+	for (const char *p = strchr(tmpl, '%'); p && p[1]; p = strchr(p + 2, '%'))
+		n += p[1] == 't' ? topic_max : p[1] == 'd' ? data_max : 0;
+	return n;
+}
+
 /* Per-thread scratch text, grown on demand; NULL when memory runs out. */
 static char *scratch(struct rcb_thread *t, size_t need)
 {
@@ -76,7 +87,7 @@ void rcb_pubsub_subscribe(struct rcb_thread *t, struct rcb_conn *c)
 {
 	const struct rcb_config *cfg = t->run->cfg;
 	char topic[256];
-	size_t cap = strlen(cfg->sub_msg) + sizeof(topic) + 1;
+	size_t cap = expand_cap(cfg->sub_msg, sizeof(topic), 0);
 	char *msg = scratch(t, cap);
 	size_t n;
 
@@ -95,8 +106,8 @@ static bool publish_one(struct rcb_thread *t, struct rcb_conn *c, uint64_t n, ui
 {
 	const struct rcb_config *cfg = t->run->cfg;
 	uint32_t k = (uint32_t)(n % cfg->topics);
-	size_t dcap = cfg->size + 64, mcap = dcap + strlen(cfg->pub_msg) + 256;
 	char topic[256], head[HTTP_HEAD_LIMIT], *data, *msg;
+	size_t dcap = cfg->size + 64, mcap = expand_cap(cfg->pub_msg, sizeof(topic), dcap);
 	size_t dl, ml;
 
 	if (!scratch(t, dcap + mcap))
@@ -216,15 +227,50 @@ static void check_order(struct rcb_thread *t, struct rcb_conn *c, uint64_t index
 	}
 }
 
+/* --dump-other: one unexpected message on stderr, escaped; of a long one the first 200 and
+ * the last 64 bytes (at most 4 characters each, so out never fills). */
+static void dump_other(struct rcb_thread *t, const struct rcb_conn *c, const uint8_t *msg,
+		       size_t len)
+{
+	static const char ack[] = "{\"op\":\"ack\"";
+	char out[2048];
+	size_t n = 0;
+
+	if (t->dumped >= t->run->cfg->dump_other || !msg ||
+	    (len >= sizeof(ack) - 1 && memcmp(msg, ack, sizeof(ack) - 1) == 0))
+		return;
+	t->dumped++;
+	for (size_t i = 0; i < len; i++) {
+		if (len > 264 && i == 200) {
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "[%zu bytes]", len - 264);
+			i = len - 64;
+		}
+		if (msg[i] >= 0x20 && msg[i] < 0x7f && msg[i] != '\\')
+			out[n++] = (char)msg[i];
+		else
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "\\x%02x", msg[i]);
+	}
+	RC_ASSERT(n < sizeof(out));
+	out[n] = '\0';
+	fprintf(stderr,
+		"ringcast-bench: other message on conn %u (next index %llu), %zu bytes: %s\n",
+		c->id, (unsigned long long)c->next_index, len, out);
+}
+
 void rcb_pubsub_on_message(struct rcb_thread *t, struct rcb_conn *c, const uint8_t *msg, size_t len)
 {
 	const uint8_t *after;
 	uint64_t ts, index, seq = 0;
 	bool has_seq;
 
+	if ((c->flags & (RCB_CF_SUBSCRIBED | RCB_CF_SUB_ANSWERED)) == RCB_CF_SUBSCRIBED) {
+		c->flags |= RCB_CF_SUB_ANSWERED;
+		t->answered_local++;
+	}
 	if (c->role != RCB_ROLE_HOLD || !msg || !find_u64(msg, len, "ts=", &ts, &after) ||
 	    !find_u64(after, (size_t)(msg + len - after), ";i=", &index, NULL)) {
 		t->stats.counters[RCB_C_OTHER_MSGS]++;
+		dump_other(t, c, msg, len);
 		return;
 	}
 	has_seq = find_u64(msg, len, "\"seq\":", &seq, NULL);
@@ -234,7 +280,6 @@ void rcb_pubsub_on_message(struct rcb_thread *t, struct rcb_conn *c, const uint8
 	if (rcb_measuring(t))
 		t->stats.counters[RCB_C_MSGS_RECV]++;
 	t->stats.counters[RCB_C_MSGS_RECV_TOTAL]++;
-	c->rx_seq++;
 	t->received_local++;
 }
 
@@ -293,7 +338,7 @@ uint64_t rcb_pubsub_expected(const struct rcb_run *run)
 				    memory_order_relaxed);
 }
 
-void rcb_pubsub_finish(struct rcb_run *run, struct rcb_stats *total)
+void rcb_pubsub_finish(struct rcb_run *run, struct rcb_stats *total, bool drained)
 {
 	const struct rcb_config *cfg = run->cfg;
 	const uint64_t *published = run->threads[0].topic_published;
@@ -307,11 +352,16 @@ void rcb_pubsub_finish(struct rcb_run *run, struct rcb_stats *total)
 		for (uint32_t s = 0; s < t->conns_count; s++) {
 			const struct rcb_conn *c = &t->conns[s];
 			uint64_t want = published[c->id % cfg->topics];
+			enum rcb_counter k = RCB_C_MISSING;
 
-			if (c->role != RCB_ROLE_HOLD || !(c->life & RCB_LF_OPENED))
+			if (c->role != RCB_ROLE_HOLD || !(c->life & RCB_LF_OPENED) ||
+			    want <= c->next_index)
 				continue;
-			if (want > c->next_index)
-				total->counters[RCB_C_MISSING] += want - c->next_index;
+			/* A loss inside the stream was already counted as a gap. What is short at
+			 * its end was cut by the connection's end, when it came first. */
+			if ((c->life & RCB_LF_LOST) || !drained)
+				k = RCB_C_UNDELIVERED;
+			total->counters[k] += want - c->next_index;
 		}
 	}
 }

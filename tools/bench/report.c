@@ -155,7 +155,39 @@ static void reconnect_summary(const struct rcb_run *run, struct rcb_result *res)
 	res->rc.span_s = (double)(hi - lo + 1) * RCB_SERIES_BIN_NS / 1e9;
 }
 
-/* The limit that stopped the run: the pre-run cap, or the errno most failed connects had. */
+/* "N connections (1013 x 3, 1001 x 1)": the server's closes by code, most frequent first. */
+static void server_closes(const struct rcb_stats *s, char *buf, size_t cap)
+{
+	bool done[RCB_CLOSE_CODE_SLOTS] = {false};
+	size_t n = (size_t)snprintf(buf, cap, "server closed %llu connections (",
+				    (unsigned long long)s->counters[RCB_C_CLOSED_BY_SERVER]);
+
+	/* Bounded: each pass takes one slot out. */
+	for (int pass = 0; pass < RCB_CLOSE_CODE_SLOTS && n < cap; pass++) {
+		int top = -1;
+
+		for (int i = 0; i < RCB_CLOSE_CODE_SLOTS; i++)
+			if (s->close_codes[i] && !done[i] &&
+			    (top < 0 || s->close_codes[i] > s->close_codes[top]))
+				top = i;
+		if (top < 0)
+			break;
+		done[top] = true;
+		n += (size_t)snprintf(buf + n, cap - n, pass ? ", " : "");
+		if (rcb_close_code_of((uint32_t)top))
+			n += (size_t)snprintf(buf + n, cap - n, "%u",
+					      rcb_close_code_of((uint32_t)top));
+		else
+			n += (size_t)snprintf(buf + n, cap - n, "other");
+		n += (size_t)snprintf(buf + n, cap - n, " x %llu",
+				      (unsigned long long)s->close_codes[top]);
+	}
+	if (n < cap)
+		snprintf(buf + n, cap - n, ")");
+}
+
+/* The limit that stopped the run: the pre-run cap, the errno most failed connects had, the
+ * server closing connections, or a broadcast drain that ran out with deliveries due. */
 static void find_stop(const struct rcb_run *run, struct rcb_result *res, char *buf, size_t cap)
 {
 	const struct rcb_stats *s = &res->total;
@@ -166,8 +198,20 @@ static void find_stop(const struct rcb_run *run, struct rcb_result *res, char *b
 		res->stopped_by = buf;
 		return;
 	}
-	if (!s->counters[RCB_C_CONNECT_FAILED] && !s->counters[RCB_C_HANDSHAKE_FAILED])
+	if (!s->counters[RCB_C_CONNECT_FAILED] && !s->counters[RCB_C_HANDSHAKE_FAILED]) {
+		if (s->counters[RCB_C_CLOSED_BY_SERVER]) {
+			server_closes(s, buf, cap);
+			res->stopped_by = buf;
+		} else if (s->counters[RCB_C_UNDELIVERED]) {
+			/* The drain ran out and the close came before what was still due. */
+			snprintf(buf, cap,
+				 "drain: %llu deliveries never came, --drain %gs ran out (server "
+				 "overloaded: raise --drain or lower --pub-rate)",
+				 (unsigned long long)s->counters[RCB_C_UNDELIVERED], run->cfg->drain_s);
+			res->stopped_by = buf;
+		}
 		return;
+	}
 	for (int l = 0; l < RCB_LIM__COUNT; l++)
 		if (s->limit_hits[l] && (worst < 0 || s->limit_hits[l] > s->limit_hits[worst]))
 			worst = l;
@@ -266,6 +310,20 @@ static void json_line(FILE *f, const struct rcb_run *run, const struct rcb_resul
 			(unsigned long long)s->limit_hits[l]);
 		first = 0;
 	}
+	fprintf(f, "},\"close_codes\":{");
+	for (int i = 0, first = 1; i < RCB_CLOSE_CODE_SLOTS; i++) {
+		uint16_t code = rcb_close_code_of((uint32_t)i);
+
+		if (!s->close_codes[i])
+			continue;
+		if (code)
+			fprintf(f, "%s\"%u\":%llu", first ? "" : ",", code,
+				(unsigned long long)s->close_codes[i]);
+		else
+			fprintf(f, "%s\"other\":%llu", first ? "" : ",",
+				(unsigned long long)s->close_codes[i]);
+		first = 0;
+	}
 	fprintf(f, "}");
 	json_server(f, run, res);
 	fprintf(f, ",\"self\":{\"user_s\":%.2f,\"sys_s\":%.2f}", res->self_user_s, res->self_sys_s);
@@ -361,7 +419,7 @@ int rcb_report(struct rcb_run *run, struct rcb_result *res)
 	rcb_stats_init(&res->total);
 	for (uint32_t i = 0; i < cfg->threads; i++)
 		rcb_stats_merge(&res->total, &run->threads[i].stats);
-	rcb_pubsub_finish(run, &res->total);
+	rcb_pubsub_finish(run, &res->total, res->drained);
 	res->total.counters[RCB_C_MISSING] += res->missing_after_drain;
 	if (cfg->scenario == RCB_SC_RECONNECT && res->open_at_end < cfg->connections)
 		res->total.counters[RCB_C_MISSING] += cfg->connections - res->open_at_end;

@@ -151,6 +151,8 @@ static const struct {
 	[RCB_C_PUBLISHED] = {"published", false},
 	[RCB_C_OTHER_MSGS] = {"other_msgs", false},
 	[RCB_C_STALE_CQES] = {"stale_cqes", false},
+	[RCB_C_CLOSED_BY_SERVER] = {"closed_by_server", false},
+	[RCB_C_UNDELIVERED] = {"undelivered", false},
 };
 
 static const struct {
@@ -180,6 +182,7 @@ static const struct {
 void rcb_stats_init(struct rcb_stats *s)
 {
 	memset(s->counters, 0, sizeof(s->counters));
+	memset(s->close_codes, 0, sizeof(s->close_codes));
 	memset(s->limit_hits, 0, sizeof(s->limit_hits));
 	memset(s->limit_errno, 0, sizeof(s->limit_errno));
 	rcb_hist_init(&s->latency);
@@ -192,6 +195,8 @@ void rcb_stats_merge(struct rcb_stats *dst, const struct rcb_stats *src)
 	RC_ASSERT(dst != src);
 	for (int i = 0; i < RCB_C__COUNT; i++)
 		dst->counters[i] += src->counters[i];
+	for (int i = 0; i < RCB_CLOSE_CODE_SLOTS; i++)
+		dst->close_codes[i] += src->close_codes[i];
 	for (int i = 0; i < RCB_LIM__COUNT; i++) {
 		dst->limit_hits[i] += src->limit_hits[i];
 		if (!dst->limit_errno[i])
@@ -217,6 +222,21 @@ static enum rcb_limit limit_of(int err)
 	case EPIPE: return RCB_LIM_RESET;
 	default: return RCB_LIM_OTHER;
 	}
+}
+
+void rcb_stats_close_code(struct rcb_stats *s, uint16_t code)
+{
+	uint32_t slot = (uint32_t)code - RCB_CLOSE_CODE_BASE;
+
+	if (code < RCB_CLOSE_CODE_BASE || slot >= RCB_CLOSE_CODE_SLOTS - 1)
+		slot = RCB_CLOSE_CODE_SLOTS - 1;
+	s->close_codes[slot]++;
+}
+
+uint16_t rcb_close_code_of(uint32_t slot)
+{
+	RC_ASSERT(slot < RCB_CLOSE_CODE_SLOTS);
+	return slot == RCB_CLOSE_CODE_SLOTS - 1 ? 0 : (uint16_t)(RCB_CLOSE_CODE_BASE + slot);
 }
 
 void rcb_stats_limit_hit(struct rcb_stats *s, int err)

@@ -80,8 +80,11 @@ enum rcb_counter {
 	RCB_C_RECONNECTED,
 	RCB_C_CHURN_CYCLES, /* churn: connect, handshake and close completed */
 	RCB_C_PUBLISHED,
-	RCB_C_OTHER_MSGS, /* messages that are not the bench's (acks, server notices) */
-	RCB_C_STALE_CQES, /* completions of an earlier life of a slot, dropped */
+	RCB_C_OTHER_MSGS,	/* messages that are not the bench's (acks, server notices) */
+	RCB_C_STALE_CQES,	/* completions of an earlier life of a slot, dropped */
+	RCB_C_CLOSED_BY_SERVER, /* open connections the server closed with a close frame */
+	RCB_C_UNDELIVERED,	/* broadcast: never received because the connection ended
+				 * first (server close, cut, or the bench after --drain) */
 	RCB_C__COUNT,
 };
 
@@ -98,8 +101,13 @@ enum rcb_limit {
 	RCB_LIM__COUNT,
 };
 
+/* Close codes the server sent first: 1000..1015 by code, anything else in the last slot. */
+#define RCB_CLOSE_CODE_BASE 1000
+#define RCB_CLOSE_CODE_SLOTS 17
+
 struct rcb_stats {
 	uint64_t counters[RCB_C__COUNT];
+	uint64_t close_codes[RCB_CLOSE_CODE_SLOTS];
 	uint64_t limit_hits[RCB_LIM__COUNT];
 	int limit_errno[RCB_LIM__COUNT]; /* first errno (positive) seen per limit */
 	struct rcb_hist latency;	 /* round trip (echo) or publish-to-receive (broadcast) */
@@ -112,6 +120,12 @@ void rcb_stats_init(struct rcb_stats *s);
 
 /* Adds src into dst (counters, limits, histograms). */
 void rcb_stats_merge(struct rcb_stats *dst, const struct rcb_stats *src);
+
+/* Counts a close code the server sent first. */
+void rcb_stats_close_code(struct rcb_stats *s, uint16_t code);
+
+/* The code counted in close_codes[slot]; 0 for the last slot (any other code). */
+uint16_t rcb_close_code_of(uint32_t slot);
 
 /* Counts a failed connect's errno (positive) against the limit it points at. */
 void rcb_stats_limit_hit(struct rcb_stats *s, int err);

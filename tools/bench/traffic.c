@@ -165,15 +165,18 @@ void rcb_traffic_on_lost(struct rcb_thread *t, struct rcb_conn *c, int err)
 {
 	RC_ASSERT(err > 0);
 	if (c->flags & RCB_CF_WAS_OPEN) {
-		/* Echoes in flight die with the connection; the close itself is the error. */
+		/* Echoes in flight die with the connection, counted by how it ended: a close
+		 * the server chose (its code is in close_codes) or a cut, which is an error. */
+		RC_ASSERT(c->rx_seq <= c->tx_seq);
 		RC_ASSERT(t->outstanding_local >= c->tx_seq - c->rx_seq);
 		t->outstanding_local -= c->tx_seq - c->rx_seq;
 		c->rx_seq = c->tx_seq;
+		c->life |= RCB_LF_LOST;
 		if (reconnecting(t, c)) {
 			t->stats.counters[RCB_C_DISCONNECTS]++;
 			if (!t->first_loss_ns)
 				t->first_loss_ns = t->now_ns;
-		} else {
+		} else if (!(c->flags & RCB_CF_SERVER_CLOSE)) {
 			t->stats.counters[RCB_C_UNEXPECTED_CLOSES]++;
 		}
 		return;

@@ -35,7 +35,7 @@ uint64_t rcb_rng_next(struct rcb_thread *t)
 	return t->rng * 0x2545F4914F6CDD1Dull;
 }
 
-void rcb_conn_free_buffers(struct rcb_conn *c)
+static void free_tx(struct rcb_conn *c)
 {
 	RC_ASSERT(!(c->flags & RCB_CF_SENDING));
 	free(c->tx_out);
@@ -44,9 +44,25 @@ void rcb_conn_free_buffers(struct rcb_conn *c)
 	free(c->tx_pend);
 	c->tx_pend = NULL;
 	c->tx_pend_len = c->tx_pend_cap = 0;
+}
+
+void rcb_conn_free_buffers(struct rcb_conn *c)
+{
+	free_tx(c);
 	free(c->asm_buf);
 	c->asm_buf = NULL;
 	c->asm_len = c->asm_cap = 0;
+}
+
+void rcb_conn_trim_buffers(struct rcb_conn *c)
+{
+	RC_ASSERT(c->tx_pend_len == 0);
+	/* A message, control payload or handshake answer may be half assembled: the bytes
+	 * still to come continue it, so its first part must stay (issue 14). */
+	if (c->asm_len)
+		free_tx(c);
+	else
+		rcb_conn_free_buffers(c);
 }
 
 bool rcb_buf_grow(uint8_t **buf, uint32_t *cap, size_t need, size_t limit)
@@ -129,7 +145,8 @@ void rcb_ws_queue_frame(struct rcb_thread *t, struct rcb_conn *c, uint8_t opcode
 		t->stats.counters[RCB_C_SKIPPED_SENDS]++;
 		return;
 	}
-	memcpy(p, payload, len);
+	if (len) /* an empty payload may be NULL (a ping without data, nothing assembled) */
+		memcpy(p, payload, len);
 	rc_ws_mask(p, len, mask, 0);
 }
 
@@ -297,8 +314,12 @@ static void control_done(struct rcb_thread *t, struct rcb_conn *c)
 		if (c->state == RCB_CS_CLOSING) {
 			rcb_conn_shutdown(t, c);
 		} else {
-			/* The server closed first: a loss, answered with the same code, then the
-			 * descriptor is closed once the answer is out (RCB_CF_PEER_CLOSED). */
+			/* The server closed first (slow consumer, drain, ...): a loss counted
+			 * under its code, answered with the same code, then the descriptor is
+			 * closed once the answer is out (RCB_CF_PEER_CLOSED). */
+			c->flags |= RCB_CF_SERVER_CLOSE;
+			t->stats.counters[RCB_C_CLOSED_BY_SERVER]++;
+			rcb_stats_close_code(&t->stats, code);
 			rcb_conn_note_loss(t, c, ECONNRESET);
 			reply[0] = (uint8_t)(code >> 8);
 			reply[1] = (uint8_t)code;
