@@ -283,12 +283,12 @@ static bool record_ok(const struct rc_shard *s, const struct rc_conn *c)
 		return false;
 	if (c->state == RC_CONN_FREE)
 		return c->inflight == 0 && !c->q.head && !c->pend && !c->http_pub && !c->subs &&
-		       !c->zc_wait && !c->sop;
+		       !c->zc_wait;
 	if (c->shard != s || c->state > RC_CONN_DOOMED || c->inflight < owed)
 		return false;
-	if (!c->q.head != !c->q.tail || (!c->q.head && (c->q.bytes || c->q.head_off)))
+	if (!c->q.head != !c->q.tail || (!c->q.head && c->q.bytes))
 		return false;
-	if ((c->sop && !(c->flags & RC_CF_SEND)) || (c->zc_wait && !c->inflight))
+	if (c->zc_wait && !c->inflight)
 		return false;
 	if (c->flags & RC_CF_APP_OPEN) {
 		if (c->state != RC_CONN_OPEN && c->state != RC_CONN_CLOSING)

@@ -93,8 +93,10 @@ void rc_conn_http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc
 	c->close_reason = (uint8_t)why;
 	if (!keep_alive)
 		c->flags |= RC_CF_FLUSH_CLOSE;
-	if (len == 0 || rc_conn_send_raw(c, resp, len) != 0) {
-		rc_conn_terminate(c, why);
+	int rc = len ? rc_conn_send_raw(c, resp, len) : -EINVAL;
+	if (rc != 0) {
+		/* -ENOBUFS: pipelined answers the client does not read passed the queue's limit. */
+		rc_conn_terminate(c, rc == -ENOBUFS ? RC_CLOSE_slow_consumer : why);
 		return;
 	}
 	rc_conn_mark_dirty(c);

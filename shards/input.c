@@ -133,8 +133,11 @@ static void control(struct rc_conn *c, const struct rc_ws_asm_control *f)
 	uint8_t reply[RC_WS_CONTROL_PAYLOAD_LIMIT];
 
 	if (f->opcode == RC_WS_OP_PING) {
-		if (c->state == RC_CONN_OPEN)
-			(void)rc_conn_send_frame(c, RC_WS_OP_PONG, f->payload, f->len);
+		/* A pong still queued is replaced by this one (sendq.c): a ping flood from a
+		 * client that never reads holds one pong, and its stuck queue ages into 1013. */
+		if (c->state == RC_CONN_OPEN &&
+		    rc_conn_send_frame(c, RC_WS_OP_PONG, f->payload, f->len) == -ENOBUFS)
+			rc_conn_slow_close(c);
 		return;
 	}
 	if (f->opcode != RC_WS_OP_CLOSE)
@@ -293,4 +296,5 @@ void rc_conn_ws_input(struct rc_conn *c, uint8_t *p, size_t n)
 	RC_ASSERT(cap >= n);
 	lim.rsv1_allowed = c->flags & RC_CF_DEFLATE;
 	s->stats.frames_in += rc_ws_asm_feed(&c->ws, p, n, cap, next_of(c), &env);
+	rc_conn_message_watch(c, rc_ws_asm_incomplete(&c->ws));
 }

@@ -241,6 +241,8 @@ static void write_all(struct out *o, const struct rc_app *app)
 		  "HTTP requests answered 503: holding their bytes would pass memory_budget_bytes.");
 	RC_FAMILY(o, app, json_limit_rejects, "counter",
 		  "JSON messages refused unparsed: over json_depth_max or json_elements_max.");
+	RC_FAMILY(o, app, pongs_replaced, "counter",
+		  "Pongs that replaced one still queued (at most one waits per connection).");
 	memory(o, app);
 }
 

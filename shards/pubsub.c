@@ -166,19 +166,6 @@ static void send_xmsg(struct rc_shard *s, struct rc_shard *to, struct rc_xmsg *m
 }
 
 /* ---- local subscribers ------------------------------------------------------------------- */
-static bool slow(struct rc_conn *c, uint32_t add)
-{
-	const struct rc_config *cfg = &c->shard->app->cfg;
-	if (c->q.bytes > 0 && c->q.bytes + add > cfg->send_queue_bytes_max)
-		return true;
-	if (cfg->send_queue_age_max_ms && c->q.head) {
-		uint32_t ticks = rc_clock_tick(&c->shard->clock) - c->q.head->queued_tick;
-		uint64_t age = (uint64_t)ticks * cfg->timer_tick_ms;
-		return age > cfg->send_queue_age_max_ms;
-	}
-	return false;
-}
-
 /*
  * The frame subscriber c gets for broadcast f (both borrowed): subscribers that negotiated
  * permessage-deflate share the owner's one deflated copy if the envelope fits their window
@@ -262,7 +249,7 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	struct rc_shard *s = c->shard;
 	if (sub->pending || f->seq <= sub->last_seq || c->state != RC_CONN_OPEN)
 		return false;
-	bool over = slow(c, f->len);
+	bool over = rc_sendq_slow(c, f->len);
 	if (over && s->app->drop_slow) {
 		s->stats.slow_drops++;
 		return false;
@@ -275,10 +262,12 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	if (use != f)
 		rc_frame_ref_n(use, 1);
 	/* Either takes the reference; rc_conn_enqueue releases it on failure. */
-	int rc = over && conflate(sub, use) ? 0 : rc_conn_enqueue(c, use);
+	int rc = over && conflate(sub, use) ? 0 : rc_sendq_push(c, use, !over);
 	if (rc == 0) {
 		sub->last_seq = f->seq;
 		s->stats.deliveries++;
+	} else if (rc == -ENOBUFS && !s->app->drop_slow) {
+		rc_conn_slow_close(c); /* the memory budget refused its queue's growth */
 	}
 	if (use != f)
 		return false; /* f's reference was not used */

@@ -69,6 +69,7 @@ enum rc_conn_flag {
 	RC_CF_MAY_PUBLISH = 1u << 12, /* its access token allows publishing (auth_secret set) */
 	RC_CF_REFUSED = 1u << 13,     /* accepted over connections_max only to answer 503 */
 	RC_CF_ADMIN = 1u << 14,       /* from the admin listener: outside connections_max */
+	RC_CF_PONG = 1u << 15,	      /* the queue's tail is a pong not yet handed to the kernel */
 };
 
 /* A growable byte buffer: HTTP requests (http_serve.c), charged to the budget (http). */
@@ -79,12 +80,12 @@ struct rc_buf {
 	uint8_t data[];
 };
 
-/* A connection's send queue (sendq.c): frames in order, the head partly sent. */
+/* A connection's send queue (sendq.c): frames in order, the head partly sent (the node
+ * keeps how much). 64-bit: a single message may exceed send_queue_bytes_max. */
 struct rc_sendq {
 	struct rc_qnode *head;
 	struct rc_qnode *tail;
-	uint32_t bytes;	   /* queued and unsent, head_off excluded */
-	uint32_t head_off; /* bytes of head->frame already sent */
+	uint64_t bytes; /* queued and not yet sent */
 };
 
 /*
@@ -102,7 +103,6 @@ struct rc_conn {
 		};
 	};
 	struct rc_sendq q;
-	struct rc_sendop *sop; /* gathered send in flight, NULL otherwise */
 	void *user;
 	struct rc_shard *shard;
 	struct rc_sub *subs; /* this connection's subscriptions */
@@ -112,6 +112,9 @@ struct rc_conn {
 	uint32_t rate_tokens; /* messages_per_second_max bucket, in thousandths of a message */
 	uint32_t rate_tick;   /* tick of its last refill (both buckets) */
 	uint32_t inflate_tokens; /* inflate_bytes_per_second_max bucket, in bytes */
+	/* message_timeout_ms: the tick by which the incomplete frame or fragmented message
+	 * being received must be complete; 0 while none is (session.c) */
+	uint32_t msg_deadline_tick;
 	uint16_t close_code; /* what on_close reports */
 	uint16_t flags;	     /* enum rc_conn_flag */
 	uint8_t state : 3;	  /* enum rc_conn_state */
@@ -124,9 +127,11 @@ struct rc_conn {
 	uint16_t topic_tokens;	  /* topics_per_second_max bucket, whole topics */
 };
 
-/* deflate_window_bits and the topic bucket live in what was tail padding: idle memory per
- * connection is the product, so a field that grows the record is a decision, not an
- * accident. The docs quote the size (docs/architecture.md, README.md). */
+/* Idle memory per connection is the product, so a field that grows the record is a decision,
+ * not an accident: small fields share bytes, and what only a queued frame needs (the head's
+ * sent offset, the gathered send in flight) lives in the queue's head node, which leaves room
+ * for 64-bit queue bytes and the message deadline. The docs quote the size
+ * (docs/architecture.md, README.md). */
 RC_STATIC_ASSERT(sizeof(struct rc_conn) == 152, "struct rc_conn changed size: update the docs");
 RC_STATIC_ASSERT(RC_CONN_DOOMED < 8, "state fits its 3 bits");
 RC_STATIC_ASSERT(RC_CLOSE_REASON_COUNT <= 32, "close_reason fits its 5 bits");
@@ -179,6 +184,8 @@ struct rc_shard {
 	/* pools */
 	struct rc_qnode *qnode_free;
 	struct rc_sendop *sendop_free;
+	uint32_t qnode_free_count;  /* at most RC_QNODE_POOL_LIMIT */
+	uint32_t sendop_free_count; /* at most RC_SENDOP_POOL_LIMIT */
 	struct rc_shard_stats stats;
 	/* pub/sub */
 	struct rc_mpsc inbox;          /* any shard or thread produces; this shard consumes */

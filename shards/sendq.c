@@ -19,21 +19,37 @@
 static struct rc_qnode *qnode_get(struct rc_shard *s)
 {
 	struct rc_qnode *n = s->qnode_free;
-	if (n)
+	if (n) {
+		RC_DASSERT(s->qnode_free_count > 0);
 		s->qnode_free = n->next;
-	else
+		s->qnode_free_count--;
+	} else {
 		n = malloc(sizeof(*n));
+	}
 	if (n)
 		rc_mem_charge(s->app, RC_BUDGET_send_queue, sizeof(*n));
 	return n;
 }
 
+/* Pools n for reuse, or frees it past RC_QNODE_POOL_LIMIT so a burst's memory goes back. */
 static void qnode_put(struct rc_shard *s, struct rc_qnode *n)
 {
 	rc_mem_release(s->app, RC_BUDGET_send_queue, sizeof(*n));
+	if (s->qnode_free_count >= RC_QNODE_POOL_LIMIT) {
+		free(n);
+		return;
+	}
 	n->frame = NULL;
 	n->next = s->qnode_free;
 	s->qnode_free = n;
+	s->qnode_free_count++;
+}
+
+/* Takes n, one queued node of c, off the books and back to the pool with its frame. */
+static void node_drop(struct rc_conn *c, struct rc_qnode *n)
+{
+	rc_frame_unref(n->frame);
+	qnode_put(c->shard, n);
 }
 
 void rc_conn_mark_dirty(struct rc_conn *c)
@@ -46,7 +62,30 @@ void rc_conn_mark_dirty(struct rc_conn *c)
 	s->dirty[s->dirty_count++] = (uint32_t)(c - s->conns);
 }
 
-int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
+bool rc_sendq_slow(const struct rc_conn *c, size_t add)
+{
+	const struct rc_config *cfg = &c->shard->app->cfg;
+	const struct rc_qnode *h = c->q.head;
+	if (!h)
+		return false;
+	if (c->q.bytes + add > cfg->send_queue_bytes_max)
+		return true;
+	if (!cfg->send_queue_age_max_ms)
+		return false;
+	uint32_t ticks = rc_clock_tick(&c->shard->clock) - h->queued_tick;
+	return (uint64_t)ticks * cfg->timer_tick_ms > cfg->send_queue_age_max_ms;
+}
+
+/* Whether c's queue may take add more bytes: refused (false) for a slow consumer when
+ * checked. The node and the frame are charged to the budget where they are allocated
+ * (qnode_get, frame.c); the budget's own bound is kept by shedding at its hard mark. */
+static bool admit(const struct rc_conn *c, size_t add, bool checked)
+{
+	return !checked || !rc_sendq_slow(c, add);
+}
+
+/* Queues f at c's tail (checked: refused for a slow consumer). Takes f's reference. */
+static int enqueue(struct rc_conn *c, struct rc_frame *f, bool checked)
 {
 	if (c->state == RC_CONN_DOOMED) {
 		/* A terminated connection's queue is being released: nothing may join it. */
@@ -54,12 +93,17 @@ int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
 		return -EPIPE;
 	}
 	struct rc_qnode *n = qnode_get(c->shard);
-	if (!n) {
+	if (!n || !admit(c, f->len, checked)) {
+		int rc = n ? -ENOBUFS : -ENOMEM;
+		if (n)
+			qnode_put(c->shard, n);
 		rc_frame_unref(f);
-		return -ENOMEM;
+		return rc;
 	}
 	n->frame = f;
 	n->next = NULL;
+	n->op = NULL;
+	n->sent = 0;
 	n->queued_tick = rc_clock_tick(&c->shard->clock);
 	if (c->q.tail)
 		c->q.tail->next = n;
@@ -67,7 +111,43 @@ int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
 		c->q.head = n;
 	c->q.tail = n;
 	c->q.bytes += f->len;
+	/* A waiting pong keeps its place before f (replies stay in order); the next ping's
+	 * pong joins the tail. Pongs beyond one are each followed by another frame, all of them
+	 * counted against the queue's limit. */
+	c->flags &= (uint16_t)~RC_CF_PONG;
 	rc_conn_mark_dirty(c);
+	return 0;
+}
+
+int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f)
+{
+	return enqueue(c, f, true);
+}
+
+int rc_sendq_push(struct rc_conn *c, struct rc_frame *f, bool checked)
+{
+	return enqueue(c, f, checked);
+}
+
+/*
+ * Puts f in place of the waiting pong at c's tail (a newer pong, or a close frame that makes
+ * it moot). Takes f's reference. 0, or -ENOBUFS for a slow consumer (checked).
+ */
+static int pong_replace(struct rc_conn *c, struct rc_frame *f, bool checked)
+{
+	struct rc_qnode *t = c->q.tail;
+	struct rc_frame *old = t->frame;
+
+	RC_ASSERT(c->flags & RC_CF_PONG);
+	RC_ASSERT(t->sent == 0);
+	if (!admit(c, f->len > old->len ? f->len - old->len : 0, checked)) {
+		rc_frame_unref(f);
+		return -ENOBUFS;
+	}
+	c->q.bytes = c->q.bytes - old->len + f->len;
+	t->frame = f;
+	rc_frame_unref(old);
+	c->shard->stats.pongs_replaced++;
 	return 0;
 }
 
@@ -87,10 +167,24 @@ struct rc_frame *rc_frame_build(uint8_t opcode, bool rsv1, const void *p, size_t
 static int send_frame(struct rc_conn *c, uint8_t opcode, bool rsv1, const void *p, size_t len)
 {
 	struct rc_frame *f = rc_frame_build(opcode, rsv1, p, len);
+	bool checked = opcode != RC_WS_OP_CLOSE;
+	int rc;
+
 	if (!f)
 		return -ENOMEM;
-	c->shard->stats.frames_out++;
-	return rc_conn_enqueue(c, f);
+	if ((c->flags & RC_CF_PONG) && (opcode == RC_WS_OP_PONG || opcode == RC_WS_OP_CLOSE) &&
+	    c->state != RC_CONN_DOOMED) {
+		rc = pong_replace(c, f, checked);
+		if (opcode == RC_WS_OP_CLOSE)
+			c->flags &= (uint16_t)~RC_CF_PONG;
+	} else {
+		rc = enqueue(c, f, checked);
+		if (rc == 0 && opcode == RC_WS_OP_PONG)
+			c->flags |= RC_CF_PONG;
+	}
+	if (rc == 0)
+		c->shard->stats.frames_out++;
+	return rc;
 }
 
 int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t len)
@@ -164,24 +258,24 @@ int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len)
 	return rc_conn_enqueue(c, f);
 }
 
-/* Drops every frame of q (no send may be reading them). */
-static void release(struct rc_shard *s, struct rc_sendq *q)
+/* Drops every frame of c's queue (no send may be reading them). */
+static void release(struct rc_conn *c)
 {
-	struct rc_qnode *n = q->head;
+	struct rc_qnode *n = c->q.head;
 	while (n) {
 		struct rc_qnode *next = n->next;
-		rc_frame_unref(n->frame);
-		qnode_put(s, n);
+		node_drop(c, n);
 		n = next;
 	}
-	memset(q, 0, sizeof(*q));
+	memset(&c->q, 0, sizeof(c->q));
+	c->flags &= (uint16_t)~RC_CF_PONG;
 }
 
 void rc_sendq_conn_closed(struct rc_conn *c)
 {
 	RC_ASSERT(c->state == RC_CONN_DOOMED);
 	if (!(c->flags & RC_CF_SEND))
-		release(c->shard, &c->q);
+		release(c);
 }
 
 struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before)
@@ -189,8 +283,8 @@ struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before)
 	/* Frames the kernel may be reading (the send in flight) or has half sent stay. */
 	size_t keep = 0;
 	if (c->flags & RC_CF_SEND)
-		keep = c->sop ? c->sop->mh.msg_iovlen : 1;
-	else if (c->q.head_off)
+		keep = c->q.head->op ? c->q.head->op->mh.msg_iovlen : 1;
+	else if (c->q.head && c->q.head->sent)
 		keep = 1;
 	struct rc_qnode *last = NULL, *n = c->q.head;
 	for (size_t i = 0; i < keep && n; i++) {
@@ -204,6 +298,7 @@ struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before)
 void rc_sendq_swap(struct rc_conn *c, struct rc_qnode *n, struct rc_frame *f)
 {
 	RC_ASSERT(c->q.bytes >= n->frame->len);
+	RC_ASSERT(n->sent == 0);
 	c->q.bytes = c->q.bytes - n->frame->len + f->len;
 	rc_frame_unref(n->frame);
 	n->frame = f;
@@ -217,14 +312,18 @@ int rc_sendq_insert(struct rc_conn *c, struct rc_qnode *prev, struct rc_frame *f
 		return -ENOMEM;
 	}
 	n->frame = f;
+	n->op = NULL;
+	n->sent = 0;
 	n->queued_tick = prev ? prev->queued_tick : rc_clock_tick(&c->shard->clock);
 	n->next = prev ? prev->next : c->q.head;
 	if (prev)
 		prev->next = n;
 	else
 		c->q.head = n;
-	if (!n->next)
+	if (!n->next) {
 		c->q.tail = n;
+		c->flags &= (uint16_t)~RC_CF_PONG; /* a waiting pong is no longer last */
+	}
 	c->q.bytes += f->len;
 	RC_DASSERT(c->q.head != NULL);
 	return 0;
@@ -238,8 +337,7 @@ void rc_sendq_drop_unsent(struct rc_conn *c)
 	while (n) {
 		struct rc_qnode *next = n->next;
 		q->bytes -= n->frame->len;
-		rc_frame_unref(n->frame);
-		qnode_put(c->shard, n);
+		node_drop(c, n);
 		n = next;
 	}
 	if (last)
@@ -247,6 +345,8 @@ void rc_sendq_drop_unsent(struct rc_conn *c)
 	else
 		q->head = NULL;
 	q->tail = last;
+	/* A waiting pong was never handed over, so it went too. */
+	c->flags &= (uint16_t)~RC_CF_PONG;
 	RC_ASSERT(q->head || q->bytes == 0);
 }
 
@@ -254,7 +354,9 @@ static struct rc_sendop *sendop_get(struct rc_shard *s)
 {
 	struct rc_sendop *op = s->sendop_free;
 	if (op) {
+		RC_DASSERT(s->sendop_free_count > 0);
 		s->sendop_free = op->next_free;
+		s->sendop_free_count--;
 		return op;
 	}
 	return malloc(sizeof(*op));
@@ -262,8 +364,13 @@ static struct rc_sendop *sendop_get(struct rc_shard *s)
 
 static void sendop_put(struct rc_shard *s, struct rc_sendop *op)
 {
+	if (s->sendop_free_count >= RC_SENDOP_POOL_LIMIT) {
+		free(op);
+		return;
+	}
 	op->next_free = s->sendop_free;
 	s->sendop_free = op;
+	s->sendop_free_count++;
 }
 
 /*
@@ -280,13 +387,14 @@ static bool issue_send_zc(struct rc_conn *c)
 	rc_frame_ref_n(n->frame, 1);
 	w->frame = n->frame;
 	w->next = NULL;
+	w->op = NULL;
 	struct rc_qnode **tail = &c->zc_wait;
 	while (*tail)
 		tail = &(*tail)->next;
 	*tail = w;
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
-	io_uring_prep_send_zc_fixed(sqe, (int)slot, n->frame->data + c->q.head_off,
-				    n->frame->len - c->q.head_off, MSG_NOSIGNAL, 0, 0);
+	io_uring_prep_send_zc_fixed(sqe, (int)slot, n->frame->data + n->sent,
+				    n->frame->len - n->sent, MSG_NOSIGNAL, 0, 0);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_SEND_ZC, c->gen, slot));
 	c->flags |= RC_CF_SEND;
@@ -316,23 +424,26 @@ static void issue_send(struct rc_conn *c)
 	RC_ASSERT(n != NULL);
 	RC_ASSERT(!(c->flags & RC_CF_SEND));
 	/* Large arena frames go zero-copy one at a time; small ones are cheaper to copy. */
-	if (zc_min && n->frame->arena_class && n->frame->len - c->q.head_off >= zc_min &&
+	if (zc_min && n->frame->arena_class && n->frame->len - n->sent >= zc_min &&
 	    issue_send_zc(c))
 		return;
 	struct io_uring_sqe *sqe;
-	if (!n->next || !(c->sop = sendop_get(s))) {
+	if (!n->next || !(n->op = sendop_get(s))) {
 		sqe = rc_uring_sqe(s);
-		io_uring_prep_send(sqe, (int)slot, n->frame->data + c->q.head_off,
-				   n->frame->len - c->q.head_off, MSG_NOSIGNAL);
+		io_uring_prep_send(sqe, (int)slot, n->frame->data + n->sent,
+				   n->frame->len - n->sent, MSG_NOSIGNAL);
+		if (!n->next)
+			c->flags &= (uint16_t)~RC_CF_PONG; /* the kernel has the tail */
 	} else {
-		struct rc_sendop *op = c->sop;
+		struct rc_sendop *op = n->op;
 		int iovs = 0;
-		for (uint32_t off = c->q.head_off; n && iovs < RC_SEND_IOV_LIMIT; n = n->next) {
-			op->iov[iovs].iov_base = n->frame->data + off;
-			op->iov[iovs].iov_len = n->frame->len - off;
+		for (; n && iovs < RC_SEND_IOV_LIMIT; n = n->next) {
+			op->iov[iovs].iov_base = n->frame->data + n->sent;
+			op->iov[iovs].iov_len = n->frame->len - n->sent;
 			iovs++;
-			off = 0;
 		}
+		if (!n)
+			c->flags &= (uint16_t)~RC_CF_PONG; /* the kernel has the tail */
 		memset(&op->mh, 0, sizeof(op->mh));
 		op->mh.msg_iov = op->iov;
 		op->mh.msg_iovlen = (size_t)iovs;
@@ -378,26 +489,25 @@ void rc_shard_flush(struct rc_shard *s)
 	s->dirty_count = 0;
 }
 
-/* Drops the frames the kernel accepted (res bytes) from the head of the queue. */
-static void consume(struct rc_shard *s, struct rc_sendq *q, uint32_t res)
+/* Drops the frames the kernel accepted (res bytes) from the head of c's queue. */
+static void consume(struct rc_conn *c, uint32_t res)
 {
+	struct rc_sendq *q = &c->q;
 	while (res > 0) {
 		struct rc_qnode *n = q->head;
 		RC_ASSERT(n != NULL);
-		uint32_t left = n->frame->len - q->head_off;
+		uint32_t left = n->frame->len - n->sent;
 		if (res < left) {
-			q->head_off += res;
+			n->sent += res;
 			q->bytes -= res;
 			return;
 		}
 		res -= left;
 		q->bytes -= left;
-		q->head_off = 0;
 		q->head = n->next;
 		if (!q->head)
 			q->tail = NULL;
-		rc_frame_unref(n->frame);
-		qnode_put(s, n);
+		node_drop(c, n);
 	}
 }
 
@@ -407,12 +517,13 @@ void rc_send_complete(struct rc_conn *c, int res)
 
 	RC_ASSERT(c->flags & RC_CF_SEND);
 	c->flags &= (uint16_t)~RC_CF_SEND;
-	if (c->sop) {
-		sendop_put(s, c->sop);
-		c->sop = NULL;
+	struct rc_qnode *head = c->q.head;
+	if (head && head->op) {
+		sendop_put(s, head->op); /* the gathered send that started at the head is done */
+		head->op = NULL;
 	}
 	if (c->state == RC_CONN_DOOMED)
-		release(s, &c->q); /* terminated while the kernel read the queue */
+		release(c); /* terminated while the kernel read the queue */
 	rc_conn_op_done(c); /* may close a terminated connection's descriptor */
 	if (c->state == RC_CONN_DOOMED)
 		return;
@@ -421,7 +532,7 @@ void rc_send_complete(struct rc_conn *c, int res)
 		return;
 	}
 	s->stats.bytes_out += (uint64_t)res;
-	consume(s, &c->q, (uint32_t)res);
+	consume(c, (uint32_t)res);
 	if (c->q.head || (c->flags & RC_CF_FLUSH_CLOSE) ||
 	    (c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
 		rc_conn_mark_dirty(c);
@@ -447,4 +558,19 @@ void rc_pools_free(struct rc_shard *s)
 		s->sendop_free = op->next_free;
 		free(op);
 	}
+	s->qnode_free_count = 0;
+	s->sendop_free_count = 0;
+}
+
+/* Frees *buf (capacity *cap) and its charge if it grew past what a shard keeps. */
+static void trim(struct rc_shard *s, uint8_t **buf, size_t *cap)
+{
+	if (*cap > RC_CODEC_BUF_KEEP_BYTES)
+		rc_grow_free(s, (void **)buf, cap);
+}
+
+void rc_sendq_trim(struct rc_shard *s)
+{
+	trim(s, &s->zbuf, &s->zbuf_cap);
+	trim(s, &s->ibuf, &s->ibuf_cap);
 }

@@ -15,14 +15,24 @@
 
 struct rc_frame;
 
-/* One queued frame reference. Pooled per shard (s->qnode_free). */
+/* One queued frame reference. Pooled per shard (s->qnode_free). What only the head needs
+ * lives here rather than in every connection record. */
 struct rc_qnode {
 	struct rc_qnode *next;
 	struct rc_frame *frame; /* a reference, released when the bytes are sent or dropped */
+	struct rc_sendop *op;   /* head only: the gathered send in flight that starts here */
 	uint32_t queued_tick;   /* for send_queue_age_max_ms */
+	uint32_t sent;          /* bytes of frame already sent: nonzero only at the queue's head */
 };
 
 #define RC_SEND_IOV_LIMIT 64
+/* Free queue nodes and send operations a shard keeps for reuse; past these they are freed,
+ * so the memory of a burst goes back (64 operations: 70 KiB). */
+#define RC_QNODE_POOL_LIMIT 4096 /* 32-byte nodes: 128 KiB */
+#define RC_SENDOP_POOL_LIMIT 64
+/* A codec buffer larger than this is freed by the once-a-second sweep (rc_sendq_trim): a
+ * big message's buffer is a one-off. */
+#define RC_CODEC_BUF_KEEP_BYTES (256u * 1024u)
 
 /* The msghdr and iovecs of one gathered send, alive until its completion. Pooled per shard. */
 struct rc_sendop {
@@ -31,11 +41,32 @@ struct rc_sendop {
 	struct rc_sendop *next_free;
 };
 
-/* Queues f on c, taking ownership of the caller's reference (released on failure). 0,
- * -EPIPE (c was terminated) or -ENOMEM. */
+/*
+ * True if queuing add more bytes on c makes it a slow consumer: its queue is not empty and
+ * would pass send_queue_bytes_max, or its oldest frame is older than send_queue_age_max_ms.
+ * Anything, even a single message over the limit, goes into an empty queue. Borrows c.
+ */
+bool rc_sendq_slow(const struct rc_conn *c, size_t add);
+
+/*
+ * Queues f on c, taking ownership of the caller's reference (released on failure). 0,
+ * -EPIPE (c was terminated), -ENOBUFS (c is a slow consumer, rc_sendq_slow, or the memory
+ * budget refused the bytes: nothing queued, the caller applies the policy) or -ENOMEM.
+ * The bytes are charged to the budget (send_queue: the node, and the frame if unicast).
+ */
 int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f);
 
-/* Queues one unfragmented frame of opcode carrying p[0..len) (copied). 0 or -errno. */
+/* rc_conn_enqueue, or, unchecked, past the queue's limit: for frames bounded otherwise (the
+ * latest policy's one message per topic). */
+int rc_sendq_push(struct rc_conn *c, struct rc_frame *f, bool checked);
+
+/*
+ * Queues one unfragmented frame of opcode carrying p[0..len) (copied). 0 or -errno as
+ * rc_conn_enqueue. A pong replaces a pong still last in the queue and not handed to the
+ * kernel (RC_CF_PONG: RFC 6455 §5.5.3 lets us answer only the latest ping), so a ping flood
+ * holds one pong. A close frame is never refused for the queue's size (one per connection;
+ * it replaces a waiting pong).
+ */
 int rc_conn_send_frame(struct rc_conn *c, uint8_t opcode, const void *p, size_t len);
 
 /* Sends a data message, compressed when c negotiated deflate and it is worth it (copied). */
@@ -95,6 +126,10 @@ void *rc_grow(struct rc_shard *s, void **buf, size_t *cap, size_t n);
 
 /* Frees a buffer of rc_grow and releases its charge. Shard s's thread, or its teardown. */
 void rc_grow_free(struct rc_shard *s, void **buf, size_t *cap);
+
+/* Frees the shard's codec buffers if a big message grew them past RC_CODEC_BUF_KEEP_BYTES
+ * (they grow again on demand). Shard thread, from the once-a-second sweep. */
+void rc_sendq_trim(struct rc_shard *s);
 
 /* Grows the shard's codec buffer to at least n bytes (a reference, valid until the next
  * call); NULL on allocation failure. */

@@ -110,36 +110,64 @@ static uint32_t token_expiry_tick(const struct rc_conn *c, uint64_t expires_ms)
 	return rc_clock_tick(clk) + rc_clock_ticks(clk, RC_MIN(left, (uint64_t)clk->tick_ms << 30));
 }
 
+/* True if tick a comes before tick b (ticks wrap). */
+static bool tick_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+/* The earlier of deadline ticks at and d, where 0 means none. */
+static uint32_t earlier(uint32_t at, uint32_t d)
+{
+	return d && (!at || tick_before(d, at)) ? d : at;
+}
+
 /*
  * Re-arms c's one timer for its next check: the heartbeat, counted from its last received
- * bytes, or its token's expiry, whichever comes first (neither: the timer stays off).
+ * bytes, its token's expiry, or its incomplete message's deadline, whichever comes first
+ * (none: the timer stays off).
  */
 static void heartbeat_arm(struct rc_conn *c)
 {
 	const struct rc_config *cfg = &c->shard->app->cfg;
 	uint64_t wait = 0, expires_ms = token_expiry_ms(c);
-	uint32_t at = 0;
+	uint32_t at = c->msg_deadline_tick;
 	if (cfg->ping_interval_ms && !(c->flags & RC_CF_PING))
 		wait = cfg->ping_interval_ms;
 	else if (cfg->idle_timeout_ms)
 		wait = cfg->idle_timeout_ms;
 	if (wait)
-		at = c->last_rx_tick + rc_clock_ticks(&c->shard->clock, wait);
-	if (expires_ms) {
-		uint32_t e = token_expiry_tick(c, expires_ms);
-		if (!wait || (int32_t)(e - at) < 0)
-			at = e;
-	}
-	if (wait || expires_ms)
+		at = earlier(at, c->last_rx_tick + rc_clock_ticks(&c->shard->clock, wait));
+	if (expires_ms)
+		at = earlier(at, token_expiry_tick(c, expires_ms));
+	if (at)
 		rc_wheel_arm(&c->shard->wheel, &c->timer, at);
+}
+
+void rc_conn_message_watch(struct rc_conn *c, bool incomplete)
+{
+	struct rc_shard *s = c->shard;
+	uint64_t ms = s->app->cfg.message_timeout_ms;
+
+	if (!incomplete || !ms || c->state != RC_CONN_OPEN) {
+		c->msg_deadline_tick = 0; /* an early timer finds nothing due and re-arms */
+		return;
+	}
+	if (c->msg_deadline_tick)
+		return; /* a trickle of bytes does not extend it */
+	uint32_t at = rc_clock_tick(&s->clock) + rc_clock_ticks(&s->clock, ms);
+	c->msg_deadline_tick = at ? at : 1; /* 0 means none */
+	if (!c->timer.linked || tick_before(c->msg_deadline_tick, c->timer.expiry_tick))
+		rc_wheel_arm(&s->wheel, &c->timer, c->msg_deadline_tick);
+	RC_DASSERT(c->timer.linked);
 }
 
 static void heartbeat_fire(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
 	const struct rc_config *cfg = &s->app->cfg;
-	uint64_t idle_ms =
-		(uint64_t)(rc_clock_tick(&s->clock) - c->last_rx_tick) * cfg->timer_tick_ms;
+	uint32_t now = rc_clock_tick(&s->clock);
+	uint64_t idle_ms = (uint64_t)(now - c->last_rx_tick) * cfg->timer_tick_ms;
 	uint64_t expires_ms = token_expiry_ms(c);
 
 	if (expires_ms && s->clock.now_ms >= expires_ms) {
@@ -147,12 +175,26 @@ static void heartbeat_fire(struct rc_conn *c)
 				 RC_CLOSE_token_expired);
 		return;
 	}
+	if (c->msg_deadline_tick && !tick_before(now, c->msg_deadline_tick)) {
+		/* What it holds of the message is freed when the connection ends (the close
+		 * timer bounds that); nothing more is read. */
+		c->msg_deadline_tick = 0;
+		rc_conn_ws_close(c, RC_WS_CLOSE_POLICY, "message timeout",
+				 RC_CLOSE_message_timeout);
+		c->flags |= RC_CF_DISCARD;
+		return;
+	}
 	if (cfg->idle_timeout_ms && idle_ms >= cfg->idle_timeout_ms) {
 		rc_conn_ws_close(c, RC_WS_CLOSE_GOING_AWAY, "idle timeout", RC_CLOSE_idle_timeout);
 		return;
 	}
 	if (cfg->ping_interval_ms && idle_ms >= cfg->ping_interval_ms && !(c->flags & RC_CF_PING)) {
-		if (rc_conn_send_frame(c, RC_WS_OP_PING, NULL, 0) == 0) {
+		int rc = rc_conn_send_frame(c, RC_WS_OP_PING, NULL, 0);
+		if (rc == -ENOBUFS) {
+			rc_conn_slow_close(c);
+			return;
+		}
+		if (rc == 0) {
 			c->flags |= RC_CF_PING;
 			s->stats.pings_sent++;
 		}
@@ -191,6 +233,11 @@ void rc_conn_opened(struct rc_conn *c)
 
 void rc_conn_slow_close(struct rc_conn *c)
 {
+	if (c->state == RC_CONN_HTTP) {
+		/* Pipelined requests whose answers are not read: no close frame to send. */
+		rc_conn_terminate(c, RC_CLOSE_slow_consumer);
+		return;
+	}
 	/* The backlog would only delay the close frame behind data the reader cannot take. */
 	rc_sendq_drop_unsent(c);
 	rc_conn_ws_close(c, RC_WS_CLOSE_TRY_AGAIN, "slow consumer: send queue over limit",
@@ -204,11 +251,13 @@ int rc_conn_send(struct rc_conn *c, const void *data, size_t len, bool binary)
 	if (c->state != RC_CONN_OPEN)
 		return -EPIPE;
 	/* A message larger than the limit still goes out alone; a backlog never grows past it. */
-	if (c->q.bytes > 0 && c->q.bytes + len > cfg->send_queue_bytes_max) {
+	if (rc_sendq_slow(c, len)) {
 		rc_conn_slow_close(c);
 		return -ENOBUFS;
 	}
 	int rc = rc_conn_send_data(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
+	if (rc == -ENOBUFS)
+		rc_conn_slow_close(c); /* the compressed frame's bytes, or the memory budget */
 	if (rc == 0) {
 		c->shard->stats.messages_out++;
 		if (c->q.bytes > cfg->send_queue_bytes_max / 2)

@@ -33,8 +33,15 @@ void rc_conn_ws_close(struct rc_conn *c, uint16_t code, const char *reason,
 /* Applies the close policy to a slow consumer: its unsent backlog dropped, 1013 sent. */
 void rc_conn_slow_close(struct rc_conn *c);
 
+/*
+ * After a receive on c: incomplete says whether it now holds an incomplete frame or message.
+ * The first receive that leaves one starts message_timeout_ms (the connection's one timer
+ * fires at the earlier of it and the heartbeat); more bytes do not extend it.
+ */
+void rc_conn_message_watch(struct rc_conn *c, bool incomplete);
+
 /* The wheel's callback for a connection's timer (t is embedded in its rc_conn; ctx is
- * unused): handshake timeout, close timeout, or a heartbeat check. */
+ * unused): handshake timeout, close timeout, message timeout, or a heartbeat check. */
 void rc_conn_timer_fire(struct rc_timer *t, void *ctx);
 
 #endif

@@ -182,6 +182,7 @@ static void loop(struct rc_shard *s)
 			drain_force(s);
 		if (s->clock.now_ms >= s->next_sweep_ms) {
 			rc_pubsub_sweep(s);
+			rc_sendq_trim(s);
 			s->next_sweep_ms = s->clock.now_ms + 1000;
 			if (s->index == 0)
 				rc_memory_sample_kernel(s->app);

@@ -28,7 +28,8 @@
 	X(token_expired, "1008: the access token's exp passed")                                    \
 	X(inflate_rate, "1008: over inflate_bytes_per_second_max")                                 \
 	X(over_budget, "503: memory past the budget's soft mark (memory_soft_percent)")            \
-	X(memory_shed, "1013: growth refused or shed to keep memory within memory_budget_bytes")
+	X(memory_shed, "1013: growth refused or shed to keep memory within memory_budget_bytes")  \
+	X(message_timeout, "1008: a frame or message incomplete after message_timeout_ms")
 
 enum rc_close_reason {
 #define RC_X(name, help) RC_CLOSE_##name,
@@ -106,6 +107,7 @@ struct rc_shard_stats {
 	uint64_t topics_over_budget; /* new topics refused past the memory budget's soft mark */
 	uint64_t publishes_refused;  /* POST /publish answered 503 past the soft mark */
 	uint64_t memory_shed;        /* connections closed at the hard mark to free memory */
+	uint64_t pongs_replaced;     /* pongs that replaced one still waiting (one per connection) */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any

@@ -47,6 +47,9 @@
 	  "send a ping after this long without traffic from the client; 0 = never")                \
 	X(idle_timeout_ms, 120000, 0, 86400000, "ms",                                              \
 	  "close (1001) after this long without any frame from the client; 0 = never")             \
+	X(message_timeout_ms, 30000, 0, 3600000, "ms",                                             \
+	  "time a client has to complete a frame or fragmented message from its first byte (more " \
+	  "bytes do not extend it); over it closes with 1008; 0 = never")                          \
 	X(close_timeout_ms, 5000, 10, 600000, "ms",                                                \
 	  "wait this long for the peer's close reply before closing TCP")                          \
 	X(drain_timeout_ms, 10000, 0, 3600000, "ms",                                               \

@@ -102,6 +102,12 @@ uint32_t rc_ws_asm_feed(struct rc_ws_asm *a, uint8_t *p, size_t n, size_t cap,
 /* Frees everything a holds (through env's release hook) and makes it idle. */
 void rc_ws_asm_reset(struct rc_ws_asm *a, const struct rc_ws_asm_env *env);
 
+/* True while a holds an incomplete frame or a message whose last fragment has not come. */
+static inline bool rc_ws_asm_incomplete(const struct rc_ws_asm *a)
+{
+	return a->pend != NULL || a->rx.message_opcode != 0;
+}
+
 /*
  * Bytes a holds between calls: the sum of the sizes its live allocations were made with, so
  * exactly what the alloc hook handed out minus what the release hook took back. 0 when idle.

@@ -106,7 +106,8 @@ describe('echo over Node ws', () => {
     ws.send('three', { fin: true });
     const m = await box.next();
     assert.equal(m.data.toString(), 'one two three');
-    assert.deepEqual(pongs, ['p1', 'p2']);
+    // Pings read together are answered once (RFC 6455 5.5.3: the latest one).
+    assert.ok(['p1,p2', 'p2'].includes(pongs.join(',')), `pongs ${pongs}`);
     ws.close(1000);
     await closed(ws);
   });
