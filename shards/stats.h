@@ -107,7 +107,7 @@ struct rc_shard_stats {
 	uint64_t topics_over_budget; /* new topics refused past the memory budget's soft mark */
 	uint64_t publishes_refused;  /* POST /publish answered 503 past the soft mark */
 	uint64_t memory_shed;        /* connections closed at the hard mark to free memory */
-	uint64_t pongs_replaced;     /* pongs that replaced one still waiting (one per connection) */
+	uint64_t pongs_replaced;     /* pongs that replaced one still waiting to be sent */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any
