@@ -35,6 +35,7 @@
 /* A terminated connection: input, its send queue and its subscriptions let go of it. */
 static void conn_closed(struct rc_conn *c, bool http)
 {
+	rc_proto_conn_closed(c, http);
 	rc_conn_input_release(c, http);
 	rc_sendq_conn_closed(c);
 	rc_pubsub_conn_closed(c);

@@ -474,8 +474,7 @@ void rc_conn_input_release(struct rc_conn *c, bool http)
 		rc_conn_ws_reset(c);
 		return;
 	}
+	RC_ASSERT(c->http_pub == NULL); /* released first, by pubsub_proto.c */
 	buf_free(c, c->pend);
 	c->pend = NULL;
-	free(c->http_pub); /* a flat allocation of pubsub_proto.c */
-	c->http_pub = NULL;
 }

@@ -97,10 +97,11 @@ static struct rc_frame *build_deflated(struct rc_shard *s, const struct rc_frame
 }
 
 /* ---- cross-shard posting ----------------------------------------------------------------- */
-/* A message's charge (outbox): it and the data it carries, from creation to its last reader. */
+/* A message's charge (outbox): it, the data it carries and its replay array, from creation to
+ * its last reader. */
 static size_t xmsg_bytes(const struct rc_xmsg *m)
 {
-	return sizeof(*m) + m->data_len + 1;
+	return sizeof(*m) + m->data_len + 1 + (size_t)m->nframes * sizeof(*m->frames);
 }
 
 /* Frees m (NULL: nothing) and its frame array, and releases its charge. */
@@ -651,6 +652,7 @@ static void owner_replay(struct rc_shard *s, struct rc_xmsg *m)
 			rc_frame_ref_n(m->frames[i], 1);
 		}
 		m->nframes = m->frames ? n : 0;
+		rc_mem_charge(s->app, RC_BUDGET_outbox, (size_t)m->nframes * sizeof(*m->frames));
 	}
 	send_xmsg(s, &s->app->shards[m->from], m);
 }

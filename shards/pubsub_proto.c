@@ -16,6 +16,7 @@
 #include "http.h"
 #include "conn_rt.h"
 #include "http_serve.h"
+#include "mem.h"
 #include "pubsub.h"
 #include "pubsub_proto.h"
 #include "sendq.h"
@@ -200,6 +201,34 @@ struct rc_http_pub {
 	bool duplicate[RC_PUBLISH_BATCH_LIMIT];
 };
 
+/* A waiting publish request's record, charged to the budget (http) from its request to its
+ * answer or its connection's end: NULL when the budget or memory refuses. */
+static struct rc_http_pub *http_pub_new(struct rc_shard *s)
+{
+	if (!rc_mem_try_charge(s->app, RC_BUDGET_http, sizeof(struct rc_http_pub)))
+		return NULL;
+	struct rc_http_pub *hp = calloc(1, sizeof(*hp));
+	if (!hp)
+		rc_mem_release(s->app, RC_BUDGET_http, sizeof(*hp));
+	return hp;
+}
+
+static void http_pub_free(struct rc_shard *s, struct rc_http_pub *hp)
+{
+	if (!hp)
+		return;
+	rc_mem_release(s->app, RC_BUDGET_http, sizeof(*hp));
+	free(hp);
+}
+
+void rc_proto_conn_closed(struct rc_conn *c, bool http)
+{
+	if (!http)
+		return;
+	http_pub_free(c->shard, c->http_pub);
+	c->http_pub = NULL;
+}
+
 static void http_answer(struct rc_conn *c, int status, const char *body, size_t len,
 			bool keep_alive)
 {
@@ -264,7 +293,7 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 	if (--hp->pending == 0) {
 		c->http_pub = NULL;
 		http_done(c, hp);
-		free(hp);
+		http_pub_free(c->shard, hp);
 		/* Requests that arrived meanwhile are parsed at the next flush, not from inside
 		 * the publish that may still be on the stack. */
 		if (c->pend && c->state == RC_CONN_HTTP) {
@@ -286,7 +315,7 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 		return;
 	}
 	struct rc_envelope *items = calloc(RC_PUBLISH_BATCH_LIMIT, sizeof(*items));
-	struct rc_http_pub *hp = calloc(1, sizeof(*hp));
+	struct rc_http_pub *hp = http_pub_new(c->shard);
 	char *buf = data_buf(c->shard, len + RC_PUBLISH_BATCH_LIMIT + 1);
 	if (!items || !hp || !buf) {
 		http_fail(c, 503, RC_ENVELOPE_ERR_INTERNAL, NULL);
@@ -341,7 +370,7 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 	}
 out:
 	free(items);
-	free(hp);
+	http_pub_free(c->shard, hp);
 }
 
 /* ---- the public topic API ---------------------------------------------------------------- */

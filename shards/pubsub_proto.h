@@ -32,4 +32,8 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
  * of the batch is sequenced (publish hook). */
 void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive);
 
+/* c was terminated (http: while it was still an HTTP connection): a publish request waiting
+ * for its answer is released with its budget charge. Shard thread, from the closed hook. */
+void rc_proto_conn_closed(struct rc_conn *c, bool http);
+
 #endif
