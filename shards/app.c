@@ -606,6 +606,7 @@ void rc_app_destroy(struct rc_app *app)
 		free(s->conns);
 		free(s->tokens);
 		free(s->dirty);
+		rc_conn_rx_free(s);
 	}
 	free(app->shards);
 	rc_arena_free_all(app);

@@ -192,48 +192,145 @@ static void received(struct rc_conn *c, uint16_t bid, size_t n)
 	s->rx_end = NULL;
 }
 
+/* A receive's result for live c: res bytes in buffer bid (given back), or the stream's end. */
+static void rx_handle(struct rc_conn *c, int32_t res, uint16_t bid)
+{
+	struct rc_shard *s = c->shard;
+	if (res > 0) {
+		received(c, bid, (size_t)res);
+		rc_bufring_return(s, bid);
+		return;
+	}
+	/* After our close frame, the end of the stream completes the close we started, for
+	 * the reason we started it. */
+	rc_conn_terminate(c, c->state == RC_CONN_CLOSING ? (enum rc_close_reason)c->close_reason
+							 : RC_CLOSE_peer_gone);
+}
+
+/*
+ * Whether slot may handle one more receive this turn, counting it. Each turn handles the
+ * receives put off before any new one, up to receives_per_turn_max per connection: a
+ * connection with receives still waiting has used its turn's share, so what arrives behind
+ * them waits too and a connection's bytes keep their order.
+ */
+static bool rx_admit(struct rc_shard *s, uint32_t slot)
+{
+	uint8_t *t = &s->rx_turn[slot];
+	if (*t >= s->app->cfg.receives_per_turn_max)
+		return false;
+	if (*t == 0) {
+		RC_ASSERT(s->rx_touched_count < s->rx_fifo_cap);
+		s->rx_touched[s->rx_touched_count++] = slot;
+	}
+	(*t)++;
+	return true;
+}
+
+/* Puts a receive of c off to a later turn, behind any of c's already waiting. */
+static void rx_defer(struct rc_conn *c, int32_t res, uint16_t bid)
+{
+	struct rc_shard *s = c->shard;
+	/* Each waiting item holds a provided buffer or is a connection's one end. */
+	RC_ASSERT(s->rx_fifo_count < s->rx_fifo_cap);
+	s->rx_fifo[s->rx_fifo_count++] =
+		(struct rc_rx_item){ .slot = slot_of(c), .gen = c->gen, .res = res, .bid = bid };
+	s->stats.receives_deferred++;
+}
+
+/* c ended (now or before): close its descriptor once nothing is owed. */
+static void rx_settle(struct rc_conn *c)
+{
+	if (c->state == RC_CONN_DOOMED && c->inflight == 0 && !(c->flags & RC_CF_DESC_CLOSING))
+		close_desc(c);
+}
+
+void rc_conn_rx_turn(struct rc_shard *s)
+{
+	for (uint32_t i = 0; i < s->rx_touched_count; i++)
+		s->rx_turn[s->rx_touched[i]] = 0;
+	s->rx_touched_count = 0;
+	uint32_t n = s->rx_fifo_count, keep = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct rc_rx_item it = s->rx_fifo[i];
+		struct rc_conn *c = &s->conns[it.slot];
+		if (c->gen != it.gen || c->state == RC_CONN_FREE || c->state == RC_CONN_DOOMED) {
+			if (it.res > 0)
+				rc_bufring_return(s, it.bid);
+		} else if (!rx_admit(s, it.slot)) {
+			s->rx_fifo[keep++] = it;
+		} else {
+			rx_handle(c, it.res, it.bid);
+			rx_settle(c);
+		}
+	}
+	s->rx_fifo_count = keep;
+}
+
 void rc_conn_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 {
 	struct rc_shard *s = c->shard;
 	bool more = cqe->flags & IORING_CQE_F_MORE;
+	int32_t res = cqe->res;
+	uint16_t bid = 0;
 
 	if (!more) {
 		c->flags &= (uint16_t)~RC_CF_RECV;
 		c->inflight--;
 	}
-	if (cqe->res > 0) {
+	if (res > 0) {
 		RC_ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
-		uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-		s->stats.bytes_in += (uint64_t)cqe->res;
-		if (c->state != RC_CONN_DOOMED)
-			received(c, bid, (size_t)cqe->res);
-		rc_bufring_return(s, bid);
-	} else if (c->state != RC_CONN_DOOMED) {
-		if (cqe->res == -ENOBUFS) {
-			/* Buffers ran out this turn; the kernel ended the multishot. Provide more
-			 * (up to recv_buffers) and re-arm. */
-			rc_bufring_grow(s);
-			if (!more && c->state != RC_CONN_DOOMED) {
-				s->stats.recv_rearms++;
-				recv_arm(c);
-			}
-			return;
+		bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		s->stats.bytes_in += (uint64_t)res;
+	} else if (res == -ENOBUFS && c->state != RC_CONN_DOOMED) {
+		/* Buffers ran out this turn; the kernel ended the multishot. Provide more (up to
+		 * recv_buffers) and re-arm. */
+		rc_bufring_grow(s);
+		if (!more) {
+			s->stats.recv_rearms++;
+			recv_arm(c);
 		}
-		/* After our close frame, the end of the stream completes the close we
-		 * started, for the reason we started it. */
-		rc_conn_terminate(c, c->state == RC_CONN_CLOSING
-					     ? (enum rc_close_reason)c->close_reason
-					     : RC_CLOSE_peer_gone);
-	}
-	if (c->state == RC_CONN_DOOMED) {
-		if (c->inflight == 0 && !(c->flags & RC_CF_DESC_CLOSING))
-			close_desc(c);
 		return;
 	}
-	if (!more && !(c->flags & RC_CF_RECV)) {
+	if (c->state == RC_CONN_DOOMED) {
+		if (res > 0)
+			rc_bufring_return(s, bid);
+		rx_settle(c);
+		return;
+	}
+	if (rx_admit(s, slot_of(c)))
+		rx_handle(c, res, bid);
+	else
+		rx_defer(c, res, bid);
+	if (c->state == RC_CONN_DOOMED) {
+		rx_settle(c);
+		return;
+	}
+	/* A stream that ended (its end waiting its turn) is not received from again. */
+	if (!more && !(c->flags & RC_CF_RECV) && res > 0) {
 		s->stats.recv_rearms++;
 		recv_arm(c);
 	}
+}
+
+int rc_conn_rx_setup(struct rc_shard *s)
+{
+	const struct rc_config *cfg = &s->app->cfg;
+	s->rx_fifo_cap = (uint32_t)(cfg->recv_buffers + cfg->cqe_batch_max);
+	s->rx_turn = calloc(s->conns_cap, sizeof(*s->rx_turn));
+	s->rx_touched = calloc(s->rx_fifo_cap, sizeof(*s->rx_touched));
+	s->rx_fifo = calloc(s->rx_fifo_cap, sizeof(*s->rx_fifo));
+	return s->rx_turn && s->rx_touched && s->rx_fifo ? 0 : -ENOMEM;
+}
+
+void rc_conn_rx_free(struct rc_shard *s)
+{
+	free(s->rx_turn);
+	free(s->rx_touched);
+	free(s->rx_fifo);
+	s->rx_turn = NULL;
+	s->rx_touched = NULL;
+	s->rx_fifo = NULL;
+	s->rx_fifo_count = 0;
 }
 
 void rc_conn_shutdown_wr(struct rc_conn *c)

@@ -55,8 +55,19 @@ void rc_conn_accept_arm(struct rc_shard *s);
 struct rc_conn *rc_conn_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe);
 
 /* A recv completion for c: bytes go to the input hook, the end of the stream terminates c,
- * ENOBUFS grows the buffer ring and re-arms. Borrows cqe. */
+ * ENOBUFS grows the buffer ring and re-arms. Past receives_per_turn_max in this turn (or
+ * behind receives of c already waiting) the bytes or the end wait, in order, for a later
+ * turn, holding their buffer. Borrows cqe. */
 void rc_conn_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe);
+
+/* Starts a loop turn's receive accounting and handles the receives put off by earlier turns,
+ * each connection's within its receives_per_turn_max. Before the turn's completions. */
+void rc_conn_rx_turn(struct rc_shard *s);
+
+/* Allocates (0 or -ENOMEM) and frees the per-turn receive accounting; after the connection
+ * table is allocated, and at destroy (any buffers still waiting go with the buffer ring). */
+int rc_conn_rx_setup(struct rc_shard *s);
+void rc_conn_rx_free(struct rc_shard *s);
 
 /* A cancel, shutdown or close completion for c (sends complete in sendq.c). */
 void rc_conn_op_complete(struct rc_conn *c, enum rc_op op, int res);

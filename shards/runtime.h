@@ -145,6 +145,15 @@ struct rc_conn_token {
 	uint64_t expires_ms; /* shard-clock ms (rc_clock) when its exp passes; 0: no token */
 };
 
+/* A receive put off to a later turn: res bytes in buffer bid, or the end of the stream
+ * (res <= 0, no buffer), of the connection in slot with generation gen. */
+struct rc_rx_item {
+	uint32_t slot;
+	uint32_t gen;
+	int32_t res;
+	uint16_t bid;
+};
+
 /* ---- shard and application --------------------------------------------------------------- */
 #define RC_ARENA_CLASSES 9 /* arena.c's size classes: 256 B .. 64 KiB chunks */
 
@@ -209,6 +218,15 @@ struct rc_shard {
 	uint8_t *ibuf; /* inflation output */
 	size_t ibuf_cap;
 	const uint8_t *rx_end; /* end of the receive buffer being parsed (tail room check) */
+	/* receives_per_turn_max (conn.c): per slot, the receives handled this turn (one byte per
+	 * connection); the slots counted this turn; and the receives put off to a later turn,
+	 * in arrival order, each holding its buffer. */
+	uint8_t *rx_turn;
+	uint32_t *rx_touched;
+	uint32_t rx_touched_count;
+	struct rc_rx_item *rx_fifo;
+	uint32_t rx_fifo_count;
+	uint32_t rx_fifo_cap; /* recv_buffers + cqe_batch_max: every buffer, and one end each */
 	uint64_t next_sweep_ms;
 	uint32_t mem_tick;  /* tick of the last memory step (memory.c) */
 	uint8_t mem_level;  /* enum rc_budget_level as of that step: admission reads it */

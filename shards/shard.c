@@ -165,10 +165,12 @@ static void loop(struct rc_shard *s)
 		rc_pubsub_poll(s);
 		rc_shard_flush(s);
 		rc_bufring_commit(s);
-		int rc = submit_and_wait(s, rc_outbox_waiting(s) ? 0 : 1);
+		/* Work waiting in outboxes or put-off receives: poll, do not sleep. */
+		int rc = submit_and_wait(s, rc_outbox_waiting(s) || s->rx_fifo_count ? 0 : 1);
 		RC_ASSERT(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN);
 		rc_clock_update(&s->clock);
 		s->stats.loop_turns++;
+		rc_conn_rx_turn(s);
 		unsigned head, n = 0;
 		io_uring_for_each_cqe (&s->ring, head, cqe) {
 			dispatch(s, cqe);
@@ -305,7 +307,7 @@ int rc_shard_start(struct rc_shard *s)
 		return rc;
 	s->conns = calloc(s->conns_cap, sizeof(*s->conns));
 	s->dirty = calloc(s->conns_cap, sizeof(*s->dirty));
-	if (!s->conns || !s->dirty)
+	if (!s->conns || !s->dirty || rc_conn_rx_setup(s) != 0)
 		return -ENOMEM;
 	if (s->app->cfg.auth_secret[0]) {
 		s->tokens = calloc(s->conns_cap, sizeof(*s->tokens));
