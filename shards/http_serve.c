@@ -55,7 +55,11 @@ static int buf_reserve(struct rc_conn *c, size_t need, size_t max)
 	RC_ASSERT(ncap > cap);
 	size_t delta = buf_size((uint32_t)ncap) - (b ? buf_size(b->cap) : 0);
 	struct rc_app *app = c->shard->app;
-	if (!rc_mem_try_charge(app, RC_BUDGET_http, delta))
+	/* Unfinished requests cost their senders nothing but a socket: together they get a share
+	 * of the budget, so they cannot take it to the soft mark and shut everyone else out. */
+	uint64_t share = app->budget.limit_bytes / 100 * app->cfg.http_memory_percent;
+	if (rc_budget_category_bytes(&app->budget, RC_BUDGET_http) + delta > share ||
+	    !rc_mem_try_charge(app, RC_BUDGET_http, delta))
 		return -ENOBUFS;
 	struct rc_buf *nb = realloc(b, buf_size((uint32_t)ncap));
 	if (!nb) {

@@ -102,6 +102,9 @@
 	  "the host's or cgroup's memory")                                                         \
 	X(memory_soft_percent, 80, 10, 100, "%",                                                   \
 	  "past this share of memory_budget_bytes new connections and topics are refused")         \
+	X(http_memory_percent, 25, 1, 100, "%",                                                    \
+	  "share of memory_budget_bytes that HTTP requests in progress (bodies) may hold together; "\
+	  "a request that needs more gets 503")                                                    \
 	B(memory_count_kernel, true,                                                               \
 	  "count the host's TCP socket memory (/proc/net/sockstat) against memory_budget_bytes")   \
 	X(subscriptions_per_connection_max, 256, 1, 65535, "",                                     \

@@ -16,9 +16,13 @@ from harness import OP_TEXT, ServerTestCase, scale
 MIB = 1024 * 1024
 
 
-def metric(port, name, label=""):
+def metric(port, name, label="", category=None):
+    """The sum of a per-shard series, or the value of a process-wide one by category."""
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
         text = r.read().decode()
+    if category is not None:
+        pat = r'^%s\{category="%s"\} (\d+)$' % (name, category)
+        return int(re.search(pat, text, re.M).group(1))
     pat = r'^%s\{shard="\d+"%s\} (\d+)$' % (name, label)
     return sum(int(v) for v in re.findall(pat, text, re.M))
 
@@ -140,6 +144,50 @@ def deflate_client(port, path="/ws"):
     c = harness.RawClient(port)
     c.handshake(path, headers=[("Sec-WebSocket-Extensions", "permessage-deflate")])
     return c
+
+
+class HttpShareTest(ServerTestCase):
+    """Unfinished bodies together hold at most http_memory_percent of the budget: they get 503
+    past it, and the rest of the budget stays free, so new clients are still admitted."""
+    shards = 1
+    admin_port = harness.free_port()
+    server_opts = {"memory_budget_bytes": 64 * MIB, "http_memory_percent": 10,
+                   "body_bytes_max": MIB, "memory_count_kernel": "false",
+                   "handshake_timeout_ms": 60000, "admin_port": admin_port}
+
+    def test_unfinished_bodies_hold_only_their_share(self):
+        held, refused = [], 0
+        head = (b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % MIB)
+        try:
+            for _ in range(30):
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=scale(10))
+                held.append(s)
+                try:
+                    s.sendall(head + b"x" * (MIB - 1))
+                except OSError:
+                    pass  # refused with 503 and closed while we were still sending
+            time.sleep(0.5)
+            for s in held:
+                s.settimeout(0.2)
+                try:
+                    if s.recv(64).startswith(b"HTTP/1.1 503"):
+                        refused += 1
+                except OSError:
+                    pass
+            share = 64 * MIB // 10
+            http = metric(self.admin_port, "ringcast_memory_bytes", "", category="http")
+            self.assertLessEqual(http, share)
+            self.assertGreaterEqual(refused, 30 - share // MIB)
+            self.assertGreaterEqual(metric(self.admin_port, "ringcast_http_budget_refusals_total"),
+                                    refused)
+            # Nowhere near the soft mark: a new client is admitted and served.
+            with harness.RawClient(self.port) as c:
+                c.handshake("/echo")
+                c.send_frame(OP_TEXT, b"admitted")
+                self.assertEqual(c.recv_message(), (OP_TEXT, b"admitted"))
+        finally:
+            for s in held:
+                s.close()
 
 
 class JsonLimitsTest(ServerTestCase):
