@@ -207,6 +207,11 @@ static void rx_handle(struct rc_conn *c, int32_t res, uint16_t bid)
 							 : RC_CLOSE_peer_gone);
 }
 
+/* rx_turn[slot]: the receives handled this turn, and two marks. */
+#define RX_COUNT 0x3fu	 /* receives handled this turn (receives_per_turn_max <= 63) */
+#define RX_WAITING 0x40u /* receives of it still wait (set only inside rc_conn_rx_turn) */
+#define RX_PAUSED 0x80u	 /* its receive is cancelled until its waiting receives are handled */
+
 /*
  * Whether slot may handle one more receive this turn, counting it. Each turn handles the
  * receives put off before any new one, up to receives_per_turn_max per connection: a
@@ -216,9 +221,9 @@ static void rx_handle(struct rc_conn *c, int32_t res, uint16_t bid)
 static bool rx_admit(struct rc_shard *s, uint32_t slot)
 {
 	uint8_t *t = &s->rx_turn[slot];
-	if (*t >= s->app->cfg.receives_per_turn_max)
+	if ((*t & RX_COUNT) >= s->app->cfg.receives_per_turn_max)
 		return false;
-	if (*t == 0) {
+	if ((*t & RX_COUNT) == 0) {
 		RC_ASSERT(s->rx_touched_count < s->rx_fifo_cap);
 		s->rx_touched[s->rx_touched_count++] = slot;
 	}
@@ -226,15 +231,56 @@ static bool rx_admit(struct rc_shard *s, uint32_t slot)
 	return true;
 }
 
-/* Puts a receive of c off to a later turn, behind any of c's already waiting. */
+/*
+ * Puts a receive of c off to a later turn, behind any of c's already waiting, and pauses c's
+ * receiving: its multishot receive is cancelled, so further bytes wait in the kernel's socket
+ * buffer (TCP pushes back on the sender) instead of taking provided buffers.
+ */
 static void rx_defer(struct rc_conn *c, int32_t res, uint16_t bid)
 {
 	struct rc_shard *s = c->shard;
+	uint32_t slot = slot_of(c);
 	/* Each waiting item holds a provided buffer or is a connection's one end. */
 	RC_ASSERT(s->rx_fifo_count < s->rx_fifo_cap);
 	s->rx_fifo[s->rx_fifo_count++] =
-		(struct rc_rx_item){ .slot = slot_of(c), .gen = c->gen, .res = res, .bid = bid };
+		(struct rc_rx_item){ .slot = slot, .gen = c->gen, .res = res, .bid = bid };
 	s->stats.receives_deferred++;
+	if (s->rx_turn[slot] & RX_PAUSED)
+		return;
+	s->rx_turn[slot] |= RX_PAUSED;
+	RC_ASSERT(s->rx_paused_count < s->rx_fifo_cap);
+	s->rx_paused[s->rx_paused_count++] = slot;
+	if (c->flags & RC_CF_RECV) {
+		struct io_uring_sqe *sqe = rc_uring_sqe(s);
+		io_uring_prep_cancel64(sqe, rc_ud(RC_OP_RECV, c->gen, slot), 0);
+		io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
+	}
+}
+
+/* Resumes the paused connections none of whose receives wait any more. */
+static void rx_resume(struct rc_shard *s)
+{
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < s->rx_fifo_count; i++)
+		s->rx_turn[s->rx_fifo[i].slot] |= RX_WAITING;
+	for (uint32_t i = 0; i < s->rx_paused_count; i++) {
+		uint32_t slot = s->rx_paused[i];
+		uint8_t *t = &s->rx_turn[slot];
+		if (*t & RX_WAITING) {
+			s->rx_paused[keep++] = slot;
+			continue;
+		}
+		*t &= (uint8_t)~RX_PAUSED;
+		struct rc_conn *c = &s->conns[slot];
+		if (c->state != RC_CONN_FREE && c->state != RC_CONN_DOOMED &&
+		    !(c->flags & RC_CF_RECV)) {
+			s->stats.recv_rearms++;
+			recv_arm(c);
+		}
+	}
+	s->rx_paused_count = keep;
+	for (uint32_t i = 0; i < s->rx_fifo_count; i++)
+		s->rx_turn[s->rx_fifo[i].slot] &= (uint8_t)~RX_WAITING;
 }
 
 /* c ended (now or before): close its descriptor once nothing is owed. */
@@ -247,7 +293,7 @@ static void rx_settle(struct rc_conn *c)
 void rc_conn_rx_turn(struct rc_shard *s)
 {
 	for (uint32_t i = 0; i < s->rx_touched_count; i++)
-		s->rx_turn[s->rx_touched[i]] = 0;
+		s->rx_turn[s->rx_touched[i]] &= (uint8_t)~RX_COUNT;
 	s->rx_touched_count = 0;
 	uint32_t n = s->rx_fifo_count, keep = 0;
 	for (uint32_t i = 0; i < n; i++) {
@@ -264,6 +310,8 @@ void rc_conn_rx_turn(struct rc_shard *s)
 		}
 	}
 	s->rx_fifo_count = keep;
+	if (s->rx_paused_count)
+		rx_resume(s);
 }
 
 void rc_conn_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
@@ -281,11 +329,12 @@ void rc_conn_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 		RC_ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
 		bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 		s->stats.bytes_in += (uint64_t)res;
-	} else if (res == -ENOBUFS && c->state != RC_CONN_DOOMED) {
-		/* Buffers ran out this turn; the kernel ended the multishot. Provide more (up to
-		 * recv_buffers) and re-arm. */
-		rc_bufring_grow(s);
-		if (!more) {
+	} else if ((res == -ENOBUFS || res == -ECANCELED) && c->state != RC_CONN_DOOMED) {
+		/* Buffers ran out this turn (provide more, up to recv_buffers), or rx_defer paused
+		 * c: the kernel ended the multishot. Re-armed unless c is (still) paused. */
+		if (res == -ENOBUFS)
+			rc_bufring_grow(s);
+		if (!more && !(c->flags & RC_CF_RECV) && !(s->rx_turn[slot_of(c)] & RX_PAUSED)) {
 			s->stats.recv_rearms++;
 			recv_arm(c);
 		}
@@ -305,8 +354,10 @@ void rc_conn_recv_complete(struct rc_conn *c, struct io_uring_cqe *cqe)
 		rx_settle(c);
 		return;
 	}
-	/* A stream that ended (its end waiting its turn) is not received from again. */
-	if (!more && !(c->flags & RC_CF_RECV) && res > 0) {
+	/* A stream that ended (its end waiting its turn) is not received from again; a paused
+	 * connection is re-armed when its waiting receives have been handled. */
+	if (!more && !(c->flags & RC_CF_RECV) && res > 0 &&
+	    !(s->rx_turn[slot_of(c)] & RX_PAUSED)) {
 		s->stats.recv_rearms++;
 		recv_arm(c);
 	}
@@ -319,7 +370,8 @@ int rc_conn_rx_setup(struct rc_shard *s)
 	s->rx_turn = calloc(s->conns_cap, sizeof(*s->rx_turn));
 	s->rx_touched = calloc(s->rx_fifo_cap, sizeof(*s->rx_touched));
 	s->rx_fifo = calloc(s->rx_fifo_cap, sizeof(*s->rx_fifo));
-	return s->rx_turn && s->rx_touched && s->rx_fifo ? 0 : -ENOMEM;
+	s->rx_paused = calloc(s->rx_fifo_cap, sizeof(*s->rx_paused));
+	return s->rx_turn && s->rx_touched && s->rx_fifo && s->rx_paused ? 0 : -ENOMEM;
 }
 
 void rc_conn_rx_free(struct rc_shard *s)
@@ -327,6 +379,9 @@ void rc_conn_rx_free(struct rc_shard *s)
 	free(s->rx_turn);
 	free(s->rx_touched);
 	free(s->rx_fifo);
+	free(s->rx_paused);
+	s->rx_paused = NULL;
+	s->rx_paused_count = 0;
 	s->rx_turn = NULL;
 	s->rx_touched = NULL;
 	s->rx_fifo = NULL;

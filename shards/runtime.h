@@ -218,13 +218,15 @@ struct rc_shard {
 	uint8_t *ibuf; /* inflation output */
 	size_t ibuf_cap;
 	const uint8_t *rx_end; /* end of the receive buffer being parsed (tail room check) */
-	/* receives_per_turn_max (conn.c): per slot, the receives handled this turn (one byte per
-	 * connection); the slots counted this turn; and the receives put off to a later turn,
-	 * in arrival order, each holding its buffer. */
+	/* receives_per_turn_max (conn.c): per slot, the receives handled this turn and whether
+	 * its receiving is paused (one byte per connection); the slots counted this turn; and
+	 * the receives put off to a later turn, in arrival order, each holding its buffer. */
 	uint8_t *rx_turn;
 	uint32_t *rx_touched;
 	uint32_t rx_touched_count;
 	struct rc_rx_item *rx_fifo;
+	uint32_t *rx_paused; /* slots whose receive is cancelled while theirs wait */
+	uint32_t rx_paused_count;
 	uint32_t rx_fifo_count;
 	uint32_t rx_fifo_cap; /* recv_buffers + cqe_batch_max: every buffer, and one end each */
 	uint64_t next_sweep_ms;

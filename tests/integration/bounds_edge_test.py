@@ -59,40 +59,50 @@ def http_request(sock, raw):
     return int(head.split()[1]), body
 
 
+def hold_unfinished_bodies(port, n, held):
+    """Opens n connections, each sending all but the last byte of a 1 MiB POST body, into
+    held (the caller closes them). Returns how many were answered 503."""
+    head = (b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % MIB)
+    body = b"x" * (MIB - 1)
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=scale(10))
+        held.append(s)
+        try:
+            s.sendall(head + body)
+        except OSError:
+            pass  # refused with 503 and closed while we were still sending
+    time.sleep(0.5)
+    refused = 0
+    for s in held:
+        s.settimeout(0.2)
+        try:
+            if s.recv(64).startswith(b"HTTP/1.1 503"):
+                refused += 1
+        except OSError:
+            pass
+    return refused
+
+
 class HttpBodyBudgetTest(ServerTestCase):
     shards = 1
     # Past the budget's soft mark the public port refuses new connections: the metrics are
     # read on the admin port and the served client connects before the flood.
     admin_port = harness.free_port()
+    # The bodies' own share is the whole budget here: what refuses them is the budget.
     server_opts = {"memory_budget_bytes": 64 * MIB, "body_bytes_max": MIB,
-                   "handshake_timeout_ms": 60000, "admin_port": admin_port}
+                   "http_memory_percent": 100, "handshake_timeout_ms": 60000,
+                   "admin_port": admin_port}
 
     def test_unfinished_bodies_stay_within_the_budget(self):
         """200 connections each send all but the last byte of a 1 MiB body: the budget
         (64 MiB) refuses those past it with 503, RSS stays bounded, others are served."""
         before = rss_bytes(self.server)
-        held, refused = [], 0
-        body = b"x" * (MIB - 1)
-        head = (b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % MIB)
+        held = []
         c = harness.RawClient(self.port)
         c.handshake("/echo")
         try:
-            for _ in range(200):
-                s = socket.create_connection(("127.0.0.1", self.port), timeout=scale(10))
-                held.append(s)
-                try:
-                    s.sendall(head + body)
-                except OSError:
-                    pass  # refused with 503 and closed while we were still sending
-            time.sleep(0.5)
+            refused = hold_unfinished_bodies(self.port, 200, held)
             grown = rss_bytes(self.server) - before
-            for s in held:
-                s.settimeout(0.2)
-                try:
-                    if s.recv(64).startswith(b"HTTP/1.1 503"):
-                        refused += 1
-                except OSError:
-                    pass
             self.assertGreater(refused, 100)
             # The budget plus room for the allocator and the receive buffers; ASan keeps
             # freed memory in its quarantine (256 MiB) before reuse.
@@ -156,24 +166,9 @@ class HttpShareTest(ServerTestCase):
                    "handshake_timeout_ms": 60000, "admin_port": admin_port}
 
     def test_unfinished_bodies_hold_only_their_share(self):
-        held, refused = [], 0
-        head = (b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % MIB)
+        held = []
         try:
-            for _ in range(30):
-                s = socket.create_connection(("127.0.0.1", self.port), timeout=scale(10))
-                held.append(s)
-                try:
-                    s.sendall(head + b"x" * (MIB - 1))
-                except OSError:
-                    pass  # refused with 503 and closed while we were still sending
-            time.sleep(0.5)
-            for s in held:
-                s.settimeout(0.2)
-                try:
-                    if s.recv(64).startswith(b"HTTP/1.1 503"):
-                        refused += 1
-                except OSError:
-                    pass
+            refused = hold_unfinished_bodies(self.port, 30, held)
             share = 64 * MIB // 10
             http = metric(self.admin_port, "ringcast_memory_bytes", "", category="http")
             self.assertLessEqual(http, share)
