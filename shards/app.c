@@ -29,6 +29,7 @@
 #include "pubsub_proto.h"
 #include "sendq.h"
 #include "shard.h"
+#include "token.h"
 #include "uring.h"
 
 /* ---- the upward calls (docs/architecture.md, "Runtime layers") ------------------------------ */
@@ -39,6 +40,7 @@ static void conn_closed(struct rc_conn *c, bool http)
 	rc_conn_input_release(c, http);
 	rc_sendq_conn_closed(c);
 	rc_pubsub_conn_closed(c);
+	rc_token_conn_closed(c);
 }
 
 static const struct rc_conn_hooks conn_hooks = {
@@ -323,7 +325,8 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 					  RC_ARRAY_LEN(app->origins));
 	app->subprotocols_count = split_slices(cfg->subprotocols, &app->subprotocols_buf,
 					       app->subprotocols, RC_ARRAY_LEN(app->subprotocols));
-	if (size_tables(app, err, err_len) != 0 || budget_setup(app, err, err_len) != 0) {
+	if (size_tables(app, err, err_len) != 0 || budget_setup(app, err, err_len) != 0 ||
+	    rc_token_init(app, err, err_len) != 0) {
 		rc_app_destroy(app);
 		return NULL;
 	}
@@ -464,6 +467,9 @@ static void wait_for_stop(struct rc_app *app, bool handle_signals, const sigset_
 		int sig = handle_signals ? sigtimedwait(set, NULL, &tick) : -1;
 		if (!handle_signals)
 			nanosleep(&tick, NULL);
+		if (sig == SIGHUP && app->auth)
+			(void)rc_token_reload(app);
+		rc_token_watch(app, rc_clock_ms());
 		if (sig != SIGINT && sig != SIGTERM)
 			continue;
 		rc_log(app, RC_LOG_INFO, "%s: %s", strsignal(sig),
@@ -539,8 +545,9 @@ int rc_app_run(struct rc_app *app, bool handle_signals)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP); /* reloads the token keys */
 	signal(SIGPIPE, SIG_IGN);
-	/* Shards inherit the mask, so only this thread takes SIGINT/SIGTERM. */
+	/* Shards inherit the mask, so only this thread takes SIGINT/SIGTERM/SIGHUP. */
 	if (handle_signals)
 		pthread_sigmask(SIG_BLOCK, &set, &old);
 
@@ -608,6 +615,7 @@ void rc_app_destroy(struct rc_app *app)
 		free(s->dirty);
 		rc_conn_rx_free(s);
 	}
+	rc_token_free(app);
 	free(app->shards);
 	rc_arena_free_all(app);
 	rc_budget_free(&app->budget);

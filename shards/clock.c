@@ -15,11 +15,11 @@ uint64_t rc_clock_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-uint64_t rc_clock_unix_s(void)
+uint64_t rc_clock_unix_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void rc_clock_start(struct rc_clock *clk, uint32_t tick_ms)

@@ -2,7 +2,7 @@
  * The shard clock (clock.c): monotonic milliseconds read once per loop turn, and the timer
  * ticks the wheel and the send queues count in (timer_tick_ms each, tick 0 at the shard's
  * start). Also the wall clock for token expiry. A leaf; each shard embeds one rc_clock and
- * only its thread touches it. The reads (rc_clock_ms, rc_clock_unix_s): any thread.
+ * only its thread touches it. The reads (rc_clock_ms, rc_clock_unix_ms): any thread.
  */
 #ifndef RC_CLOCK_H
 #define RC_CLOCK_H
@@ -18,8 +18,8 @@ struct rc_clock {
 /* Monotonic milliseconds (CLOCK_MONOTONIC). Any thread. */
 uint64_t rc_clock_ms(void);
 
-/* Wall-clock Unix seconds (CLOCK_REALTIME), for token expiry. Any thread. */
-uint64_t rc_clock_unix_s(void);
+/* Wall-clock Unix milliseconds (CLOCK_REALTIME), for token expiry. Any thread. */
+uint64_t rc_clock_unix_ms(void);
 
 /* Starts clk at the current time: tick 0 is now. tick_ms > 0. Shard thread, at setup. */
 void rc_clock_start(struct rc_clock *clk, uint32_t tick_ms);

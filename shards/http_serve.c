@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
 #include "conn_rt.h"
 #include "handshake.h"
 #include "http_serve.h"
@@ -20,6 +19,7 @@
 #include "mem.h"
 #include "sendq.h"
 #include "session.h"
+#include "token.h"
 
 /* The bytes a buffer of cap bytes holds against the budget. */
 static size_t buf_size(uint32_t cap)
@@ -153,42 +153,35 @@ static struct rc_slice token_of(const struct rc_http_request *req)
 }
 
 /*
- * Checks a request's access token when auth_secret is set: 0, or the HTTP status to answer
- * (401) with *reason; *may_publish reports the token's "pub" claim. With tok (NULL for
- * plain requests), what the connection keeps of the token: its subject's dedup scope and
- * when it expires on the shard clock (all 0 without authentication).
+ * Checks a request's access token when token keys are configured: 0, or the HTTP status to
+ * answer (401) with *reason. A valid token's rights, subject and (for a WebSocket, ws) expiry
+ * go to c's slot, replacing an earlier request's (token.c).
  */
-static int authorize(struct rc_conn *c, const struct rc_http_request *req, bool *may_publish,
-		     struct rc_conn_token *tok, const char **reason)
+static int authorize(struct rc_conn *c, const struct rc_http_request *req, bool ws,
+		     const char **reason)
 {
-	const struct rc_config *cfg = &c->shard->app->cfg;
-	struct rc_auth_claims claims;
-	*may_publish = true;
-	if (tok)
-		*tok = (struct rc_conn_token){0, 0};
-	if (!cfg->auth_secret[0])
+	struct rc_shard *s = c->shard;
+	struct rc_jwt_claims claims;
+	if (!s->app->auth)
 		return 0;
 	struct rc_slice t = token_of(req);
 	if (!t.len) {
+		rc_token_count_failure(s, RC_JWT_missing);
 		*reason = "access token required (?token= or Authorization: Bearer)";
 		return 401;
 	}
-	uint64_t now_s = rc_clock_unix_s();
-	if (rc_auth_verify(t.p, t.len, (const uint8_t *)cfg->auth_secret, strlen(cfg->auth_secret),
-			   now_s, &claims, reason) != 0)
+	enum rc_jwt_result r = rc_token_verify(s, t.p, t.len, &claims);
+	if (r == RC_JWT_ok && claims.channel[0]) {
+		/* A channel token grants one subscription, never a connection. */
+		r = RC_JWT_channel;
+		rc_token_count_failure(s, r);
+		rc_jwt_rights_free(claims.rights);
+	}
+	if (r != RC_JWT_ok) {
+		*reason = rc_jwt_result_reason(r);
 		return 401;
-	*may_publish = claims.may_publish;
-	if (!tok)
-		return 0;
-	RC_ASSERT(claims.exp > now_s);
-	/* exp in Unix seconds becomes a deadline on the shard's monotonic clock (at least
-	 * 1 ms, so 0 keeps meaning "no token"). */
-	uint64_t left_ms = RC_MIN(claims.exp - now_s, UINT64_MAX / 2000) * 1000;
-	tok->expires_ms = RC_MAX(c->shard->clock.now_ms, 1) + left_ms;
-	/* One publisher per subject across its connections; the top bit stays clear (a
-	 * connection's own scope has it set, rc_pubsub_publisher) and 0 means none. */
-	if (claims.sub[0])
-		tok->publisher = rc_topic_hash(claims.sub, strlen(claims.sub)) >> 1 | 1;
+	}
+	rc_token_conn_set(c, &claims, ws);
 	return 0;
 }
 
@@ -226,13 +219,8 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 			http_error(c, 405, "use POST");
 			return;
 		}
-		bool may_publish;
 		const char *reason = NULL;
-		int status = authorize(c, req, &may_publish, NULL, &reason);
-		if (status == 0 && !may_publish) {
-			status = 403;
-			reason = "the access token does not allow publishing";
-		}
+		int status = authorize(c, req, false, &reason);
 		if (status != 0) {
 			http_error(c, status, reason);
 			return;
@@ -282,19 +270,14 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 				   app->subprotocols_count, false};
 	struct rc_ws_accept acc;
 	const char *reason = NULL;
-	bool may_publish = true;
-	struct rc_conn_token tok = {0, 0};
 	int status = rc_handshake_check(req, &pol, &acc, &reason);
+	/* The token's expiry is in place before rc_conn_opened arms it. */
 	if (status == 0 && ep == app->pubsub_ws)
-		status = authorize(c, req, &may_publish, &tok, &reason);
+		status = authorize(c, req, true, &reason);
 	if (status != 0) {
 		http_error(c, status, reason);
 		return;
 	}
-	if (may_publish)
-		c->flags |= RC_CF_MAY_PUBLISH;
-	if (s->tokens)
-		s->tokens[c - s->conns] = tok; /* before rc_conn_opened arms the expiry */
 	char out[512], ext[RC_PMD_RESPONSE_LIMIT] = "";
 	struct rc_pmd_params pmd;
 	bool deflate = rc_pmd_negotiate(&req->ws_extensions, &app->pmd, &pmd, ext, sizeof(ext));

@@ -171,6 +171,23 @@ static void memory(struct out *o, const struct rc_app *app)
 		  "Connections closed (1013) at the budget's hard mark to free memory.");
 }
 
+static const char *auth_label(int k)
+{
+	return rc_jwt_result_name((enum rc_jwt_result)(k + 1)); /* "ok" is not a failure */
+}
+
+/* Access tokens: refusals by reason, refreshes, rights. */
+static void auth(struct out *o, const struct rc_app *app)
+{
+	labeled(o, app, "auth_failures", "Access tokens refused, by reason.", "reason",
+		offsetof(struct rc_shard_stats, auth_failures) + sizeof(uint64_t),
+		RC_JWT_RESULT_COUNT - 1, auth_label);
+	RC_FAMILY(o, app, token_refreshes, "counter",
+		  "Refresh ops that replaced a connection's token.");
+	RC_FAMILY(o, app, subscribes_forbidden, "counter",
+		  "Subscriptions refused: the token's subs (or a channel token) do not allow them.");
+}
+
 static void write_all(struct out *o, const struct rc_app *app)
 {
 	RC_FAMILY(o, app, connections_open, "gauge", "Connection records in use.");
@@ -201,7 +218,7 @@ static void write_all(struct out *o, const struct rc_app *app)
 	RC_FAMILY(o, app, publishes, "counter", "Messages sequenced by this shard as topic owner.");
 	RC_FAMILY(o, app, publish_duplicates, "counter", "Publishes dropped by the dedup window.");
 	RC_FAMILY(o, app, publishes_forbidden, "counter",
-		  "Client publishes to reserved ringcast.* topics refused.");
+		  "Client publishes refused: reserved ringcast.* topics, or no right in the token.");
 	RC_FAMILY(o, app, resets, "counter",
 		  "Resumes answered with a reset: since of another epoch, or beyond the seq.");
 	RC_FAMILY(o, app, deliveries, "counter", "Broadcast frames queued to local subscribers.");
@@ -246,6 +263,7 @@ static void write_all(struct out *o, const struct rc_app *app)
 	RC_FAMILY(o, app, pongs_replaced, "counter",
 		  "Pongs that replaced one still queued (at most one waits per connection).");
 	memory(o, app);
+	auth(o, app);
 }
 
 size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)

@@ -20,6 +20,8 @@
 #include "pubsub.h"
 #include "pubsub_proto.h"
 #include "sendq.h"
+#include "session.h"
+#include "token.h"
 
 #define RC_PROTO_OUT_LIMIT 512
 #define RC_PUBLISH_BATCH_LIMIT 256
@@ -81,7 +83,9 @@ static char *data_buf(struct rc_shard *s, size_t need)
 static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
 {
 	const struct rc_app *app = c->shard->app;
-	if (app->client_publish == RC_CLIENT_PUBLISH_NONE || !(c->flags & RC_CF_MAY_PUBLISH))
+	if (app->client_publish == RC_CLIENT_PUBLISH_NONE)
+		return false;
+	if (app->auth && !rc_jwt_rights_allow(rc_token_rights(c), true, e->topic, e->topic_len))
 		return false;
 	if (app->client_publish == RC_CLIENT_PUBLISH_ANY)
 		return true;
@@ -92,8 +96,54 @@ static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
 	return false;
 }
 
+/* The subject of c's token, "" without one. */
+static const char *subject_of(const struct rc_conn *c)
+{
+	const struct rc_jwt_rights *r = rc_token_rights(c);
+	return r ? r->sub : "";
+}
+
+/*
+ * Whether c may subscribe to e's topic: by its token's subs, or by the channel token e
+ * carries (for this topic and c's subject). RC_JWT_ok, RC_JWT_RESULT_COUNT when the token
+ * has no right to it, or why the channel token was refused (counted).
+ */
+static enum rc_jwt_result may_subscribe(struct rc_conn *c, const struct rc_envelope *e)
+{
+	struct rc_shard *s = c->shard;
+	struct rc_jwt_claims cl;
+	if (!s->app->auth)
+		return RC_JWT_ok;
+	if (!e->token)
+		return rc_jwt_rights_allow(rc_token_rights(c), false, e->topic, e->topic_len)
+			       ? RC_JWT_ok
+			       : RC_JWT_RESULT_COUNT;
+	enum rc_jwt_result r = rc_token_verify(s, e->token, e->token_len, &cl);
+	if (r != RC_JWT_ok)
+		return r;
+	if (strcmp(cl.channel, e->topic) != 0)
+		r = RC_JWT_channel;
+	else if (strcmp(cl.rights->sub, subject_of(c)) != 0)
+		r = RC_JWT_subject;
+	if (r != RC_JWT_ok)
+		rc_token_count_failure(s, r);
+	rc_jwt_rights_free(cl.rights);
+	return r;
+}
+
 static void on_sub(struct rc_conn *c, const struct rc_envelope *e)
 {
+	enum rc_jwt_result allowed = may_subscribe(c, e);
+	if (allowed == RC_JWT_RESULT_COUNT) {
+		c->shard->stats.subscribes_forbidden++;
+		send_error(c, RC_ENVELOPE_ERR_FORBIDDEN, "the access token does not allow this topic");
+		return;
+	}
+	if (allowed != RC_JWT_ok) {
+		c->shard->stats.subscribes_forbidden++;
+		send_error(c, RC_ENVELOPE_ERR_TOKEN, rc_jwt_result_reason(allowed));
+		return;
+	}
 	/* The owner answers (subscribed hook): only it knows the topic's seq and epoch. */
 	struct rc_resume r = {e->has_since, e->since, e->has_epoch, e->epoch};
 	int rc = rc_pubsub_subscribe(c, e->topic, e->topic_len, &r);
@@ -124,6 +174,7 @@ static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
 		return;
 	}
 	if (!may_publish(c, e)) {
+		c->shard->stats.publishes_forbidden++;
 		send_error(c, RC_ENVELOPE_ERR_FORBIDDEN, "publishing to this topic is not allowed");
 		return;
 	}
@@ -135,6 +186,31 @@ static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, "cross-shard queues full");
 	else if (rc < 0)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, NULL);
+}
+
+/* A new token for c: same subject, no channel; its rights and expiry replace the old. */
+static void on_refresh(struct rc_conn *c, const struct rc_envelope *e)
+{
+	struct rc_shard *s = c->shard;
+	struct rc_jwt_claims cl;
+	if (!s->app->auth) {
+		send_error(c, RC_ENVELOPE_ERR_TOKEN, "authentication is off: nothing to refresh");
+		return;
+	}
+	enum rc_jwt_result r = rc_token_verify(s, e->token, e->token_len, &cl);
+	if (r == RC_JWT_ok && (cl.channel[0] || strcmp(cl.rights->sub, subject_of(c)) != 0)) {
+		r = cl.channel[0] ? RC_JWT_channel : RC_JWT_subject;
+		rc_token_count_failure(s, r);
+		rc_jwt_rights_free(cl.rights);
+	}
+	if (r != RC_JWT_ok) {
+		send_error(c, RC_ENVELOPE_ERR_TOKEN, rc_jwt_result_reason(r));
+		return;
+	}
+	rc_token_conn_set(c, &cl, true);
+	rc_conn_token_renewed(c);
+	s->stats.token_refreshes++;
+	send_ack(c, RC_ENVELOPE_OP_REFRESH, NULL, 0, 0, 0, NULL, 0);
 }
 
 /* json_depth_max and json_elements_max, checked before cJSON builds a tree; a refusal is
@@ -185,6 +261,7 @@ void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool b
 		break;
 	case RC_ENVELOPE_OP_PUB: on_pub(c, &e); break;
 	case RC_ENVELOPE_OP_PING: send_text(c, "{\"op\":\"pong\"}", 13); break;
+	case RC_ENVELOPE_OP_REFRESH: on_refresh(c, &e); break;
 	default: send_error(c, RC_ENVELOPE_ERR_UNKNOWN_OP, NULL); break;
 	}
 }
@@ -337,6 +414,13 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 		if (rc_topic_reserved(items[i].topic, items[i].topic_len)) {
 			c->shard->stats.publishes_forbidden++;
 			http_fail(c, 403, RC_ENVELOPE_ERR_FORBIDDEN, RESERVED_REASON);
+			goto out;
+		}
+		if (c->shard->app->auth && !rc_jwt_rights_allow(rc_token_rights(c), true,
+								 items[i].topic, items[i].topic_len)) {
+			c->shard->stats.publishes_forbidden++;
+			http_fail(c, 403, RC_ENVELOPE_ERR_FORBIDDEN,
+				  "the access token's pubs do not allow this topic");
 			goto out;
 		}
 	}

@@ -41,6 +41,8 @@ struct rc_outbox;         /* outbox.h */
 struct rc_http_pub;       /* pubsub_proto.c */
 struct rc_conn_hooks;     /* conn_rt.h */
 struct rc_pubsub_hooks;   /* pubsub.h */
+struct rc_jwt_rights;     /* jwt.h */
+struct rc_token_keys;     /* token.c */
 struct libdeflate_compressor;
 struct libdeflate_decompressor;
 
@@ -66,7 +68,6 @@ enum rc_conn_flag {
 	RC_CF_SHUT_WR = 1u << 9,      /* shutdown(SHUT_WR) issued */
 	RC_CF_DEFLATE = 1u << 10,     /* permessage-deflate negotiated */
 	RC_CF_HTTP_RESUME = 1u << 11, /* parse requests waiting in pend at the next flush */
-	RC_CF_MAY_PUBLISH = 1u << 12, /* its access token allows publishing (auth_secret set) */
 	RC_CF_REFUSED = 1u << 13,     /* accepted over connections_max only to answer 503 */
 	RC_CF_ADMIN = 1u << 14,       /* from the admin listener: outside connections_max */
 	RC_CF_PONG = 1u << 15,	      /* the queue's tail is a pong not yet handed to the kernel */
@@ -137,12 +138,14 @@ RC_STATIC_ASSERT(RC_CONN_DOOMED < 8, "state fits its 3 bits");
 RC_STATIC_ASSERT(RC_CLOSE_REASON_COUNT <= 32, "close_reason fits its 5 bits");
 
 /*
- * What a connection's access token said (auth_secret set): one per slot beside the records,
- * so that they do not grow. Written at the upgrade; shard thread only.
+ * What a connection's access token said (token keys configured): one per slot beside the
+ * records, so that they do not grow. Written at the upgrade, on a refresh and on each
+ * POST /publish; freed when the slot closes (token.c). Shard thread only.
  */
 struct rc_conn_token {
 	uint64_t publisher;  /* the dedup scope of its "sub" (rc_pubsub_publisher); 0: none */
-	uint64_t expires_ms; /* shard-clock ms (rc_clock) when its exp passes; 0: no token */
+	uint64_t expires_ms; /* shard-clock ms (rc_clock) when its exp passes; 0: no expiry */
+	struct rc_jwt_rights *rights; /* owned: its sub and patterns; NULL: no token */
 };
 
 /* A receive put off to a later turn: res bytes in buffer bid, or the end of the stream
@@ -161,7 +164,7 @@ struct rc_shard {
 	struct io_uring ring;
 	struct rc_app *app;
 	struct rc_conn *conns; /* conns_cap records, index = fixed-file index */
-	struct rc_conn_token *tokens; /* conns_cap entries with auth_secret set, else NULL */
+	struct rc_conn_token *tokens; /* conns_cap entries with token keys, else NULL */
 	uint32_t conns_cap;    /* conns_limit + spare slots for refusing with a 503 */
 	uint32_t conns_limit;  /* connections this shard serves (connections_max / shards) */
 	uint32_t conns_refusing; /* records answering a 503 (not counted against the limit) */
@@ -236,6 +239,8 @@ struct rc_shard {
 	uint8_t *arena_bump;
 	uint8_t *arena_end;
 	void *arena_free[RC_ARENA_CLASSES]; /* free chunks per class, linked through their start */
+	struct rc_token_keys *token_keys; /* this shard's reference to the key set (token.c) */
+	unsigned token_keys_gen;          /* app->token_keys_gen when it was taken */
 	pthread_t thread;
 	int start_rc; /* 0 or -errno from the thread's setup */
 	char start_err[160];
@@ -304,6 +309,14 @@ struct rc_app {
 	atomic_bool drain_forced; /* a second stop: drains end now (main thread writes) */
 	atomic_int shards_exited; /* pairs with the main thread's acquire load in run */
 	atomic_int shards_ready;  /* likewise: shards whose setup finished (start_rc is set) */
+	/* JWT verification (token.c): keys replaced by the main thread on reload. */
+	bool auth;                      /* a token key is configured: tokens are required */
+	uint32_t token_algs;            /* token_algorithms, bits of enum rc_jwt_alg */
+	pthread_mutex_t token_lock;     /* guards token_keys against a concurrent reload */
+	struct rc_token_keys *token_keys; /* the current key set, one reference */
+	atomic_uint token_keys_gen;     /* bumped (release) after each replacement */
+	int64_t token_files_mtime[2];   /* ns of token_public_key_file and token_jwks_file */
+	uint64_t token_checked_ms;      /* main thread: when the files were last looked at */
 };
 
 /* ---- the calling thread ------------------------------------------------------------------ */

@@ -162,6 +162,12 @@ void rc_conn_message_watch(struct rc_conn *c, bool incomplete)
 	RC_DASSERT(c->timer.linked);
 }
 
+void rc_conn_token_renewed(struct rc_conn *c)
+{
+	RC_ASSERT(c->state == RC_CONN_OPEN);
+	heartbeat_arm(c);
+}
+
 static void heartbeat_fire(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;

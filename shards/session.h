@@ -19,6 +19,9 @@ void rc_conn_accepted(struct rc_conn *c);
 /* The upgrade succeeded: the heartbeat timer replaces the handshake timer. */
 void rc_conn_opened(struct rc_conn *c);
 
+/* c's token was replaced (a refresh): its timer is armed again for the new expiry. */
+void rc_conn_token_renewed(struct rc_conn *c);
+
 /* A keep-alive HTTP connection waits for its next request: re-arms handshake_timeout_ms. */
 void rc_conn_http_idle(struct rc_conn *c);
 

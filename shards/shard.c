@@ -309,7 +309,7 @@ int rc_shard_start(struct rc_shard *s)
 	s->dirty = calloc(s->conns_cap, sizeof(*s->dirty));
 	if (!s->conns || !s->dirty || rc_conn_rx_setup(s) != 0)
 		return -ENOMEM;
-	if (s->app->cfg.auth_secret[0]) {
+	if (s->app->auth) {
 		s->tokens = calloc(s->conns_cap, sizeof(*s->tokens));
 		if (!s->tokens)
 			return -ENOMEM;

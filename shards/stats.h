@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "jwt.h" /* RC_JWT_RESULT_COUNT */
+
 /* Why a connection ended; the metric label of ringcast_connections_closed_total. */
 #define RC_CLOSE_REASONS(X)                                                                        \
 	X(normal, "client or server close handshake completed")                                    \
@@ -109,6 +111,9 @@ struct rc_shard_stats {
 	uint64_t publishes_refused;  /* POST /publish answered 503 past the soft mark */
 	uint64_t memory_shed;        /* connections closed at the hard mark to free memory */
 	uint64_t pongs_replaced;     /* pongs that replaced one still waiting to be sent */
+	uint64_t auth_failures[RC_JWT_RESULT_COUNT]; /* tokens refused, by enum rc_jwt_result */
+	uint64_t token_refreshes;      /* refresh ops that replaced a connection's token */
+	uint64_t subscribes_forbidden; /* subscriptions refused: no right in the token */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any

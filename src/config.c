@@ -12,6 +12,7 @@
 
 #include "base/rc_assert.h"
 #include "base/rc_util.h"
+#include "jwt.h"
 
 enum rc_cfg_type {
 	RC_CFG_UINT = 0,
@@ -291,6 +292,19 @@ static int log_level_index(const char *name)
 	return -1;
 }
 
+/* The JWT keys: a secret long enough for its hash, algorithms that exist. */
+static int token_validate(const struct rc_config *cfg, char *err, size_t err_len)
+{
+	uint32_t algs;
+	size_t n = strlen(cfg->token_hmac_secret);
+	if (n && n < RC_JWT_HMAC_SECRET_BYTES_MIN) {
+		snprintf(err, err_len, "token_hmac_secret: %zu bytes is too short (at least %d)", n,
+			 RC_JWT_HMAC_SECRET_BYTES_MIN);
+		return -EINVAL;
+	}
+	return rc_jwt_algs_parse(cfg->token_algorithms, &algs, err, err_len);
+}
+
 int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 {
 	if (cfg->frame_bytes_max > cfg->message_bytes_max) {
@@ -337,6 +351,8 @@ int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 			 cfg->client_publish);
 		return -EINVAL;
 	}
+	if (token_validate(cfg, err, err_len) != 0)
+		return -EINVAL;
 	if (log_level_index(cfg->log_level) >= 0)
 		return 0;
 	snprintf(err, err_len, "log_level: '%s' is not one of error, warn, info, debug",

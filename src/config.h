@@ -152,9 +152,22 @@
 	  "messages shorter than this are sent uncompressed")                                      \
 	X(stats_interval_ms, 1000, 0, 3600000, "ms",                                               \
 	  "publish gateway totals to topic ringcast.stats (the GET / dashboard); 0 = off")       \
-	S(auth_secret, "",                                                                         \
-	  "HMAC-SHA256 key of access tokens required on /ws (?token= or Authorization: Bearer) "\
-	  "and POST /publish (needs \"pub\":true); empty = no authentication")                   \
+	S(token_hmac_secret, "",                                                                   \
+	  "shared secret of HS256/384/512 JWTs (at least 32 bytes); with a key below, tokens are " \
+	  "required on /ws (?token= or Authorization: Bearer) and POST /publish; empty = none")   \
+	S(token_public_key_file, "",                                                               \
+	  "PEM public key (RSA 2048+ bits or EC P-256) of RS256/ES256 JWTs without a kid; "        \
+	  "reloaded on SIGHUP or when the file changes; empty = none")                             \
+	S(token_jwks_file, "",                                                                     \
+	  "JWKS file of RS256/ES256 keys chosen by the token's kid; reloaded on SIGHUP or when "  \
+	  "the file changes; empty = none")                                                        \
+	S(token_algorithms, "HS256,HS384,HS512,RS256,ES256",                                       \
+	  "JWT algorithms accepted (none never is; each needs its key)")                           \
+	S(token_audience, "", "required aud of JWTs; empty = tokens carrying an aud are refused")   \
+	S(token_issuer, "", "required iss of JWTs; empty = not checked")                            \
+	X(token_leeway_ms, 0, 0, 600000, "ms",                                                     \
+	  "clock skew allowed on a JWT's exp, nbf and iat")                                        \
+	X(token_bytes_max, 4096, 256, 65536, "bytes", "longest JWT accepted; longer get 401")      \
 	S(origins, "", "comma-separated Origin allowlist; empty = any origin")                     \
 	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
 	S(log_level, "info", "error, warn, info or debug")

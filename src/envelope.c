@@ -321,17 +321,19 @@ enum field {
 	F_DATA,
 	F_ID,
 	F_EPOCH,
+	F_TOKEN,
 	F_COUNT,
 };
 
 #define BIT(f) (1u << (f))
 
 static const char *const field_names[F_COUNT] = { "op", "topic", "since", "data", "id",
-						  "epoch" };
+						  "epoch", "token" };
 
 static const char *const repeated_reasons[F_COUNT] = {
 	"\"op\" appears twice",   "\"topic\" appears twice", "\"since\" appears twice",
 	"\"data\" appears twice", "\"id\" appears twice",   "\"epoch\" appears twice",
+	"\"token\" appears twice",
 };
 
 static const char *const misplaced_reasons[F_COUNT] = {
@@ -341,6 +343,7 @@ static const char *const misplaced_reasons[F_COUNT] = {
 	[F_DATA] = "\"data\" belongs to pub only",
 	[F_ID] = "\"id\" belongs to pub only",
 	[F_EPOCH] = "\"epoch\" belongs to sub only",
+	[F_TOKEN] = "\"token\" belongs to sub and refresh only",
 };
 
 /* Which fields an op requires and which it allows (bits of enum field). */
@@ -352,11 +355,12 @@ struct op_rule {
 
 static const struct op_rule op_rules[RC_ENVELOPE_OP_COUNT] = {
 	[RC_ENVELOPE_OP_SUB] = { "sub", BIT(F_TOPIC),
-				 BIT(F_OP) | BIT(F_TOPIC) | BIT(F_SINCE) | BIT(F_EPOCH) },
+				 BIT(F_OP) | BIT(F_TOPIC) | BIT(F_SINCE) | BIT(F_EPOCH) | BIT(F_TOKEN) },
 	[RC_ENVELOPE_OP_UNSUB] = { "unsub", BIT(F_TOPIC), BIT(F_OP) | BIT(F_TOPIC) },
 	[RC_ENVELOPE_OP_PUB] = { "pub", BIT(F_TOPIC) | BIT(F_DATA),
 				 BIT(F_OP) | BIT(F_TOPIC) | BIT(F_DATA) | BIT(F_ID) },
 	[RC_ENVELOPE_OP_PING] = { "ping", 0, BIT(F_OP) },
+	[RC_ENVELOPE_OP_REFRESH] = { "refresh", BIT(F_TOKEN), BIT(F_OP) | BIT(F_TOKEN) },
 };
 
 /* A POST /publish item: a pub without "op". */
@@ -425,7 +429,7 @@ static enum rc_envelope_err read_op(const cJSON *node, enum rc_envelope_op *op,
 			return RC_ENVELOPE_OK;
 		}
 	}
-	*reason = "unknown op (expected sub, unsub, pub or ping)";
+	*reason = "unknown op (expected sub, unsub, pub, ping or refresh)";
 	return RC_ENVELOPE_ERR_UNKNOWN_OP;
 }
 
@@ -446,6 +450,10 @@ static enum rc_envelope_err check_fields(const struct fields *f, const struct op
 	if ((rule->required & BIT(F_DATA)) && !f->node[F_DATA]) {
 		*reason = "missing \"data\"";
 		return RC_ENVELOPE_ERR_DATA;
+	}
+	if ((rule->required & BIT(F_TOKEN)) && !f->node[F_TOKEN]) {
+		*reason = "missing \"token\"";
+		return RC_ENVELOPE_ERR_FIELD;
 	}
 	return RC_ENVELOPE_OK;
 }
@@ -542,6 +550,26 @@ static enum rc_envelope_err read_epoch(const cJSON *node, struct rc_envelope *e,
 	return RC_ENVELOPE_OK;
 }
 
+/* "token": a non-empty string, copied into the data buffer (sub and refresh carry no data). */
+static enum rc_envelope_err read_token(const cJSON *node, struct sink *data,
+				       struct rc_envelope *e, const char **reason)
+{
+	size_t len;
+
+	if (!cJSON_IsString(node) || (len = strlen(node->valuestring)) == 0 ||
+	    len > RC_ENVELOPE_TOKEN_BYTES_LIMIT) {
+		*reason = "\"token\" must be a non-empty string";
+		return RC_ENVELOPE_ERR_FIELD;
+	}
+	/* The message held the token's bytes, so the buffer sized for it holds them too. */
+	RC_ASSERT(data->cap - data->len > len);
+	e->token = data->p + data->len;
+	memcpy(data->p + data->len, node->valuestring, len + 1);
+	data->len += len + 1;
+	e->token_len = (uint32_t)len;
+	return RC_ENVELOPE_OK;
+}
+
 /* Copies "data" compact into the data buffer, behind what earlier items put there. */
 static enum rc_envelope_err read_data(const char *raw, const char *end, struct sink *data,
 				      struct rc_envelope *e, const char **reason)
@@ -602,8 +630,10 @@ static enum rc_envelope_err parse_object(const cJSON *obj, const char *raw, cons
 		return err;
 	if (f.node[F_DATA] && (err = read_data(f.raw[F_DATA], end, data, e, reason)))
 		return err;
+	if (f.node[F_TOKEN] && (err = read_token(f.node[F_TOKEN], data, e, reason)))
+		return err;
 	RC_ASSERT(e->op < RC_ENVELOPE_OP_COUNT);
-	if (e->op != RC_ENVELOPE_OP_PING)
+	if (e->op != RC_ENVELOPE_OP_PING && e->op != RC_ENVELOPE_OP_REFRESH)
 		RC_ASSERT(rc_topic_name_valid(e->topic, e->topic_len));
 	return RC_ENVELOPE_OK;
 }
@@ -755,6 +785,7 @@ static const char *const err_names[RC_ENVELOPE_ERR_COUNT] = {
 	[RC_ENVELOPE_ERR_FORBIDDEN] = "forbidden",
 	[RC_ENVELOPE_ERR_BUSY] = "busy",
 	[RC_ENVELOPE_ERR_INTERNAL] = "internal",
+	[RC_ENVELOPE_ERR_TOKEN] = "token",
 };
 
 static const char *const err_reasons[RC_ENVELOPE_ERR_COUNT] = {
@@ -776,6 +807,7 @@ static const char *const err_reasons[RC_ENVELOPE_ERR_COUNT] = {
 	[RC_ENVELOPE_ERR_FORBIDDEN] = "not allowed",
 	[RC_ENVELOPE_ERR_BUSY] = "server busy, try again",
 	[RC_ENVELOPE_ERR_INTERNAL] = "internal error",
+	[RC_ENVELOPE_ERR_TOKEN] = "access token refused",
 };
 
 const char *rc_envelope_err_name(enum rc_envelope_err err)

@@ -1,7 +1,7 @@
 /*
  * The client protocol's envelopes: JSON text frames, sans I/O. Parses what clients send
- *   {"op":"sub","topic":T[,"since":N[,"epoch":E]]}   {"op":"unsub","topic":T}
- *   {"op":"pub","topic":T,"data":D[,"id":I]}   {"op":"ping"}
+ *   {"op":"sub","topic":T[,"since":N[,"epoch":E]][,"token":K]}   {"op":"unsub","topic":T}
+ *   {"op":"pub","topic":T,"data":D[,"id":I]}   {"op":"ping"}   {"op":"refresh","token":K}
  * and the body of HTTP POST /publish ({"topic":T,"data":D[,"id":I]} or an array of those),
  * and writes what the server sends into caller buffers:
  *   {"op":"msg","topic":T,"seq":N,"data":D}   (built once per publish, same bytes for all)
@@ -12,7 +12,7 @@
  * E, a topic's epoch, is 16 lowercase hex digits naming one run of its numbering.
  * and the answer to POST /publish: {"seq":N} or {"results":[{"seq":N},...]}.
  * Parsing uses cJSON and frees its tree before returning; the writers never allocate. Keys
- * other than op/topic/since/epoch/data/id are ignored; a known key that does not belong to
+ * other than op/topic/since/epoch/data/id/token are ignored; a known key that does not belong to
  * the op, or any repeated key, is an error. D is passed through as the client wrote it (minus
  * whitespace), never re-encoded: numbers keep every digit. Pure; any thread.
  */
@@ -29,12 +29,14 @@
 #define RC_ENVELOPE_KEYS_LIMIT 16                 /* keys in one message object */
 #define RC_ENVELOPE_SEQ_LIMIT ((UINT64_C(1) << 53) - 1) /* exact in every JSON client */
 #define RC_ENVELOPE_EPOCH_CHARS 16                /* hex digits of an epoch */
+#define RC_ENVELOPE_TOKEN_BYTES_LIMIT 65536       /* a JWT (token_bytes_max is smaller) */
 
 enum rc_envelope_op {
 	RC_ENVELOPE_OP_SUB = 0,
 	RC_ENVELOPE_OP_UNSUB,
 	RC_ENVELOPE_OP_PUB,
 	RC_ENVELOPE_OP_PING,
+	RC_ENVELOPE_OP_REFRESH, /* a new access token for the connection */
 	RC_ENVELOPE_OP_COUNT,
 };
 
@@ -62,6 +64,7 @@ enum rc_envelope_err {
 	RC_ENVELOPE_ERR_FORBIDDEN = 15,      /* runtime: not allowed to publish or subscribe */
 	RC_ENVELOPE_ERR_BUSY = 16,           /* runtime: try again later */
 	RC_ENVELOPE_ERR_INTERNAL = 17,       /* runtime: out of memory and the like */
+	RC_ENVELOPE_ERR_TOKEN = 18,          /* runtime: a refresh or channel token refused */
 	RC_ENVELOPE_ERR_COUNT,
 };
 
@@ -82,6 +85,9 @@ struct rc_envelope {
 	char id[RC_ENVELOPE_ID_BYTES_LIMIT + 1];/* idempotency key, any UTF-8 but NUL */
 	const char *data;                       /* pub: compact JSON text; NULL otherwise */
 	uint32_t data_len;                      /* bytes at data, NUL not counted */
+	const char *token;                      /* sub, refresh: a JWT in the data buffer; or
+						 * NULL */
+	uint32_t token_len;                     /* bytes at token, NUL not counted */
 };
 
 /*
@@ -130,7 +136,7 @@ enum rc_envelope_err rc_envelope_parse_publish(const char *in, size_t len,
 bool rc_envelope_json_within(const char *in, size_t len, uint32_t depth_max,
 			     uint32_t elements_max, const char **reason);
 
-/* "sub", "unsub", "pub", "ping". */
+/* "sub", "unsub", "pub", "ping", "refresh". */
 const char *rc_envelope_op_name(enum rc_envelope_op op);
 
 /* A short snake_case name for metric labels ("json", "topic", ...); "ok" for RC_ENVELOPE_OK. */

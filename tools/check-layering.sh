@@ -41,6 +41,7 @@ SHARD_LAYERS=(
 	"mem.h"                           # charging the memory budget
 	"metrics.h metrics.c"             # Prometheus text of the counters
 	"log.h log.c"
+	"token.h token.c"                 # JWT keys (load, reload), what a connection's token said
 	"uring.h uring.c"                 # ring, SQEs, user_data, doorbells
 	"bufring.h bufring.c"             # provided receive buffers
 	"arena.h arena.c"                 # registered chunks for broadcast frames

@@ -10,7 +10,7 @@ PKGS=(
 	liburing-dev node-llhttp libdeflate-dev android-libboringssl-dev libjemalloc-dev
 	libcriterion-dev libhiredis-dev redis-server libcjson-dev
 	clang libclang-rt-14-dev
-	python3 python3-websockets python3-wsproto
+	python3 python3-websockets python3-wsproto python3-jwt python3-cryptography openssl
 	gnuplot-nox
 	golang-go golang-github-gorilla-websocket-dev
 	iproute2 procps
@@ -39,8 +39,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Node 'ws' for integration tests and the perf peer; installed into tests/node_modules.
-if [ ! -d tests/node_modules/ws ]; then
-	echo "install-deps: npm install ws"
+if [ ! -d tests/node_modules/ws ] || [ ! -d tests/node_modules/jsonwebtoken ]; then
+	echo "install-deps: npm install (ws, jsonwebtoken)"
 	(cd tests && npm install --no-audit --no-fund --silent >/dev/null)
 fi
 exit 0

@@ -31,7 +31,7 @@ class Client(pubsub_test.Client):
     keep_epoch = True
 
 EPOCH = re.compile(r"^[0-9a-f]{16}$")
-SECRET = "honesty-secret"
+SECRET = "honesty-secret-of-at-least-32-bytes"
 _spec = importlib.util.spec_from_file_location(
     "mint", os.path.join(harness.REPO, "tools", "mint-token.py"))
 mint = importlib.util.module_from_spec(_spec)
@@ -218,7 +218,7 @@ class DedupScopeTest(ServerTestCase):
 
 
 class TokenTest(ServerTestCase):
-    server_opts = {"auth_secret": SECRET, "ping_interval_ms": 0}
+    server_opts = {"token_hmac_secret": SECRET, "ping_interval_ms": 0}
 
     async def open(self, token):
         return Client(await websockets.connect(
@@ -227,11 +227,11 @@ class TokenTest(ServerTestCase):
 
     def test_one_subject_is_one_publisher(self):
         async def go():
-            tok = mint.mint(SECRET, sub="user-42", pub=True)
+            tok = mint.mint(SECRET, sub="user-42", pubs=[">"])
             a, b = await self.open(tok), await self.open(tok)
             self.assertEqual((await a.pub("dd.user", "1", id="k"))["seq"], 1)
             self.assertNotIn("seq", await b.pub("dd.user", "1", id="k"))
-            c = await self.open(mint.mint(SECRET, sub="user-43", pub=True))
+            c = await self.open(mint.mint(SECRET, sub="user-43", pubs=[">"]))
             self.assertEqual((await c.pub("dd.user", "1", id="k"))["seq"], 2)
             for x in (a, b, c):
                 await x.close()
@@ -240,8 +240,8 @@ class TokenTest(ServerTestCase):
     def test_expired_token_closes_the_connection(self):
         async def go():
             before = closes_by_reason(metrics(self.port)).get("token_expired", 0)
-            short = await self.open(mint.mint(SECRET, ttl=2, pub=True))
-            far = await self.open(mint.mint(SECRET, ttl=3600, pub=True))
+            short = await self.open(mint.mint(SECRET, ttl=2, pubs=[">"]))
+            far = await self.open(mint.mint(SECRET, ttl=3600, pubs=[">"]))
             await short.sub("tk.t")
             await far.sub("tk.t")
             t0 = time.monotonic()

@@ -118,12 +118,12 @@ Test(config, splits_lists)
 
 Test(config, hash_starts_a_comment_only_after_a_blank)
 {
-	const char text[] = "auth_secret = s3#cret   # the secret\n#port = 1\n";
+	const char text[] = "token_hmac_secret = s3#cret   # the secret\n#port = 1\n";
 	cr_assert(eq(int, rc_config_parse_text(&cfg, text, strlen(text), "t.conf", err, 256), 0));
-	cr_assert(eq(str, cfg.auth_secret, "s3#cret"));
+	cr_assert(eq(str, cfg.token_hmac_secret, "s3#cret"));
 	cr_assert(eq(u64, cfg.port, 8080));
 	cr_assert(rc_config_printable(&cfg));
-	rc_config_set(&cfg, "auth_secret", "a #b", err, sizeof(err));
+	rc_config_set(&cfg, "token_hmac_secret", "a #b", err, sizeof(err));
 	cr_assert(not(rc_config_printable(&cfg)));
 }
 
