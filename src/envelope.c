@@ -561,8 +561,11 @@ static enum rc_envelope_err read_token(const cJSON *node, struct sink *data,
 		*reason = "\"token\" must be a non-empty string";
 		return RC_ENVELOPE_ERR_FIELD;
 	}
-	/* The message held the token's bytes, so the buffer sized for it holds them too. */
-	RC_ASSERT(data->cap - data->len > len);
+	/* A buffer sized for the message holds its token; a smaller one refuses it. */
+	if (data->cap - data->len <= len) {
+		*reason = "\"token\" is larger than allowed";
+		return RC_ENVELOPE_ERR_DATA_TOO_LARGE;
+	}
 	e->token = data->p + data->len;
 	memcpy(data->p + data->len, node->valuestring, len + 1);
 	data->len += len + 1;

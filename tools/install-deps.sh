@@ -38,7 +38,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Node 'ws' for integration tests and the perf peer; installed into tests/node_modules.
+# Node 'ws' (integration tests, the perf peer) and 'jsonwebtoken' (auth tests), installed into
+# tests/node_modules.
 if [ ! -d tests/node_modules/ws ] || [ ! -d tests/node_modules/jsonwebtoken ]; then
 	echo "install-deps: npm install (ws, jsonwebtoken)"
 	(cd tests && npm install --no-audit --no-fund --silent >/dev/null)

@@ -110,7 +110,7 @@ static void check_parsed(const struct rc_envelope *e, size_t data_cap)
 {
 	RC_ASSERT(e->op < RC_ENVELOPE_OP_COUNT);
 	RC_ASSERT(strlen(e->topic) == e->topic_len);
-	if (e->op == RC_ENVELOPE_OP_PING)
+	if (e->op == RC_ENVELOPE_OP_PING || e->op == RC_ENVELOPE_OP_REFRESH)
 		RC_ASSERT(e->topic_len == 0);
 	else
 		RC_ASSERT(rc_topic_name_valid(e->topic, e->topic_len));
@@ -127,6 +127,11 @@ static void check_parsed(const struct rc_envelope *e, size_t data_cap)
 		RC_ASSERT(utf8(e->data, e->data_len));
 		reparse_data(e);
 	}
+	if (e->op == RC_ENVELOPE_OP_REFRESH)
+		RC_ASSERT(e->token != NULL);
+	if (e->token)
+		RC_ASSERT(e->token_len > 0 && e->token_len < data_cap &&
+			  strlen(e->token) == e->token_len);
 	build_from(e);
 }
 

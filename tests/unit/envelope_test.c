@@ -282,7 +282,37 @@ static const struct invalid invalids[] = {
 	  RC_ENVELOPE_ERR_FIELD },
 	{ "{\"op\":\"pub\",\"topic\":\"t\",\"data\":1,\"epoch\":\"a\"}", RC_ENVELOPE_ERR_FIELD },
 	{ "{\"op\":\"unsub\",\"topic\":\"t\",\"epoch\":\"a\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"refresh\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"refresh\",\"token\":\"\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"refresh\",\"token\":5}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"refresh\",\"token\":\"a\",\"token\":\"b\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"refresh\",\"token\":\"a\",\"topic\":\"t\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"pub\",\"topic\":\"t\",\"data\":1,\"token\":\"a\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"unsub\",\"topic\":\"t\",\"token\":\"a\"}", RC_ENVELOPE_ERR_FIELD },
+	{ "{\"op\":\"sub\",\"topic\":\"t\",\"token\":null}", RC_ENVELOPE_ERR_FIELD },
 };
+
+/* A refresh carries a token; so may a sub (a channel token). Both are copied into the data
+ * buffer, unescaped. */
+Test(envelope, reads_tokens_of_refresh_and_sub)
+{
+	struct rc_envelope e;
+	const char *reason = NULL;
+	cr_assert(eq(int, parse("{\"op\":\"refresh\",\"token\":\"a.b\\/c\"}", &e, &reason),
+		     RC_ENVELOPE_OK));
+	cr_assert(eq(int, (int)e.op, (int)RC_ENVELOPE_OP_REFRESH));
+	cr_assert(eq(str, (char *)e.token, "a.b/c"));
+	cr_assert(eq(u32, e.token_len, 5));
+	cr_assert(eq(u32, e.topic_len, 0));
+	cr_assert(eq(int, parse("{\"op\":\"sub\",\"topic\":\"t\",\"since\":3,\"token\":\"x.y.z\"}",
+				&e, &reason), RC_ENVELOPE_OK));
+	cr_assert(eq(str, (char *)e.token, "x.y.z"));
+	cr_assert(eq(u64, e.since, 3));
+	cr_assert(eq(int, parse("{\"op\":\"sub\",\"topic\":\"t\"}", &e, &reason), RC_ENVELOPE_OK));
+	cr_assert(eq(ptr, (void *)e.token, NULL));
+	cr_assert(eq(str, (char *)rc_envelope_op_name(RC_ENVELOPE_OP_REFRESH), "refresh"));
+	cr_assert(eq(str, (char *)rc_envelope_err_name(RC_ENVELOPE_ERR_TOKEN), "token"));
+}
 
 /* An epoch of 16 lowercase hex digits is read; any other string is kept as 0, an epoch no
  * topic has, so resuming with it gets a reset rather than an error. */
