@@ -25,6 +25,7 @@
 #include "http_serve.h"
 #include "log.h"
 #include "metrics.h"
+#include "namespace.h"
 #include "pubsub.h"
 #include "pubsub_proto.h"
 #include "sendq.h"
@@ -40,7 +41,7 @@ static void conn_closed(struct rc_conn *c, bool http)
 	rc_conn_input_release(c, http);
 	rc_sendq_conn_closed(c);
 	rc_pubsub_conn_closed(c);
-	rc_token_conn_closed(c);
+	rc_token_conn_clear(c);
 }
 
 static const struct rc_conn_hooks conn_hooks = {
@@ -325,7 +326,10 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 					  RC_ARRAY_LEN(app->origins));
 	app->subprotocols_count = split_slices(cfg->subprotocols, &app->subprotocols_buf,
 					       app->subprotocols, RC_ARRAY_LEN(app->subprotocols));
-	if (size_tables(app, err, err_len) != 0 || budget_setup(app, err, err_len) != 0 ||
+	app->namespaces = malloc(sizeof(*app->namespaces));
+	if (!app->namespaces ||
+	    rc_namespaces_parse(cfg->namespaces, app->namespaces, err, err_len) != 0 ||
+	    size_tables(app, err, err_len) != 0 || budget_setup(app, err, err_len) != 0 ||
 	    rc_token_init(app, err, err_len) != 0) {
 		rc_app_destroy(app);
 		return NULL;
@@ -616,6 +620,7 @@ void rc_app_destroy(struct rc_app *app)
 		rc_conn_rx_free(s);
 	}
 	rc_token_free(app);
+	free(app->namespaces);
 	free(app->shards);
 	rc_arena_free_all(app);
 	rc_budget_free(&app->budget);

@@ -17,6 +17,7 @@
 #include "http_serve.h"
 #include "input.h"
 #include "mem.h"
+#include "namespace.h"
 #include "sendq.h"
 #include "session.h"
 #include "token.h"
@@ -155,7 +156,8 @@ static struct rc_slice token_of(const struct rc_http_request *req)
 /*
  * Checks a request's access token when token keys are configured: 0, or the HTTP status to
  * answer (401) with *reason. A valid token's rights, subject and (for a WebSocket, ws) expiry
- * go to c's slot, replacing an earlier request's (token.c).
+ * go to c's slot, replacing an earlier request's (token.c). A WebSocket without a token opens
+ * anonymous (no rights in its slot) when a namespace allows anonymous clients.
  */
 static int authorize(struct rc_conn *c, const struct rc_http_request *req, bool ws,
 		     const char **reason)
@@ -165,6 +167,10 @@ static int authorize(struct rc_conn *c, const struct rc_http_request *req, bool 
 	if (!s->app->auth)
 		return 0;
 	struct rc_slice t = token_of(req);
+	if (!t.len && ws && s->app->namespaces->any_anonymous) {
+		rc_token_conn_clear(c); /* no rights left from an earlier request */
+		return 0;
+	}
 	if (!t.len) {
 		rc_token_count_failure(s, RC_JWT_missing);
 		*reason = "access token required (?token= or Authorization: Bearer)";

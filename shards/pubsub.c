@@ -16,6 +16,7 @@
 #include "envelope.h"
 #include "frame.h"
 #include "mem.h"
+#include "namespace.h"
 #include "outbox.h"
 #include "pubsub.h"
 #include "sendq.h"
@@ -251,11 +252,15 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	if (sub->pending || f->seq <= sub->last_seq || c->state != RC_CONN_OPEN)
 		return false;
 	bool over = rc_sendq_slow(c, f->len);
-	if (over && s->app->drop_slow) {
+	enum rc_ns_slow policy = (enum rc_ns_slow)sub->topic->slow;
+	if (policy == RC_NS_SLOW_INHERIT)
+		policy = s->app->drop_slow ? RC_NS_SLOW_DROP
+			 : s->app->latest_slow ? RC_NS_SLOW_LATEST : RC_NS_SLOW_CLOSE;
+	if (over && policy == RC_NS_SLOW_DROP) {
 		s->stats.slow_drops++;
 		return false;
 	}
-	if (over && !s->app->latest_slow) {
+	if (over && policy == RC_NS_SLOW_CLOSE) {
 		rc_conn_slow_close(c);
 		return false;
 	}
@@ -267,7 +272,7 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	if (rc == 0) {
 		sub->last_seq = f->seq;
 		s->stats.deliveries++;
-	} else if (rc == -ENOBUFS && !s->app->drop_slow) {
+	} else if (rc == -ENOBUFS && policy != RC_NS_SLOW_DROP) {
 		rc_conn_slow_close(c); /* the memory budget refused its queue's growth */
 	}
 	if (use != f)
@@ -441,7 +446,13 @@ static struct rc_otopic *otopic_get(struct rc_shard *s, const char *name, size_t
 	if (!t)
 		return NULL;
 	rc_mem_charge(s->app, RC_BUDGET_topics, sizeof(*t));
-	rc_history_init(&t->hist, (uint32_t)s->app->cfg.history_messages_max);
+	/* A namespace's history options replace the gateway's for its topics. */
+	const struct rc_config *cfg = &s->app->cfg;
+	const struct rc_namespace *ns = rc_namespace_of(s->app->namespaces, name, len);
+	rc_history_init(&t->hist, ns && ns->has_history_size ? ns->history_size
+							       : (uint32_t)cfg->history_messages_max);
+	t->hist_age_ms = ns && ns->has_history_age ? ns->history_age_ms
+						     : (uint32_t)cfg->history_age_max_ms;
 	/* A new record restarts the numbering (first use, or forgotten): a new epoch says so. */
 	t->epoch = rc_topic_epoch(s->app->epoch_key, (uint32_t)s->index, s->topics_created++);
 	rc_topic_insert(&s->otopics, &t->node, name, len);
@@ -839,7 +850,9 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 	}
 	struct rc_shard *owner = owner_of(s->app, rc_topic_hash(topic, len));
 	if (!t) {
+		const struct rc_namespace *ns = rc_namespace_of(s->app->namespaces, topic, len);
 		t = nt;
+		t->slow = ns ? (uint8_t)ns->slow : RC_NS_SLOW_INHERIT;
 		rc_topic_insert(&s->ltopics, &t->node, topic, len);
 		send_xmsg(s, owner, m_sub);
 	}
@@ -1025,8 +1038,7 @@ void rc_pubsub_poll(struct rc_shard *s)
 static void hist_age(struct rc_shard *s, struct rc_otopic *t, uint64_t now)
 {
 	uint64_t before = t->hist.bytes;
-	uint32_t aged = rc_history_expire(&t->hist, now, s->app->cfg.history_age_max_ms,
-					  release_ref, NULL);
+	uint32_t aged = rc_history_expire(&t->hist, now, t->hist_age_ms, release_ref, NULL);
 	hist_account(s, t, before, RC_EVICT_age, aged);
 	if (t->hist.count == 0 && t->hist.cap) {
 		rc_mem_release(s->app, RC_BUDGET_history, rc_history_slots_bytes(&t->hist));

@@ -17,6 +17,7 @@ struct rc_ltopic {
 	struct rc_sub *subs; /* doubly linked through rc_sub.next/prev */
 	uint32_t count;
 	uint32_t deflate_count; /* subscribers that negotiated permessage-deflate */
+	uint8_t slow;           /* enum rc_ns_slow of its namespace; INHERIT: the app's policy */
 };
 
 /* One connection's subscription to one topic. */
@@ -52,6 +53,7 @@ struct rc_otopic {
 	uint32_t dedup_cap;
 	uint32_t dedup_count;
 	uint32_t dedup_next; /* once full at its size: the slot the next id overwrites */
+	uint32_t hist_age_ms; /* history_age_max_ms, or its namespace's history_age_ms */
 };
 
 /* One remembered publish id of a topic. */

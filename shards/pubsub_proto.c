@@ -17,6 +17,7 @@
 #include "conn_rt.h"
 #include "http_serve.h"
 #include "mem.h"
+#include "namespace.h"
 #include "pubsub.h"
 #include "pubsub_proto.h"
 #include "sendq.h"
@@ -80,20 +81,43 @@ static char *data_buf(struct rc_shard *s, size_t need)
 }
 
 /* ---- WebSocket clients -------------------------------------------------------------------- */
-static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
+static bool subscribed(const struct rc_conn *c, const struct rc_envelope *e)
 {
-	const struct rc_app *app = c->shard->app;
-	if (app->client_publish == RC_CLIENT_PUBLISH_NONE)
-		return false;
-	if (app->auth && !rc_jwt_rights_allow(rc_token_rights(c), true, e->topic, e->topic_len))
-		return false;
-	if (app->client_publish == RC_CLIENT_PUBLISH_ANY)
-		return true;
 	for (struct rc_sub *sub = c->subs; sub; sub = sub->conn_next)
 		if (sub->topic->node.name_len == e->topic_len &&
 		    memcmp(sub->topic->node.name, e->topic, e->topic_len) == 0)
 			return true;
 	return false;
+}
+
+/* True if c opened without a token where tokens are required (an anonymous namespace). */
+static bool anonymous(const struct rc_conn *c)
+{
+	return c->shard->app->auth && !rc_token_rights(c);
+}
+
+/*
+ * Who may publish over WebSocket: the topic's namespace if it says (nobody, subscribers,
+ * any), else client_publish and the token's pubs. Anonymous clients only where their
+ * namespace lets them in.
+ */
+static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
+{
+	const struct rc_app *app = c->shard->app;
+	const struct rc_namespace *ns = rc_namespace_of(app->namespaces, e->topic, e->topic_len);
+	if (anonymous(c) && !(ns && ns->anonymous))
+		return false;
+	switch (ns ? ns->publish : RC_NS_PUBLISH_INHERIT) {
+	case RC_NS_PUBLISH_NOBODY: return false;
+	case RC_NS_PUBLISH_SUBSCRIBERS: return subscribed(c, e);
+	case RC_NS_PUBLISH_ANY: return true;
+	case RC_NS_PUBLISH_INHERIT: break;
+	}
+	if (app->client_publish == RC_CLIENT_PUBLISH_NONE)
+		return false;
+	if (app->auth && !rc_jwt_rights_allow(rc_token_rights(c), true, e->topic, e->topic_len))
+		return false;
+	return app->client_publish == RC_CLIENT_PUBLISH_ANY || subscribed(c, e);
 }
 
 /* The subject of c's token, "" without one. */
@@ -103,10 +127,24 @@ static const char *subject_of(const struct rc_conn *c)
 	return r ? r->sub : "";
 }
 
+/* Whether c's token (none: anonymous) lets it subscribe to e's topic in namespace ns. */
+static bool rights_allow_sub(const struct rc_conn *c, const struct rc_namespace *ns,
+			     const struct rc_envelope *e)
+{
+	const struct rc_jwt_rights *r = rc_token_rights(c);
+	if (!r)
+		return ns && ns->anonymous;
+	/* A private namespace needs a right the token states, not one it leaves open. */
+	if (ns && ns->is_private && !r->has_subs)
+		return false;
+	return rc_jwt_rights_allow(r, false, e->topic, e->topic_len);
+}
+
 /*
- * Whether c may subscribe to e's topic: by its token's subs, or by the channel token e
- * carries (for this topic and c's subject). RC_JWT_ok, RC_JWT_RESULT_COUNT when the token
- * has no right to it, or why the channel token was refused (counted).
+ * Whether c may subscribe to e's topic: by its token's subs (and its topic's namespace), or
+ * by the channel token e carries (for this topic and c's subject). RC_JWT_ok,
+ * RC_JWT_RESULT_COUNT when it has no right to it, or why the channel token was refused
+ * (counted).
  */
 static enum rc_jwt_result may_subscribe(struct rc_conn *c, const struct rc_envelope *e)
 {
@@ -114,10 +152,11 @@ static enum rc_jwt_result may_subscribe(struct rc_conn *c, const struct rc_envel
 	struct rc_jwt_claims cl;
 	if (!s->app->auth)
 		return RC_JWT_ok;
-	if (!e->token)
-		return rc_jwt_rights_allow(rc_token_rights(c), false, e->topic, e->topic_len)
-			       ? RC_JWT_ok
-			       : RC_JWT_RESULT_COUNT;
+	if (!e->token) {
+		const struct rc_namespace *ns =
+			rc_namespace_of(s->app->namespaces, e->topic, e->topic_len);
+		return rights_allow_sub(c, ns, e) ? RC_JWT_ok : RC_JWT_RESULT_COUNT;
+	}
 	enum rc_jwt_result r = rc_token_verify(s, e->token, e->token_len, &cl);
 	if (r != RC_JWT_ok)
 		return r;

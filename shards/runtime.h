@@ -43,6 +43,7 @@ struct rc_conn_hooks;     /* conn_rt.h */
 struct rc_pubsub_hooks;   /* pubsub.h */
 struct rc_jwt_rights;     /* jwt.h */
 struct rc_token_keys;     /* token.c */
+struct rc_namespaces;     /* namespace.h */
 struct libdeflate_compressor;
 struct libdeflate_decompressor;
 
@@ -316,6 +317,7 @@ struct rc_app {
 	struct rc_token_keys *token_keys; /* the current key set, one reference */
 	atomic_uint token_keys_gen;     /* bumped (release) after each replacement */
 	int64_t token_files_mtime[2];   /* ns of token_public_key_file and token_jwks_file */
+	struct rc_namespaces *namespaces; /* parsed from cfg.namespaces; never NULL once created */
 	uint64_t token_checked_ms;      /* main thread: when the files were last looked at */
 };
 

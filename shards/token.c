@@ -271,7 +271,7 @@ const struct rc_jwt_rights *rc_token_rights(const struct rc_conn *c)
 	return s->tokens ? s->tokens[c - s->conns].rights : NULL;
 }
 
-void rc_token_conn_closed(struct rc_conn *c)
+void rc_token_conn_clear(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
 	if (s->tokens)

@@ -54,7 +54,7 @@ void rc_token_conn_set(struct rc_conn *c, struct rc_jwt_claims *claims, bool exp
 /* The rights of c's token: NULL without a token or without authentication. */
 const struct rc_jwt_rights *rc_token_rights(const struct rc_conn *c);
 
-/* c's slot lets go of its token (the connection ended). */
-void rc_token_conn_closed(struct rc_conn *c);
+/* c's slot lets go of its token: the connection ended, or it opens without one. */
+void rc_token_conn_clear(struct rc_conn *c);
 
 #endif

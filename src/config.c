@@ -13,6 +13,7 @@
 #include "base/rc_assert.h"
 #include "base/rc_util.h"
 #include "jwt.h"
+#include "namespace.h"
 
 enum rc_cfg_type {
 	RC_CFG_UINT = 0,
@@ -195,10 +196,57 @@ static int set_desc(struct rc_config *cfg, const struct rc_cfg_desc *k, const ch
 	return -EINVAL;
 }
 
+#define NAMESPACE_PREFIX "namespace."
+
+/*
+ * namespace.NAME = OPTIONS: checked on its own (so that an error names its line), then NAME's
+ * entry in cfg->namespaces is replaced or appended.
+ */
+static int namespace_set(struct rc_config *cfg, const char *name, const char *value, char *err,
+			 size_t err_len)
+{
+	struct rc_namespaces *one = malloc(sizeof(*one));
+	size_t nlen = strlen(name), old_len = strlen(cfg->namespaces);
+	char *entry = NULL, *next = NULL;
+	int rc = -ENOMEM;
+	if (!one || asprintf(&entry, "%s:%s", name, value) < 0) {
+		entry = NULL;
+		goto out;
+	}
+	rc = -EINVAL;
+	if (strchr(value, ';'))
+		snprintf(err, err_len, "namespace.%s: options may not contain ';'", name);
+	else if (rc_namespaces_parse(entry, one, err, err_len) == 0)
+		rc = 0;
+	if (rc)
+		goto out;
+	next = malloc(old_len + strlen(entry) + 2);
+	if (!next) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Every entry but NAME's, then the new one. */
+	size_t len = 0;
+	char *copy = strdup(cfg->namespaces), *save = NULL;
+	for (char *e = copy ? strtok_r(copy, ";", &save) : NULL; e; e = strtok_r(NULL, ";", &save))
+		if (!(strncmp(e, name, nlen) == 0 && e[nlen] == ':'))
+			len += (size_t)sprintf(next + len, "%s;", e);
+	sprintf(next + len, "%s", entry);
+	free(copy);
+	free(cfg->namespaces);
+	cfg->namespaces = next;
+out:
+	free(entry);
+	free(one);
+	return rc;
+}
+
 int rc_config_set(struct rc_config *cfg, const char *key, const char *value, char *err,
 		  size_t err_len)
 {
 	RC_ASSERT(cfg != NULL && key != NULL && value != NULL);
+	if (strncmp(key, NAMESPACE_PREFIX, strlen(NAMESPACE_PREFIX)) == 0)
+		return namespace_set(cfg, key + strlen(NAMESPACE_PREFIX), value, err, err_len);
 	const struct rc_cfg_desc *k = find(key, strlen(key));
 	if (!k) {
 		snprintf(err, err_len, "unknown config key '%s' (see --help)", key);
@@ -305,6 +353,25 @@ static int token_validate(const struct rc_config *cfg, char *err, size_t err_len
 	return rc_jwt_algs_parse(cfg->token_algorithms, &algs, err, err_len);
 }
 
+/* The namespaces parse; a private one needs tokens to carry its rights. */
+static int namespaces_validate(const struct rc_config *cfg, char *err, size_t err_len)
+{
+	struct rc_namespaces *ns = malloc(sizeof(*ns));
+	int rc = ns ? rc_namespaces_parse(cfg->namespaces, ns, err, err_len) : -ENOMEM;
+	bool auth = cfg->token_hmac_secret[0] || cfg->token_public_key_file[0] ||
+		    cfg->token_jwks_file[0];
+	for (uint32_t i = 0; rc == 0 && !auth && i < ns->count; i++) {
+		if (ns->v[i].is_private) {
+			snprintf(err, err_len, "namespace.%s: private needs a token key "
+				 "(token_hmac_secret, token_public_key_file or token_jwks_file)",
+				 ns->v[i].name);
+			rc = -EINVAL;
+		}
+	}
+	free(ns);
+	return rc;
+}
+
 int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 {
 	if (cfg->frame_bytes_max > cfg->message_bytes_max) {
@@ -352,6 +419,8 @@ int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 		return -EINVAL;
 	}
 	if (token_validate(cfg, err, err_len) != 0)
+		return -EINVAL;
+	if (namespaces_validate(cfg, err, err_len) != 0)
 		return -EINVAL;
 	if (log_level_index(cfg->log_level) >= 0)
 		return 0;
@@ -407,6 +476,19 @@ void rc_config_print_markdown(FILE *out)
 	}
 }
 
+/* One namespace.NAME = OPTIONS line per entry of spec, as a config file declares them. */
+static void print_namespaces(const char *spec, FILE *out)
+{
+	char *copy = strdup(spec), *save = NULL;
+	for (char *e = copy ? strtok_r(copy, ";", &save) : NULL; e; e = strtok_r(NULL, ";", &save)) {
+		char *colon = strchr(e, ':');
+		if (colon)
+			fprintf(out, NAMESPACE_PREFIX "%s = %s\n", trim(e, colon),
+				trim(colon + 1, colon + 1 + strlen(colon + 1)));
+	}
+	free(copy);
+}
+
 void rc_config_print(const struct rc_config *cfg, FILE *out)
 {
 	for (size_t i = 0; i < RC_ARRAY_LEN(keys); i++) {
@@ -423,7 +505,10 @@ void rc_config_print(const struct rc_config *cfg, FILE *out)
 		} else {
 			char *s;
 			memcpy(&s, field, sizeof(s));
-			fprintf(out, "%s = %s\n", k->name, s);
+			if (strcmp(k->name, "namespaces") == 0)
+				print_namespaces(s, out);
+			else
+				fprintf(out, "%s = %s\n", k->name, s);
 		}
 	}
 }

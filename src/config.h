@@ -168,6 +168,9 @@
 	X(token_leeway_ms, 0, 0, 600000, "ms",                                                     \
 	  "clock skew allowed on a JWT's exp, nbf and iat")                                        \
 	X(token_bytes_max, 4096, 256, 65536, "bytes", "longest JWT accepted; longer get 401")      \
+	S(namespaces, "",                                                                          \
+	  "topic namespaces (topics NAME:...), best set one per line as namespace.NAME = "         \
+	  "OPTION=VALUE,... (README, Namespaces); kept as NAME:OPTIONS;...")                       \
 	S(origins, "", "comma-separated Origin allowlist; empty = any origin")                     \
 	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
 	S(log_level, "info", "error, warn, info or debug")

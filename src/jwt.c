@@ -133,6 +133,22 @@ static long b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap)
 }
 
 /* ---- patterns and rights ------------------------------------------------------------------ */
+/* Topic segments are separated by '.', ':' or '/'. */
+static bool is_sep(char c)
+{
+	return c == '.' || c == ':' || c == '/';
+}
+
+/* The first separator in p[0..len), or p + len. */
+static const char *next_sep(const char *p, size_t len)
+{
+	while (len && !is_sep(*p)) {
+		p++;
+		len--;
+	}
+	return p;
+}
+
 bool rc_jwt_pattern_valid(const char *pattern, size_t len)
 {
 	char name[RC_TOPIC_BYTES_LIMIT + 1];
@@ -140,7 +156,7 @@ bool rc_jwt_pattern_valid(const char *pattern, size_t len)
 		return false;
 	/* Wildcard segments stand for a valid name; anything else must be one. */
 	for (size_t i = 0, seg = 0; i <= len; i++) {
-		if (i < len && pattern[i] != '.') {
+		if (i < len && !is_sep(pattern[i])) {
 			name[i] = pattern[i];
 			continue;
 		}
@@ -151,7 +167,7 @@ bool rc_jwt_pattern_valid(const char *pattern, size_t len)
 		if (star || rest)
 			name[seg] = 'x';
 		if (i < len)
-			name[i] = '.';
+			name[i] = pattern[i];
 		seg = i + 1;
 	}
 	return rc_topic_name_valid(name, len);
@@ -159,20 +175,21 @@ bool rc_jwt_pattern_valid(const char *pattern, size_t len)
 
 bool rc_jwt_pattern_match(const char *p, const char *topic, size_t len)
 {
-	const char *t = topic, *end = topic + len;
+	const char *t = topic, *end = topic + len, *pend = p + strlen(p);
 	RC_ASSERT(p != NULL);
 	for (;;) {
-		const char *pe = strchr(p, '.');
-		size_t plen = pe ? (size_t)(pe - p) : strlen(p);
-		const char *te = memchr(t, '.', (size_t)(end - t));
-		size_t tlen = te ? (size_t)(te - t) : (size_t)(end - t);
-		if (!pe && plen == 1 && *p == '>')
+		const char *pe = next_sep(p, (size_t)(pend - p));
+		const char *te = next_sep(t, (size_t)(end - t));
+		size_t plen = (size_t)(pe - p), tlen = (size_t)(te - t);
+		if (pe == pend && plen == 1 && *p == '>')
 			return true; /* this topic segment and whatever follows */
 		bool star = plen == 1 && *p == '*';
 		if (!star && (plen != tlen || memcmp(p, t, plen) != 0))
 			return false;
-		if (!pe || !te)
-			return !pe && !te;
+		if (pe == pend || te == end)
+			return pe == pend && te == end;
+		if (*pe != *te)
+			return false; /* "a.b" is not "a:b" */
 		p = pe + 1;
 		t = te + 1;
 	}

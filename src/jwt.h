@@ -154,10 +154,10 @@ void rc_jwt_rights_free(struct rc_jwt_rights *rights);
 
 /*
  * True if topic[0..len) matches pattern (NUL-terminated). Topics are read as segments
- * separated by '.': in a pattern, a segment "*" matches exactly one segment, a last segment
- * ">" matches one or more, and anything else matches itself. "chat.*" matches "chat.room"
- * but not "chat" or "chat.room.1"; "chat.>" matches both of the latter's kind; ">" matches
- * every topic. Pure.
+ * separated by '.', ':' or '/' (each separator matches only itself): in a pattern, a segment
+ * "*" matches exactly one segment, a last segment ">" matches one or more, and anything else
+ * matches itself. "chat.*" matches "chat.room" but not "chat" or "chat.room.1"; "chat.>"
+ * matches both of the latter's kind; "vip:*" matches "vip:a"; ">" matches every topic. Pure.
  */
 bool rc_jwt_pattern_match(const char *pattern, const char *topic, size_t len);
 

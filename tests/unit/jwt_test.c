@@ -373,6 +373,8 @@ Test(jwt, patterns)
 		{">", "x.y", true},      {"*", "x", true},       {"*", "x.y", false},
 		{"*.b", "a.b", true},    {"*.b", "a.c", false},  {"a:b/c", "a:b/c", true},
 		{"a.*.c", "a.b.c", true}, {"a.*.c", "a.b.d", false}, {"a.b", "a", false},
+		{"vip:*", "vip:a", true}, {"vip:*", "vip.a", false}, {"a/*/c", "a/b/c", true},
+		{"a:>", "a:b/c.d", true}, {"a.b", "a:b", false},  {"*", "", true},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *t = cases[i].topic;
@@ -380,7 +382,8 @@ Test(jwt, patterns)
 			     cases[i].match), "%s ~ %s", cases[i].pattern, t);
 		cr_assert(rc_jwt_pattern_valid(cases[i].pattern, strlen(cases[i].pattern)));
 	}
-	static const char *const invalid[] = {"", "a.>.b", "a*", "a.b*", ">a", "a b", "a.>>"};
+	static const char *const invalid[] = {"", "a.>.b", "a*", "a.b*", ">a", "a b", "a.>>",
+					      "a:>/b", "vip:*x"};
 	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
 		cr_assert(not(rc_jwt_pattern_valid(invalid[i], strlen(invalid[i]))), "%s",
 			  invalid[i]);
