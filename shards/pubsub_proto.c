@@ -120,13 +120,6 @@ static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
 	return app->client_publish == RC_CLIENT_PUBLISH_ANY || subscribed(c, e);
 }
 
-/* The subject of c's token, "" without one. */
-static const char *subject_of(const struct rc_conn *c)
-{
-	const struct rc_jwt_rights *r = rc_token_rights(c);
-	return r ? r->sub : "";
-}
-
 /* Whether c's token (none: anonymous) lets it subscribe to e's topic in namespace ns. */
 static bool rights_allow_sub(const struct rc_conn *c, const struct rc_namespace *ns,
 			     const struct rc_envelope *e)
@@ -162,7 +155,7 @@ static enum rc_jwt_result may_subscribe(struct rc_conn *c, const struct rc_envel
 		return r;
 	if (strcmp(cl.channel, e->topic) != 0)
 		r = RC_JWT_channel;
-	else if (strcmp(cl.rights->sub, subject_of(c)) != 0)
+	else if (strcmp(cl.rights->sub, rc_conn_subject(c)) != 0)
 		r = RC_JWT_subject;
 	if (r != RC_JWT_ok)
 		rc_token_count_failure(s, r);
@@ -237,7 +230,7 @@ static void on_refresh(struct rc_conn *c, const struct rc_envelope *e)
 		return;
 	}
 	enum rc_jwt_result r = rc_token_verify(s, e->token, e->token_len, &cl);
-	if (r == RC_JWT_ok && (cl.channel[0] || strcmp(cl.rights->sub, subject_of(c)) != 0)) {
+	if (r == RC_JWT_ok && (cl.channel[0] || strcmp(cl.rights->sub, rc_conn_subject(c)) != 0)) {
 		r = cl.channel[0] ? RC_JWT_channel : RC_JWT_subject;
 		rc_token_count_failure(s, r);
 		rc_jwt_rights_free(cl.rights);

@@ -164,8 +164,9 @@ void rc_conn_message_watch(struct rc_conn *c, bool incomplete)
 
 void rc_conn_token_renewed(struct rc_conn *c)
 {
-	RC_ASSERT(c->state == RC_CONN_OPEN);
-	heartbeat_arm(c);
+	/* A closing connection's timer is its close timeout: left alone. */
+	if (c->state == RC_CONN_OPEN)
+		heartbeat_arm(c);
 }
 
 static void heartbeat_fire(struct rc_conn *c)

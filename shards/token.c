@@ -271,6 +271,12 @@ const struct rc_jwt_rights *rc_token_rights(const struct rc_conn *c)
 	return s->tokens ? s->tokens[c - s->conns].rights : NULL;
 }
 
+const char *rc_conn_subject(const struct rc_conn *c)
+{
+	const struct rc_jwt_rights *r = rc_token_rights(c);
+	return r ? r->sub : "";
+}
+
 void rc_token_conn_clear(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;

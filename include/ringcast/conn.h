@@ -31,4 +31,8 @@ int rc_conn_shard(const struct rc_conn *c);
 /* Bytes queued for sending and not yet acknowledged by the kernel. */
 size_t rc_conn_queued_bytes(const struct rc_conn *c);
 
+/* The user id (the "sub" claim) of c's access token; "" without one. The string belongs to
+ * the connection and changes only with a refresh. The connection's shard thread. */
+const char *rc_conn_subject(const struct rc_conn *c);
+
 #endif
