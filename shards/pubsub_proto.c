@@ -412,6 +412,29 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 	}
 }
 
+/*
+ * Why c may not publish one of items[0..n): a reserved topic (the gateway's own feeds are
+ * published through rc_publish, never over HTTP) or one its token's pubs do not allow. The
+ * refusal is counted; NULL if every item may go.
+ */
+static const char *item_refused(struct rc_conn *c, const struct rc_envelope *items, uint32_t n)
+{
+	const struct rc_app *app = c->shard->app;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *why = NULL;
+		if (rc_topic_reserved(items[i].topic, items[i].topic_len))
+			why = RESERVED_REASON;
+		else if (app->auth && !rc_jwt_rights_allow(rc_token_rights(c), true, items[i].topic,
+							   items[i].topic_len))
+			why = "the access token's pubs do not allow this topic";
+		if (why) {
+			c->shard->stats.publishes_forbidden++;
+			return why;
+		}
+	}
+	return NULL;
+}
+
 void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive)
 {
 	const char *reason = NULL;
@@ -441,20 +464,9 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 		http_fail(c, err == RC_ENVELOPE_ERR_DATA_TOO_LARGE ? 413 : 400, err, reason);
 		goto out;
 	}
-	/* The gateway's own feeds are published through rc_publish, never over HTTP. */
-	for (uint32_t i = 0; i < n; i++) {
-		if (rc_topic_reserved(items[i].topic, items[i].topic_len)) {
-			c->shard->stats.publishes_forbidden++;
-			http_fail(c, 403, RC_ENVELOPE_ERR_FORBIDDEN, RESERVED_REASON);
-			goto out;
-		}
-		if (c->shard->app->auth && !rc_jwt_rights_allow(rc_token_rights(c), true,
-								 items[i].topic, items[i].topic_len)) {
-			c->shard->stats.publishes_forbidden++;
-			http_fail(c, 403, RC_ENVELOPE_ERR_FORBIDDEN,
-				  "the access token's pubs do not allow this topic");
-			goto out;
-		}
+	if ((reason = item_refused(c, items, n)) != NULL) {
+		http_fail(c, 403, RC_ENVELOPE_ERR_FORBIDDEN, reason);
+		goto out;
 	}
 	hp->count = n;
 	hp->pending = n;
