@@ -372,8 +372,42 @@ static int namespaces_validate(const struct rc_config *cfg, char *err, size_t er
 	return rc;
 }
 
+/* engine and the redis_* keys: the engine's name, the address list, the backoff range. */
+static int validate_redis(const struct rc_config *cfg, char *err, size_t err_len)
+{
+	if (strcmp(cfg->engine, "memory") != 0 && strcmp(cfg->engine, "redis") != 0) {
+		snprintf(err, err_len, "engine: '%s' is not memory or redis", cfg->engine);
+		return -EINVAL;
+	}
+	if (cfg->redis_reconnect_min_ms > cfg->redis_reconnect_max_ms) {
+		snprintf(err, err_len, "redis_reconnect_min_ms exceeds redis_reconnect_max_ms");
+		return -EINVAL;
+	}
+	char *copy = strdup(cfg->redis_addresses);
+	char *items[RC_REDIS_ADDRESSES_LIMIT + 1];
+	if (!copy)
+		return -ENOMEM;
+	size_t n = rc_config_split_list(copy, items, RC_ARRAY_LEN(items));
+	int rc = n == 0 || n > RC_REDIS_ADDRESSES_LIMIT ? -EINVAL : 0;
+	if (rc)
+		snprintf(err, err_len, "redis_addresses: 1..%d host:port entries expected",
+			 RC_REDIS_ADDRESSES_LIMIT);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const char *colon = strrchr(items[i], ':');
+		uint64_t port;
+		if (!colon || colon == items[i] || !parse_uint(colon + 1, &port) || !port ||
+		    port > 65535) {
+			snprintf(err, err_len, "redis_addresses: '%s' is not host:port", items[i]);
+			rc = -EINVAL;
+		}
+	}
+	free(copy);
+	return rc;
+}
+
 int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 {
+	int rc;
 	if (cfg->frame_bytes_max > cfg->message_bytes_max) {
 		snprintf(err, err_len, "frame_bytes_max (%llu) exceeds message_bytes_max (%llu)",
 			 (unsigned long long)cfg->frame_bytes_max,
@@ -422,6 +456,9 @@ int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 		return -EINVAL;
 	if (namespaces_validate(cfg, err, err_len) != 0)
 		return -EINVAL;
+	rc = validate_redis(cfg, err, err_len);
+	if (rc)
+		return rc;
 	if (log_level_index(cfg->log_level) >= 0)
 		return 0;
 	snprintf(err, err_len, "log_level: '%s' is not one of error, warn, info, debug",

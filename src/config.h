@@ -20,6 +20,7 @@
 #define RC_SHARDS_LIMIT 256
 #define RC_MESSAGE_BYTES_LIMIT (1024ull * RC_MIB)
 #define RC_RECV_BUFFERS_LIMIT 32768
+#define RC_REDIS_ADDRESSES_LIMIT 64 /* redis_addresses entries (a bit each in a mask) */
 
 /*
  * X(name, default, min, max, unit, help) for unsigned keys;
@@ -143,6 +144,27 @@
 	X(outbox_items_max, 65536, 16, 1ull << 30, "",                                             \
 	  "cross-shard items one shard may hold for full rings; past it publishes towards it get " \
 	  "error 16 (busy) or 503")                                                                \
+	S(engine, "memory",                                                                        \
+	  "memory (topics, seq and history in this process) or redis (shared by every node "      \
+	  "using the same redis_addresses and redis_prefix)")                                      \
+	S(redis_addresses, "127.0.0.1:6379",                                                       \
+	  "comma-separated host:port of independent Redis instances; a topic maps to one by a "   \
+	  "rendezvous hash of its name (engine = redis)")                                          \
+	S(redis_password, "", "sent with AUTH on every Redis connection; empty = no AUTH")        \
+	S(redis_prefix, "ringcast:", "namespace of every Redis key and channel ringcast uses")   \
+	X(redis_connect_timeout_ms, 1000, 10, 600000, "ms",                                       \
+	  "a Redis connection not established within this is retried (backoff)")                  \
+	X(redis_command_timeout_ms, 2000, 10, 600000, "ms",                                       \
+	  "a Redis reply not received within this fails the connection (reconnect, publishes "    \
+	  "answered busy)")                                                                        \
+	X(redis_pipeline_max, 8192, 1, 1048576, "",                                               \
+	  "commands awaiting their reply on one Redis connection; past it publishes get error "   \
+	  "16 (busy) or 503")                                                                      \
+	X(redis_backlog_bytes_max, 8388608, 4096, 1073741824, "bytes",                            \
+	  "bytes waiting to be written to one Redis connection; past it publishes get busy/503")  \
+	X(redis_reconnect_min_ms, 100, 1, 600000, "ms",                                           \
+	  "first delay before reconnecting to Redis; doubles per failure, with jitter")           \
+	X(redis_reconnect_max_ms, 5000, 1, 3600000, "ms", "longest delay between Redis reconnects") \
 	B(deflate, true, "negotiate permessage-deflate (RFC 7692, no context takeover)")          \
 	X(deflate_level, 6, 1, 12, "", "libdeflate compression level")                             \
 	X(deflate_echo_level, 1, 1, 12, "",                                                      \

@@ -16,6 +16,7 @@ PKGS=(
 	iproute2 procps
 	chromium
 	python3-matplotlib
+	python3-redis haproxy
 )
 
 missing=()

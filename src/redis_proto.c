@@ -1,0 +1,227 @@
+/*
+ * The Redis engine's wire contract: topic placement, key names, the Lua script and the
+ * parsers of its replies and of channel messages. Replies come decoded by hiredis'
+ * redisReader; nothing here reads a socket. Pure; any thread.
+ */
+#include "redis_proto.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/sha.h>
+#include <openssl/siphash.h>
+
+#include "base/rc_assert.h"
+#include "base/rc_util.h"
+
+/*
+ * One atomic step per publish or replay.
+ * KEYS: 1 epoch, 2 seq, 3 stream, 4 dedup key of this publish (unused when ARGV[6] is 0).
+ * ARGV: 1 mode 'p' (publish) or 'r' (replay); 2 the epoch to use if the numbering restarts.
+ *   'p': 3 data, 4 history_messages_max, 5 history_age_max_ms (0: none), 6 dedup_window_ms
+ *        (0: no id), 7 channel, 8 key TTL in ms (0: none). Returns {seq, epoch, duplicate}.
+ *   'r': 3 since ("": none), 4 most entries. Returns {seq, epoch, entries newest first}.
+ * A missing epoch or seq (first use, expired, or a Redis that lost its data) starts a new
+ * numbering under a new epoch and drops the stream, so a client's since from before is
+ * recognised as another run. The stream holds consecutive seqs, trimmed at its head only, so
+ * the newest (seq - since) entries are exactly what came after since.
+ */
+static const char script[] =
+	"local e = redis.call('GET', KEYS[1])\n"
+	"local s = redis.call('GET', KEYS[2])\n"
+	"if not e or not s then\n"
+	"  e = ARGV[2]\n"
+	"  s = '0'\n"
+	"  redis.call('SET', KEYS[1], e)\n"
+	"  redis.call('SET', KEYS[2], s)\n"
+	"  redis.call('DEL', KEYS[3])\n"
+	"end\n"
+	"if ARGV[1] == 'r' then\n"
+	"  local n = tonumber(s)\n"
+	"  local since = tonumber(ARGV[3])\n"
+	"  local out = {}\n"
+	"  if since and since < n then\n"
+	"    local k = math.min(n - since, tonumber(ARGV[4]))\n"
+	"    if k > 0 then out = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', k) end\n"
+	"  end\n"
+	"  return {n, e, out}\n"
+	"end\n"
+	"if ARGV[6] ~= '0' and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[6]) then\n"
+	"  return {tonumber(s), e, 1}\n"
+	"end\n"
+	"local n = redis.call('INCR', KEYS[2])\n"
+	"redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], '*', 's', n, 'd', ARGV[3])\n"
+	"if ARGV[5] ~= '0' then\n"
+	"  local t = redis.call('TIME')\n"
+	"  local min = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - "
+	"tonumber(ARGV[5])\n"
+	"  if min > 0 then redis.call('XTRIM', KEYS[3], 'MINID', string.format('%d', min)) end\n"
+	"end\n"
+	"redis.call('PUBLISH', ARGV[7], n .. ' ' .. e .. ' ' .. ARGV[3])\n"
+	"if ARGV[8] ~= '0' then\n"
+	"  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end\n"
+	"end\n"
+	"return {n, e, 0}\n";
+
+/* Fixed, so that every node places a topic on the same instance. Not a secret: a client
+ * that aims its topic names at one instance only loads that instance, as a hot topic does. */
+static const uint64_t pick_key[2] = {0x72696e6763617374ull, 0x7265646973706963ull};
+
+uint32_t rc_redis_pick(const char *const *addrs, uint32_t count, const char *topic, size_t len)
+{
+	uint8_t buf[512];
+	uint64_t best = 0;
+	uint32_t best_i = 0;
+	RC_ASSERT(count > 0);
+	for (uint32_t i = 0; i < count; i++) {
+		size_t alen = strlen(addrs[i]);
+		size_t n = RC_MIN(alen, sizeof(buf) / 2);
+		memcpy(buf, addrs[i], n);
+		buf[n++] = '\0';
+		size_t tl = RC_MIN(len, sizeof(buf) - n);
+		memcpy(buf + n, topic, tl);
+		uint64_t score = SIPHASH_24(pick_key, buf, n + tl);
+		if (i == 0 || score > best) {
+			best = score;
+			best_i = i;
+		}
+	}
+	RC_ASSERT(best_i < count);
+	return best_i;
+}
+
+bool rc_redis_parse_u64(const char *p, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (n == 0 || n > 20)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		uint64_t d = (uint64_t)(p[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
+int rc_redis_parse_address(const char *s, char *host, size_t host_cap, uint16_t *port)
+{
+	const char *colon = strrchr(s, ':');
+	uint64_t p;
+	if (!colon || colon == s || !rc_redis_parse_u64(colon + 1, strlen(colon + 1), &p) ||
+	    p == 0 || p > 65535)
+		return -EINVAL;
+	const char *h = s;
+	size_t hlen = (size_t)(colon - s);
+	if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= host_cap)
+		return -EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+size_t rc_redis_key(char *out, size_t cap, const char *prefix, const char *topic, size_t tlen,
+		    enum rc_redis_key which)
+{
+	static const char *const suffix[RC_REDIS_KEY_COUNT] = {"e", "s", "x", "d."};
+	RC_ASSERT(which < RC_REDIS_KEY_COUNT);
+	int n = snprintf(out, cap, "%s{%.*s}.%s", prefix, (int)tlen, topic, suffix[which]);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+const char *rc_redis_script(size_t *len)
+{
+	*len = sizeof(script) - 1;
+	return script;
+}
+
+void rc_redis_script_sha(char out[41])
+{
+	uint8_t md[SHA_DIGEST_LENGTH];
+	SHA1((const uint8_t *)script, sizeof(script) - 1, md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	RC_ASSERT(strlen(out) == 40);
+}
+
+/* A reply's text as a u64: a decimal string or a non-negative integer. */
+static bool reply_u64(const redisReply *r, uint64_t *out)
+{
+	if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+		*out = (uint64_t)r->integer;
+		return true;
+	}
+	if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+		return rc_redis_parse_u64(r->str, r->len, out);
+	return false;
+}
+
+int rc_redis_parse_result(const redisReply *r, struct rc_redis_result *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+		return -EPROTO;
+	if (!reply_u64(r->element[0], &out->seq) || !reply_u64(r->element[1], &out->epoch) ||
+	    out->epoch == 0)
+		return -EPROTO;
+	const redisReply *third = r->element[2];
+	if (third->type == REDIS_REPLY_ARRAY) {
+		out->entries = third;
+		return 0;
+	}
+	if (third->type != REDIS_REPLY_INTEGER)
+		return -EPROTO;
+	out->duplicate = third->integer != 0;
+	return 0;
+}
+
+int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, size_t *dlen)
+{
+	bool has_seq = false, has_data = false;
+	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
+		return -EPROTO;
+	const redisReply *f = e->element[1];
+	if (f->type != REDIS_REPLY_ARRAY || f->elements % 2)
+		return -EPROTO;
+	for (size_t i = 0; i + 1 < f->elements; i += 2) {
+		const redisReply *k = f->element[i], *v = f->element[i + 1];
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
+			return -EPROTO;
+		if (k->str[0] == 's')
+			has_seq = rc_redis_parse_u64(v->str, v->len, seq);
+		if (k->str[0] == 'd') {
+			*data = v->str;
+			*dlen = v->len;
+			has_data = true;
+		}
+	}
+	return has_seq && has_data ? 0 : -EPROTO;
+}
+
+int rc_redis_parse_msg(const char *p, size_t n, struct rc_redis_msg *out)
+{
+	const char *sp1 = memchr(p, ' ', n);
+	if (!sp1)
+		return -EPROTO;
+	size_t rest = n - (size_t)(sp1 + 1 - p);
+	const char *sp2 = memchr(sp1 + 1, ' ', rest);
+	if (!sp2)
+		return -EPROTO;
+	if (!rc_redis_parse_u64(p, (size_t)(sp1 - p), &out->seq) ||
+	    !rc_redis_parse_u64(sp1 + 1, (size_t)(sp2 - sp1 - 1), &out->epoch))
+		return -EPROTO;
+	if (out->seq == 0 || out->epoch == 0)
+		return -EPROTO;
+	out->data = sp2 + 1;
+	out->data_len = n - (size_t)(sp2 + 1 - p);
+	return 0;
+}

@@ -1,0 +1,83 @@
+/*
+ * The Redis engine's wire contract, sans I/O: which Redis instance a topic lives on (a
+ * rendezvous hash every node computes alike), the names of a topic's keys and channel, the
+ * Lua script that publishes and replays atomically, and the parsers of what Redis sends back
+ * (script replies, stream entries, channel messages) on replies decoded by hiredis'
+ * redisReader. The runtime (shards/redis_conn.c, shards/pubsub_redis.c) does the I/O. Pure;
+ * any thread.
+ */
+#ifndef RC_REDIS_PROTO_H
+#define RC_REDIS_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h> /* redisReply; only the reader and formatter are used */
+
+/*
+ * The index (0..count-1) of the Redis instance that holds topic[0..len): rendezvous
+ * (highest random weight) hashing, each (address, topic) pair scored by SipHash-2-4 under a
+ * fixed key, so every node agrees and removing one address moves only its own topics.
+ * addrs are the redis_addresses entries as written. count > 0.
+ */
+uint32_t rc_redis_pick(const char *const *addrs, uint32_t count, const char *topic, size_t len);
+
+/*
+ * Splits "host:port" (the last colon; "[v6]:port" loses its brackets) into host (NUL
+ * terminated, at most host_cap - 1 bytes) and port. 0 or -EINVAL.
+ */
+int rc_redis_parse_address(const char *s, char *host, size_t host_cap, uint16_t *port);
+
+/* What a topic's keys are called: the key's suffix after prefix{topic}. */
+enum rc_redis_key {
+	RC_REDIS_KEY_EPOCH = 0, /* the epoch of the current numbering */
+	RC_REDIS_KEY_SEQ,       /* the last seq given */
+	RC_REDIS_KEY_STREAM,    /* the history: entries {s: seq, d: data} */
+	RC_REDIS_KEY_DEDUP,     /* prefix of the dedup keys: + publisher and id */
+	RC_REDIS_KEY_COUNT,
+};
+
+/* Writes prefix{topic}.<suffix of which> into out (cap bytes, NUL terminated); returns its
+ * length, or 0 if it does not fit. The braces are a hash tag: a topic's keys stay together
+ * on a Redis Cluster slot. */
+size_t rc_redis_key(char *out, size_t cap, const char *prefix, const char *topic, size_t tlen,
+		    enum rc_redis_key which);
+
+/* The Lua script (its text and length) run by EVALSHA: see redis_proto.c for its contract. */
+const char *rc_redis_script(size_t *len);
+
+/* The script's SHA-1 as 40 lowercase hex digits and a NUL (what SCRIPT LOAD answers). */
+void rc_redis_script_sha(char out[41]);
+
+/* A script's answer: the topic's seq and epoch, and then either whether the publish was a
+ * duplicate or the stream entries (newest first) a replay asked for. */
+struct rc_redis_result {
+	uint64_t seq;
+	uint64_t epoch;
+	bool duplicate;                /* publish */
+	const redisReply *entries;     /* replay: an array (borrowed from the reply), or NULL */
+};
+
+/* Parses the script's reply r. 0 or -EPROTO (not what the script returns). */
+int rc_redis_parse_result(const redisReply *r, struct rc_redis_result *out);
+
+/* Parses one stream entry [id, [field, value, ...]] into its seq and data (borrowed).
+ * 0 or -EPROTO. */
+int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, size_t *dlen);
+
+/* A message published on a topic's channel: "<seq> <epoch> <data>". */
+struct rc_redis_msg {
+	uint64_t seq;
+	uint64_t epoch;
+	const char *data; /* borrowed from the payload */
+	size_t data_len;
+};
+
+/* Parses a channel payload p[0..n). 0 or -EPROTO. */
+int rc_redis_parse_msg(const char *p, size_t n, struct rc_redis_msg *out);
+
+/* Parses an unsigned decimal p[0..n) that fits 64 bits (no sign, no blanks). */
+bool rc_redis_parse_u64(const char *p, size_t n, uint64_t *out);
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * src/redis_proto: topic placement (stable, spread, minimal movement when an instance is
+ * removed), addresses, key names, the script's digest, and the parsers of script replies,
+ * stream entries and channel messages on replies decoded by hiredis' redisReader, with as
+ * many malformed inputs as valid ones.
+ */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "redis_proto.h"
+
+/* Decodes one RESP reply from text (whole); the caller frees it. */
+static redisReply *decode(const char *resp)
+{
+	redisReader *r = redisReaderCreate();
+	void *reply = NULL;
+	cr_assert(r != NULL);
+	cr_assert(eq(int, redisReaderFeed(r, resp, strlen(resp)), REDIS_OK));
+	cr_assert(eq(int, redisReaderGetReply(r, &reply), REDIS_OK));
+	cr_assert(reply != NULL);
+	redisReaderFree(r);
+	return reply;
+}
+
+Test(redis_proto, pick_is_stable_and_spreads)
+{
+	const char *addrs[] = {"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"};
+	int per[3] = {0};
+	char t[32];
+	for (int i = 0; i < 3000; i++) {
+		int n = snprintf(t, sizeof(t), "topic-%d", i);
+		uint32_t a = rc_redis_pick(addrs, 3, t, (size_t)n);
+		cr_assert(lt(u32, a, 3));
+		cr_assert(eq(u32, a, rc_redis_pick(addrs, 3, t, (size_t)n)));
+		per[a]++;
+	}
+	for (int k = 0; k < 3; k++)
+		cr_assert(gt(int, per[k], 800), "instance %d holds %d of 3000", k, per[k]);
+}
+
+Test(redis_proto, pick_moves_only_the_removed_instances_topics)
+{
+	const char *three[] = {"a:1", "b:2", "c:3"};
+	const char *two[] = {"a:1", "b:2"};
+	char t[32];
+	for (int i = 0; i < 1000; i++) {
+		int n = snprintf(t, sizeof(t), "t%d", i);
+		uint32_t before = rc_redis_pick(three, 3, t, (size_t)n);
+		uint32_t after = rc_redis_pick(two, 2, t, (size_t)n);
+		if (before < 2)
+			cr_assert(eq(u32, before, after));
+	}
+	cr_assert(eq(u32, rc_redis_pick(three, 1, "x", 1), 0));
+}
+
+Test(redis_proto, addresses)
+{
+	char host[64];
+	uint16_t port;
+	cr_assert(eq(int, rc_redis_parse_address("127.0.0.1:6379", host, sizeof(host), &port), 0));
+	cr_assert(eq(str, host, "127.0.0.1"));
+	cr_assert(eq(u16, port, 6379));
+	cr_assert(eq(int, rc_redis_parse_address("[::1]:7000", host, sizeof(host), &port), 0));
+	cr_assert(eq(str, host, "::1"));
+	cr_assert(eq(int, rc_redis_parse_address("redis:1", host, sizeof(host), &port), 0));
+	const char *bad[] = {"", "host", ":6379", "h:0", "h:65536", "h:x", "h:", "[]:1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert(eq(int, rc_redis_parse_address(bad[i], host, sizeof(host), &port), -EINVAL),
+			  "%s", bad[i]);
+	cr_assert(eq(int, rc_redis_parse_address("toolong:1", host, 4, &port), -EINVAL));
+}
+
+Test(redis_proto, keys)
+{
+	char k[64];
+	cr_assert(eq(sz, rc_redis_key(k, sizeof(k), "rc:", "news", 4, RC_REDIS_KEY_SEQ), 11));
+	cr_assert(eq(str, k, "rc:{news}.s"));
+	rc_redis_key(k, sizeof(k), "", "a", 1, RC_REDIS_KEY_DEDUP);
+	cr_assert(eq(str, k, "{a}.d."));
+	cr_assert(eq(sz, rc_redis_key(k, 8, "rc:", "news", 4, RC_REDIS_KEY_STREAM), 0));
+}
+
+Test(redis_proto, script_sha_is_sha1_of_the_text)
+{
+	char sha[41];
+	size_t len;
+	rc_redis_script_sha(sha);
+	cr_assert(eq(sz, strlen(sha), 40));
+	cr_assert(rc_redis_script(&len) != NULL);
+	cr_assert(gt(sz, len, 100));
+	for (int i = 0; i < 40; i++)
+		cr_assert(strchr("0123456789abcdef", sha[i]) != NULL);
+}
+
+Test(redis_proto, publish_and_replay_results)
+{
+	struct rc_redis_result res;
+	redisReply *r = decode("*3\r\n:7\r\n$2\r\n42\r\n:0\r\n");
+	cr_assert(eq(int, rc_redis_parse_result(r, &res), 0));
+	cr_assert(eq(u64, res.seq, 7));
+	cr_assert(eq(u64, res.epoch, 42));
+	cr_assert(not(res.duplicate));
+	cr_assert(res.entries == NULL);
+	freeReplyObject(r);
+	r = decode("*3\r\n:7\r\n$2\r\n42\r\n:1\r\n");
+	cr_assert(eq(int, rc_redis_parse_result(r, &res), 0));
+	cr_assert(res.duplicate);
+	freeReplyObject(r);
+	r = decode("*3\r\n:2\r\n$1\r\n9\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*4\r\n$1\r\ns\r\n$1\r\n2\r\n"
+		   "$1\r\nd\r\n$4\r\n\"hi\"\r\n");
+	cr_assert(eq(int, rc_redis_parse_result(r, &res), 0));
+	cr_assert(res.entries != NULL);
+	cr_assert(eq(sz, res.entries->elements, 1));
+	uint64_t seq = 0;
+	const char *data = NULL;
+	size_t dlen = 0;
+	cr_assert(eq(int, rc_redis_parse_entry(res.entries->element[0], &seq, &data, &dlen), 0));
+	cr_assert(eq(u64, seq, 2));
+	cr_assert(eq(sz, dlen, 4));
+	cr_assert(eq(int, memcmp(data, "\"hi\"", 4), 0));
+	freeReplyObject(r);
+}
+
+Test(redis_proto, malformed_results_are_refused)
+{
+	const char *bad[] = {
+		"+OK\r\n",
+		"-NOSCRIPT No matching script\r\n",
+		"*2\r\n:1\r\n$1\r\n2\r\n",
+		"*3\r\n:-1\r\n$1\r\n2\r\n:0\r\n",
+		"*3\r\n:1\r\n$1\r\nx\r\n:0\r\n",
+		"*3\r\n:1\r\n$1\r\n0\r\n:0\r\n",
+		"*3\r\n:1\r\n$1\r\n2\r\n$1\r\n0\r\n",
+		"*3\r\n:1\r\n$21\r\n184467440737095516160\r\n:0\r\n",
+	};
+	struct rc_redis_result res;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		redisReply *r = decode(bad[i]);
+		cr_assert(eq(int, rc_redis_parse_result(r, &res), -EPROTO), "case %zu", i);
+		freeReplyObject(r);
+	}
+	const char *bad_entries[] = {
+		"*1\r\n$3\r\n1-0\r\n",
+		"*2\r\n$3\r\n1-0\r\n*1\r\n$1\r\ns\r\n",
+		"*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\ns\r\n$1\r\n1\r\n",
+		"*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nd\r\n$1\r\n1\r\n",
+		"*2\r\n$3\r\n1-0\r\n*4\r\n$1\r\ns\r\n$1\r\nz\r\n$1\r\nd\r\n$1\r\n1\r\n",
+		"*2\r\n$3\r\n1-0\r\n*2\r\n$2\r\nss\r\n$1\r\n1\r\n",
+	};
+	uint64_t seq;
+	const char *data;
+	size_t dlen;
+	for (size_t i = 0; i < sizeof(bad_entries) / sizeof(bad_entries[0]); i++) {
+		redisReply *r = decode(bad_entries[i]);
+		cr_assert(eq(int, rc_redis_parse_entry(r, &seq, &data, &dlen), -EPROTO), "entry %zu",
+			  i);
+		freeReplyObject(r);
+	}
+}
+
+Test(redis_proto, channel_messages)
+{
+	struct rc_redis_msg m;
+	const char ok[] = "12 345 {\"a\": 1}";
+	cr_assert(eq(int, rc_redis_parse_msg(ok, sizeof(ok) - 1, &m), 0));
+	cr_assert(eq(u64, m.seq, 12));
+	cr_assert(eq(u64, m.epoch, 345));
+	cr_assert(eq(sz, m.data_len, 8));
+	cr_assert(eq(int, memcmp(m.data, "{\"a\": 1}", 8), 0));
+	cr_assert(eq(int, rc_redis_parse_msg("1 2 ", 4, &m), 0));
+	cr_assert(eq(sz, m.data_len, 0));
+	const char *bad[] = {"", "1", "1 2", "x 2 d", "1 x d", "0 2 d", "1 0 d", " 1 2 d",
+			     "1  2 d", "99999999999999999999999 1 d"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert(eq(int, rc_redis_parse_msg(bad[i], strlen(bad[i]), &m), -EPROTO), "%s",
+			  bad[i]);
+}
