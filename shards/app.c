@@ -28,6 +28,8 @@
 #include "namespace.h"
 #include "pubsub.h"
 #include "pubsub_proto.h"
+#include "pubsub_redis.h"
+#include "redis_proto.h"
 #include "sendq.h"
 #include "shard.h"
 #include "token.h"
@@ -321,6 +323,16 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 		app->epoch_key = rc_clock_ms() ^ (uint64_t)time(NULL) << 32 ^ (uint64_t)getpid();
 	app->conn_hooks = &conn_hooks;
 	app->pubsub_hooks = &pubsub_hooks;
+	if (strcmp(cfg->engine, "redis") == 0) {
+		/* Before the metrics are sized: they have lines per Redis instance. */
+		if (rc_redis_addrs_init(app, err, err_len) != 0) {
+			rc_app_destroy(app);
+			return NULL;
+		}
+		app->engine = &rc_redis_engine;
+		app->redis_hooks = &rc_redis_link_hooks;
+		rc_redis_script_sha(app->redis_sha);
+	}
 	app->http_out_bytes = RC_MAX((size_t)RC_HTTP_OUT_BYTES_MIN, rc_metrics_bytes_max(app));
 	app->origins_count = split_slices(cfg->origins, &app->origins_buf, app->origins,
 					  RC_ARRAY_LEN(app->origins));
@@ -515,7 +527,9 @@ static int shards_start(struct rc_app *app, char *err, size_t err_len)
 {
 	int rc = 0;
 	for (int i = 0; rc == 0 && i < app->shards_count; i++) {
-		rc = rc_shard_start(&app->shards[i]);
+		rc = app->engine ? rc_redis_links_init(&app->shards[i]) : 0;
+		if (rc == 0)
+			rc = rc_shard_start(&app->shards[i]);
 		if (rc == 0)
 			app->shards_started++;
 		else
@@ -598,6 +612,7 @@ void rc_app_destroy(struct rc_app *app)
 		struct rc_shard *s = &app->shards[i];
 		if (s->running)
 			io_uring_queue_exit(&s->ring);
+		rc_redis_links_free(s);
 		if (s->outbox)
 			rc_pubsub_free(s);
 		if (s->inbox.slots)
@@ -622,6 +637,7 @@ void rc_app_destroy(struct rc_app *app)
 	rc_token_free(app);
 	free(app->namespaces);
 	free(app->shards);
+	rc_redis_addrs_free(app);
 	rc_arena_free_all(app);
 	rc_budget_free(&app->budget);
 	free(app->origins_buf);

@@ -479,8 +479,37 @@ static void otopic_free(struct rc_shard *s, struct rc_otopic *t)
 	rc_history_free(&t->hist, release_ref, NULL);
 	hist_account(s, t, before, RC_EVICT_age, 0);
 	free(t->dedup);
+	for (uint32_t i = 0; i < t->held_count; i++)
+		rc_frame_unref(t->held[i]);
+	free(t->held);
+	while (t->waiting) {
+		struct rc_xmsg *m = t->waiting;
+		t->waiting = m->next;
+		xmsg_free(s->app, m);
+	}
 	rc_mem_release(s->app, RC_BUDGET_topics, sizeof(*t));
 	free(t);
+}
+
+struct rc_otopic *rc_pubsub_owned(struct rc_shard *s, const char *name, size_t len)
+{
+	return otopic_get(s, name, len, false);
+}
+
+void rc_pubsub_hist_clear(struct rc_shard *s, struct rc_otopic *t)
+{
+	uint64_t before = t->hist.bytes;
+	rc_mem_release(s->app, RC_BUDGET_history, rc_history_slots_bytes(&t->hist));
+	rc_history_free(&t->hist, release_ref, NULL); /* keeps its count limit */
+	hist_account(s, t, before, RC_EVICT_age, 0);
+}
+
+void rc_pubsub_xmsg_free(struct rc_shard *s, struct rc_xmsg *m)
+{
+	for (uint32_t k = 0; m && k < m->nframes; k++)
+		if (m->frames[k])
+			rc_frame_unref(m->frames[k]);
+	xmsg_free(s->app, m);
 }
 
 /* Grows t's id window (doubling from 8 up to dedup_ids_max), charged to the budget. */
@@ -529,10 +558,8 @@ static bool duplicate(struct rc_shard *s, struct rc_otopic *t, uint64_t publishe
 	return false;
 }
 
-/* Answers m's publisher (when it asked) with the seq given in t's epoch, or as a duplicate,
- * or as refused (busy). Consumes m. */
-static void reply_published(struct rc_shard *s, struct rc_xmsg *m, const struct rc_otopic *t,
-			    uint64_t seq, bool dup, bool refused)
+void rc_pubsub_published(struct rc_shard *s, struct rc_xmsg *m, uint64_t seq, uint64_t epoch,
+			 bool dup, bool refused)
 {
 	if (m->reply == RC_REPLY_NONE || m->from >= s->app->shards_count) {
 		xmsg_free(s->app, m);
@@ -540,7 +567,7 @@ static void reply_published(struct rc_shard *s, struct rc_xmsg *m, const struct 
 	}
 	m->kind = RC_X_PUB_DONE;
 	m->seq = seq;
-	m->epoch = t ? t->epoch : 0;
+	m->epoch = epoch;
 	m->duplicate = dup;
 	m->refused = refused;
 	send_xmsg(s, &s->app->shards[m->from], m);
@@ -572,29 +599,22 @@ static struct rc_otopic *publish_topic(struct rc_shard *s, struct rc_xmsg *m)
 	return t;
 }
 
-static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
+struct rc_frame *rc_pubsub_frame(struct rc_shard *s, struct rc_otopic *t, uint64_t seq,
+				 const char *data, size_t dlen)
 {
-	struct rc_otopic *t = publish_topic(s, m);
-	if (!t) {
-		reply_published(s, m, NULL, 0, false, true);
-		return;
-	}
-	if (duplicate(s, t, m->publisher, m->id, m->id_len)) {
-		s->stats.publish_duplicates++;
-		reply_published(s, m, t, t->seq, true, false);
-		return;
-	}
-	uint64_t seq = t->seq + 1;
-	struct rc_frame *f = build_msg(s, m->topic, m->topic_len, t->node.hash, seq, m->data,
-				       m->data_len);
+	struct rc_frame *f = build_msg(s, t->node.name, t->node.name_len, t->node.hash, seq, data,
+				       dlen);
 	if (!f) {
-		reply_published(s, m, t, 0, true, false);
-		return;
+		s->stats.alloc_failures++;
+		return NULL;
 	}
-	t->seq = seq;
-	s->stats.publishes++;
 	if (t->deflate_shards)
 		f->deflated = build_deflated(s, f);
+	return f;
+}
+
+void rc_pubsub_fan_out(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
+{
 	hist_keep(s, t, f);
 	for (int i = 0; i < s->app->shards_count; i++) {
 		if (!(t->shard_mask[i / 64] & (1ull << (i % 64))))
@@ -606,7 +626,34 @@ static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 			post(s, &s->app->shards[i], rc_item(f, RC_ITEM_FRAME));
 	}
 	rc_frame_unref(f);
-	reply_published(s, m, t, seq, false, false);
+}
+
+static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
+{
+	if (s->app->engine) {
+		s->app->engine->publish(s, m);
+		return;
+	}
+	struct rc_otopic *t = publish_topic(s, m);
+	if (!t) {
+		rc_pubsub_published(s, m, 0, 0, false, true);
+		return;
+	}
+	if (duplicate(s, t, m->publisher, m->id, m->id_len)) {
+		s->stats.publish_duplicates++;
+		rc_pubsub_published(s, m, t->seq, t->epoch, true, false);
+		return;
+	}
+	uint64_t seq = t->seq + 1;
+	struct rc_frame *f = rc_pubsub_frame(s, t, seq, m->data, m->data_len);
+	if (!f) {
+		rc_pubsub_published(s, m, 0, t->epoch, true, false);
+		return;
+	}
+	t->seq = seq;
+	s->stats.publishes++;
+	rc_pubsub_fan_out(s, t, f);
+	rc_pubsub_published(s, m, seq, t->epoch, false, false);
 }
 
 /*
@@ -628,6 +675,9 @@ static void owner_shard_set(struct rc_shard *s, struct rc_xmsg *m, bool deflate,
 			mask[m->from / 64] &= ~bit;
 			(*count)--;
 		}
+		/* The engine follows the topic while any shard has subscribers. */
+		if (s->app->engine && !deflate && on != had && *count == (on ? 1u : 0u))
+			s->app->engine->watch(s, t, on);
 	}
 	xmsg_free(s->app, m);
 }
@@ -640,6 +690,14 @@ static void owner_shard_set(struct rc_shard *s, struct rc_xmsg *m, bool deflate,
 static void owner_replay(struct rc_shard *s, struct rc_xmsg *m)
 {
 	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, true);
+	if (t && s->app->engine)
+		s->app->engine->replay(s, t, m);
+	else
+		rc_pubsub_replay_local(s, t, m);
+}
+
+void rc_pubsub_replay_local(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m)
+{
 	uint64_t since = m->seq;
 	bool foreign = m->has_epoch && (!t || m->epoch != t->epoch);
 	m->kind = RC_X_REPLAYED;
@@ -665,6 +723,12 @@ static void owner_replay(struct rc_shard *s, struct rc_xmsg *m)
 		m->nframes = m->frames ? n : 0;
 		rc_mem_charge(s->app, RC_BUDGET_outbox, (size_t)m->nframes * sizeof(*m->frames));
 	}
+	rc_pubsub_answer(s, m);
+}
+
+void rc_pubsub_answer(struct rc_shard *s, struct rc_xmsg *m)
+{
+	RC_ASSERT(m->kind == RC_X_REPLAYED);
 	send_xmsg(s, &s->app->shards[m->from], m);
 }
 
@@ -713,6 +777,51 @@ static void replayed(struct rc_shard *s, struct rc_xmsg *m)
 	xmsg_free(s->app, m);
 }
 
+/* The owner's RESET or GAP of a topic: told to every live subscriber here, in order with
+ * the frames around it. */
+static void told(struct rc_shard *s, struct rc_xmsg *m)
+{
+	struct rc_topic_node *n = rc_topic_find(&s->ltopics, m->topic, m->topic_len);
+	const struct rc_pubsub_hooks *h = s->app->pubsub_hooks;
+	for (struct rc_sub *sub = n ? rc_container_of(n, struct rc_ltopic, node)->subs : NULL; sub;
+	     sub = sub->next) {
+		struct rc_conn *c = sub->conn;
+		if (sub->pending || c->state != RC_CONN_OPEN)
+			continue;
+		if (m->kind == RC_X_RESET) {
+			sub->epoch = m->epoch;
+			sub->last_seq = m->seq;
+			h->subscribed(c, m->topic, m->topic_len, m->seq, m->epoch, true);
+		} else if (sub->last_seq < m->gap_to) {
+			h->gap(c, m->topic, m->topic_len, RC_MAX(m->gap_from, sub->last_seq + 1),
+			       m->gap_to, m->epoch);
+			sub->last_seq = m->gap_to;
+		}
+	}
+	xmsg_free(s->app, m);
+}
+
+void rc_pubsub_tell_shards(struct rc_shard *s, struct rc_otopic *t, enum rc_xkind kind,
+			   uint64_t seq, uint64_t from, uint64_t to)
+{
+	RC_ASSERT(kind == RC_X_RESET || kind == RC_X_GAP);
+	RC_ASSERT(t->epoch != 0);
+	for (int i = 0; i < s->app->shards_count; i++) {
+		if (!(t->shard_mask[i / 64] & (1ull << (i % 64))))
+			continue;
+		struct rc_xmsg *m = xmsg_new(s->app, s, kind, t->node.name, t->node.name_len, 0);
+		if (!m) {
+			s->stats.alloc_failures++;
+			continue;
+		}
+		m->seq = seq;
+		m->epoch = t->epoch;
+		m->gap_from = from;
+		m->gap_to = to;
+		send_xmsg(s, &s->app->shards[i], m);
+	}
+}
+
 static void pub_done(struct rc_shard *s, struct rc_xmsg *m)
 {
 	struct rc_conn *c = reply_conn(s, m);
@@ -738,6 +847,8 @@ static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
 	case RC_X_REPLAY: owner_replay(s, m); break;
 	case RC_X_REPLAYED: replayed(s, m); break;
 	case RC_X_PUB_DONE: pub_done(s, m); break;
+	case RC_X_RESET:
+	case RC_X_GAP: told(s, m); break;
 	default: RC_ASSERT(!"unknown cross-shard message");
 	}
 }
@@ -1060,7 +1171,8 @@ void rc_pubsub_sweep(struct rc_shard *s)
 			hist_age(s, t, now);
 			/* A topic keeps its numbering while anyone may resume it: it is forgotten
 			 * (and would restart at seq 1) only after topic_forget_ms unused. */
-			bool unused = t->shards_subscribed == 0 && t->hist.count == 0;
+			bool unused = t->shards_subscribed == 0 && t->hist.count == 0 &&
+				      t->rsub == RC_RSUB_NONE && !t->waiting && !t->syncing;
 			if (!unused || !t->unused_since_ms)
 				t->unused_since_ms = unused ? now : 0;
 			if (unused && cfg->topic_forget_ms &&

@@ -54,6 +54,24 @@ struct rc_otopic {
 	uint32_t dedup_count;
 	uint32_t dedup_next; /* once full at its size: the slot the next id overwrites */
 	uint32_t hist_age_ms; /* history_age_max_ms, or its namespace's history_age_ms */
+	/* engine = redis (pubsub_redis.c); all zero with the memory engine */
+	struct rc_xmsg *waiting; /* REPLAYs waiting for the first sync, linked through next */
+	struct rc_frame **held;  /* live messages held while a sync runs, in arrival order */
+	uint32_t held_count;
+	uint32_t held_cap;
+	uint8_t rsub;       /* enum rc_rsub: the node's subscription to the topic's channel */
+	bool synced;        /* seq and epoch are Redis's (a sync answered, or a message came) */
+	bool syncing;       /* a sync script is in flight: live messages are held */
+	bool need_sync;     /* subscribed, the sync could not be sent: sent when the link is up */
+	bool answered_blind; /* subscribers were answered before the first sync: reset them */
+};
+
+/* A topic's channel subscription (engine = redis), as the subscriber link last asked. */
+enum rc_rsub {
+	RC_RSUB_NONE = 0,
+	RC_RSUB_SUBSCRIBING,
+	RC_RSUB_SUBSCRIBED,
+	RC_RSUB_UNSUBSCRIBING,
 };
 
 /* One remembered publish id of a topic. */
@@ -72,6 +90,8 @@ enum rc_xkind {
 	RC_X_REPLAY,      /* to the owner: a subscriber's answer (what came after since) */
 	RC_X_REPLAYED,    /* from the owner: frames, gap or reset, current seq and epoch */
 	RC_X_PUB_DONE,    /* from the owner: the seq assigned to a publish (or duplicate) */
+	RC_X_RESET,       /* from the owner: the numbering restarted (epoch), live from seq */
+	RC_X_GAP,         /* from the owner: gap_from..gap_to of the topic are lost */
 };
 
 /* Who hears the seq a publish was given. */
@@ -82,6 +102,7 @@ enum rc_reply {
 };
 
 struct rc_xmsg {
+	struct rc_xmsg *next; /* in a list of the owner's (rc_otopic.waiting) */
 	uint8_t kind;  /* enum rc_xkind */
 	uint8_t reply; /* enum rc_reply */
 	uint8_t duplicate;
@@ -140,6 +161,53 @@ struct rc_resume {
 	bool has_epoch;
 	uint64_t epoch; /* of that seq; 0 matches no topic */
 };
+
+/*
+ * How owner shards sequence when topics live in Redis (pubsub_redis.c): app->engine, NULL
+ * with the memory engine. Called by the owner outside any per-subscriber loop. Owner thread.
+ */
+struct rc_engine_ops {
+	/* Publishes m (taken); the publisher hears through rc_pubsub_published. */
+	void (*publish)(struct rc_shard *s, struct rc_xmsg *m);
+	/* t got its first subscribed shard (on) or lost its last one (off). */
+	void (*watch)(struct rc_shard *s, struct rc_otopic *t, bool on);
+	/* Answers a subscriber's REPLAY m (taken) about t (borrowed). */
+	void (*replay)(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m);
+};
+
+/* ---- for the engine (pubsub_redis.c); owner shard thread ---------------------------------- */
+/* The topic s owns by that name, or NULL. */
+struct rc_otopic *rc_pubsub_owned(struct rc_shard *s, const char *name, size_t len);
+
+/* Answers publish m (taken) with seq of epoch, or as a duplicate, or refused (busy). */
+void rc_pubsub_published(struct rc_shard *s, struct rc_xmsg *m, uint64_t seq, uint64_t epoch,
+			 bool dup, bool refused);
+
+/* The broadcast frame of message seq of t (data borrowed), with its deflated variant when
+ * some shard takes it; one reference for the caller. NULL: out of memory (counted). */
+struct rc_frame *rc_pubsub_frame(struct rc_shard *s, struct rc_otopic *t, uint64_t seq,
+				 const char *data, size_t dlen);
+
+/* Keeps f in t's history and posts it to every subscribed shard. Takes the caller's
+ * reference. t->seq is the caller's to advance. */
+void rc_pubsub_fan_out(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f);
+
+/* Tells every shard subscribed to t of a RESET (live from seq in t->epoch) or a GAP (from..to
+ * in t->epoch), in order with the frames posted before and after. Counted when it fails. */
+void rc_pubsub_tell_shards(struct rc_shard *s, struct rc_otopic *t, enum rc_xkind kind,
+			   uint64_t seq, uint64_t from, uint64_t to);
+
+/* Answers REPLAY m (taken) from what the owner holds: t's seq, epoch and history. */
+void rc_pubsub_replay_local(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m);
+
+/* Sends REPLAYED m (taken, filled by the engine) back to its subscriber's shard. */
+void rc_pubsub_answer(struct rc_shard *s, struct rc_xmsg *m);
+
+/* Drops t's history (its numbering restarted). */
+void rc_pubsub_hist_clear(struct rc_shard *s, struct rc_otopic *t);
+
+/* Frees m (NULL: nothing) with the frames it holds, releasing its charge. */
+void rc_pubsub_xmsg_free(struct rc_shard *s, struct rc_xmsg *m);
 
 /* Allocates s's outboxes and topic tables. 0 or -ENOMEM. Main thread, before s starts. */
 int rc_pubsub_init(struct rc_shard *s);

@@ -40,6 +40,10 @@ struct rc_otopic;         /* pubsub.h */
 struct rc_outbox;         /* outbox.h */
 struct rc_http_pub;       /* pubsub_proto.c */
 struct rc_conn_hooks;     /* conn_rt.h */
+struct rc_redis_link;     /* redis_conn.h */
+struct rc_redis_addr;     /* redis_conn.h */
+struct rc_redis_hooks;    /* redis_conn.h */
+struct rc_engine_ops;     /* pubsub.h */
 struct rc_pubsub_hooks;   /* pubsub.h */
 struct rc_jwt_rights;     /* jwt.h */
 struct rc_token_keys;     /* token.c */
@@ -209,6 +213,9 @@ struct rc_shard {
 	/* owned topics holding history, least recently published first (pubsub.c) */
 	struct rc_otopic *hist_oldest;
 	struct rc_otopic *hist_newest;
+	/* engine = redis: instance i's command link at [2i], subscriber link at [2i+1] */
+	struct rc_redis_link *redis_links;
+	uint64_t redis_rand; /* xorshift state: reconnect jitter */
 	char *scratch;                 /* publish data parsing */
 	size_t scratch_cap;
 	/* permessage-deflate: one codec per shard, nothing per connection */
@@ -299,6 +306,15 @@ struct rc_app {
 	/* The calls lower layers make into higher ones, wired by rc_app_create (app.c). */
 	const struct rc_conn_hooks *conn_hooks;
 	const struct rc_pubsub_hooks *pubsub_hooks;
+	/* engine = redis: how owners sequence (NULL: in memory), the instances, the links'
+	 * hooks; set by rc_app_create, read-only after */
+	const struct rc_engine_ops *engine;
+	struct rc_redis_addr *redis_addrs;
+	const char **redis_names; /* the redis_addresses entries, for placement */
+	char *redis_names_buf;
+	uint32_t redis_count;
+	char redis_sha[41]; /* of the engine's Lua script (rc_redis_script_sha) */
+	const struct rc_redis_hooks *redis_hooks;
 	struct rc_pmd_config pmd; /* permessage-deflate settings */
 	uint64_t epoch_key;       /* random per process: topic epochs differ across restarts */
 	uint8_t *arena;        /* registered frame arena (fixed buffer 0 of every ring) */

@@ -22,6 +22,7 @@
 #include "memory.h"
 #include "outbox.h"
 #include "pubsub.h"
+#include "redis_conn.h"
 #include "sendq.h"
 #include "session.h"
 #include "shard.h"
@@ -117,6 +118,9 @@ static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
 		if (c)
 			rc_send_complete(c, cqe->res);
 		return;
+	case RC_OP_REDIS_CONNECT:
+	case RC_OP_REDIS_SEND:
+	case RC_OP_REDIS_RECV: rc_redis_complete(s, cqe); return;
 	case RC_OP_CANCEL:
 	case RC_OP_CLOSE:
 	case RC_OP_SHUTDOWN:
@@ -163,6 +167,8 @@ static void loop(struct rc_shard *s)
 
 	while (!loop_done(s)) {
 		rc_pubsub_poll(s);
+		if (s->redis_links)
+			rc_redis_links_turn(s);
 		rc_shard_flush(s);
 		rc_bufring_commit(s);
 		/* Work waiting in outboxes or put-off receives: poll, do not sleep. */
@@ -277,6 +283,7 @@ static void *shard_main(void *arg)
 		if (atomic_load_explicit(&s->app->stopping, memory_order_acquire))
 			drain_begin(s);
 		loop(s);
+		rc_redis_links_stop(s);
 		RC_DASSERT(rc_conn_table_validate(s));
 		RC_DASSERT(rc_pubsub_validate(s));
 		/* The ring outlives the thread: other shards may still ring its doorbell until

@@ -56,6 +56,10 @@ enum rc_evict_cause {
 		RC_EVICT_CAUSE_COUNT,
 };
 
+/* Upper bounds (ms) of the Redis reply latency histogram; the last bucket is +Inf. */
+#define RC_REDIS_LATENCY_BOUNDS_MS {1, 2, 5, 10, 25, 50, 100, 250, 1000}
+#define RC_REDIS_LATENCY_BUCKETS 10
+
 /* One shard's counters. Written only by the shard; read racily (relaxed) by /metrics. */
 struct rc_shard_stats {
 	uint64_t connections_accepted;
@@ -114,6 +118,18 @@ struct rc_shard_stats {
 	uint64_t auth_failures[RC_JWT_RESULT_COUNT]; /* tokens refused, by enum rc_jwt_result */
 	uint64_t token_refreshes;      /* refresh ops that replaced a connection's token */
 	uint64_t subscribes_forbidden; /* subscriptions refused: no right in the token */
+	/* engine = redis (redis_conn.c, pubsub_redis.c) */
+	uint64_t redis_commands;       /* commands queued to Redis */
+	uint64_t redis_writes;         /* sends to Redis: commands per write is the pipelining */
+	uint64_t redis_pipeline_depth; /* gauge: commands awaiting their reply */
+	uint64_t redis_errors;         /* error replies, failed connections, protocol errors */
+	uint64_t redis_reconnects;     /* connections established after a failure */
+	uint64_t redis_refusals;       /* publishes refused: Redis down or its backlog full */
+	uint64_t redis_gaps;           /* messages lost to local subscribers, announced as gaps */
+	uint64_t redis_held_drops;     /* live messages dropped while their topic synced */
+	uint64_t redis_down_mask;      /* gauge: bit i set while instance i has a link not up */
+	uint64_t redis_latency[RC_REDIS_LATENCY_BUCKETS]; /* replies by latency (not cumulative) */
+	uint64_t redis_latency_ms_sum; /* of every reply counted in redis_latency */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any

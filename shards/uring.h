@@ -22,6 +22,9 @@ enum rc_op {
 	RC_OP_SHUTDOWN,
 	RC_OP_WAKE, /* eventfd doorbell read */
 	RC_OP_MSG,  /* MSG_RING doorbell from another shard */
+	RC_OP_REDIS_CONNECT, /* a Redis link's (redis_conn.c): slot = link index */
+	RC_OP_REDIS_SEND,
+	RC_OP_REDIS_RECV,
 	RC_OP_COUNT,
 };
 

@@ -379,6 +379,10 @@ static int validate_redis(const struct rc_config *cfg, char *err, size_t err_len
 		snprintf(err, err_len, "engine: '%s' is not memory or redis", cfg->engine);
 		return -EINVAL;
 	}
+	if (strlen(cfg->redis_prefix) > 256) {
+		snprintf(err, err_len, "redis_prefix: longer than 256 bytes");
+		return -EINVAL;
+	}
 	if (cfg->redis_reconnect_min_ms > cfg->redis_reconnect_max_ms) {
 		snprintf(err, err_len, "redis_reconnect_min_ms exceeds redis_reconnect_max_ms");
 		return -EINVAL;

@@ -47,12 +47,14 @@ SHARD_LAYERS=(
 	"arena.h arena.c"                 # registered chunks for broadcast frames
 	"outbox.h outbox.c"               # cross-shard posting
 	"frame.h frame.c"                 # frames and their way home
+	"redis_conn.h redis_conn.c"       # Redis links: connect, pipelined commands, replies
 	"conn_rt.h conn.c"                # connection table: accept, recv, teardown
 	"sendq.h sendq.c"                 # send queues and the turn's flush
 	"session.h session.c"             # timers, close handshake, public send/close
 	"input.h input.c"                 # WebSocket frames in
 	"http_serve.h http_serve.c"       # HTTP until the upgrade; bytes' entry point
 	"pubsub.h pubsub.c"               # owners, fan-out, resume
+	"pubsub_redis.h pubsub_redis.c"   # the Redis engine: publish, channels, syncs
 	"pubsub_proto.h pubsub_proto.c"   # the JSON protocol, POST /publish
 	"memory.h memory.c"               # the budget in force: admission level, trims, shedding
 	"shard.h shard.c"                 # the thread and its loop

@@ -1,0 +1,613 @@
+/*
+ * The Redis engine: publishes, channel subscriptions, syncs and resumes of the topics a shard
+ * owns, over that shard's Redis links (redis_conn.c). The owner keeps t->seq as the newest
+ * seq it fanned out and t->epoch as Redis's; a sync (the script in replay mode, sent once the
+ * channel subscription is confirmed, so nothing published after it can be missed) sets them
+ * or, after an outage, fetches what was missed. Live messages arriving while a sync runs are
+ * held and fanned out after it, so seqs stay in order; a seq that skips ahead is announced as
+ * a gap, a new epoch as a reset. Owner shard threads.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "pubsub_redis.h"
+#include "redis_proto.h"
+
+#define RC_REDIS_HELD_LIMIT 4096u /* live messages held per topic while it syncs */
+#define KEY_BYTES 1024            /* redis_prefix is at most 256 bytes, a topic 128 */
+
+/* What a command link's reply answers. */
+enum what {
+	W_LOAD = 0, /* SCRIPT LOAD */
+	W_PUBLISH,  /* ctx: the PUBLISH xmsg */
+	W_REPLAY,   /* ctx: a subscriber's REPLAY xmsg (seq = since) */
+	W_SYNC,     /* ctx: struct sync */
+};
+
+/* A sync in flight: the topic by name (the record may be forgotten meanwhile). */
+struct sync {
+	uint16_t len;
+	char topic[RC_TOPIC_BYTES_LIMIT + 1];
+};
+
+static uint32_t instance_of(const struct rc_shard *s, const char *topic, size_t len)
+{
+	const struct rc_app *app = s->app;
+	return rc_redis_pick(app->redis_names, app->redis_count, topic, len);
+}
+
+static struct rc_redis_link *link_of(struct rc_shard *s, const char *topic, size_t len,
+				     enum rc_redis_kind kind)
+{
+	return rc_redis_link(s, instance_of(s, topic, len), kind);
+}
+
+/* A decimal number into buf (24 bytes): the argument and its length. */
+static size_t num(char *buf, uint64_t v)
+{
+	return (size_t)snprintf(buf, 24, "%llu", (unsigned long long)v);
+}
+
+/* ---- commands ---------------------------------------------------------------------------- */
+static void load_script(struct rc_redis_link *l)
+{
+	size_t len;
+	const char *text = rc_redis_script(&len);
+	const char *argv[] = {"SCRIPT", "LOAD", text};
+	size_t lens[] = {6, 4, len};
+	(void)rc_redis_command(l, 3, argv, lens, NULL, W_LOAD);
+}
+
+/* The topic's keys 1..3 of the script into k (KEY_BYTES each). False if one does not fit. */
+static bool topic_keys(const struct rc_shard *s, const char *topic, size_t len,
+		       char k[3][KEY_BYTES], size_t klen[3])
+{
+	for (int i = 0; i < 3; i++) {
+		klen[i] = rc_redis_key(k[i], KEY_BYTES, s->app->cfg.redis_prefix, topic, len,
+				       (enum rc_redis_key)i);
+		if (!klen[i])
+			return false;
+	}
+	return true;
+}
+
+/* The dedup key of m: the publisher's scope (a connection's is qualified by this process,
+ * whose slots mean nothing elsewhere) and its id. 0 if it does not fit. */
+static size_t dedup_key(const struct rc_shard *s, const struct rc_xmsg *m, char *out)
+{
+	size_t n = rc_redis_key(out, KEY_BYTES, s->app->cfg.redis_prefix, m->topic, m->topic_len,
+				RC_REDIS_KEY_DEDUP);
+	char scope[40];
+	if (m->publisher >> 63)
+		snprintf(scope, sizeof(scope), "%016llx@%016llx", (unsigned long long)m->publisher,
+			 (unsigned long long)s->app->epoch_key);
+	else
+		snprintf(scope, sizeof(scope), "%016llx", (unsigned long long)m->publisher);
+	int k = n ? snprintf(out + n, KEY_BYTES - n, "%s.%.*s", scope, (int)m->id_len, m->id) : 0;
+	return n && k > 0 && n + (size_t)k < KEY_BYTES ? n + (size_t)k : 0;
+}
+
+/* A new epoch to propose in case the topic's numbering restarts with this call. */
+static uint64_t proposed_epoch(struct rc_shard *s)
+{
+	return rc_topic_epoch(s->app->epoch_key, (uint32_t)s->index, s->topics_created++);
+}
+
+/* EVALSHA in publish mode for m (the reply's ctx). 0 or -errno (rc_redis_command). */
+static int issue_publish(struct rc_redis_link *l, struct rc_xmsg *m)
+{
+	struct rc_shard *s = l->shard;
+	const struct rc_config *cfg = &s->app->cfg;
+	char k[3][KEY_BYTES], dk[KEY_BYTES], ch[KEY_BYTES], n[5][24];
+	size_t kl[3], dl = 0;
+	bool dedup = m->id_len && cfg->dedup_window_ms;
+	int cl = snprintf(ch, sizeof(ch), "%s%.*s", cfg->redis_prefix, (int)m->topic_len, m->topic);
+	if (!topic_keys(s, m->topic, m->topic_len, k, kl) || (dedup && !(dl = dedup_key(s, m, dk))))
+		return -EINVAL;
+	const char *argv[] = {"EVALSHA", s->app->redis_sha, "4", k[0], k[1], k[2],
+			      dedup ? dk : k[2], "p", n[0], m->data, n[1], n[2], n[3], ch, n[4]};
+	size_t lens[] = {7, 40, 1, kl[0], kl[1], kl[2], dedup ? dl : kl[2], 1,
+			 num(n[0], proposed_epoch(s)), m->data_len,
+			 num(n[1], cfg->history_messages_max), num(n[2], cfg->history_age_max_ms),
+			 num(n[3], dedup ? cfg->dedup_window_ms : 0), (size_t)cl,
+			 num(n[4], cfg->topic_forget_ms ? cfg->topic_forget_ms +
+							     cfg->history_age_max_ms
+							: 0)};
+	RC_STATIC_ASSERT(RC_ARRAY_LEN(argv) == RC_ARRAY_LEN(lens), "one length per argument");
+	return rc_redis_command(l, (int)RC_ARRAY_LEN(argv), argv, lens, m, W_PUBLISH);
+}
+
+/* EVALSHA in replay mode: topic's seq, epoch and (has_since) the entries after since. */
+static int issue_replay(struct rc_redis_link *l, const char *topic, size_t len, bool has_since,
+			uint64_t since, void *ctx, enum what what)
+{
+	struct rc_shard *s = l->shard;
+	char k[3][KEY_BYTES], n[3][24];
+	size_t kl[3];
+	if (!topic_keys(s, topic, len, k, kl))
+		return -EINVAL;
+	const char *argv[] = {"EVALSHA", s->app->redis_sha, "4", k[0], k[1], k[2], k[2], "r",
+			      n[0], n[1], n[2]};
+	size_t lens[] = {7, 40, 1, kl[0], kl[1], kl[2], kl[2], 1, num(n[0], proposed_epoch(s)),
+			 has_since ? num(n[1], since) : 0,
+			 num(n[2], s->app->cfg.history_messages_max)};
+	RC_STATIC_ASSERT(RC_ARRAY_LEN(argv) == RC_ARRAY_LEN(lens), "one length per argument");
+	return rc_redis_command(l, (int)RC_ARRAY_LEN(argv), argv, lens, ctx, what);
+}
+
+/* SUBSCRIBE or UNSUBSCRIBE the topic's channel on its subscriber link. */
+static int channel_command(struct rc_shard *s, struct rc_otopic *t, const char *verb)
+{
+	char ch[KEY_BYTES];
+	int cl = snprintf(ch, sizeof(ch), "%s%s", s->app->cfg.redis_prefix, t->node.name);
+	const char *argv[] = {verb, ch};
+	size_t lens[] = {strlen(verb), (size_t)cl};
+	return rc_redis_command(link_of(s, t->node.name, t->node.name_len, RC_REDIS_SUB), 2, argv,
+				lens, NULL, 0);
+}
+
+static bool is_noscript(const redisReply *r)
+{
+	return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* ---- answers to subscribers -------------------------------------------------------------- */
+/* Answers REPLAY m (taken) before t (NULL: forgotten) was ever synced (Redis unreachable):
+ * live from t->seq, epoch unknown; the first sync then resets these subscribers. */
+static void answer_blind(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m)
+{
+	if (t)
+		t->answered_blind = true;
+	m->kind = RC_X_REPLAYED;
+	m->seq = t ? t->seq : 0;
+	m->epoch = 0;
+	rc_pubsub_answer(s, m);
+}
+
+static void answer_waiting_blind(struct rc_shard *s, struct rc_otopic *t)
+{
+	while (t->waiting) {
+		struct rc_xmsg *m = t->waiting;
+		t->waiting = m->next;
+		m->next = NULL;
+		answer_blind(s, t, m);
+	}
+}
+
+/* Answers REPLAY m (taken) of synced t: locally when the owner's history holds everything
+ * after since (or nothing is asked), else from the Redis stream. */
+static void replay_synced(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m)
+{
+	uint32_t first;
+	bool gap = true;
+	bool local = !m->has_since || (m->has_epoch && m->epoch != t->epoch) || m->seq >= t->seq;
+	if (!local)
+		local = rc_history_since(&t->hist, m->seq, &first, &gap) > 0 && !gap;
+	if (local || issue_replay(link_of(s, m->topic, m->topic_len, RC_REDIS_CMD), m->topic,
+				  m->topic_len, true, m->seq, m, W_REPLAY) != 0)
+		rc_pubsub_replay_local(s, t, m);
+}
+
+/* Collects frames of seq expect.. into m, restarting after a hole (the gap before them). */
+static void collect(struct rc_xmsg *m, struct rc_frame *f, uint64_t *expect)
+{
+	if (f->seq > *expect) {
+		for (uint32_t i = 0; i < m->nframes; i++)
+			rc_frame_unref(m->frames[i]);
+		m->nframes = 0;
+		m->gap = 1;
+		m->gap_to = f->seq - 1;
+	}
+	m->frames[m->nframes++] = f;
+	*expect = f->seq + 1;
+}
+
+/* A stream replay for m (since = m->seq) answered by res: the stream's entries up to t->seq,
+ * then the owner's history for what arrived live meanwhile; one gap before them at most. */
+static void replay_answer(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m,
+			  const struct rc_redis_result *res)
+{
+	size_t ne = res->entries ? res->entries->elements : 0;
+	uint64_t since = m->seq, expect = since + 1;
+	m->frames = malloc((ne + t->hist.count + 1) * sizeof(*m->frames));
+	m->gap_from = since + 1;
+	for (size_t k = ne; m->frames && k-- > 0;) {
+		uint64_t seq;
+		const char *data;
+		size_t dlen;
+		if (rc_redis_parse_entry(res->entries->element[k], &seq, &data, &dlen) != 0) {
+			s->stats.redis_errors++;
+			continue;
+		}
+		if (seq < expect || seq > t->seq)
+			continue;
+		struct rc_frame *f = rc_pubsub_frame(s, t, seq, data, dlen);
+		if (f)
+			collect(m, f, &expect);
+	}
+	for (uint32_t i = 0; m->frames && i < t->hist.count; i++) {
+		const struct rc_history_item *it = rc_history_at(&t->hist, i);
+		if (it->seq < expect)
+			continue;
+		rc_frame_ref_n(it->ref, 1);
+		collect(m, it->ref, &expect);
+	}
+	if (!m->frames || expect <= t->seq) { /* the newest are missing: all of it is a gap */
+		for (uint32_t i = 0; i < m->nframes; i++)
+			rc_frame_unref(m->frames[i]);
+		m->nframes = 0;
+		m->gap = 1;
+		m->gap_to = t->seq;
+	}
+	m->kind = RC_X_REPLAYED;
+	m->seq = t->seq;
+	m->epoch = t->epoch;
+	rc_pubsub_answer(s, m);
+}
+
+/* ---- the owner's view of a topic --------------------------------------------------------- */
+/* Fans f (taken) out after t->seq; a seq that skips ahead is announced as a gap first. */
+static void advance(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
+{
+	if (f->seq <= t->seq) {
+		rc_frame_unref(f);
+		return;
+	}
+	if (f->seq > t->seq + 1) {
+		s->stats.redis_gaps += f->seq - t->seq - 1;
+		rc_pubsub_tell_shards(s, t, RC_X_GAP, 0, t->seq + 1, f->seq - 1);
+	}
+	t->seq = f->seq;
+	rc_pubsub_fan_out(s, t, f);
+}
+
+/* The numbering of t is now epoch, from seq: subscribers told (reset) if they knew another. */
+static void renumber(struct rc_shard *s, struct rc_otopic *t, uint64_t epoch, uint64_t seq)
+{
+	bool told = t->synced || t->answered_blind;
+	if (t->synced)
+		rc_pubsub_hist_clear(s, t);
+	t->epoch = epoch;
+	t->seq = seq;
+	t->synced = true;
+	t->answered_blind = false;
+	if (told)
+		rc_pubsub_tell_shards(s, t, RC_X_RESET, seq, 0, 0);
+}
+
+static void flush_held(struct rc_shard *s, struct rc_otopic *t)
+{
+	for (uint32_t i = 0; i < t->held_count; i++)
+		advance(s, t, t->held[i]);
+	t->held_count = 0;
+}
+
+/* After a sync (or without one): held messages go out, waiting subscribers are answered. */
+static void settle(struct rc_shard *s, struct rc_otopic *t)
+{
+	flush_held(s, t);
+	while (t->synced && t->waiting) {
+		struct rc_xmsg *m = t->waiting;
+		t->waiting = m->next;
+		m->next = NULL;
+		replay_synced(s, t, m);
+	}
+}
+
+static void start_sync(struct rc_shard *s, struct rc_otopic *t)
+{
+	struct sync *y = malloc(sizeof(*y));
+	struct rc_redis_link *l = link_of(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
+	if (y) {
+		y->len = t->node.name_len;
+		memcpy(y->topic, t->node.name, y->len + 1u);
+	}
+	if (!y || issue_replay(l, t->node.name, t->node.name_len, t->synced, t->seq, y, W_SYNC)) {
+		free(y);
+		t->need_sync = true;
+		settle(s, t);
+		if (!t->synced)
+			answer_waiting_blind(s, t);
+		return;
+	}
+	t->syncing = true;
+	t->need_sync = false;
+}
+
+static void sync_done(struct rc_shard *s, struct rc_otopic *t, const struct rc_redis_result *res)
+{
+	if (!t->synced || res->epoch != t->epoch) {
+		renumber(s, t, res->epoch, res->seq);
+	} else {
+		size_t ne = res->entries ? res->entries->elements : 0;
+		for (size_t k = ne; k-- > 0;) {
+			uint64_t seq;
+			const char *data;
+			size_t dlen;
+			struct rc_frame *f = NULL;
+			if (rc_redis_parse_entry(res->entries->element[k], &seq, &data, &dlen) == 0)
+				f = rc_pubsub_frame(s, t, seq, data, dlen);
+			if (f)
+				advance(s, t, f);
+		}
+		if (t->seq < res->seq) {
+			s->stats.redis_gaps += res->seq - t->seq;
+			rc_pubsub_tell_shards(s, t, RC_X_GAP, 0, t->seq + 1, res->seq);
+			t->seq = res->seq;
+		}
+	}
+	settle(s, t);
+}
+
+/* Holds f (taken) while t syncs; past RC_REDIS_HELD_LIMIT it is dropped (counted; the gap
+ * is announced when a later seq goes out). */
+static void hold(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
+{
+	if (t->held_count == t->held_cap) {
+		uint32_t cap = t->held_cap ? t->held_cap * 2 : 8;
+		struct rc_frame **h = cap <= RC_REDIS_HELD_LIMIT ? realloc(t->held, cap * sizeof(*h))
+								 : NULL;
+		if (!h) {
+			rc_frame_unref(f);
+			s->stats.redis_held_drops++;
+			return;
+		}
+		t->held = h;
+		t->held_cap = cap;
+	}
+	RC_ASSERT(t->held_count < t->held_cap);
+	t->held[t->held_count++] = f;
+}
+
+/* A message published on t's channel. */
+static void live(struct rc_shard *s, struct rc_otopic *t, const struct rc_redis_msg *msg)
+{
+	if (!t->syncing && (!t->synced || msg->epoch != t->epoch)) {
+		renumber(s, t, msg->epoch, msg->seq - 1);
+		settle(s, t);
+	}
+	struct rc_frame *f = rc_pubsub_frame(s, t, msg->seq, msg->data, msg->data_len);
+	if (!f)
+		return;
+	if (t->syncing)
+		hold(s, t, f);
+	else
+		advance(s, t, f);
+}
+
+/* ---- replies ------------------------------------------------------------------------------ */
+/* A script's reply r for ctx: parsed into res, or false (failed link, error, malformed:
+ * counted). A NOSCRIPT error (the script cache was flushed) loads the script again and
+ * reissues the command with reissue, which then owns ctx: *again is set. */
+static bool script_result(struct rc_redis_link *l, const redisReply *r,
+			  struct rc_redis_result *res, bool *again)
+{
+	*again = false;
+	if (is_noscript(r)) {
+		load_script(l);
+		*again = true;
+		return false;
+	}
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		return false;
+	if (rc_redis_parse_result(r, res) != 0) {
+		l->shard->stats.redis_errors++;
+		return false;
+	}
+	return true;
+}
+
+static void publish_reply(struct rc_redis_link *l, struct rc_xmsg *m, const redisReply *r)
+{
+	struct rc_shard *s = l->shard;
+	struct rc_redis_result res;
+	bool again;
+	if (script_result(l, r, &res, &again)) {
+		s->stats.publishes += !res.duplicate;
+		s->stats.publish_duplicates += res.duplicate;
+		rc_pubsub_published(s, m, res.seq, res.epoch, res.duplicate, false);
+	} else if (!again || issue_publish(l, m) != 0) {
+		/* Not taken, or not known to be: refused, never acked. */
+		s->stats.redis_refusals++;
+		rc_pubsub_published(s, m, 0, 0, false, true);
+	}
+}
+
+static void replay_reply(struct rc_redis_link *l, struct rc_xmsg *m, const redisReply *r)
+{
+	struct rc_shard *s = l->shard;
+	struct rc_otopic *t = rc_pubsub_owned(s, m->topic, m->topic_len);
+	struct rc_redis_result res;
+	bool again;
+	bool ok = script_result(l, r, &res, &again);
+	if (again && issue_replay(l, m->topic, m->topic_len, true, m->seq, m, W_REPLAY) == 0)
+		return;
+	if (!t || !t->synced)
+		answer_blind(s, t, m);
+	else if (ok && res.epoch == t->epoch)
+		replay_answer(s, t, m, &res);
+	else
+		rc_pubsub_replay_local(s, t, m); /* a gap from what the owner holds, or a reset */
+}
+
+static void sync_reply(struct rc_redis_link *l, struct sync *y, const redisReply *r)
+{
+	struct rc_shard *s = l->shard;
+	struct rc_otopic *t = rc_pubsub_owned(s, y->topic, y->len);
+	struct rc_redis_result res;
+	bool again;
+	bool ok = script_result(l, r, &res, &again);
+	if (!t) {
+		free(y);
+		return;
+	}
+	if (again && issue_replay(l, y->topic, y->len, t->synced, t->seq, y, W_SYNC) == 0)
+		return;
+	free(y);
+	t->syncing = false;
+	if (ok) {
+		sync_done(s, t, &res);
+		return;
+	}
+	/* Without a sync what is held goes out as it is, gaps announced; retried when the
+	 * command link is up again. */
+	t->need_sync = true;
+	settle(s, t);
+	if (!t->synced)
+		answer_waiting_blind(s, t);
+}
+
+static void on_reply(struct rc_redis_link *l, void *ctx, uint32_t what, redisReply *r)
+{
+	switch ((enum what)what) {
+	case W_LOAD:
+		if (r && r->type == REDIS_REPLY_STRING &&
+		    (r->len != 40 || memcmp(r->str, l->shard->app->redis_sha, 40) != 0))
+			rc_redis_link_fail(l); /* another script answered to our name */
+		return;
+	case W_PUBLISH: publish_reply(l, ctx, r); return;
+	case W_REPLAY: replay_reply(l, ctx, r); return;
+	case W_SYNC: sync_reply(l, ctx, r); return;
+	default: RC_ASSERT(!"unknown Redis command tag");
+	}
+}
+
+/* A subscriber link's confirmation or message. */
+static void on_push(struct rc_redis_link *l, redisReply *r)
+{
+	struct rc_shard *s = l->shard;
+	size_t plen = strlen(s->app->cfg.redis_prefix);
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING)
+		return; /* a pong, or an error already counted */
+	const char *kind = r->element[0]->str;
+	const redisReply *ch = r->element[1];
+	if (ch->len <= plen || memcmp(ch->str, s->app->cfg.redis_prefix, plen) != 0)
+		return;
+	struct rc_otopic *t = rc_pubsub_owned(s, ch->str + plen, ch->len - plen);
+	if (!t)
+		return;
+	if (strcmp(kind, "subscribe") == 0 && t->rsub == RC_RSUB_SUBSCRIBING) {
+		t->rsub = RC_RSUB_SUBSCRIBED;
+		start_sync(s, t);
+	} else if (strcmp(kind, "unsubscribe") == 0 && t->rsub == RC_RSUB_UNSUBSCRIBING) {
+		t->rsub = RC_RSUB_NONE;
+	} else if (strcmp(kind, "message") == 0 && t->rsub == RC_RSUB_SUBSCRIBED) {
+		struct rc_redis_msg msg;
+		const redisReply *p = r->element[2];
+		if (p->type == REDIS_REPLY_STRING && rc_redis_parse_msg(p->str, p->len, &msg) == 0)
+			live(s, t, &msg);
+		else
+			s->stats.redis_errors++;
+	}
+}
+
+/* Calls fn on every topic s owns on l's instance. */
+static void each_topic(struct rc_redis_link *l, void (*fn)(struct rc_redis_link *l,
+							  struct rc_otopic *t))
+{
+	struct rc_shard *s = l->shard;
+	for (uint32_t b = 0; b <= s->otopics.mask; b++) {
+		struct rc_topic_node *n = s->otopics.buckets[b], *next;
+		for (; n; n = next) {
+			next = n->next;
+			if (instance_of(s, n->name, n->name_len) == l->index / 2)
+				fn(l, rc_container_of(n, struct rc_otopic, node));
+		}
+	}
+}
+
+static void topic_up(struct rc_redis_link *l, struct rc_otopic *t)
+{
+	struct rc_shard *s = l->shard;
+	if (l->kind == RC_REDIS_SUB && t->shards_subscribed > 0 && t->rsub == RC_RSUB_NONE &&
+	    channel_command(s, t, "SUBSCRIBE") == 0)
+		t->rsub = RC_RSUB_SUBSCRIBING;
+	if (l->kind == RC_REDIS_CMD && t->need_sync && t->rsub == RC_RSUB_SUBSCRIBED)
+		start_sync(s, t);
+}
+
+static void topic_down(struct rc_redis_link *l, struct rc_otopic *t)
+{
+	if (l->kind == RC_REDIS_SUB)
+		t->rsub = RC_RSUB_NONE;
+	if (!t->synced && !t->syncing)
+		answer_waiting_blind(l->shard, t);
+}
+
+static void on_up(struct rc_redis_link *l)
+{
+	if (l->kind == RC_REDIS_CMD)
+		load_script(l);
+	each_topic(l, topic_up);
+}
+
+static void on_down(struct rc_redis_link *l)
+{
+	each_topic(l, topic_down);
+}
+
+/* ---- what owners call --------------------------------------------------------------------- */
+static void engine_publish(struct rc_shard *s, struct rc_xmsg *m)
+{
+	int rc = issue_publish(link_of(s, m->topic, m->topic_len, RC_REDIS_CMD), m);
+	if (rc == 0)
+		return;
+	if (rc != -EBUSY) /* counted by rc_redis_command */
+		s->stats.redis_refusals++;
+	rc_pubsub_published(s, m, 0, 0, false, true);
+}
+
+static void engine_watch(struct rc_shard *s, struct rc_otopic *t, bool on)
+{
+	bool subscribed = t->rsub == RC_RSUB_SUBSCRIBING || t->rsub == RC_RSUB_SUBSCRIBED;
+	if (on && !subscribed && channel_command(s, t, "SUBSCRIBE") == 0)
+		t->rsub = RC_RSUB_SUBSCRIBING;
+	if (on)
+		return;
+	if (subscribed && channel_command(s, t, "UNSUBSCRIBE") == 0)
+		t->rsub = RC_RSUB_UNSUBSCRIBING;
+	/* Nobody follows it here any more: the next subscriber syncs afresh. */
+	answer_waiting_blind(s, t);
+	for (uint32_t i = 0; i < t->held_count; i++)
+		rc_frame_unref(t->held[i]);
+	t->held_count = 0;
+	t->synced = false;
+	t->need_sync = false;
+	t->answered_blind = false;
+	rc_pubsub_hist_clear(s, t);
+}
+
+static void engine_replay(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m)
+{
+	if (t->synced) {
+		replay_synced(s, t, m);
+		return;
+	}
+	struct rc_redis_link *cmd = link_of(s, m->topic, m->topic_len, RC_REDIS_CMD);
+	struct rc_redis_link *sub = rc_redis_link(s, cmd->index / 2, RC_REDIS_SUB);
+	/* The first sync comes once the channel subscription is confirmed: wait for it while
+	 * both links are up, else answer now (and reset when the numbering is known). */
+	if (cmd->state == RC_REDIS_UP && sub->state == RC_REDIS_UP && t->rsub != RC_RSUB_NONE) {
+		m->next = t->waiting;
+		t->waiting = m;
+		return;
+	}
+	answer_blind(s, t, m);
+}
+
+const struct rc_engine_ops rc_redis_engine = {
+	.publish = engine_publish,
+	.watch = engine_watch,
+	.replay = engine_replay,
+};
+
+const struct rc_redis_hooks rc_redis_link_hooks = {
+	.up = on_up,
+	.reply = on_reply,
+	.push = on_push,
+	.down = on_down,
+};
