@@ -103,6 +103,7 @@ void rc_app_stats(struct rc_app *app, struct rc_app_stats *out)
 		out->subscriptions += load(&st->subscriptions);
 		out->topics += load(&st->topics_owned);
 		out->slow_consumer_closes += load(&st->connections_closed[RC_CLOSE_slow_consumer]);
+		out->redis_down_mask |= load(&st->redis_down_mask);
 	}
 	out->memory_bytes = rc_budget_total(&app->budget);
 	out->memory_budget_bytes = app->budget.limit_bytes;
@@ -188,6 +189,56 @@ static void auth(struct out *o, const struct rc_app *app)
 		  "Subscriptions refused: the token's subs (or a channel token) do not allow them.");
 }
 
+/* Reply latency of every shard's Redis commands, one cumulative histogram (ms). */
+static void redis_latency(struct out *o, const struct rc_app *app)
+{
+	static const uint64_t bounds[] = RC_REDIS_LATENCY_BOUNDS_MS;
+	const size_t first = offsetof(struct rc_shard_stats, redis_latency);
+	uint64_t sum = 0, count = 0;
+	put(o, "# HELP ringcast_redis_latency_ms Time from queuing a Redis command to its reply.\n"
+	       "# TYPE ringcast_redis_latency_ms histogram\n");
+	for (int b = 0; b < RC_REDIS_LATENCY_BUCKETS; b++) {
+		for (int i = 0; i < app->shards_count; i++)
+			count += value(o, app, i, first + (size_t)b * sizeof(uint64_t));
+		if (b < (int)RC_ARRAY_LEN(bounds))
+			put(o, "ringcast_redis_latency_ms_bucket{le=\"%llu\"} %llu\n",
+			    (unsigned long long)bounds[b], (unsigned long long)count);
+	}
+	for (int i = 0; i < app->shards_count; i++)
+		sum += value(o, app, i, offsetof(struct rc_shard_stats, redis_latency_ms_sum));
+	put(o, "ringcast_redis_latency_ms_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)count);
+	put(o, "ringcast_redis_latency_ms_sum %llu\nringcast_redis_latency_ms_count %llu\n",
+	    (unsigned long long)sum, (unsigned long long)count);
+}
+
+/* engine = redis: the links' counters per shard, latency, and whether each instance is up. */
+static void redis(struct out *o, const struct rc_app *app)
+{
+	RC_FAMILY(o, app, redis_commands, "counter", "Commands queued to Redis.");
+	RC_FAMILY(o, app, redis_writes, "counter",
+		  "Sends to Redis; commands per write is the pipelining.");
+	RC_FAMILY(o, app, redis_pipeline_depth, "gauge", "Redis commands awaiting their reply.");
+	RC_FAMILY(o, app, redis_errors, "counter",
+		  "Redis error replies, failed connections and protocol errors.");
+	RC_FAMILY(o, app, redis_reconnects, "counter", "Redis connections made after a failure.");
+	RC_FAMILY(o, app, redis_refusals, "counter",
+		  "Publishes refused (busy/503): Redis unreachable or its backlog full.");
+	RC_FAMILY(o, app, redis_gaps, "counter",
+		  "Messages local subscribers missed (announced as gaps) after a Redis outage.");
+	RC_FAMILY(o, app, redis_held_drops, "counter",
+		  "Live messages dropped while their topic caught up after an outage.");
+	redis_latency(o, app);
+	put(o, "# HELP ringcast_redis_up 1 while every shard is connected to the instance.\n"
+	       "# TYPE ringcast_redis_up gauge\n");
+	for (uint32_t r = 0; r < app->redis_count; r++) {
+		uint64_t down = 0;
+		for (int i = 0; i < app->shards_count; i++)
+			down |= value(o, app, i, offsetof(struct rc_shard_stats, redis_down_mask));
+		put(o, "ringcast_redis_up{instance=\"%s\"} %d\n", app->redis_names[r],
+		    !((down >> r) & 1));
+	}
+}
+
 static void write_all(struct out *o, const struct rc_app *app)
 {
 	RC_FAMILY(o, app, connections_open, "gauge", "Connection records in use.");
@@ -264,6 +315,8 @@ static void write_all(struct out *o, const struct rc_app *app)
 		  "Pongs that replaced one still queued (at most one waits per connection).");
 	memory(o, app);
 	auth(o, app);
+	if (app->engine)
+		redis(o, app);
 }
 
 size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)

@@ -358,11 +358,20 @@ static void http_fail(struct rc_conn *c, int status, enum rc_envelope_err code,
 	http_answer(c, status, out, len, false);
 }
 
+/* Why an owner refused a publish: the engine (Redis) did not take it, or topics_max. */
+static const char *refusal(const struct rc_conn *c)
+{
+	return c->shard->app->engine ? "not stored (Redis unavailable or busy, or topic limit)"
+				     : "topic limit reached";
+}
+
 static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
 {
+	char reason[96];
 	if (hp->busy) {
 		/* The others were sequenced: a retry with the same ids is deduplicated. */
-		http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, "topic limit reached: retry with ids");
+		snprintf(reason, sizeof(reason), "%s: retry with ids", refusal(c));
+		http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, reason);
 		return;
 	}
 	size_t cap = rc_envelope_published_max(hp->count);
@@ -385,7 +394,7 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 	if (reply == RC_REPLY_WS) {
 		/* A duplicate is acknowledged without a seq: it was sequenced before. */
 		if (c->state == RC_CONN_OPEN && busy)
-			send_error(c, RC_ENVELOPE_ERR_BUSY, "topic limit reached");
+			send_error(c, RC_ENVELOPE_ERR_BUSY, refusal(c));
 		else if (c->state == RC_CONN_OPEN)
 			send_ack(c, RC_ENVELOPE_OP_PUB, topic, len, duplicate ? 0 : seq, epoch, id,
 				 id_len);

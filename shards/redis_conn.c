@@ -83,6 +83,8 @@ int rc_redis_links_init(struct rc_shard *s)
 	if (!s->redis_links)
 		return -ENOMEM;
 	s->redis_rand = app->epoch_key ^ ((uint64_t)s->index + 1) * 0x9e3779b97f4a7c15ull;
+	/* Every instance counts as down until both its links connect. */
+	s->stats.redis_down_mask = app->redis_count == 64 ? ~0ull : (1ull << app->redis_count) - 1;
 	for (uint32_t i = 0; i < n; i++) {
 		struct rc_redis_link *l = &s->redis_links[i];
 		l->shard = s;

@@ -99,6 +99,8 @@ struct rc_app_stats {
 	uint64_t memory_budget_bytes; /* memory_budget_bytes in force */
 	int memory_level;             /* 0 ok, 1 past the soft mark, 2 at the budget */
 	int shards;
+	uint64_t redis_down_mask; /* engine = redis: bit i set while redis_addresses entry i is
+				   * not reachable from every shard */
 };
 
 /* Fills *out with the current totals. Any thread, while rc_app_run() runs. */

@@ -167,17 +167,20 @@ static void echo_message(struct rc_conn *c, const void *data, size_t len, bool b
 	(void)rc_conn_send(c, data, len, binary);
 }
 
-/* GET /health: 200 ok; past the memory budget's soft mark 503 degraded, so a load balancer
- * sends new clients elsewhere while the ones connected keep being served. */
+/* GET /health: 200 ok; past the memory budget's soft mark, or while a Redis instance of the
+ * engine is unreachable, 503 degraded with the reason, so a load balancer sends new clients
+ * elsewhere while the ones connected keep being served. */
 static int health(const struct rc_http_call *call, char *out, size_t *out_len,
 		  const char **content_type, void *ctx)
 {
 	struct rc_app_stats st;
 	(void)call;
 	rc_app_stats(ctx, &st);
-	bool degraded = st.memory_level > 0;
-	int n = snprintf(out, *out_len, degraded ? "{\"status\":\"degraded\",\"reason\":\"memory\"}\n"
-						 : "{\"status\":\"ok\"}\n");
+	bool degraded = st.memory_level > 0 || st.redis_down_mask;
+	const char *reason = st.memory_level > 0 ? "memory" : "redis unreachable";
+	int n = degraded ? snprintf(out, *out_len, "{\"status\":\"degraded\",\"reason\":\"%s\"}\n",
+				    reason)
+			 : snprintf(out, *out_len, "{\"status\":\"ok\"}\n");
 	*out_len = (size_t)n;
 	*content_type = "application/json";
 	return degraded ? 503 : 200;

@@ -581,6 +581,64 @@ def thread_runtimes(pid):
 
 
 # ---------------------------------------------------------------------------------------------
+# redis-server for the Redis engine's tests: our own processes on free ports, never a service.
+
+class RedisServer:
+    """redis-server on a free port (or port, to restart where one ran), without persistence:
+    a kill -9 loses everything, as an unlucky production Redis would."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--protected-mode", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        _live.append(self)
+        deadline = time.monotonic() + scale(10)
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("redis-server did not answer on port %d" % self.port)
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL, as a crash: no shutdown, no save."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        if self in _live:
+            _live.remove(self)
+
+    def command(self, *args):
+        """One command over a fresh connection; the raw RESP reply."""
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=scale(5)) as c:
+            c.sendall(out)
+            return c.recv(65536)
+
+
+# ---------------------------------------------------------------------------------------------
 
 def _watchdog(signum, frame):
     sys.stderr.write("WATCHDOG: test file exceeded its time budget; stack:\n")
