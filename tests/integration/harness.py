@@ -76,6 +76,16 @@ def _kill_all():
 atexit.register(_kill_all)
 
 
+def kill_group(proc):
+    """SIGKILL to a running process's group (started with start_new_session), then reaps it."""
+    if proc is not None and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
 class Server:
     """One server process on a free port, or on port (a restart where another one ran).
     opts become --key=value flags."""
@@ -162,12 +172,7 @@ class Server:
         return rc
 
     def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        kill_group(self.proc)
         self._forget()
 
     def _forget(self):
@@ -594,7 +599,7 @@ class RedisServer:
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "no"],
+             "--appendonly", "no", "--protected-mode", "no", "--enable-debug-command", "local"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         _live.append(self)
@@ -618,12 +623,7 @@ class RedisServer:
 
     def kill(self):
         """SIGKILL, as a crash: no shutdown, no save."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        kill_group(self.proc)
         if self in _live:
             _live.remove(self)
 

@@ -304,6 +304,52 @@ class Faults(RedisTestCase):
                             % (data, seq, c.seen))
         self.assertTrue(any(k == "reset" for k, *_ in told), "no reset after Redis lost data")
 
+    def test_subscriber_link_dropped_missed_messages_fetched_from_the_stream(self):
+        """Redis keeps its data but drops every subscriber connection: messages published
+        meanwhile reach subscribers after the node subscribes again, in order, no gap."""
+        nodes = self.start_nodes(2, self.start_redis())
+
+        async def run():
+            c = await Client.connect(nodes[0].port)
+            await c.sub("catchup")
+            for i in range(3):
+                self.assertEqual(http_publish(nodes[1].port, "catchup", i)[0], 200)
+            await c.until(lambda m: m.get("op") == "msg" and m["seq"] == 3)
+            self.redis[0].command("CLIENT", "KILL", "TYPE", "pubsub")
+            for i in range(3, 10):
+                self.assertEqual(http_publish(nodes[1].port, "catchup", i)[0], 200)
+            await c.until(lambda m: m.get("op") == "msg" and m["seq"] == 10, timeout=10)
+            self.assertEqual([m["data"] for m in c.msgs("catchup")], list(range(10)))
+            self.assertFalse([m for m in c.seen if m.get("op") in ("gap", "reset")], c.seen)
+            await c.close()
+
+        asyncio.run(run())
+        self.check_alive()
+
+    def test_slow_redis_does_not_stall_client_traffic(self):
+        """While Redis sleeps, a publish waits for its answer but the node keeps serving:
+        an echo sent after the publish comes back before the publish's ack."""
+        (n,) = self.start_nodes(1, self.start_redis(), shards=1)
+
+        async def run():
+            c = await Client.connect(n.port)
+            echo = await websockets.connect("ws://127.0.0.1:%d/echo" % n.port)
+            slow = asyncio.get_running_loop().run_in_executor(
+                None, self.redis[0].command, "DEBUG", "SLEEP", "1")
+            await asyncio.sleep(0.1)
+            await c.ws.send(json.dumps({"op": "pub", "topic": "slow", "data": 1}))
+            await echo.send("still here")
+            self.assertEqual(await asyncio.wait_for(echo.recv(), scale(5)), "still here")
+            self.assertFalse([m for m in c.seen if m.get("op") == "ack"])
+            ack = await c.until(lambda m: m.get("op") in ("ack", "error"), timeout=10)
+            self.assertEqual((ack["op"], ack["seq"]), ("ack", 1), ack)
+            await slow
+            await echo.close()
+            await c.close()
+
+        asyncio.run(run())
+        self.check_alive()
+
     def test_node_killed_clients_resume_on_others(self):
         nodes = self.start_nodes(3, self.start_redis())
 
