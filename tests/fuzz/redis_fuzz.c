@@ -1,0 +1,87 @@
+/*
+ * libFuzzer target for the RESP glue of the Redis engine (src/redis_proto.c on replies decoded
+ * by hiredis' redisReader). The first input byte picks how the rest is split into
+ * redisReaderFeed() calls (1 byte, up to 7, 64 or 512); every decoded reply goes through the
+ * script-result, stream-entry and channel-message parsers, which must refuse or accept it
+ * without reading out of bounds, and what they accept must be self-consistent. The raw bytes
+ * are also parsed as a channel payload and an address. Also linked without libFuzzer into the
+ * corpus replay (tests/fuzz/replay/replay_main.c).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rc_assert.h"
+#include "redis_proto.h"
+#include "ws_fuzz_input.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_entries(const redisReply *entries)
+{
+	for (size_t i = 0; i < entries->elements; i++) {
+		uint64_t seq = 0;
+		const char *d = NULL;
+		size_t dlen = 0;
+		if (rc_redis_parse_entry(entries->element[i], &seq, &d, &dlen) == 0)
+			RC_ASSERT(d != NULL);
+	}
+}
+
+/* Every parser on one decoded reply. */
+static void check_reply(const redisReply *r)
+{
+	struct rc_redis_result res;
+	if (rc_redis_parse_result(r, &res) == 0) {
+		RC_ASSERT(res.epoch != 0);
+		if (res.entries)
+			check_entries(res.entries);
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	    r->element[2]->type == REDIS_REPLY_STRING) {
+		struct rc_redis_msg m;
+		const redisReply *p = r->element[2];
+		if (rc_redis_parse_msg(p->str, p->len, &m) == 0) {
+			RC_ASSERT(m.seq && m.epoch);
+			RC_ASSERT(m.data >= p->str && m.data + m.data_len == p->str + p->len);
+		}
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	const char *p = (const char *)data + 1;
+	size_t n = size - 1, max = ws_fuzz_chunk_max(data[0]);
+	uint32_t seed = data[0];
+	redisReader *reader = redisReaderCreate();
+	RC_ASSERT(reader != NULL);
+	bool ok = true;
+	while (ok && n > 0) {
+		size_t len = ws_fuzz_chunk_len(&seed, n, max);
+		ok = redisReaderFeed(reader, p, len) == REDIS_OK;
+		p += len;
+		n -= len;
+		void *reply = NULL;
+		while (ok && (ok = redisReaderGetReply(reader, &reply) == REDIS_OK) && reply) {
+			check_reply(reply);
+			freeReplyObject(reply);
+			reply = NULL;
+		}
+	}
+	redisReaderFree(reader);
+
+	struct rc_redis_msg m;
+	(void)rc_redis_parse_msg((const char *)data, size, &m);
+	char *s = malloc(size + 1), host[64];
+	uint16_t port;
+	RC_ASSERT(s != NULL);
+	memcpy(s, data, size);
+	s[size] = '\0';
+	if (rc_redis_parse_address(s, host, sizeof(host), &port) == 0)
+		RC_ASSERT(port != 0 && strlen(host) < sizeof(host));
+	free(s);
+	return 0;
+}
