@@ -28,6 +28,15 @@ static struct rc_shard *owner_of(const struct rc_app *app, uint64_t hash)
 	return &app->shards[hash % (uint64_t)app->shards_count];
 }
 
+/* Who sequences topic name: the engine (Redis), or NULL for this process's memory. The
+ * gateway's own feeds (ringcast.*) describe this node: they stay in its memory. */
+static const struct rc_engine_ops *engine_of(const struct rc_shard *s, const char *name,
+					     size_t len)
+{
+	const struct rc_engine_ops *e = s->app->engine;
+	return e && !rc_topic_reserved(name, len) ? e : NULL;
+}
+
 /* ---- frames ---------------------------------------------------------------------------- */
 static void release_ref(void *ref, void *ctx)
 {
@@ -630,8 +639,9 @@ void rc_pubsub_fan_out(struct rc_shard *s, struct rc_otopic *t, struct rc_frame 
 
 static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
 {
-	if (s->app->engine) {
-		s->app->engine->publish(s, m);
+	const struct rc_engine_ops *engine = engine_of(s, m->topic, m->topic_len);
+	if (engine) {
+		engine->publish(s, m);
 		return;
 	}
 	struct rc_otopic *t = publish_topic(s, m);
@@ -676,8 +686,9 @@ static void owner_shard_set(struct rc_shard *s, struct rc_xmsg *m, bool deflate,
 			(*count)--;
 		}
 		/* The engine follows the topic while any shard has subscribers. */
-		if (s->app->engine && !deflate && on != had && *count == (on ? 1u : 0u))
-			s->app->engine->watch(s, t, on);
+		const struct rc_engine_ops *engine = engine_of(s, m->topic, m->topic_len);
+		if (engine && !deflate && on != had && *count == (on ? 1u : 0u))
+			engine->watch(s, t, on);
 	}
 	xmsg_free(s->app, m);
 }
@@ -690,8 +701,9 @@ static void owner_shard_set(struct rc_shard *s, struct rc_xmsg *m, bool deflate,
 static void owner_replay(struct rc_shard *s, struct rc_xmsg *m)
 {
 	struct rc_otopic *t = otopic_get(s, m->topic, m->topic_len, true);
-	if (t && s->app->engine)
-		s->app->engine->replay(s, t, m);
+	const struct rc_engine_ops *engine = engine_of(s, m->topic, m->topic_len);
+	if (t && engine)
+		engine->replay(s, t, m);
 	else
 		rc_pubsub_replay_local(s, t, m);
 }

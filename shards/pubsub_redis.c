@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "envelope.h"
 #include "frame.h"
 #include "pubsub_redis.h"
 #include "redis_proto.h"
@@ -505,7 +506,8 @@ static void on_push(struct rc_redis_link *l, redisReply *r)
 	}
 }
 
-/* Calls fn on every topic s owns on l's instance. */
+/* Calls fn on every topic s owns on l's instance (the node's own ringcast.* feeds stay in
+ * memory). */
 static void each_topic(struct rc_redis_link *l, void (*fn)(struct rc_redis_link *l,
 							  struct rc_otopic *t))
 {
@@ -514,7 +516,8 @@ static void each_topic(struct rc_redis_link *l, void (*fn)(struct rc_redis_link 
 		struct rc_topic_node *n = s->otopics.buckets[b], *next;
 		for (; n; n = next) {
 			next = n->next;
-			if (instance_of(s, n->name, n->name_len) == l->index / 2)
+			if (!rc_topic_reserved(n->name, n->name_len) &&
+			    instance_of(s, n->name, n->name_len) == l->index / 2)
 				fn(l, rc_container_of(n, struct rc_otopic, node));
 		}
 	}

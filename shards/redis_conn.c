@@ -159,7 +159,7 @@ void rc_redis_link_fail(struct rc_redis_link *l)
 	if (l->state == RC_REDIS_CLOSING || l->state == RC_REDIS_DOWN)
 		return;
 	RC_ASSERT(l->fd >= 0);
-	s->stats.redis_errors++;
+	s->stats.redis_errors += !l->stopped;
 	set_down_bit(l, true);
 	l->gen++;
 	l->state = RC_REDIS_CLOSING;

@@ -232,6 +232,19 @@ class ThreeNodes(RedisTestCase):
         self.check_alive()
 
 
+    def test_backend_id_is_deduplicated_across_nodes(self):
+        """A POST /publish retried on another node with the same id is not sequenced twice."""
+        nodes = self.start_nodes(2, self.start_redis())
+        first = http_publish(nodes[0].port, "dedup", 1, id="order-7")
+        again = http_publish(nodes[1].port, "dedup", 1, id="order-7")
+        other = http_publish(nodes[1].port, "dedup", 2, id="order-8")
+        self.assertEqual(first, (200, {"seq": 1}))
+        self.assertEqual(again[0], 200)
+        self.assertTrue(again[1].get("duplicate"), again)
+        self.assertEqual(other, (200, {"seq": 2}))
+        self.check_alive()
+
+
 class Faults(RedisTestCase):
     def test_redis_killed_mid_stream_and_restarted(self):
         addresses = self.start_redis()
