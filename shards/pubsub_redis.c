@@ -62,11 +62,12 @@ static void load_script(struct rc_redis_link *l)
 	(void)rc_redis_command(l, 3, argv, lens, NULL, W_LOAD);
 }
 
-/* The topic's keys 1..3 of the script into k (KEY_BYTES each). False if one does not fit. */
+/* The topic's keys 1..2 of the script (its hash and stream) into k (KEY_BYTES each). False
+ * if one does not fit. */
 static bool topic_keys(const struct rc_shard *s, const char *topic, size_t len,
-		       char k[3][KEY_BYTES], size_t klen[3])
+		       char k[2][KEY_BYTES], size_t klen[2])
 {
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 2; i++) {
 		klen[i] = rc_redis_key(k[i], KEY_BYTES, s->app->cfg.redis_prefix, topic, len,
 				       (enum rc_redis_key)i);
 		if (!klen[i])
@@ -102,15 +103,15 @@ static int issue_publish(struct rc_redis_link *l, struct rc_xmsg *m)
 {
 	struct rc_shard *s = l->shard;
 	const struct rc_config *cfg = &s->app->cfg;
-	char k[3][KEY_BYTES], dk[KEY_BYTES], ch[KEY_BYTES], n[5][24];
-	size_t kl[3], dl = 0;
+	char k[2][KEY_BYTES], dk[KEY_BYTES], ch[KEY_BYTES], n[5][24];
+	size_t kl[2], dl = 0;
 	bool dedup = m->id_len && cfg->dedup_window_ms;
 	int cl = snprintf(ch, sizeof(ch), "%s%.*s", cfg->redis_prefix, (int)m->topic_len, m->topic);
 	if (!topic_keys(s, m->topic, m->topic_len, k, kl) || (dedup && !(dl = dedup_key(s, m, dk))))
 		return -EINVAL;
-	const char *argv[] = {"EVALSHA", s->app->redis_sha, "4", k[0], k[1], k[2],
-			      dedup ? dk : k[2], "p", n[0], m->data, n[1], n[2], n[3], ch, n[4]};
-	size_t lens[] = {7, 40, 1, kl[0], kl[1], kl[2], dedup ? dl : kl[2], 1,
+	const char *argv[] = {"EVALSHA", s->app->redis_sha, "3", k[0], k[1],
+			      dedup ? dk : k[1], "p", n[0], m->data, n[1], n[2], n[3], ch, n[4]};
+	size_t lens[] = {7, 40, 1, kl[0], kl[1], dedup ? dl : kl[1], 1,
 			 num(n[0], proposed_epoch(s)), m->data_len,
 			 num(n[1], cfg->history_messages_max), num(n[2], cfg->history_age_max_ms),
 			 num(n[3], dedup ? cfg->dedup_window_ms : 0), (size_t)cl,
@@ -126,15 +127,16 @@ static int issue_replay(struct rc_redis_link *l, const char *topic, size_t len, 
 			uint64_t since, void *ctx, enum what what)
 {
 	struct rc_shard *s = l->shard;
-	char k[3][KEY_BYTES], n[3][24];
-	size_t kl[3];
+	const struct rc_config *cfg = &s->app->cfg;
+	char k[2][KEY_BYTES], n[4][24];
+	size_t kl[2];
 	if (!topic_keys(s, topic, len, k, kl))
 		return -EINVAL;
-	const char *argv[] = {"EVALSHA", s->app->redis_sha, "4", k[0], k[1], k[2], k[2], "r",
-			      n[0], n[1], n[2]};
-	size_t lens[] = {7, 40, 1, kl[0], kl[1], kl[2], kl[2], 1, num(n[0], proposed_epoch(s)),
-			 has_since ? num(n[1], since) : 0,
-			 num(n[2], s->app->cfg.history_messages_max)};
+	const char *argv[] = {"EVALSHA", s->app->redis_sha, "3", k[0], k[1], k[1], "r",
+			      n[0], n[1], n[2], n[3]};
+	size_t lens[] = {7, 40, 1, kl[0], kl[1], kl[1], 1, num(n[0], proposed_epoch(s)),
+			 has_since ? num(n[1], since) : 0, num(n[2], cfg->history_messages_max),
+			 num(n[3], cfg->history_age_max_ms)};
 	RC_STATIC_ASSERT(RC_ARRAY_LEN(argv) == RC_ARRAY_LEN(lens), "one length per argument");
 	return rc_redis_command(l, (int)RC_ARRAY_LEN(argv), argv, lens, ctx, what);
 }

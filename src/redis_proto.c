@@ -16,51 +16,64 @@
 #include "base/rc_util.h"
 
 /*
- * One atomic step per publish or replay.
- * KEYS: 1 epoch, 2 seq, 3 stream, 4 dedup key of this publish (unused when ARGV[6] is 0).
- * ARGV: 1 mode 'p' (publish) or 'r' (replay); 2 the epoch to use if the numbering restarts.
- *   'p': 3 data, 4 history_messages_max, 5 history_age_max_ms (0: none), 6 dedup_window_ms
- *        (0: no id), 7 channel, 8 key TTL in ms (0: none). Returns {seq, epoch, duplicate}.
+ * One atomic step per publish or replay, in as few calls as possible (each costs Redis more
+ * than the work it does).
+ * KEYS: 1 the topic's hash {e: epoch, s: last seq}, 2 its stream, 3 the dedup key of this
+ * publish (unused when ARGV[6] is 0).
+ * ARGV: 1 mode 'p' (publish) or 'r' (replay); 2 the epoch to use if the numbering restarts;
+ *   5 history_age_max_ms (0: none).
+ *   'p': 3 data, 4 history_messages_max, 6 dedup_window_ms (0: no id), 7 channel, 8 key TTL in
+ *        ms (0: none). Returns {seq, epoch, duplicate}.
  *   'r': 3 since ("": none), 4 most entries. Returns {seq, epoch, entries newest first}.
- * A missing epoch or seq (first use, expired, or a Redis that lost its data) starts a new
- * numbering under a new epoch and drops the stream, so a client's since from before is
- * recognised as another run. The stream holds consecutive seqs, trimmed at its head only, so
- * the newest (seq - since) entries are exactly what came after since.
+ * A missing hash (first use, expired, or a Redis that lost its data) starts a new numbering
+ * under a new epoch and drops the stream, so a client's since from before is recognised as
+ * another run. The stream holds consecutive seqs, trimmed at its head only, so the newest
+ * (seq - since) entries are exactly what came after since. Count trimming is approximate
+ * (whole stream nodes) and age trimming runs every 64th publish to bound memory, and before
+ * each replay, exactly, so a replay never returns what is older than the age bound.
  */
 static const char script[] =
-	"local e = redis.call('GET', KEYS[1])\n"
-	"local s = redis.call('GET', KEYS[2])\n"
+	"local m = redis.call('HMGET', KEYS[1], 'e', 's')\n"
+	"local e, s = m[1], m[2]\n"
 	"if not e or not s then\n"
 	"  e = ARGV[2]\n"
 	"  s = '0'\n"
-	"  redis.call('SET', KEYS[1], e)\n"
-	"  redis.call('SET', KEYS[2], s)\n"
-	"  redis.call('DEL', KEYS[3])\n"
+	"  redis.call('HSET', KEYS[1], 'e', e, 's', s)\n"
+	"  redis.call('DEL', KEYS[2])\n"
+	"end\n"
+	"local function age_trim(approx)\n"
+	"  if ARGV[5] == '0' then return end\n"
+	"  local t = redis.call('TIME')\n"
+	"  local min = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - "
+	"tonumber(ARGV[5])\n"
+	"  if min <= 0 then return end\n"
+	"  if approx then\n"
+	"    redis.call('XTRIM', KEYS[2], 'MINID', '~', string.format('%d', min))\n"
+	"  else\n"
+	"    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', min))\n"
+	"  end\n"
 	"end\n"
 	"if ARGV[1] == 'r' then\n"
 	"  local n = tonumber(s)\n"
 	"  local since = tonumber(ARGV[3])\n"
 	"  local out = {}\n"
 	"  if since and since < n then\n"
+	"    age_trim(false)\n"
 	"    local k = math.min(n - since, tonumber(ARGV[4]))\n"
-	"    if k > 0 then out = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', k) end\n"
+	"    if k > 0 then out = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', k) end\n"
 	"  end\n"
 	"  return {n, e, out}\n"
 	"end\n"
-	"if ARGV[6] ~= '0' and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[6]) then\n"
+	"if ARGV[6] ~= '0' and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[6]) then\n"
 	"  return {tonumber(s), e, 1}\n"
 	"end\n"
-	"local n = redis.call('INCR', KEYS[2])\n"
-	"redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], '*', 's', n, 'd', ARGV[3])\n"
-	"if ARGV[5] ~= '0' then\n"
-	"  local t = redis.call('TIME')\n"
-	"  local min = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - "
-	"tonumber(ARGV[5])\n"
-	"  if min > 0 then redis.call('XTRIM', KEYS[3], 'MINID', string.format('%d', min)) end\n"
-	"end\n"
+	"local n = redis.call('HINCRBY', KEYS[1], 's', 1)\n"
+	"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 's', n, 'd', ARGV[3])\n"
+	"if n % 64 == 0 then age_trim(true) end\n"
 	"redis.call('PUBLISH', ARGV[7], n .. ' ' .. e .. ' ' .. ARGV[3])\n"
 	"if ARGV[8] ~= '0' then\n"
-	"  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end\n"
+	"  redis.call('PEXPIRE', KEYS[1], ARGV[8])\n"
+	"  redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"
 	"end\n"
 	"return {n, e, 0}\n";
 
@@ -132,7 +145,7 @@ int rc_redis_parse_address(const char *s, char *host, size_t host_cap, uint16_t 
 size_t rc_redis_key(char *out, size_t cap, const char *prefix, const char *topic, size_t tlen,
 		    enum rc_redis_key which)
 {
-	static const char *const suffix[RC_REDIS_KEY_COUNT] = {"e", "s", "x", "d."};
+	static const char *const suffix[RC_REDIS_KEY_COUNT] = {"m", "x", "d."};
 	RC_ASSERT(which < RC_REDIS_KEY_COUNT);
 	int n = snprintf(out, cap, "%s{%.*s}.%s", prefix, (int)tlen, topic, suffix[which]);
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;

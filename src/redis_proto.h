@@ -31,9 +31,8 @@ int rc_redis_parse_address(const char *s, char *host, size_t host_cap, uint16_t 
 
 /* What a topic's keys are called: the key's suffix after prefix{topic}. */
 enum rc_redis_key {
-	RC_REDIS_KEY_EPOCH = 0, /* the epoch of the current numbering */
-	RC_REDIS_KEY_SEQ,       /* the last seq given */
-	RC_REDIS_KEY_STREAM,    /* the history: entries {s: seq, d: data} */
+	RC_REDIS_KEY_META = 0, /* a hash: e the epoch of the current numbering, s the last seq */
+	RC_REDIS_KEY_STREAM,   /* the history: entries {s: seq, d: data} */
 	RC_REDIS_KEY_DEDUP,     /* prefix of the dedup keys: + publisher and id */
 	RC_REDIS_KEY_COUNT,
 };

@@ -232,6 +232,27 @@ class ThreeNodes(RedisTestCase):
         self.check_alive()
 
 
+    def test_resume_beyond_the_stream_is_a_gap(self):
+        """history_messages_max bounds what a resume gets from the stream: the rest is a gap."""
+        nodes = self.start_nodes(2, self.start_redis(), history_messages_max=5)
+
+        async def run():
+            for i in range(12):
+                self.assertEqual(http_publish(nodes[0].port, "bounded", i)[0], 200)
+            c = await Client.connect(nodes[1].port)
+            first = await c.sub("bounded")
+            c2 = await Client.connect(nodes[1].port)
+            ack = await c2.sub("bounded", since=0, epoch=first["epoch"])
+            self.assertEqual((ack["op"], ack["seq"]), ("ack", 12), ack)
+            gaps = [m for m in c2.seen if m.get("op") == "gap"]
+            self.assertEqual([(g["from"], g["to"]) for g in gaps], [(1, 7)], c2.seen)
+            self.assertEqual([m["seq"] for m in c2.msgs("bounded")], list(range(8, 13)))
+            for x in (c, c2):
+                await x.close()
+
+        asyncio.run(run())
+        self.check_alive()
+
     def test_backend_id_is_deduplicated_across_nodes(self):
         """A POST /publish retried on another node with the same id is not sequenced twice."""
         nodes = self.start_nodes(2, self.start_redis())
@@ -399,7 +420,7 @@ class Faults(RedisTestCase):
         home = {}
         for t in topics:
             held = [r for r in self.redis
-                    if r.command("EXISTS", "%s{%s}.s" % (PREFIX, t)) == b":1\r\n"]
+                    if r.command("EXISTS", "%s{%s}.m" % (PREFIX, t)) == b":1\r\n"]
             self.assertEqual(len(held), 1, t)
             home[t] = self.redis.index(held[0])
         self.assertEqual(set(home.values()), {0, 1}, "topics not spread over both instances")

@@ -78,8 +78,8 @@ Test(redis_proto, addresses)
 Test(redis_proto, keys)
 {
 	char k[64];
-	cr_assert(eq(sz, rc_redis_key(k, sizeof(k), "rc:", "news", 4, RC_REDIS_KEY_SEQ), 11));
-	cr_assert(eq(str, k, "rc:{news}.s"));
+	cr_assert(eq(sz, rc_redis_key(k, sizeof(k), "rc:", "news", 4, RC_REDIS_KEY_META), 11));
+	cr_assert(eq(str, k, "rc:{news}.m"));
 	rc_redis_key(k, sizeof(k), "", "a", 1, RC_REDIS_KEY_DEDUP);
 	cr_assert(eq(str, k, "{a}.d."));
 	cr_assert(eq(sz, rc_redis_key(k, 8, "rc:", "news", 4, RC_REDIS_KEY_STREAM), 0));

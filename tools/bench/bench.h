@@ -82,6 +82,7 @@ struct rcb_config {
 	double pub_rate;	  /* broadcast: publishes per second */
 	enum rcb_pub_via pub_via; /* broadcast: WebSocket frames or HTTP POST */
 	char pub_path[128];	  /* broadcast: HTTP publish path */
+	struct sockaddr_in pub_dst; /* broadcast: where the publisher connects (--pub-port) */
 	double settle_s;	  /* broadcast: wait after subscribing before publishing */
 	bool sub_ack;		  /* broadcast: subscribed = answered, not sent */
 	double backoff_base_s;	  /* reconnect: first delay */

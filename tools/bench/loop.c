@@ -279,7 +279,13 @@ void rcb_conn_start(struct rcb_thread *t, struct rcb_conn *c)
 		}
 	}
 	sqe = sqe_get(t, 2);
-	io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&cfg->dst, sizeof(cfg->dst));
+	/* A publisher may be sent to another port (--pub-port): another node of a cluster. */
+	const struct sockaddr_in *dst = &cfg->dst;
+	if (c->role == RCB_ROLE_PUBLISHER && cfg->pub_dst.sin_port) {
+		dst = &cfg->pub_dst;
+		RC_DASSERT(dst->sin_family == AF_INET);
+	}
+	io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)dst, sizeof(*dst));
 	sqe_on_conn(t, sqe, c);
 	sqe->user_data = ud_pack(OP_CONNECT, c, slot_of(t, c));
 	c->ops++;

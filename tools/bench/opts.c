@@ -92,6 +92,8 @@ static const char usage_text[] =
 	"  --pub-rate R          publishes per second  [100]\n"
 	"  --pub-via ws|http     publish over a WebSocket or with HTTP POST --pub-path  [ws]\n"
 	"  --pub-path PATH       [/publish]\n"
+	"  --pub-port P          the publisher connects to --url's address on port P (another\n"
+	"                        node of a cluster: cross-node latency)  [--url's port]\n"
 	"  --settle T            wait after subscribing before publishing  [0.5s]\n"
 	"  --sub-ack             the subscribe phase ends when every subscriber got a first\n"
 	"                        message (ringcast's ack), not when every subscribe was sent\n"
@@ -310,6 +312,7 @@ enum {
 	O_PUBRATE,
 	O_PUBVIA,
 	O_PUBPATH,
+	O_PUBPORT,
 	O_SETTLE,
 	O_BBASE,
 	O_BFACTOR,
@@ -354,6 +357,7 @@ static const struct option long_opts[] = {
 	{"pub-rate", required_argument, 0, O_PUBRATE},
 	{"pub-via", required_argument, 0, O_PUBVIA},
 	{"pub-path", required_argument, 0, O_PUBPATH},
+	{"pub-port", required_argument, 0, O_PUBPORT},
 	{"settle", required_argument, 0, O_SETTLE},
 	{"backoff-base", required_argument, 0, O_BBASE},
 	{"backoff-factor", required_argument, 0, O_BFACTOR},
@@ -426,6 +430,13 @@ static int apply(struct rcb_config *cfg, int opt, const char *arg)
 				       (int)sizeof(cfg->pub_path)
 			       ? 0
 			       : -EINVAL;
+	case O_PUBPORT: {
+		double port;
+		if (parse_double(arg, 1, 65535, &port) != 0)
+			return -EINVAL;
+		cfg->pub_dst.sin_port = htons((uint16_t)port);
+		return 0;
+	}
 	case O_SETTLE: return parse_seconds(arg, &cfg->settle_s);
 	case O_BBASE: return parse_seconds(arg, &cfg->backoff_base_s);
 	case O_BFACTOR: return parse_double(arg, 1, 100, &cfg->backoff_factor);
@@ -523,6 +534,11 @@ int rcb_opts_parse(int argc, char **argv, struct rcb_config *cfg)
 	if (optind < argc) {
 		fprintf(stderr, "ringcast-bench: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
+	}
+	if (cfg->pub_dst.sin_port) { /* --url's address, --pub-port's port */
+		in_port_t port = cfg->pub_dst.sin_port;
+		cfg->pub_dst = cfg->dst;
+		cfg->pub_dst.sin_port = port;
 	}
 	return validate(cfg);
 }
