@@ -140,6 +140,12 @@ static void set_down_bit(struct rc_redis_link *l, bool down)
 	st->redis_down_mask = down ? st->redis_down_mask | bit : st->redis_down_mask & ~bit;
 }
 
+/* The link's own commands (AUTH, keepalive PING), answered inside this file. */
+static bool internal(uint32_t what)
+{
+	return what == RC_REDIS_WHAT_AUTH || what == RC_REDIS_WHAT_PING;
+}
+
 /* A CLOSING link whose last operation completed: the socket closes, the reconnect waits. */
 static void maybe_closed(struct rc_redis_link *l)
 {
@@ -161,6 +167,7 @@ void rc_redis_link_fail(struct rc_redis_link *l)
 	RC_ASSERT(l->fd >= 0);
 	s->stats.redis_errors += !l->stopped;
 	set_down_bit(l, true);
+	l->answered = false;
 	l->gen++;
 	l->state = RC_REDIS_CLOSING;
 	/* Every operation in flight completes soon (stale by generation): the shutdown ends a
@@ -178,7 +185,7 @@ void rc_redis_link_fail(struct rc_redis_link *l)
 		l->wait_head = (l->wait_head + 1) % l->wait_cap;
 		l->wait_count--;
 		s->stats.redis_pipeline_depth--;
-		if (w.what != RC_REDIS_WHAT_AUTH)
+		if (!internal(w.what))
 			s->app->redis_hooks->reply(l, w.ctx, w.what, NULL);
 	}
 	s->app->redis_hooks->down(l);
@@ -247,11 +254,14 @@ static void flush(struct rc_redis_link *l)
 	l->shard->stats.redis_writes++;
 }
 
+static void ping(struct rc_redis_link *l);
+
 static void connected(struct rc_redis_link *l)
 {
 	struct rc_shard *s = l->shard;
 	const char *password = s->app->cfg.redis_password;
 	l->state = RC_REDIS_UP;
+	l->last_rx_ms = s->clock.now_ms;
 	l->reader = redisReaderCreate();
 	if (!l->reader) {
 		s->stats.alloc_failures++;
@@ -262,16 +272,27 @@ static void connected(struct rc_redis_link *l)
 		s->stats.redis_reconnects++;
 	l->failures = 0;
 	recv_arm(l);
+	l->answered = false;
 	if (password[0]) {
 		const char *argv[] = {"AUTH", password};
 		size_t lens[] = {4, strlen(password)};
 		(void)rc_redis_command(l, 2, argv, lens, NULL, RC_REDIS_WHAT_AUTH);
 	}
-	/* Up once both links of the instance are: the engine needs both. */
-	struct rc_redis_link *other = &s->redis_links[l->index ^ 1];
-	if (other->state == RC_REDIS_UP)
-		set_down_bit(l, false);
+	ping(l); /* a listening port is not yet a Redis that answers */
 	s->app->redis_hooks->up(l);
+}
+
+/* On a subscriber link, whether r answers the waiting command (its AUTH, or a PING: "+PONG",
+ * or ["pong", ""] while subscribed) rather than being a message or a confirmation. */
+static bool answers_wait(const struct rc_redis_link *l, const redisReply *r)
+{
+	uint32_t what = l->wait[l->wait_head].what;
+	if (what == RC_REDIS_WHAT_AUTH)
+		return true; /* sent first: its answer comes first */
+	if (r->type == REDIS_REPLY_STATUS)
+		return strcmp(r->str, "PONG") == 0;
+	return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+	       r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "pong") == 0;
 }
 
 /* Hands one decoded reply to whoever waits for it. False if the link failed. */
@@ -281,7 +302,11 @@ static bool dispatch_reply(struct rc_redis_link *l, redisReply *r)
 	bool err = r->type == REDIS_REPLY_ERROR;
 	if (err)
 		s->stats.redis_errors++;
-	if (l->wait_count == 0) {
+	/* Up once both links of the instance got an answer: the engine needs both. */
+	l->answered = true;
+	if (s->redis_links[l->index ^ 1].answered)
+		set_down_bit(l, false);
+	if (l->wait_count == 0 || (l->kind == RC_REDIS_SUB && !answers_wait(l, r))) {
 		if (l->kind != RC_REDIS_SUB) {
 			rc_redis_link_fail(l); /* a reply nobody asked for */
 			return false;
@@ -300,7 +325,7 @@ static bool dispatch_reply(struct rc_redis_link *l, redisReply *r)
 		b++;
 	s->stats.redis_latency[b]++;
 	s->stats.redis_latency_ms_sum += ms;
-	if (w.what == RC_REDIS_WHAT_AUTH) {
+	if (internal(w.what)) {
 		if (err)
 			rc_redis_link_fail(l);
 		return !err;
@@ -311,6 +336,7 @@ static bool dispatch_reply(struct rc_redis_link *l, redisReply *r)
 
 static void received(struct rc_redis_link *l, int res)
 {
+	l->last_rx_ms = l->shard->clock.now_ms;
 	if (res <= 0 || redisReaderFeed(l->reader, l->rbuf, (size_t)res) != REDIS_OK) {
 		rc_redis_link_fail(l);
 		return;
@@ -395,7 +421,7 @@ int rc_redis_command(struct rc_redis_link *l, int argc, const char **argv, const
 {
 	struct rc_shard *s = l->shard;
 	const struct rc_config *cfg = &s->app->cfg;
-	bool waits = l->kind == RC_REDIS_CMD || what == RC_REDIS_WHAT_AUTH;
+	bool waits = l->kind == RC_REDIS_CMD || internal(what);
 	if (l->state != RC_REDIS_UP)
 		return -ENOTCONN;
 	if ((waits && l->wait_count + 1 >= l->wait_cap) ||
@@ -424,7 +450,17 @@ int rc_redis_command(struct rc_redis_link *l, int argc, const char **argv, const
 	return 0;
 }
 
-/* Connects a due link; fails one whose connect or oldest command ran out of time. */
+/* Keepalive of a quiet link: its answer (or the command timeout) tells whether Redis is
+ * still there. */
+static void ping(struct rc_redis_link *l)
+{
+	const char *argv[] = {"PING"};
+	size_t lens[] = {4};
+	(void)rc_redis_command(l, 1, argv, lens, NULL, RC_REDIS_WHAT_PING);
+}
+
+/* Connects a due link; fails one whose connect, oldest command or keepalive ran out of
+ * time, and pings a quiet one. */
 static void link_timers(struct rc_redis_link *l, uint64_t now)
 {
 	const struct rc_config *cfg = &l->shard->app->cfg;
@@ -441,6 +477,8 @@ static void link_timers(struct rc_redis_link *l, uint64_t now)
 		if (l->wait_count &&
 		    now - l->wait[l->wait_head].sent_ms > cfg->redis_command_timeout_ms)
 			rc_redis_link_fail(l);
+		else if (!l->wait_count && now - l->last_rx_ms >= cfg->redis_command_timeout_ms / 2)
+			ping(l);
 		return;
 	default: return;
 	}

@@ -4,7 +4,9 @@
  * blocking call). Commands are RESP-encoded by hiredis (redisFormatCommandArgv) into an
  * output buffer that leaves in one send per turn (pipelining), replies are decoded by a
  * redisReader and matched FIFO to what their command asked (struct rc_redis_wait). A link
- * that fails (refused, EOF, error, command or connect timeout) fails every waiting command,
+ * quiet for half of redis_command_timeout_ms is pinged, so a Redis that went away without a
+ * word (a partition) is noticed too. A link that fails (refused, EOF, error, command or
+ * connect timeout) fails every waiting command,
  * closes, and reconnects after an exponential backoff with jitter. What the replies mean is
  * the engine's (pubsub_redis.c), reached through app->redis_hooks. Shard thread, except
  * rc_redis_addrs_init/free (main thread) and rc_redis_links_free (after the threads joined).
@@ -20,6 +22,7 @@
 
 #define RC_REDIS_RECV_BYTES 65536u
 #define RC_REDIS_WHAT_AUTH UINT32_MAX /* the link's own AUTH, never shown to the hooks */
+#define RC_REDIS_WHAT_PING (UINT32_MAX - 1) /* the link's keepalive, likewise */
 
 /* One Redis instance of redis_addresses, resolved at start. */
 struct rc_redis_addr {
@@ -43,7 +46,7 @@ enum rc_redis_state {
 struct rc_redis_wait {
 	void *ctx;        /* the engine's, handed back with the reply */
 	uint64_t sent_ms; /* shard clock when queued: command timeout and latency */
-	uint32_t what;    /* the engine's tag (RC_REDIS_WHAT_AUTH: the link's own) */
+	uint32_t what;    /* the engine's tag (RC_REDIS_WHAT_AUTH or _PING: the link's own) */
 };
 
 /* One connection to one Redis instance. Shard thread only. */
@@ -63,6 +66,7 @@ struct rc_redis_link {
 	uint32_t wait_head;
 	uint32_t wait_count;
 	uint64_t deadline_ms; /* DOWN: next connect; CONNECTING: connect timeout */
+	uint64_t last_rx_ms;  /* UP: when bytes last came: a quiet link is pinged */
 	uint64_t writes;      /* sends issued (commands per write: the pipelining) */
 	int fd;
 	uint32_t gen;      /* bumped at each failure: completions of an older one are stale */
@@ -72,6 +76,7 @@ struct rc_redis_link {
 	uint8_t kind;      /* enum rc_redis_kind */
 	uint8_t state;     /* enum rc_redis_state */
 	bool sending;
+	bool answered; /* a reply came since the connect: Redis is there, not just its port */
 	bool stopped; /* the shard is exiting: no reconnect */
 };
 

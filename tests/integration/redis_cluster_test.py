@@ -11,6 +11,7 @@ import asyncio
 import http.client
 import json
 import os
+import signal
 import sys
 import time
 import unittest
@@ -380,6 +381,43 @@ class Faults(RedisTestCase):
             await slow
             await echo.close()
             await c.close()
+
+        asyncio.run(run())
+        self.check_alive()
+
+    def test_frozen_redis_times_out_and_recovers(self):
+        """SIGSTOP: Redis keeps its connections but stops answering. Publishes are refused
+        after redis_command_timeout_ms, /health degrades; after SIGCONT everything is back
+        and the subscriber's stream stays in order."""
+        nodes = self.start_nodes(1, self.start_redis(), redis_command_timeout_ms=300)
+
+        async def run():
+            c = await Client.connect(nodes[0].port)
+            p = await Client.connect(nodes[0].port)
+            await c.sub("frozen")
+            self.assertEqual((await p.pub("frozen", 0, id="f0"))["op"], "ack")
+            os.kill(self.redis[0].proc.pid, signal.SIGSTOP)
+            try:
+                refused = await p.pub("frozen", 1, id="f1")
+                self.assertEqual((refused["op"], refused["code"]), ("error", 16), refused)
+                deadline = time.monotonic() + scale(5)
+                while health(nodes[0].port)[0] != 503:
+                    self.assertLess(time.monotonic(), deadline, "health stayed ok")
+                    await asyncio.sleep(0.05)
+            finally:
+                os.kill(self.redis[0].proc.pid, signal.SIGCONT)
+            wait_healthy([nodes[0].port])
+            # The refused publish may still have been applied (its bytes were in Redis's
+            # socket): a retry with the same id is deduplicated either way.
+            retry = await p.pub("frozen", 1, id="f1")
+            self.assertEqual(retry["op"], "ack", retry)
+            ack = await p.pub("frozen", 2, id="f2")
+            self.assertEqual(ack["op"], "ack", ack)
+            await c.until(lambda m: m.get("op") == "msg" and m["data"] == 2, timeout=10)
+            self.assertEqual([m["data"] for m in c.msgs("frozen")], [0, 1, 2])
+            self.assertEqual([m["seq"] for m in c.msgs("frozen")], [1, 2, 3])
+            for x in (c, p):
+                await x.close()
 
         asyncio.run(run())
         self.check_alive()
