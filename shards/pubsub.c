@@ -1282,6 +1282,13 @@ static bool otopic_ok(const struct rc_shard *s, const struct rc_otopic *t)
 	}
 	if (hist_linked(s, t) != (t->hist.count > 0) || t->dedup_count > t->dedup_cap)
 		return false;
+	/* The engine's state: messages are held only while a sync runs, subscribers wait only
+	 * for the first one; none of it without an engine. */
+	if (t->held_count > t->held_cap || (t->held_count && !t->syncing) ||
+	    (t->waiting && t->synced))
+		return false;
+	if (!s->app->engine && (t->rsub != RC_RSUB_NONE || t->synced || t->waiting))
+		return false;
 	return subscribed == t->shards_subscribed && deflate == t->deflate_shards &&
 	       t->hist.count <= t->hist.cap && t->hist.cap <= t->hist.max;
 }
