@@ -281,6 +281,13 @@ static void renumber(struct rc_shard *s, struct rc_otopic *t, uint64_t epoch, ui
 		rc_pubsub_tell_shards(s, t, RC_X_RESET, seq, 0, 0);
 }
 
+static void drop_held(struct rc_otopic *t)
+{
+	for (uint32_t i = 0; i < t->held_count; i++)
+		rc_frame_unref(t->held[i]);
+	t->held_count = 0;
+}
+
 static void flush_held(struct rc_shard *s, struct rc_otopic *t)
 {
 	for (uint32_t i = 0; i < t->held_count; i++)
@@ -302,6 +309,11 @@ static void settle(struct rc_shard *s, struct rc_otopic *t)
 
 static void start_sync(struct rc_shard *s, struct rc_otopic *t)
 {
+	if (t->syncing) {
+		/* The one in flight may have run before what this one must cover: again after. */
+		t->need_sync = true;
+		return;
+	}
 	struct sync *y = malloc(sizeof(*y));
 	struct rc_redis_link *l = link_of(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
 	if (y) {
@@ -368,8 +380,10 @@ static void hold(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
 /* A message published on t's channel. */
 static void live(struct rc_shard *s, struct rc_otopic *t, const struct rc_redis_msg *msg)
 {
+	/* Learnt from a message when no sync could run: live from it. A new epoch under
+	 * subscribers: a reset, then what of it came before this message is a gap. */
 	if (!t->syncing && (!t->synced || msg->epoch != t->epoch)) {
-		renumber(s, t, msg->epoch, msg->seq - 1);
+		renumber(s, t, msg->epoch, t->synced ? 0 : msg->seq - 1);
 		settle(s, t);
 	}
 	struct rc_frame *f = rc_pubsub_frame(s, t, msg->seq, msg->data, msg->data_len);
@@ -443,16 +457,22 @@ static void sync_reply(struct rc_redis_link *l, struct sync *y, const redisReply
 	struct rc_redis_result res;
 	bool again;
 	bool ok = script_result(l, r, &res, &again);
-	if (!t) {
-		free(y);
-		return;
-	}
-	if (again && issue_replay(l, y->topic, y->len, t->synced, t->seq, y, W_SYNC) == 0)
+	if (t && again && issue_replay(l, y->topic, y->len, t->synced, t->seq, y, W_SYNC) == 0)
 		return;
 	free(y);
+	if (!t)
+		return;
+	bool more = t->need_sync; /* asked for while this one ran */
 	t->syncing = false;
+	t->need_sync = false;
+	if (t->shards_subscribed == 0) {
+		drop_held(t); /* nobody follows it here any more: the next one syncs afresh */
+		return;
+	}
 	if (ok) {
 		sync_done(s, t, &res);
+		if (more && t->rsub == RC_RSUB_SUBSCRIBED)
+			start_sync(s, t);
 		return;
 	}
 	/* Without a sync what is held goes out as it is, gaps announced; retried when the
@@ -577,9 +597,7 @@ static void engine_watch(struct rc_shard *s, struct rc_otopic *t, bool on)
 		t->rsub = RC_RSUB_UNSUBSCRIBING;
 	/* Nobody follows it here any more: the next subscriber syncs afresh. */
 	answer_waiting_blind(s, t);
-	for (uint32_t i = 0; i < t->held_count; i++)
-		rc_frame_unref(t->held[i]);
-	t->held_count = 0;
+	drop_held(t);
 	t->synced = false;
 	t->need_sync = false;
 	t->answered_blind = false;
