@@ -72,12 +72,12 @@ class Client:
     async def connect(cls, port):
         return cls(await websockets.connect("ws://127.0.0.1:%d/ws" % port, max_size=None))
 
-    async def recv(self, timeout=5):
+    async def recv(self, timeout=10):
         m = json.loads(await asyncio.wait_for(self.ws.recv(), scale(timeout)))
         self.seen.append(m)
         return m
 
-    async def until(self, pred, timeout=5):
+    async def until(self, pred, timeout=10):
         """Receives until pred(message); returns that message."""
         deadline = time.monotonic() + scale(timeout)
         while True:
