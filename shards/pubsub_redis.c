@@ -363,8 +363,9 @@ static void hold(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
 {
 	if (t->held_count == t->held_cap) {
 		uint32_t cap = t->held_cap ? t->held_cap * 2 : 8;
-		struct rc_frame **h = cap <= RC_REDIS_HELD_LIMIT ? realloc(t->held, cap * sizeof(*h))
-								 : NULL;
+		struct rc_frame **h = NULL;
+		if (cap <= RC_REDIS_HELD_LIMIT)
+			h = realloc(t->held, cap * sizeof(*h));
 		if (!h) {
 			rc_frame_unref(f);
 			s->stats.redis_held_drops++;

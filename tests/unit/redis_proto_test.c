@@ -70,8 +70,8 @@ Test(redis_proto, addresses)
 	cr_assert(eq(int, rc_redis_parse_address("redis:1", host, sizeof(host), &port), 0));
 	const char *bad[] = {"", "host", ":6379", "h:0", "h:65536", "h:x", "h:", "[]:1"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert(eq(int, rc_redis_parse_address(bad[i], host, sizeof(host), &port), -EINVAL),
-			  "%s", bad[i]);
+		cr_assert(eq(int, rc_redis_parse_address(bad[i], host, sizeof(host), &port),
+			     -EINVAL), "%s", bad[i]);
 	cr_assert(eq(int, rc_redis_parse_address("toolong:1", host, 4, &port), -EINVAL));
 }
 
@@ -157,8 +157,8 @@ Test(redis_proto, malformed_results_are_refused)
 	size_t dlen;
 	for (size_t i = 0; i < sizeof(bad_entries) / sizeof(bad_entries[0]); i++) {
 		redisReply *r = decode(bad_entries[i]);
-		cr_assert(eq(int, rc_redis_parse_entry(r, &seq, &data, &dlen), -EPROTO), "entry %zu",
-			  i);
+		int rc = rc_redis_parse_entry(r, &seq, &data, &dlen);
+		cr_assert(eq(int, rc, -EPROTO), "entry %zu", i);
 		freeReplyObject(r);
 	}
 }
