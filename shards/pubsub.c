@@ -513,13 +513,6 @@ void rc_pubsub_hist_clear(struct rc_shard *s, struct rc_otopic *t)
 	hist_account(s, t, before, RC_EVICT_age, 0);
 }
 
-void rc_pubsub_xmsg_free(struct rc_shard *s, struct rc_xmsg *m)
-{
-	for (uint32_t k = 0; m && k < m->nframes; k++)
-		if (m->frames[k])
-			rc_frame_unref(m->frames[k]);
-	xmsg_free(s->app, m);
-}
 
 /* Grows t's id window (doubling from 8 up to dedup_ids_max), charged to the budget. */
 static bool dedup_grow(struct rc_shard *s, struct rc_otopic *t)

@@ -206,9 +206,6 @@ void rc_pubsub_answer(struct rc_shard *s, struct rc_xmsg *m);
 /* Drops t's history (its numbering restarted). */
 void rc_pubsub_hist_clear(struct rc_shard *s, struct rc_otopic *t);
 
-/* Frees m (NULL: nothing) with the frames it holds, releasing its charge. */
-void rc_pubsub_xmsg_free(struct rc_shard *s, struct rc_xmsg *m);
-
 /* Allocates s's outboxes and topic tables. 0 or -ENOMEM. Main thread, before s starts. */
 int rc_pubsub_init(struct rc_shard *s);
 

@@ -14,6 +14,7 @@
 
 #include "envelope.h"
 #include "frame.h"
+#include "mem.h"
 #include "pubsub_redis.h"
 #include "redis_proto.h"
 
@@ -245,6 +246,8 @@ static void replay_answer(struct rc_shard *s, struct rc_otopic *t, struct rc_xms
 		m->gap = 1;
 		m->gap_to = t->seq;
 	}
+	/* The message's charge covers its frame array from here (xmsg_bytes, pubsub.c). */
+	rc_mem_charge(s->app, RC_BUDGET_outbox, (size_t)m->nframes * sizeof(*m->frames));
 	m->kind = RC_X_REPLAYED;
 	m->seq = t->seq;
 	m->epoch = t->epoch;
