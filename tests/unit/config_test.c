@@ -140,3 +140,39 @@ Test(config, trims_string_values_like_the_file_parser)
 	cr_assert(eq(int, rc_config_set(&cfg, "origins", "  https://a \t", err, sizeof(err)), 0));
 	cr_assert(eq(str, cfg.origins, "https://a"));
 }
+
+/* engine and the redis_* keys: each bad value is refused with its key named; good lists of
+ * one and several instances pass. */
+Test(config, redis_engine_keys)
+{
+	static const char *const bad[][2] = {
+		{"engine", "postgres"},
+		{"redis_addresses", ""},
+		{"redis_addresses", "localhost"},
+		{"redis_addresses", "h:1,:2"},
+		{"redis_addresses", "h:0"},
+		{"redis_addresses", "h:70000"},
+		{"redis_reconnect_min_ms", "9000"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		teardown();
+		setup();
+		cr_assert(eq(int, rc_config_set(&cfg, bad[i][0], bad[i][1], err, sizeof(err)), 0));
+		cr_assert(eq(int, rc_config_validate(&cfg, err, sizeof(err)), -EINVAL), "%s = %s",
+			  bad[i][0], bad[i][1]);
+		cr_assert(not(eq(ptr, strstr(err, bad[i][0]), NULL)), "%s", err);
+	}
+	teardown();
+	setup();
+	char prefix[300];
+	memset(prefix, 'p', sizeof(prefix) - 1);
+	prefix[sizeof(prefix) - 1] = '\0';
+	rc_config_set(&cfg, "redis_prefix", prefix, err, sizeof(err));
+	cr_assert(eq(int, rc_config_validate(&cfg, err, sizeof(err)), -EINVAL));
+	teardown();
+	setup();
+	rc_config_set(&cfg, "engine", "redis", err, sizeof(err));
+	rc_config_set(&cfg, "redis_addresses", "10.0.0.5:6379, [::1]:7000,redis:6380", err,
+		      sizeof(err));
+	cr_assert(eq(int, rc_config_validate(&cfg, err, sizeof(err)), 0), "%s", err);
+}
