@@ -142,15 +142,20 @@ static int issue_replay(struct rc_redis_link *l, const char *topic, size_t len, 
 	return rc_redis_command(l, (int)RC_ARRAY_LEN(argv), argv, lens, ctx, what);
 }
 
-/* SUBSCRIBE or UNSUBSCRIBE the topic's channel on its subscriber link. */
+/* SUBSCRIBE or UNSUBSCRIBE the topic's channel on its subscriber link. A link that is up
+ * but cannot take it (backlog full, no memory) is failed: its reconnect subscribes every
+ * channel again, so no topic stays deaf. */
 static int channel_command(struct rc_shard *s, struct rc_otopic *t, const char *verb)
 {
 	char ch[KEY_BYTES];
+	struct rc_redis_link *l = link_of(s, t->node.name, t->node.name_len, RC_REDIS_SUB);
 	int cl = snprintf(ch, sizeof(ch), "%s%s", s->app->cfg.redis_prefix, t->node.name);
 	const char *argv[] = {verb, ch};
 	size_t lens[] = {strlen(verb), (size_t)cl};
-	return rc_redis_command(link_of(s, t->node.name, t->node.name_len, RC_REDIS_SUB), 2, argv,
-				lens, NULL, 0);
+	int rc = rc_redis_command(l, 2, argv, lens, NULL, 0);
+	if (rc == -EBUSY || rc == -ENOMEM)
+		rc_redis_link_fail(l);
+	return rc;
 }
 
 static bool is_noscript(const redisReply *r)
