@@ -30,7 +30,8 @@
  * another run. The stream holds consecutive seqs, trimmed at its head only, so the newest
  * (seq - since) entries are exactly what came after since. Count trimming is approximate
  * (whole stream nodes) and age trimming runs every 64th publish to bound memory, and before
- * each replay, exactly, so a replay never returns what is older than the age bound.
+ * each replay, exactly, so a replay never returns what is older than the age bound. The keys'
+ * TTL is renewed once half of it has passed (one PTTL per publish instead of two PEXPIREs).
  */
 static const char script[] =
 	"local m = redis.call('HMGET', KEYS[1], 'e', 's')\n"
@@ -71,7 +72,7 @@ static const char script[] =
 	"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 's', n, 'd', ARGV[3])\n"
 	"if n % 64 == 0 then age_trim(true) end\n"
 	"redis.call('PUBLISH', ARGV[7], n .. ' ' .. e .. ' ' .. ARGV[3])\n"
-	"if ARGV[8] ~= '0' then\n"
+	"if ARGV[8] ~= '0' and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[8]) / 2 then\n"
 	"  redis.call('PEXPIRE', KEYS[1], ARGV[8])\n"
 	"  redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"
 	"end\n"
