@@ -15,6 +15,7 @@
 #include "envelope.h"
 #include "frame.h"
 #include "mem.h"
+#include "namespace.h"
 #include "pubsub_redis.h"
 #include "redis_proto.h"
 
@@ -93,6 +94,17 @@ static size_t dedup_key(const struct rc_shard *s, const struct rc_xmsg *m, char 
 	return n && k > 0 && n + (size_t)k < KEY_BYTES ? n + (size_t)k : 0;
 }
 
+/* The topic's history bounds (its namespace's history_size and history_age_ms, else the
+ * gateway's): the stream's length and the age of what a replay may return. */
+static void history_bounds(const struct rc_shard *s, const char *topic, size_t len,
+			   uint64_t *count, uint64_t *age_ms)
+{
+	const struct rc_config *cfg = &s->app->cfg;
+	const struct rc_namespace *ns = rc_namespace_of(s->app->namespaces, topic, len);
+	*count = ns && ns->has_history_size ? ns->history_size : cfg->history_messages_max;
+	*age_ms = ns && ns->has_history_age ? ns->history_age_ms : cfg->history_age_max_ms;
+}
+
 /* A new epoch to propose in case the topic's numbering restarts with this call. */
 static uint64_t proposed_epoch(struct rc_shard *s)
 {
@@ -106,19 +118,19 @@ static int issue_publish(struct rc_redis_link *l, struct rc_xmsg *m)
 	const struct rc_config *cfg = &s->app->cfg;
 	char k[2][KEY_BYTES], dk[KEY_BYTES], ch[KEY_BYTES], n[5][24];
 	size_t kl[2], dl = 0;
+	uint64_t count, age;
 	bool dedup = m->id_len && cfg->dedup_window_ms;
 	int cl = snprintf(ch, sizeof(ch), "%s%.*s", cfg->redis_prefix, (int)m->topic_len, m->topic);
 	if (!topic_keys(s, m->topic, m->topic_len, k, kl) || (dedup && !(dl = dedup_key(s, m, dk))))
 		return -EINVAL;
+	history_bounds(s, m->topic, m->topic_len, &count, &age);
+	uint64_t ttl = cfg->topic_forget_ms ? cfg->topic_forget_ms + age : 0;
 	const char *argv[] = {"EVALSHA", s->app->redis_sha, "3", k[0], k[1],
 			      dedup ? dk : k[1], "p", n[0], m->data, n[1], n[2], n[3], ch, n[4]};
 	size_t lens[] = {7, 40, 1, kl[0], kl[1], dedup ? dl : kl[1], 1,
-			 num(n[0], proposed_epoch(s)), m->data_len,
-			 num(n[1], cfg->history_messages_max), num(n[2], cfg->history_age_max_ms),
-			 num(n[3], dedup ? cfg->dedup_window_ms : 0), (size_t)cl,
-			 num(n[4], cfg->topic_forget_ms ? cfg->topic_forget_ms +
-							     cfg->history_age_max_ms
-							: 0)};
+			 num(n[0], proposed_epoch(s)), m->data_len, num(n[1], count),
+			 num(n[2], age), num(n[3], dedup ? cfg->dedup_window_ms : 0), (size_t)cl,
+			 num(n[4], ttl)};
 	RC_STATIC_ASSERT(RC_ARRAY_LEN(argv) == RC_ARRAY_LEN(lens), "one length per argument");
 	return rc_redis_command(l, (int)RC_ARRAY_LEN(argv), argv, lens, m, W_PUBLISH);
 }
@@ -128,16 +140,16 @@ static int issue_replay(struct rc_redis_link *l, const char *topic, size_t len, 
 			uint64_t since, void *ctx, enum what what)
 {
 	struct rc_shard *s = l->shard;
-	const struct rc_config *cfg = &s->app->cfg;
 	char k[2][KEY_BYTES], n[4][24];
 	size_t kl[2];
+	uint64_t count, age;
 	if (!topic_keys(s, topic, len, k, kl))
 		return -EINVAL;
+	history_bounds(s, topic, len, &count, &age);
 	const char *argv[] = {"EVALSHA", s->app->redis_sha, "3", k[0], k[1], k[1], "r",
 			      n[0], n[1], n[2], n[3]};
 	size_t lens[] = {7, 40, 1, kl[0], kl[1], kl[1], 1, num(n[0], proposed_epoch(s)),
-			 has_since ? num(n[1], since) : 0, num(n[2], cfg->history_messages_max),
-			 num(n[3], cfg->history_age_max_ms)};
+			 has_since ? num(n[1], since) : 0, num(n[2], count), num(n[3], age)};
 	RC_STATIC_ASSERT(RC_ARRAY_LEN(argv) == RC_ARRAY_LEN(lens), "one length per argument");
 	return rc_redis_command(l, (int)RC_ARRAY_LEN(argv), argv, lens, ctx, what);
 }

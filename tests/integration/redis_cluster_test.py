@@ -234,8 +234,10 @@ class ThreeNodes(RedisTestCase):
 
 
     def test_resume_beyond_the_stream_is_a_gap(self):
-        """history_messages_max bounds what a resume gets from the stream: the rest is a gap."""
-        nodes = self.start_nodes(2, self.start_redis(), history_messages_max=5)
+        """history_messages_max (or a namespace's history_size) bounds what a resume gets
+        from the stream: the rest is a gap."""
+        nodes = self.start_nodes(2, self.start_redis(), history_messages_max=5,
+                                 **{"namespace.small": "history_size=2"})
 
         async def run():
             for i in range(12):
@@ -248,6 +250,15 @@ class ThreeNodes(RedisTestCase):
             gaps = [m for m in c2.seen if m.get("op") == "gap"]
             self.assertEqual([(g["from"], g["to"]) for g in gaps], [(1, 7)], c2.seen)
             self.assertEqual([m["seq"] for m in c2.msgs("bounded")], list(range(8, 13)))
+            for i in range(6):
+                self.assertEqual(http_publish(nodes[0].port, "small:t", i)[0], 200)
+            epoch = (await c.sub("small:t"))["epoch"]
+            ack = await c2.sub("small:t", since=0, epoch=epoch)
+            self.assertEqual((ack["op"], ack["seq"]), ("ack", 6), ack)
+            gaps = [(m["from"], m["to"]) for m in c2.seen
+                    if m.get("op") == "gap" and m["topic"] == "small:t"]
+            self.assertEqual(gaps, [(1, 4)], c2.seen)
+            self.assertEqual([m["seq"] for m in c2.msgs("small:t")], [5, 6])
             for x in (c, c2):
                 await x.close()
 
