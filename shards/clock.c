@@ -28,20 +28,17 @@ void rc_clock_start(struct rc_clock *clk, uint32_t tick_ms)
 	clk->tick_ms = tick_ms;
 	clk->now_ms = rc_clock_ms();
 	clk->epoch_ms = clk->now_ms;
+	clk->tick = 0;
 }
 
 void rc_clock_update(struct rc_clock *clk)
 {
 	uint64_t now = rc_clock_ms();
+	RC_DASSERT(clk->tick_ms > 0);
 	/* CLOCK_MONOTONIC never goes back, so ticks never do either. */
 	RC_DASSERT(now >= clk->now_ms);
 	clk->now_ms = now;
-}
-
-uint32_t rc_clock_tick(const struct rc_clock *clk)
-{
-	RC_DASSERT(clk->tick_ms > 0);
-	return (uint32_t)((clk->now_ms - clk->epoch_ms) / clk->tick_ms);
+	clk->tick = (uint32_t)((now - clk->epoch_ms) / clk->tick_ms);
 }
 
 uint32_t rc_clock_ticks(const struct rc_clock *clk, uint64_t ms)
