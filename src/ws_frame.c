@@ -197,22 +197,28 @@ size_t rc_ws_frame_write_client_header(uint8_t out[RC_WS_HEADER_LIMIT], uint8_t 
 }
 
 /*
- * The mask is rotated to start at offset % 4 and repeated into a 64-bit word by laying the
- * bytes out in memory order, so the word lines up with the payload on any endianness and the
- * loop does one load, XOR and store per eight bytes; memcpy makes the unaligned accesses legal
- * and compiles to plain moves.
+ * The mask is rotated to start at offset % 4 (four bytes in memory order) and doubled into a
+ * 64-bit word whose two halves are equal, so the word lines up with the payload on any
+ * endianness and the loop does one load, XOR and store per eight bytes; memcpy makes the
+ * unaligned accesses legal and compiles to plain moves.
  */
 void rc_ws_mask(uint8_t *p, size_t len, const uint8_t mask[4], uint64_t offset)
 {
-	uint8_t rot[8];
+	uint8_t rot[4];
+	uint32_t half;
 	uint64_t m, w;
 	size_t i = 0;
 
 	RC_ASSERT(p != NULL || len == 0);
 	RC_ASSERT(mask != NULL);
-	for (size_t k = 0; k < sizeof(rot); k++)
-		rot[k] = mask[(offset + k) & 3];
-	memcpy(&m, rot, sizeof(m));
+	if (offset & 3) {
+		for (size_t k = 0; k < sizeof(rot); k++)
+			rot[k] = mask[(offset + k) & 3];
+	} else {
+		memcpy(rot, mask, sizeof(rot)); /* a whole frame: no rotation */
+	}
+	memcpy(&half, rot, sizeof(half));
+	m = (uint64_t)half << 32 | half;
 	for (; len - i >= 32; i += 32) {
 		for (size_t k = 0; k < 32; k += 8) {
 			memcpy(&w, p + i + k, sizeof(w));
@@ -225,9 +231,9 @@ void rc_ws_mask(uint8_t *p, size_t len, const uint8_t mask[4], uint64_t offset)
 		w ^= m;
 		memcpy(p + i, &w, sizeof(w));
 	}
-	/* i is a multiple of 8 here and rot has period 4, so rot[i & 7] is the right mask byte. */
+	/* i is a multiple of 8 here and rot has period 4, so rot[i & 3] is the right mask byte. */
 	for (; i < len; i++)
-		p[i] ^= rot[i & 7];
+		p[i] ^= rot[i & 3];
 }
 
 enum rc_parse rc_ws_rx_frame(struct rc_ws_rx *rx, const struct rc_ws_frame *f,
