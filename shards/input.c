@@ -296,5 +296,9 @@ void rc_conn_ws_input(struct rc_conn *c, uint8_t *p, size_t n)
 	RC_ASSERT(cap >= n);
 	lim.rsv1_allowed = c->flags & RC_CF_DEFLATE;
 	s->stats.frames_in += rc_ws_asm_feed(&c->ws, p, n, cap, next_of(c), &env);
-	rc_conn_message_watch(c, rc_ws_asm_incomplete(&c->ws));
+	bool incomplete = rc_ws_asm_incomplete(&c->ws);
+	/* The common receive ends on a message boundary with no deadline running: nothing to
+	 * start or stop. */
+	if (incomplete || c->msg_deadline_tick)
+		rc_conn_message_watch(c, incomplete);
 }

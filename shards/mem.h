@@ -29,6 +29,17 @@ static inline void rc_mem_release(struct rc_app *app, enum rc_budget_category ca
 		rc_budget_release_shared(&app->budget, cat, n);
 }
 
+/* The app whose books this thread charges, for code that knows no app (frames): its shard's
+ * on a shard thread (runtime.h), else rc_current_app, which must be set. Inlined into
+ * rc_mem_charge/rc_mem_release, the shard test folds into theirs: one TLS read, no compare. */
+static inline struct rc_app *rc_mem_app_here(void)
+{
+	struct rc_shard *s = rc_current_shard;
+	struct rc_app *app = s ? s->app : rc_current_app;
+	RC_ASSERT(app != NULL);
+	return app;
+}
+
 /*
  * Charges growth a client asks for (a partial frame, a body, a queue) only if the budget
  * holds it: true and charged, or false (nothing charged, refusal counted) and the caller

@@ -81,7 +81,8 @@ bool rc_sendq_slow(const struct rc_conn *c, size_t add)
  * (qnode_get, frame.c); the budget's own bound is kept by shedding at its hard mark. */
 static bool admit(const struct rc_conn *c, size_t add, bool checked)
 {
-	return !checked || !rc_sendq_slow(c, add);
+	/* An empty queue takes anything (rc_sendq_slow's first test, without the call). */
+	return !checked || !c->q.head || !rc_sendq_slow(c, add);
 }
 
 /* Queues f at c's tail (checked: refused for a slow consumer). Takes f's reference. */
@@ -92,13 +93,14 @@ static int enqueue(struct rc_conn *c, struct rc_frame *f, bool checked)
 		rc_frame_unref(f);
 		return -EPIPE;
 	}
-	struct rc_qnode *n = qnode_get(c->shard);
-	if (!n || !admit(c, f->len, checked)) {
-		int rc = n ? -ENOBUFS : -ENOMEM;
-		if (n)
-			qnode_put(c->shard, n);
+	if (!admit(c, f->len, checked)) {
 		rc_frame_unref(f);
-		return rc;
+		return -ENOBUFS;
+	}
+	struct rc_qnode *n = qnode_get(c->shard);
+	if (!n) {
+		rc_frame_unref(f);
+		return -ENOMEM;
 	}
 	n->frame = f;
 	n->next = NULL;
