@@ -388,6 +388,21 @@ int rc_app_http(struct rc_app *app, const char *path, rc_http_fn fn, void *ctx)
 	return 0;
 }
 
+int rc_app_asset(struct rc_app *app, const char *path, const char *content_type,
+		 const void *data, size_t len, const char *etag)
+{
+	RC_ASSERT(data != NULL && content_type != NULL && etag != NULL);
+	int rc = rc_app_http(app, path, NULL, NULL);
+	if (rc)
+		return rc;
+	struct rc_http_endpoint *ep = &app->http[app->http_count - 1];
+	ep->asset = data;
+	ep->asset_len = len;
+	ep->asset_type = content_type;
+	ep->etag = etag;
+	return 0;
+}
+
 int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_path)
 {
 	struct rc_ws_handler h = {.on_message = rc_proto_on_message};

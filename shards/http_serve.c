@@ -207,6 +207,36 @@ static bool path_allowed(const struct rc_conn *c, struct rc_slice path)
 	return c->shard->app->cfg.public_admin_endpoints || !admin_path(path);
 }
 
+/*
+ * A static asset (rc_app_asset): its bytes, or 304 when If-None-Match names its ETag. A 304
+ * and a HEAD send the head the full answer would have (its Content-Length included).
+ */
+static void serve_asset(struct rc_conn *c, const struct rc_http_request *req,
+			const struct rc_http_endpoint *ep)
+{
+	char hdrs[192];
+	if (req->method != RC_HTTP_GET && req->method != RC_HTTP_HEAD) {
+		http_error(c, 405, "use GET");
+		return;
+	}
+	bool fresh = rc_slice_eq(req->if_none_match, ep->etag) ||
+		     rc_slice_eq(req->if_none_match, "*");
+	snprintf(hdrs, sizeof(hdrs), "ETag: %s\r\nCache-Control: public, max-age=300\r\n",
+		 ep->etag);
+	size_t cap = ep->asset_len + sizeof(hdrs) + 256;
+	char *resp = malloc(cap);
+	size_t len = resp ? rc_http_write_response(resp, cap, fresh ? 304 : 200, ep->asset_type,
+						   hdrs, ep->asset, ep->asset_len,
+						   req->keep_alive)
+			  : 0;
+	if (len && (fresh || req->method == RC_HTTP_HEAD)) {
+		RC_ASSERT(len >= ep->asset_len);
+		len -= ep->asset_len;
+	}
+	rc_conn_http_reply(c, resp, len, RC_CLOSE_http_done, req->keep_alive && len);
+	free(resp);
+}
+
 static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 {
 	struct rc_app *app = c->shard->app;
@@ -241,6 +271,10 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 	if (!ep) {
 		http_error(c, 404, "no such endpoint");
 		c->close_reason = RC_CLOSE_http_done;
+		return;
+	}
+	if (!ep->fn) {
+		serve_asset(c, req, ep);
 		return;
 	}
 	size_t body_len = app->http_out_bytes, len = 0;

@@ -267,8 +267,12 @@ struct rc_ws_endpoint {
 
 struct rc_http_endpoint {
 	char path[64];
-	rc_http_fn fn;
+	rc_http_fn fn; /* NULL for a static asset (rc_app_asset) */
 	void *ctx;
+	const void *asset; /* a static asset's bytes, its length, type and ETag (borrowed) */
+	size_t asset_len;
+	const char *asset_type;
+	const char *etag;
 };
 
 /* Who may publish from a WebSocket client (client_publish). */
