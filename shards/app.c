@@ -44,6 +44,8 @@ static void conn_closed(struct rc_conn *c, bool http)
 	rc_sendq_conn_closed(c);
 	rc_pubsub_conn_closed(c);
 	rc_token_conn_clear(c);
+	if (c->flags & RC_CF_SSE)
+		c->shard->stats.sse_open--;
 }
 
 static const struct rc_conn_hooks conn_hooks = {
@@ -51,6 +53,7 @@ static const struct rc_conn_hooks conn_hooks = {
 	.closed = conn_closed,
 	.resume = rc_conn_http_resume,
 	.publish = rc_proto_http_publish,
+	.sse = rc_proto_sse_open,
 };
 
 static const struct rc_pubsub_hooks pubsub_hooks = {
@@ -413,6 +416,14 @@ int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_p
 		return rc;
 	app->pubsub_ws = app->ws_count - 1;
 	strcpy(app->publish_path, publish_path);
+	return 0;
+}
+
+int rc_app_sse(struct rc_app *app, const char *path)
+{
+	if (app->pubsub_ws < 0 || strlen(path) >= sizeof(app->sse_path) || path[0] != '/')
+		return -EINVAL;
+	strcpy(app->sse_path, path);
 	return 0;
 }
 

@@ -296,6 +296,23 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 	free(resp);
 }
 
+/* GET sse_path: the token checked like an upgrade's (its rights are the stream's, its expiry
+ * ends it), then the stream starts (the sse hook). */
+static void serve_sse(struct rc_conn *c, const struct rc_http_request *req)
+{
+	const char *reason = NULL;
+	if (req->method != RC_HTTP_GET) {
+		http_error(c, 405, "use GET");
+		return;
+	}
+	int status = authorize(c, req, true, &reason);
+	if (status != 0) {
+		http_error(c, status, reason);
+		return;
+	}
+	c->shard->app->conn_hooks->sse(c, req->query, req->last_event_id);
+}
+
 static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_t *rest,
 		    size_t rest_len)
 {
@@ -388,6 +405,11 @@ static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, uint32_t *need)
 	if (rc_handshake_is_upgrade(&req)) {
 		upgrade(c, &req, p + consumed, n - consumed);
 		return n;
+	}
+	const char *sse = c->shard->app->sse_path;
+	if (sse[0] && rc_slice_eq(req.path, sse)) {
+		serve_sse(c, &req);
+		return n; /* a stream: what the client sends after its request is not read */
 	}
 	serve_http(c, &req);
 	return consumed;
@@ -491,7 +513,7 @@ void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n)
 {
 	if (c->state == RC_CONN_HTTP)
 		http_input(c, p, n);
-	else
+	else if (!(c->flags & RC_CF_SSE)) /* a stream's client has nothing to say */
 		rc_conn_ws_input(c, p, n);
 }
 

@@ -66,6 +66,13 @@ int rc_app_ws(struct rc_app *app, const char *path, const struct rc_ws_handler *
 int rc_app_http(struct rc_app *app, const char *path, rc_http_fn fn, void *ctx);
 
 /*
+ * Serves the pub/sub topics as Server-Sent Events at path (GET path?topics=a,b, resuming
+ * with since= and Last-Event-ID; README "Server-Sent Events"). After rc_app_pubsub(), before
+ * rc_app_run(). 0 or -EINVAL.
+ */
+int rc_app_sse(struct rc_app *app, const char *path);
+
+/*
  * Serves a static asset at path: GET and HEAD answer data[0..len) (borrowed for the app's
  * life, typically embedded at build time) as content_type, with the ETag etag (a quoted
  * string, borrowed) and Cache-Control; a request whose If-None-Match names etag gets 304.

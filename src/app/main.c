@@ -239,7 +239,7 @@ int main(int argc, char **argv)
 				     .message_bytes_max = cfg.echo_message_bytes_max};
 	if (rc_app_ws(app, "/echo", &echo) != 0 || rc_app_http(app, "/health", health, app) != 0 ||
 	    rc_app_http(app, "/metrics", metrics, app) != 0 ||
-	    rc_app_pubsub(app, "/ws", "/publish") != 0 ||
+	    rc_app_pubsub(app, "/ws", "/publish") != 0 || rc_app_sse(app, "/sse") != 0 ||
 	    rc_app_http(app, "/", rc_dashboard_page, NULL) != 0 ||
 	    rc_app_asset(app, "/ringcast.js", "application/javascript; charset=utf-8",
 			 rc_asset_ringcast_js, rc_asset_ringcast_js_len,
