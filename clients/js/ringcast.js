@@ -471,6 +471,7 @@ export class Client {
       case 'gap': this._onGap(m); break;
       case 'reset': this._onReset(m); break;
       case 'error': this._emit('error', new RingcastError(`server_${m.code}`, m.reason, m)); break;
+      case 'close': conn.closeCode = m.code; break; // an SSE stream's last event says why
       default: break; // pong, and ops of later versions
     }
   }
@@ -650,6 +651,7 @@ export class Client {
     conn.unsubscribe = () => this._reopen(conn, 'topics changed');
     conn.publish = (p) => this._postPublish(f, p);
     if (this.subs.size === 0) {
+      conn.ping = () => { conn.lastRx = Date.now(); conn.pingSent = 0; }; // nothing to watch
       this._opened(conn); // nothing to stream: publishing over POST needs no stream
       return;
     }
@@ -664,7 +666,8 @@ export class Client {
     }
     this._opened(conn);
     this._probeLater(conn);
-    this._readSse(conn, res.body).catch(() => {}).finally(() => this._failed(conn, {}));
+    this._readSse(conn, res.body).catch(() => {})
+      .finally(() => this._failed(conn, { code: conn.closeCode }));
   }
 
   async _readSse(conn, body) {
