@@ -382,10 +382,11 @@ export class Client {
   _requeueInflight() {
     const retry = [];
     for (const p of this.inflight.values()) {
+      if (p.via === 'sse') continue; // a POST /publish answers on its own request
+      this.inflight.delete(p.id);
       if (this.opts.token) retry.push(p);
       else this._settle(p, new RingcastError('ack_lost', 'connection lost before the ack', { id: p.id }));
     }
-    this.inflight.clear();
     this.queue = retry.concat(this.queue);
   }
 
@@ -579,6 +580,7 @@ export class Client {
     conn.unsubscribe = (topic) => conn.send({ op: 'unsub', topic });
     conn.resubscribe = () => { for (const s of this.subs.values()) conn.subscribe(s); };
     conn.publish = (p) => {
+      p.via = 'websocket';
       this.inflight.set(p.id, p);
       conn.send({ op: 'pub', topic: p.topic, data: p.data, id: p.id });
     };
@@ -701,6 +703,7 @@ export class Client {
   async _postPublish(f, p) {
     const headers = { 'Content-Type': 'application/json' };
     if (this.tokenValue) headers.Authorization = `Bearer ${this.tokenValue}`;
+    p.via = 'sse';
     this.inflight.set(p.id, p);
     try {
       const res = await f(`${this.urls.http}/publish`, {

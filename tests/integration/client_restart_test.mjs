@@ -6,10 +6,11 @@
 // reconnecting after a restart spread their attempts (peak attempt rate with and without
 // jitter, 100 ms bins as `ringcast-bench reconnect` reports it).
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { Client, backoffDelay } from '../../clients/js/ringcast.js';
+import { Client, backoffDelay, tokenExpiry } from '../../clients/js/ringcast.js';
 import { ASAN, Server, banner, freePort, scale } from './harness.mjs';
 
 banner(import.meta.url, 170000);
@@ -160,6 +161,49 @@ describe('client library: resume after a cut connection', () => {
     assert.equal(results[3].reason.code, 'overflow');
     assert.deepEqual(overflows.map((o) => o.id), ['q4', 'q5']);
     c.close();
+  });
+});
+
+/** A ringcast access token (README "Access tokens"): base64url(claims).base64url(HMAC). */
+function mint(secret, ttlS, sub) {
+  const claims = Buffer.from(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + ttlS, pub: true, sub }))
+    .toString('base64url');
+  return `${claims}.${createHmac('sha256', secret).update(claims).digest('base64url')}`;
+}
+
+async function closedFor(port, reason) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const re = new RegExp(`^ringcast_connections_closed_total\\{[^}]*reason="${reason}"[^}]*\\} (\\d+)$`, 'gm');
+  return [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+describe('client library: token renewal', () => {
+  it('renews a short-lived token before exp: no token_expired close, nothing lost', async () => {
+    const secret = 'client-secret';
+    const server = await new Server({ shards: 2, opts: { auth_secret: secret } }).start();
+    const topic = uniqueTopic('token');
+    let minted = 0;
+    const c = new Client(`ws://127.0.0.1:${server.port}/ws`, {
+      ...FAST, tokenRefreshMarginMs: 1500, token: async () => { minted++; return mint(secret, 3, 'u1'); },
+    });
+    const rec = recorder(c, topic);
+    await c.connect();
+    assert.ok(tokenExpiry(mint(secret, 3)) > Date.now());
+    const backend = mint(secret, 60);
+    for (let i = 1; i <= 40; i++) {
+      const res = await fetch(`http://127.0.0.1:${server.port}/publish`, {
+        method: 'POST', headers: { Authorization: `Bearer ${backend}` },
+        body: JSON.stringify({ topic, data: i }),
+      });
+      assert.equal(res.status, 200);
+      await sleep(100);
+    }
+    await until(() => rec.seqs.length >= 40, '40 messages');
+    assert.deepEqual(rec.seqs, Array.from({ length: 40 }, (_, i) => i + 1));
+    assert.ok(minted >= 3, `tokens minted: ${minted}`);
+    assert.equal(await closedFor(server.port, 'token_expired'), 0);
+    c.close();
+    await server.stop();
   });
 });
 
