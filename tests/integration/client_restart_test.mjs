@@ -102,7 +102,7 @@ describe('client library: resume after a cut connection', () => {
     const N = ASAN ? 200 : 600;
     for (let i = 1; i <= N; i++) {
       await backendPublish(server.port, topic, i, `m${i}`);
-      if (i === N / 3 || i === (2 * N) / 3) {
+      if (i === Math.floor(N / 3) || i === Math.floor((2 * N) / 3)) {
         await proxy.cut();
         await sleep(150);
         await proxy.resume();
