@@ -31,7 +31,7 @@ const DEFAULTS = Object.freeze({
   pingIntervalMs: 25000, // silence after which the client sends {"op":"ping"}
   pongTimeoutMs: 10000, // silence after that ping after which the connection counts as dead
   connectTimeoutMs: 10000, // an attempt that has not opened by then fails
-  tokenRefreshMarginMs: 30000, // renew this long before the token's exp
+  tokenRefreshMarginMs: 30000, // renew ({"op":"refresh"}) this long before the token's exp
   offlineQueueMax: 1000, // publishes held while disconnected; more are refused ('overflow')
   publishTimeoutMs: 30000, // a publish sent without an ack by then is rejected
   sseAfterFailures: 3, // failed WebSocket upgrades in a row before trying SSE ('auto')
@@ -445,8 +445,32 @@ export class Client {
     const exp = tokenExpiry(this.tokenValue);
     if (!exp) return;
     const left = exp - Date.now() - this.opts.tokenRefreshMarginMs;
-    // A fresh connection with a fresh token replaces this one; resume makes it seamless.
-    conn.tokenTimer = timer(() => this._reopen(conn, 'token refresh'), Math.max(0, left));
+    clearTimeout(conn.tokenTimer);
+    conn.tokenTimer = timer(() => this._refreshToken(conn), Math.max(0, left));
+  }
+
+  /**
+   * Before exp: a WebSocket sends {"op":"refresh","token":...} with a new token and keeps
+   * its subscriptions; an SSE stream (its token is in its URL), a fixed token or a refused
+   * refresh reconnect with a fresh token instead (resume makes that seamless).
+   */
+  async _refreshToken(conn) {
+    if (conn !== this.conn || conn.dead) return;
+    if (conn.kind !== 'websocket' || typeof this.opts.token !== 'function') {
+      this._reopen(conn, 'token refresh');
+      return;
+    }
+    let token;
+    try {
+      token = await this._token();
+    } catch (e) {
+      this._emit('error', new RingcastError('token', 'token callback failed', e));
+      this._reopen(conn, 'token refresh');
+      return;
+    }
+    if (conn !== this.conn || conn.dead) return;
+    conn.refreshing = true;
+    conn.send({ op: 'refresh', token });
   }
 
   /** Replaces an open transport at once (a token renewal, a switch back to WebSocket). */
@@ -466,6 +490,13 @@ export class Client {
     conn.lastRx = Date.now();
     conn.pingSent = 0;
     if (!m || typeof m !== 'object') return;
+    const refreshed = m.op === 'ack' && m.of === 'refresh';
+    if (conn.refreshing && (refreshed || (m.op === 'error' && m.code === 18))) {
+      conn.refreshing = false;
+      if (refreshed) this._scheduleTokenRefresh(conn);
+      else this._reopen(conn, 'token refresh refused'); // the old token would expire
+      return;
+    }
     switch (m.op) {
       case 'msg': this._onMsg(m); break;
       case 'ack': this._onAck(m); break;

@@ -164,11 +164,18 @@ describe('client library: resume after a cut connection', () => {
   });
 });
 
-/** A ringcast access token (README "Access tokens"): base64url(claims).base64url(HMAC). */
+/** An HS256 JWT (README "Access tokens") for sub, valid ttlS seconds, publishing anywhere. */
 function mint(secret, ttlS, sub) {
-  const claims = Buffer.from(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + ttlS, pub: true, sub }))
-    .toString('base64url');
-  return `${claims}.${createHmac('sha256', secret).update(claims).digest('base64url')}`;
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, iat: now, exp: now + ttlS, pubs: ['>'] })}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+async function metricSum(port, name) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const re = new RegExp(`^${name}(\\{[^}]*\\})? (\\d+)$`, 'gm');
+  return [...text.matchAll(re)].reduce((n, m) => n + Number(m[2]), 0);
 }
 
 async function closedFor(port, reason) {
@@ -178,9 +185,9 @@ async function closedFor(port, reason) {
 }
 
 describe('client library: token renewal', () => {
-  it('renews a short-lived token before exp: no token_expired close, nothing lost', async () => {
-    const secret = 'client-secret';
-    const server = await new Server({ shards: 2, opts: { auth_secret: secret } }).start();
+  it('refreshes a short-lived token on the open connection: no close, nothing lost', async () => {
+    const secret = 'client-secret-of-at-least-32-bytes!';
+    const server = await new Server({ shards: 2, opts: { token_hmac_secret: secret } }).start();
     const topic = uniqueTopic('token');
     let minted = 0;
     const c = new Client(`ws://127.0.0.1:${server.port}/ws`, {
@@ -202,6 +209,8 @@ describe('client library: token renewal', () => {
     assert.deepEqual(rec.seqs, Array.from({ length: 40 }, (_, i) => i + 1));
     assert.ok(minted >= 3, `tokens minted: ${minted}`);
     assert.equal(await closedFor(server.port, 'token_expired'), 0);
+    assert.ok(await metricSum(server.port, 'ringcast_token_refreshes_total') >= 2);
+    assert.equal(c.stats.opens, 1); // refreshed in place, never reconnected
     c.close();
     await server.stop();
   });

@@ -209,19 +209,27 @@ class SseOneShardTest(ServerTestCase):
         type(self).server = harness.Server(self.shards, **self.server_opts).start()
 
 
-class SseAuthTest(ServerTestCase):
-    server_opts = {"auth_secret": "sse-secret"}
+SECRET = "sse-secret-of-at-least-32-bytes-long"
 
-    def test_token_required(self):
-        """Without a token 401; with ?token= the stream runs."""
+
+class SseAuthTest(ServerTestCase):
+    server_opts = {"token_hmac_secret": SECRET}
+
+    def test_token_required_and_its_rights(self):
+        """Without a token 401; with ?token= the stream runs its topics the token's subs
+        allow, and the others get error 15 (counted)."""
         s = Stream(self.port, "topics=sse.auth")
         self.addCleanup(s.close)
         self.assertEqual(s.status, 401)
-        tok = mint.mint("sse-secret", pub=True)
-        s2 = Stream(self.port, "topics=sse.auth&token=" + tok)
+        tok = mint.mint(SECRET, sub="u1", subs=["sse.auth"], pubs=[">"])
+        before = metric(self.port, "ringcast_subscribes_forbidden_total")
+        s2 = Stream(self.port, "topics=sse.auth,sse.other&token=" + tok)
         self.addCleanup(s2.close)
         self.assertEqual(s2.status, 200)
-        self.assertEqual(s2.event()[1]["op"], "ack")
+        got = {s2.event()[1]["op"] for _ in range(2)}
+        self.assertEqual(got, {"ack", "error"})
+        self.assertEqual(metric(self.port, "ringcast_subscribes_forbidden_total") - before, 1)
+        publish(self.port, "sse.other", 0, token=tok)
         publish(self.port, "sse.auth", 1, token=tok)
         self.assertEqual(s2.event()[1]["data"], 1)
 
