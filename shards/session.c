@@ -89,7 +89,7 @@ static void sse_end(struct rc_conn *c, uint16_t code, const char *reason)
 			 code, reason ? reason : "");
 	RC_ASSERT(n > 0 && (size_t)n < sizeof(out)); /* reasons are our own short literals */
 	c->flags |= RC_CF_FLUSH_CLOSE;
-	if (rc_sse_send(c, out, (size_t)n) != 0) {
+	if (rc_sse_send(c, out, (size_t)n, false) != 0) {
 		rc_conn_terminate(c, (enum rc_close_reason)c->close_reason);
 		return;
 	}
@@ -224,8 +224,11 @@ static void heartbeat_fire(struct rc_conn *c)
 	}
 	if (c->flags & RC_CF_SSE) {
 		if (cfg->sse_heartbeat_ms && idle_ms >= cfg->sse_heartbeat_ms) {
-			rc_sse_heartbeat(c);
-			c->last_rx_tick = rc_clock_tick(&s->clock);
+			if (rc_sse_heartbeat(c) == -ENOBUFS) {
+				rc_conn_slow_close(c);
+				return;
+			}
+			c->last_rx_tick = now;
 		}
 		heartbeat_arm(c);
 		return;
@@ -301,9 +304,11 @@ int rc_conn_send(struct rc_conn *c, const void *data, size_t len, bool binary)
 		rc_conn_slow_close(c);
 		return -ENOBUFS;
 	}
-	if (c->flags & RC_CF_SSE)
-		return binary ? -EINVAL : rc_sse_send(c, data, len);
-	int rc = rc_conn_send_data(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
+	if ((c->flags & RC_CF_SSE) && binary)
+		return -EINVAL; /* events carry text */
+	int rc = c->flags & RC_CF_SSE
+			 ? rc_sse_send(c, data, len, true)
+			 : rc_conn_send_data(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
 	if (rc == -ENOBUFS)
 		rc_conn_slow_close(c); /* the compressed frame's bytes, or the memory budget */
 	if (rc == 0) {

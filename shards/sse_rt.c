@@ -22,22 +22,23 @@ struct rc_frame *rc_sse_frame(const char *id, size_t idlen, const char *json, si
 	return f;
 }
 
-int rc_sse_send(struct rc_conn *c, const char *json, size_t n)
+int rc_sse_send(struct rc_conn *c, const char *json, size_t n, bool checked)
 {
 	RC_ASSERT(c->flags & RC_CF_SSE);
 	struct rc_frame *f = rc_sse_frame(NULL, 0, json, n);
 	if (!f)
 		return -ENOMEM;
-	c->shard->stats.messages_out++;
-	return rc_conn_enqueue(c, f);
+	return rc_sendq_push(c, f, checked);
 }
 
-void rc_sse_heartbeat(struct rc_conn *c)
+int rc_sse_heartbeat(struct rc_conn *c)
 {
 	static const char beat[] = ":\n\n";
 	RC_ASSERT(c->flags & RC_CF_SSE);
-	if (rc_conn_send_raw(c, beat, sizeof(beat) - 1) == 0)
+	int rc = rc_conn_send_raw(c, beat, sizeof(beat) - 1);
+	if (rc == 0)
 		c->shard->stats.sse_heartbeats++;
+	return rc;
 }
 
 /* Builds f's SSE variant on shard s: shared, owned by s, the same seq and topic hash (the

@@ -14,11 +14,14 @@
  * (both copied). NULL without memory. */
 struct rc_frame *rc_sse_frame(const char *id, size_t idlen, const char *json, size_t n);
 
-/* Queues json[0..n) (copied) to stream c as an event without id. 0, -ENOMEM. */
-int rc_sse_send(struct rc_conn *c, const char *json, size_t n);
+/* Queues json[0..n) (copied) to stream c as an event without id; checked (the queue's
+ * limit applies) or not (a stream's last event, as a close frame is never refused). 0 or
+ * -errno as rc_conn_enqueue. */
+int rc_sse_send(struct rc_conn *c, const char *json, size_t n, bool checked);
 
-/* Queues a heartbeat comment to stream c (counted). */
-void rc_sse_heartbeat(struct rc_conn *c);
+/* Queues a heartbeat comment to stream c (counted). 0 or -errno as rc_conn_enqueue
+ * (-ENOBUFS: a slow consumer). */
+int rc_sse_heartbeat(struct rc_conn *c);
 
 /*
  * The SSE variant of broadcast frame f (borrowed), whose envelope starts hlen bytes in and

@@ -2,7 +2,8 @@
 topics gets each sub's ack, then every message as an event whose id is topic~seq~epoch and
 whose data is the very JSON a /ws subscriber receives; the browser's Last-Event-ID resumes its
 topic (replay after it, or a reset from another epoch) and `since` resumes several; heartbeat
-comments keep an idle stream alive; one SSE variant is built per publish, not per stream;
+comments keep an idle stream alive; one SSE variant is built per publish, not per stream; a
+stream that stops reading is closed as a slow consumer with a last close event (1013);
 streams end with a last close event when the gateway drains; bad requests get 400, POST 405,
 a missing token 401; the metrics count streams."""
 import importlib.util
@@ -207,6 +208,34 @@ class SseOneShardTest(ServerTestCase):
                                             "reason": "server shutting down"})
             self.assertEqual(s.body(), b"")
         type(self).server = harness.Server(self.shards, **self.server_opts).start()
+
+
+class SseSlowConsumerTest(ServerTestCase):
+    server_opts = {"send_queue_bytes_max": 65536, "close_timeout_ms": 60000}
+
+    def test_stream_that_does_not_read_is_closed(self):
+        """A stream whose reader stalls is closed like a slow WebSocket (counted as
+        slow_consumer): its backlog is dropped and its last event says 1013."""
+        s = Stream(self.port, "topics=sse.slow")
+        self.addCleanup(s.close)
+        s.event()
+        big = "x" * 60000
+        for _ in range(400):  # 24 MB: more than loopback's socket buffers hold
+            publish(self.port, "sse.slow", big)
+        last = None
+        try:
+            while True:
+                last = s.event()[1]
+        except harness.ConnectionClosed:
+            pass
+        self.assertEqual((last["op"], last.get("code")), ("close", 1013), str(last)[:200])
+        self.assertEqual(metric(self.port, "ringcast_sse_open"), 0)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port,
+                                    timeout=scale(5)) as r:
+            text = r.read().decode()
+        self.assertEqual(sum(int(v) for v in re.findall(
+            r'^ringcast_connections_closed_total\{[^}]*reason="slow_consumer"[^}]*\} (\d+)$',
+            text, re.M)), 1)
 
 
 SECRET = "sse-secret-of-at-least-32-bytes-long"
