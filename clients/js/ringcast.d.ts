@@ -90,6 +90,8 @@ export interface EventMap {
   error: RingcastError;
   overflow: OverflowEvent;
   attempt: { attempt: number; transport: TransportName; at: number };
+  /** A transport failed or closed: the next attempt comes after delayMs. */
+  retry: { attempt: number; delayMs: number; code: number | null };
   transport: { transport: TransportName | null; reason?: string };
 }
 

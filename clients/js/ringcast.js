@@ -191,7 +191,7 @@ export class Subscription {
 /**
  * A ringcast client. `url` names the gateway: ws(s)://host:port/ws, or http(s)://host:port
  * (then /ws is used). Events (on/off): 'state', 'message', 'ack', 'gap', 'reset', 'error',
- * 'overflow', 'attempt', 'transport'.
+ * 'overflow', 'attempt', 'retry' (the next attempt's delay), 'transport'.
  */
 export class Client {
   constructor(url, options = {}) {
@@ -369,6 +369,7 @@ export class Client {
     let delay = backoffDelay(this.attempt, this.opts);
     if (why.retryAfterMs != null) delay = why.retryAfterMs + delay;
     else if (why.code === 1012 || why.code === 1013) delay = this.opts.retryLaterMs + delay;
+    this._emit('retry', { attempt: this.attempt, delayMs: delay, code: why.code ?? null });
     this.attempt++;
     this._setState(State.RECONNECTING);
     if (why.error) this._emit('error', why.error);

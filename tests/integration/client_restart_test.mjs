@@ -263,7 +263,11 @@ async function storm(n, jitter, downMs) {
   const clients = Array.from({ length: n }, () => new Client(`ws://127.0.0.1:${port}/ws`, opts));
   for (let i = 0; i < n; i += 100) await Promise.all(clients.slice(i, i + 100).map((c) => c.connect()));
   const times = [];
-  for (const c of clients) c.on('attempt', (a) => times.push(a.at));
+  const firstDelays = [];
+  for (const c of clients) {
+    c.on('attempt', (a) => times.push(a.at));
+    c.on('retry', (r) => { if (r.attempt === 0) firstDelays.push(r.delayMs); });
+  }
   await server.stop('SIGTERM'); // the drain closes every connection (1001) in one burst
   await until(() => clients.every((c) => c.state === 'reconnecting'), 'every client reconnecting');
   await sleep(downMs);
@@ -271,7 +275,13 @@ async function storm(n, jitter, downMs) {
   await until(() => clients.every((c) => c.state === 'open'), 'every client back', scale(60000));
   for (const c of clients) c.close();
   await server.stop();
-  return peakRate(times);
+  return { ...peakRate(times), firstDelays };
+}
+
+/** Mean and standard deviation of xs. */
+function spread(xs) {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return { mean, sd: Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / xs.length) };
 }
 
 describe('client library: 1,000 clients reconnecting after a restart', () => {
@@ -282,9 +292,18 @@ describe('client library: 1,000 clients reconnecting after a restart', () => {
     console.log(`# reconnect storm of ${n} clients: peak ${plain.peak} attempts/s without ` +
       `jitter (${plain.attempts} attempts), ${jittered.peak}/s with full jitter ` +
       `(${jittered.attempts} attempts), 100 ms bins`);
-    // Without jitter every client retries 4 s after it saw the close (the spread is how fast
-    // this one process notices 1,000 closes); with it, uniformly within those 4 s.
-    assert.ok(jittered.peak < plain.peak / 2, `jittered peak ${jittered.peak} vs ${plain.peak}`);
+    // The peaks measure this machine as much as the library (one process notices 1,000
+    // closes over a second or more, which spreads even the plain retries): printed, not
+    // asserted. What the library decides is asserted: without jitter every client waits the
+    // same 4 s after the close; with full jitter the waits are uniform in [0, 4 s).
+    const p = spread(plain.firstDelays);
+    const j = spread(jittered.firstDelays);
+    assert.equal(plain.firstDelays.length, n);
+    assert.equal(jittered.firstDelays.length, n);
+    assert.deepEqual([p.mean, p.sd], [4000, 0]);
+    assert.ok(Math.abs(j.mean - 2000) < 300, `jittered mean ${j.mean}`);
+    assert.ok(Math.abs(j.sd - 4000 / Math.sqrt(12)) < 250, `jittered sd ${j.sd}`);
+    assert.ok(Math.max(...jittered.firstDelays) < 4000);
   });
 
   it('backoffDelay: ceilings grow by the factor up to the cap; full jitter draws below', () => {
