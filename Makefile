@@ -115,9 +115,19 @@ $(LIB): $(CORE_OBJ) $(SHARD_OBJ) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/ringcast: $(APP_OBJ) $(LIB)
+# Assets the program embeds, generated at build time (tools/embed-asset.py): the JS client
+# library served at GET /ringcast.js.
+ASSET_OBJ := $(BUILD)/obj/gen/ringcast_js.o
+$(BUILD)/gen/ringcast_js.c: clients/js/ringcast.js tools/embed-asset.py
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(LIB) $(LDLIBS_COMMON) $(ALLOC_LIB)
+	$(Q)python3 tools/embed-asset.py $< rc_asset_ringcast_js > $@.tmp && mv $@.tmp $@
+$(ASSET_OBJ): $(BUILD)/gen/ringcast_js.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/bin/ringcast: $(APP_OBJ) $(ASSET_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(APP_OBJ) $(ASSET_OBJ) $(LIB) $(LDLIBS_COMMON) $(ALLOC_LIB)
 
 $(BUILD)/bin/ringcast-bench: $(BENCH_OBJ) $(LIB)
 	@mkdir -p $(dir $@)

@@ -44,6 +44,8 @@ static void conn_closed(struct rc_conn *c, bool http)
 	rc_sendq_conn_closed(c);
 	rc_pubsub_conn_closed(c);
 	rc_token_conn_clear(c);
+	if (c->flags & RC_CF_SSE)
+		c->shard->stats.sse_open--;
 }
 
 static const struct rc_conn_hooks conn_hooks = {
@@ -51,6 +53,7 @@ static const struct rc_conn_hooks conn_hooks = {
 	.closed = conn_closed,
 	.resume = rc_conn_http_resume,
 	.publish = rc_proto_http_publish,
+	.sse = rc_proto_sse_open,
 };
 
 static const struct rc_pubsub_hooks pubsub_hooks = {
@@ -388,6 +391,21 @@ int rc_app_http(struct rc_app *app, const char *path, rc_http_fn fn, void *ctx)
 	return 0;
 }
 
+int rc_app_asset(struct rc_app *app, const char *path, const char *content_type,
+		 const void *data, size_t len, const char *etag)
+{
+	RC_ASSERT(data != NULL && content_type != NULL && etag != NULL);
+	int rc = rc_app_http(app, path, NULL, NULL);
+	if (rc)
+		return rc;
+	struct rc_http_endpoint *ep = &app->http[app->http_count - 1];
+	ep->asset = data;
+	ep->asset_len = len;
+	ep->asset_type = content_type;
+	ep->etag = etag;
+	return 0;
+}
+
 int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_path)
 {
 	struct rc_ws_handler h = {.on_message = rc_proto_on_message};
@@ -398,6 +416,14 @@ int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_p
 		return rc;
 	app->pubsub_ws = app->ws_count - 1;
 	strcpy(app->publish_path, publish_path);
+	return 0;
+}
+
+int rc_app_sse(struct rc_app *app, const char *path)
+{
+	if (app->pubsub_ws < 0 || strlen(path) >= sizeof(app->sse_path) || path[0] != '/')
+		return -EINVAL;
+	strcpy(app->sse_path, path);
 	return 0;
 }
 

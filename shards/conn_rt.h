@@ -33,6 +33,9 @@ struct rc_conn_hooks {
 	/* POST publish_path arrived (http_serve.c); body is borrowed for the call and the answer
 	 * follows later. pubsub_proto.c's rc_proto_http_publish. */
 	void (*publish)(struct rc_conn *c, const char *body, size_t len, bool keep_alive);
+	/* GET sse_path arrived and its token (if any) was accepted (http_serve.c): query and
+	 * last_event_id are borrowed for the call. pubsub_proto.c's rc_proto_sse_open. */
+	void (*sse)(struct rc_conn *c, struct rc_slice query, struct rc_slice last_event_id);
 };
 
 /* The live connection ud (a CQE's user_data) refers to, or NULL when its slot was freed or

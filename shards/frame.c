@@ -99,6 +99,11 @@ static void dispose(struct rc_frame *f)
 		rc_frame_unref(f->deflated);
 		f->deflated = NULL;
 	}
+	/* The last reference: the acq_rel drop ordered the variant's publication before us. */
+	if (f->sse) {
+		rc_frame_unref(f->sse);
+		f->sse = NULL;
+	}
 	if (!f->arena_class) {
 		free(f);
 		return;

@@ -23,11 +23,15 @@ struct rc_frame {
 	uint8_t arena_class; /* 0: malloc'd; else 1 + size class in the registered arena */
 	uint8_t pad[3];
 	struct rc_frame *deflated; /* broadcast: its permessage-deflate variant (a reference) */
+	/* broadcast: its Server-Sent Events variant (a reference), built by the first shard
+	 * that delivers it to an SSE subscriber and set once (compare-and-swap, sse_rt.c) */
+	struct rc_frame *sse;
 	uint8_t data[]; /* len bytes, then the topic and its NUL when topic is set (charged) */
 };
 
-/* The header every queued byte pays; owner and arena_class fit its padding. */
-RC_STATIC_ASSERT(sizeof(struct rc_frame) == 48, "the frame header grew");
+/* The header every queued byte pays; owner and arena_class fit its padding. The SSE
+ * variant's pointer made it 56: one per frame, none per connection. */
+RC_STATIC_ASSERT(sizeof(struct rc_frame) == 56, "the frame header grew");
 RC_STATIC_ASSERT(RC_SHARDS_LIMIT <= 256, "rc_frame.owner is one byte");
 
 /* A unicast frame of len bytes on the heap, one reference (the caller's), charged to the

@@ -207,6 +207,36 @@ static bool path_allowed(const struct rc_conn *c, struct rc_slice path)
 	return c->shard->app->cfg.public_admin_endpoints || !admin_path(path);
 }
 
+/*
+ * A static asset (rc_app_asset): its bytes, or 304 when If-None-Match names its ETag. A 304
+ * and a HEAD send the head the full answer would have (its Content-Length included).
+ */
+static void serve_asset(struct rc_conn *c, const struct rc_http_request *req,
+			const struct rc_http_endpoint *ep)
+{
+	char hdrs[192];
+	if (req->method != RC_HTTP_GET && req->method != RC_HTTP_HEAD) {
+		http_error(c, 405, "use GET");
+		return;
+	}
+	bool fresh = rc_slice_eq(req->if_none_match, ep->etag) ||
+		     rc_slice_eq(req->if_none_match, "*");
+	snprintf(hdrs, sizeof(hdrs), "ETag: %s\r\nCache-Control: public, max-age=300\r\n",
+		 ep->etag);
+	size_t cap = ep->asset_len + sizeof(hdrs) + 256;
+	char *resp = malloc(cap);
+	size_t len = resp ? rc_http_write_response(resp, cap, fresh ? 304 : 200, ep->asset_type,
+						   hdrs, ep->asset, ep->asset_len,
+						   req->keep_alive)
+			  : 0;
+	if (len && (fresh || req->method == RC_HTTP_HEAD)) {
+		RC_ASSERT(len >= ep->asset_len);
+		len -= ep->asset_len;
+	}
+	rc_conn_http_reply(c, resp, len, RC_CLOSE_http_done, req->keep_alive && len);
+	free(resp);
+}
+
 static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 {
 	struct rc_app *app = c->shard->app;
@@ -243,6 +273,10 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 		c->close_reason = RC_CLOSE_http_done;
 		return;
 	}
+	if (!ep->fn) {
+		serve_asset(c, req, ep);
+		return;
+	}
 	size_t body_len = app->http_out_bytes, len = 0;
 	char *body = malloc(body_len), *resp = malloc(body_len + 1024);
 	char path[256], query[256];
@@ -260,6 +294,23 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 	rc_conn_http_reply(c, resp, len, RC_CLOSE_http_done, req->keep_alive && len);
 	free(body);
 	free(resp);
+}
+
+/* GET sse_path: the token checked like an upgrade's (its rights are the stream's, its expiry
+ * ends it), then the stream starts (the sse hook). */
+static void serve_sse(struct rc_conn *c, const struct rc_http_request *req)
+{
+	const char *reason = NULL;
+	if (req->method != RC_HTTP_GET) {
+		http_error(c, 405, "use GET");
+		return;
+	}
+	int status = authorize(c, req, true, &reason);
+	if (status != 0) {
+		http_error(c, status, reason);
+		return;
+	}
+	c->shard->app->conn_hooks->sse(c, req->query, req->last_event_id);
 }
 
 static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_t *rest,
@@ -354,6 +405,11 @@ static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, uint32_t *need)
 	if (rc_handshake_is_upgrade(&req)) {
 		upgrade(c, &req, p + consumed, n - consumed);
 		return n;
+	}
+	const char *sse = c->shard->app->sse_path;
+	if (sse[0] && rc_slice_eq(req.path, sse)) {
+		serve_sse(c, &req);
+		return n; /* a stream: what the client sends after its request is not read */
 	}
 	serve_http(c, &req);
 	return consumed;
@@ -457,7 +513,7 @@ void rc_conn_input(struct rc_conn *c, uint8_t *p, size_t n)
 {
 	if (c->state == RC_CONN_HTTP)
 		http_input(c, p, n);
-	else
+	else if (!(c->flags & RC_CF_SSE)) /* a stream's client has nothing to say */
 		rc_conn_ws_input(c, p, n);
 }
 

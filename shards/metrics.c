@@ -313,6 +313,13 @@ static void write_all(struct out *o, const struct rc_app *app)
 		  "JSON messages refused unparsed: over json_depth_max or json_elements_max.");
 	RC_FAMILY(o, app, pongs_replaced, "counter",
 		  "Pongs that replaced one still queued (at most one waits per connection).");
+	RC_FAMILY(o, app, sse_open, "gauge", "Server-Sent Events streams (GET /sse).");
+	RC_FAMILY(o, app, sse_streams, "counter", "GET /sse streams started.");
+	RC_FAMILY(o, app, sse_refused, "counter",
+		  "GET /sse requests refused: bad topics or since (400).");
+	RC_FAMILY(o, app, sse_variants, "counter",
+		  "SSE variants of broadcast messages built (at most one per publish).");
+	RC_FAMILY(o, app, sse_heartbeats, "counter", "Heartbeat comments sent to SSE streams.");
 	memory(o, app);
 	auth(o, app);
 	if (app->engine)

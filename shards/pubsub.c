@@ -21,6 +21,7 @@
 #include "pubsub.h"
 #include "sendq.h"
 #include "session.h"
+#include "sse_rt.h"
 #include "uring.h"
 
 static struct rc_shard *owner_of(const struct rc_app *app, uint64_t hash)
@@ -205,7 +206,9 @@ static struct rc_frame *gap_frame(struct rc_sub *sub, uint64_t from, uint64_t to
 	const struct rc_topic_node *t = &sub->topic->node;
 	size_t n = rc_envelope_write_gap(out, sizeof(out), t->name, t->name_len, from, to,
 					 sub->epoch);
-	struct rc_frame *g = n ? rc_frame_build(RC_WS_OP_TEXT, false, out, n) : NULL;
+	struct rc_frame *g = !n				   ? NULL
+			     : sub->conn->flags & RC_CF_SSE ? rc_sse_frame(NULL, 0, out, n)
+							    : rc_frame_build(RC_WS_OP_TEXT, false, out, n);
 	if (g) {
 		/* Marks a unicast frame as this topic's gap from seq `from` (conflate). */
 		g->topic_hash = t->hash;
@@ -273,7 +276,13 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 		rc_conn_slow_close(c);
 		return false;
 	}
-	struct rc_frame *use = variant_for(c, f);
+	struct rc_frame *use = c->flags & RC_CF_SSE
+				       ? rc_sse_variant(s, f, header_len(f), sub->epoch)
+				       : variant_for(c, f);
+	if (!use) {
+		s->stats.alloc_failures++;
+		return false;
+	}
 	if (use != f)
 		rc_frame_ref_n(use, 1);
 	/* Either takes the reference; rc_conn_enqueue releases it on failure. */

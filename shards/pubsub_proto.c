@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "handshake.h"
 #include "http.h"
 #include "conn_rt.h"
 #include "http_serve.h"
@@ -23,6 +24,7 @@
 #include "sendq.h"
 #include "session.h"
 #include "token.h"
+#include "sse.h"
 
 #define RC_PROTO_OUT_LIMIT 512
 #define RC_PUBLISH_BATCH_LIMIT 256
@@ -90,6 +92,30 @@ static bool subscribed(const struct rc_conn *c, const struct rc_envelope *e)
 	return false;
 }
 
+/* Subscribes c to topic[0..len) resuming per r; a refusal is answered with an error. The
+ * owner answers the rest (subscribed hook): only it knows the topic's seq and epoch. */
+static void subscribe(struct rc_conn *c, const char *topic, size_t len, const struct rc_resume *r)
+{
+	int rc = rc_pubsub_subscribe(c, topic, len, r);
+	RC_ASSERT(rc != 0);
+	if (rc > 0)
+		return;
+	if (rc == -EEXIST)
+		send_error(c, RC_ENVELOPE_ERR_ALREADY_SUBSCRIBED, NULL);
+	else if (rc == -E2BIG)
+		send_error(c, RC_ENVELOPE_ERR_SUBSCRIPTION_LIMIT, NULL);
+	else if (rc == -EINVAL)
+		send_error(c, RC_ENVELOPE_ERR_TOPIC, NULL);
+	else if (rc == -EBUSY)
+		send_error(c, RC_ENVELOPE_ERR_BUSY, "topic limit reached");
+	else if (rc == -EAGAIN)
+		send_error(c, RC_ENVELOPE_ERR_BUSY, "new topics too fast");
+	else if (rc == -ENOBUFS)
+		send_error(c, RC_ENVELOPE_ERR_BUSY, "memory budget");
+	else if (rc < 0)
+		send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
+}
+
 /* True if c opened without a token where tokens are required (an anonymous namespace). */
 static bool anonymous(const struct rc_conn *c)
 {
@@ -120,9 +146,9 @@ static bool may_publish(struct rc_conn *c, const struct rc_envelope *e)
 	return app->client_publish == RC_CLIENT_PUBLISH_ANY || subscribed(c, e);
 }
 
-/* Whether c's token (none: anonymous) lets it subscribe to e's topic in namespace ns. */
+/* Whether c's token (none: anonymous) lets it subscribe to topic[0..len) in namespace ns. */
 static bool rights_allow_sub(const struct rc_conn *c, const struct rc_namespace *ns,
-			     const struct rc_envelope *e)
+			     const char *topic, size_t len)
 {
 	const struct rc_jwt_rights *r = rc_token_rights(c);
 	if (!r)
@@ -130,7 +156,7 @@ static bool rights_allow_sub(const struct rc_conn *c, const struct rc_namespace 
 	/* A private namespace needs a right the token states, not one it leaves open. */
 	if (ns && ns->is_private && !r->has_subs)
 		return false;
-	return rc_jwt_rights_allow(r, false, e->topic, e->topic_len);
+	return rc_jwt_rights_allow(r, false, topic, len);
 }
 
 /*
@@ -148,7 +174,7 @@ static enum rc_jwt_result may_subscribe(struct rc_conn *c, const struct rc_envel
 	if (!e->token) {
 		const struct rc_namespace *ns =
 			rc_namespace_of(s->app->namespaces, e->topic, e->topic_len);
-		return rights_allow_sub(c, ns, e) ? RC_JWT_ok : RC_JWT_RESULT_COUNT;
+		return rights_allow_sub(c, ns, e->topic, e->topic_len) ? RC_JWT_ok : RC_JWT_RESULT_COUNT;
 	}
 	enum rc_jwt_result r = rc_token_verify(s, e->token, e->token_len, &cl);
 	if (r != RC_JWT_ok)
@@ -176,28 +202,9 @@ static void on_sub(struct rc_conn *c, const struct rc_envelope *e)
 		send_error(c, RC_ENVELOPE_ERR_TOKEN, rc_jwt_result_reason(allowed));
 		return;
 	}
-	/* The owner answers (subscribed hook): only it knows the topic's seq and epoch. */
 	struct rc_resume r = {e->has_since, e->since, e->has_epoch, e->epoch};
-	int rc = rc_pubsub_subscribe(c, e->topic, e->topic_len, &r);
-	RC_ASSERT(rc != 0);
-	if (rc > 0)
-		return;
-	if (rc == -EEXIST)
-		send_error(c, RC_ENVELOPE_ERR_ALREADY_SUBSCRIBED, NULL);
-	else if (rc == -E2BIG)
-		send_error(c, RC_ENVELOPE_ERR_SUBSCRIPTION_LIMIT, NULL);
-	else if (rc == -EINVAL)
-		send_error(c, RC_ENVELOPE_ERR_TOPIC, NULL);
-	else if (rc == -EBUSY)
-		send_error(c, RC_ENVELOPE_ERR_BUSY, "topic limit reached");
-	else if (rc == -EAGAIN)
-		send_error(c, RC_ENVELOPE_ERR_BUSY, "new topics too fast");
-	else if (rc == -ENOBUFS)
-		send_error(c, RC_ENVELOPE_ERR_BUSY, "memory budget");
-	else if (rc < 0)
-		send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
+	subscribe(c, e->topic, e->topic_len, &r);
 }
-
 static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
 {
 	if (rc_topic_reserved(e->topic, e->topic_len)) {
@@ -295,6 +302,60 @@ void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool b
 	case RC_ENVELOPE_OP_PING: send_text(c, "{\"op\":\"pong\"}", 13); break;
 	case RC_ENVELOPE_OP_REFRESH: on_refresh(c, &e); break;
 	default: send_error(c, RC_ENVELOPE_ERR_UNKNOWN_OP, NULL); break;
+	}
+}
+
+/* ---- GET /sse ----------------------------------------------------------------------------- */
+/* Answers a GET /sse that cannot stream: 400 with reason, counted. */
+static void sse_refuse(struct rc_conn *c, const char *reason)
+{
+	char out[512];
+	c->shard->stats.sse_refused++;
+	size_t n = rc_handshake_write_error(out, sizeof(out), 400, reason);
+	rc_conn_http_reply(c, out, n, RC_CLOSE_handshake_rejected, false);
+}
+
+void rc_proto_sse_open(struct rc_conn *c, struct rc_slice query, struct rc_slice last_event_id)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+				   "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n";
+	struct rc_shard *s = c->shard;
+	struct rc_sse_request req;
+	const char *reason = NULL;
+	char *buf = data_buf(s, query.len + 1);
+	RC_ASSERT(c->state == RC_CONN_HTTP && c->pend == NULL && c->http_pub == NULL);
+	if (!buf || rc_sse_parse(query, last_event_id, buf, query.len + 1, &req, &reason) != 0) {
+		sse_refuse(c, buf ? reason : "out of memory");
+		return;
+	}
+	if (req.count > s->app->cfg.subscriptions_per_connection_max) {
+		sse_refuse(c, "more topics than subscriptions_per_connection_max");
+		return;
+	}
+	if (rc_conn_send_raw(c, head, sizeof(head) - 1) != 0) {
+		rc_conn_terminate(c, RC_CLOSE_handshake_rejected);
+		return;
+	}
+	c->state = RC_CONN_OPEN;
+	c->flags |= RC_CF_SSE;
+	c->endpoint = (uint8_t)s->app->pubsub_ws;
+	rc_ws_asm_init(&c->ws); /* holds nothing: a stream reads no frames */
+	s->stats.sse_open++;
+	s->stats.sse_streams++;
+	rc_conn_opened(c);
+	for (uint32_t i = 0; i < req.count && c->state == RC_CONN_OPEN; i++) {
+		const struct rc_sse_topic *t = &req.topics[i];
+		const struct rc_namespace *ns =
+			rc_namespace_of(s->app->namespaces, t->name.p, t->name.len);
+		struct rc_resume r = {t->has_since, t->since, t->has_epoch, t->epoch};
+		/* The stream's token, as for a sub over /ws (no channel tokens in a URL). */
+		if (s->app->auth && !rights_allow_sub(c, ns, t->name.p, t->name.len)) {
+			s->stats.subscribes_forbidden++;
+			send_error(c, RC_ENVELOPE_ERR_FORBIDDEN,
+				   "the access token does not allow this topic");
+			continue;
+		}
+		subscribe(c, t->name.p, t->name.len, &r);
 	}
 }
 

@@ -36,4 +36,9 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
  * for its answer is released with its budget charge. Shard thread, from the closed hook. */
 void rc_proto_conn_closed(struct rc_conn *c, bool http);
 
+/* GET /sse?topics=... (query and last_event_id borrowed for the call): a 400 for a bad
+ * request, else the stream's head, then its subscriptions, each answered and resumed like a
+ * /ws sub (sse hook). */
+void rc_proto_sse_open(struct rc_conn *c, struct rc_slice query, struct rc_slice last_event_id);
+
 #endif

@@ -73,6 +73,7 @@ enum rc_conn_flag {
 	RC_CF_SHUT_WR = 1u << 9,      /* shutdown(SHUT_WR) issued */
 	RC_CF_DEFLATE = 1u << 10,     /* permessage-deflate negotiated */
 	RC_CF_HTTP_RESUME = 1u << 11, /* parse requests waiting in pend at the next flush */
+	RC_CF_SSE = 1u << 12,         /* a GET /sse stream (OPEN: events, not frames) */
 	RC_CF_REFUSED = 1u << 13,     /* accepted over connections_max only to answer 503 */
 	RC_CF_ADMIN = 1u << 14,       /* from the admin listener: outside connections_max */
 	RC_CF_PONG = 1u << 15,	      /* the queue's tail is a pong not yet handed to the kernel */
@@ -267,8 +268,12 @@ struct rc_ws_endpoint {
 
 struct rc_http_endpoint {
 	char path[64];
-	rc_http_fn fn;
+	rc_http_fn fn; /* NULL for a static asset (rc_app_asset) */
 	void *ctx;
+	const void *asset; /* a static asset's bytes, its length, type and ETag (borrowed) */
+	size_t asset_len;
+	const char *asset_type;
+	const char *etag;
 };
 
 /* Who may publish from a WebSocket client (client_publish). */
@@ -303,6 +308,7 @@ struct rc_app {
 	enum rc_client_publish client_publish;
 	int pubsub_ws;  /* index of the pub/sub endpoint in ws[], -1 if none */
 	char publish_path[64]; /* POST endpoint of the backend publish API, "" if none */
+	char sse_path[64];     /* GET endpoint of Server-Sent Events streams, "" if none */
 	/* The calls lower layers make into higher ones, wired by rc_app_create (app.c). */
 	const struct rc_conn_hooks *conn_hooks;
 	const struct rc_pubsub_hooks *pubsub_hooks;

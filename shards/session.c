@@ -8,9 +8,12 @@
  */
 #include <errno.h>
 
+#include <stdio.h>
+
 #include "conn_rt.h"
 #include "sendq.h"
 #include "session.h"
+#include "sse_rt.h"
 
 static void timer_in(struct rc_conn *c, uint64_t ms)
 {
@@ -74,6 +77,25 @@ void rc_conn_accepted(struct rc_conn *c)
 	timer_in(c, s->app->cfg.handshake_timeout_ms);
 }
 
+/*
+ * Ends an SSE stream: a last event {"op":"close","code":C,"reason":R} says why (1012/1013
+ * ask the client library to come back later), then TCP closes once it is sent (or after
+ * close_timeout_ms).
+ */
+static void sse_end(struct rc_conn *c, uint16_t code, const char *reason)
+{
+	char out[256];
+	int n = snprintf(out, sizeof(out), "{\"op\":\"close\",\"code\":%u,\"reason\":\"%s\"}",
+			 code, reason ? reason : "");
+	RC_ASSERT(n > 0 && (size_t)n < sizeof(out)); /* reasons are our own short literals */
+	c->flags |= RC_CF_FLUSH_CLOSE;
+	if (rc_sse_send(c, out, (size_t)n, false) != 0) {
+		rc_conn_terminate(c, (enum rc_close_reason)c->close_reason);
+		return;
+	}
+	timer_in(c, c->shard->app->cfg.close_timeout_ms);
+}
+
 void rc_conn_ws_close(struct rc_conn *c, uint16_t code, const char *reason,
 		      enum rc_close_reason why)
 {
@@ -81,6 +103,12 @@ void rc_conn_ws_close(struct rc_conn *c, uint16_t code, const char *reason,
 
 	if (c->state != RC_CONN_OPEN)
 		return;
+	if (c->flags & RC_CF_SSE) {
+		c->state = RC_CONN_CLOSING;
+		c->close_reason = (uint8_t)why;
+		sse_end(c, code, reason);
+		return;
+	}
 	size_t len = rc_ws_close_write(payload, code, reason);
 	c->state = RC_CONN_CLOSING;
 	c->close_reason = (uint8_t)why;
@@ -132,7 +160,10 @@ static void heartbeat_arm(struct rc_conn *c)
 	const struct rc_config *cfg = &c->shard->app->cfg;
 	uint64_t wait = 0, expires_ms = token_expiry_ms(c);
 	uint32_t at = c->msg_deadline_tick;
-	if (cfg->ping_interval_ms && !(c->flags & RC_CF_PING))
+	/* A stream's client never talks: its timer paces heartbeats from the last one. */
+	if (c->flags & RC_CF_SSE)
+		wait = cfg->sse_heartbeat_ms;
+	else if (cfg->ping_interval_ms && !(c->flags & RC_CF_PING))
 		wait = cfg->ping_interval_ms;
 	else if (cfg->idle_timeout_ms)
 		wait = cfg->idle_timeout_ms;
@@ -189,6 +220,17 @@ static void heartbeat_fire(struct rc_conn *c)
 		rc_conn_ws_close(c, RC_WS_CLOSE_POLICY, "message timeout",
 				 RC_CLOSE_message_timeout);
 		c->flags |= RC_CF_DISCARD;
+		return;
+	}
+	if (c->flags & RC_CF_SSE) {
+		if (cfg->sse_heartbeat_ms && idle_ms >= cfg->sse_heartbeat_ms) {
+			if (rc_sse_heartbeat(c) == -ENOBUFS) {
+				rc_conn_slow_close(c);
+				return;
+			}
+			c->last_rx_tick = now;
+		}
+		heartbeat_arm(c);
 		return;
 	}
 	if (cfg->idle_timeout_ms && idle_ms >= cfg->idle_timeout_ms) {
@@ -262,7 +304,11 @@ int rc_conn_send(struct rc_conn *c, const void *data, size_t len, bool binary)
 		rc_conn_slow_close(c);
 		return -ENOBUFS;
 	}
-	int rc = rc_conn_send_data(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
+	if ((c->flags & RC_CF_SSE) && binary)
+		return -EINVAL; /* events carry text */
+	int rc = c->flags & RC_CF_SSE
+			 ? rc_sse_send(c, data, len, true)
+			 : rc_conn_send_data(c, binary ? RC_WS_OP_BINARY : RC_WS_OP_TEXT, data, len);
 	if (rc == -ENOBUFS)
 		rc_conn_slow_close(c); /* the compressed frame's bytes, or the memory budget */
 	if (rc == 0) {

@@ -174,6 +174,9 @@
 	  "messages shorter than this are sent uncompressed")                                      \
 	X(stats_interval_ms, 1000, 0, 3600000, "ms",                                               \
 	  "publish gateway totals to topic ringcast.stats (the GET / dashboard); 0 = off")       \
+	X(sse_heartbeat_ms, 15000, 0, 3600000, "ms",                                             \
+	  "a GET /sse stream gets a comment line after this long without an event (proxies and "  \
+	  "the client library see it alive); 0 = never")                                           \
 	S(token_hmac_secret, "",                                                                   \
 	  "shared secret of HS256/384/512 JWTs (at least 32 bytes); with a key below, tokens are " \
 	  "required on /ws (?token= or Authorization: Bearer) and POST /publish; empty = none")   \

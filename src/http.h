@@ -48,6 +48,8 @@ struct rc_http_request {
 	struct rc_slice origin;
 	struct rc_slice content_type;
 	struct rc_slice authorization;
+	struct rc_slice if_none_match; /* a cached asset's ETag (GET /ringcast.js) */
+	struct rc_slice last_event_id; /* an EventSource's resume point (GET /sse) */
 	struct rc_http_multi connection;    /* every Connection header */
 	struct rc_http_multi ws_protocol;   /* every Sec-WebSocket-Protocol header */
 	struct rc_http_multi ws_extensions; /* every Sec-WebSocket-Extensions header */

@@ -50,6 +50,7 @@ SHARD_LAYERS=(
 	"redis_conn.h redis_conn.c"       # Redis links: connect, pipelined commands, replies
 	"conn_rt.h conn.c"                # connection table: accept, recv, teardown
 	"sendq.h sendq.c"                 # send queues and the turn's flush
+	"sse_rt.h sse_rt.c"               # Server-Sent Events framing of what a stream is sent
 	"session.h session.c"             # timers, close handshake, public send/close
 	"input.h input.c"                 # WebSocket frames in
 	"http_serve.h http_serve.c"       # HTTP until the upgrade; bytes' entry point

@@ -66,6 +66,22 @@ int rc_app_ws(struct rc_app *app, const char *path, const struct rc_ws_handler *
 int rc_app_http(struct rc_app *app, const char *path, rc_http_fn fn, void *ctx);
 
 /*
+ * Serves the pub/sub topics as Server-Sent Events at path (GET path?topics=a,b, resuming
+ * with since= and Last-Event-ID; README "Server-Sent Events"). After rc_app_pubsub(), before
+ * rc_app_run(). 0 or -EINVAL.
+ */
+int rc_app_sse(struct rc_app *app, const char *path);
+
+/*
+ * Serves a static asset at path: GET and HEAD answer data[0..len) (borrowed for the app's
+ * life, typically embedded at build time) as content_type, with the ETag etag (a quoted
+ * string, borrowed) and Cache-Control; a request whose If-None-Match names etag gets 304.
+ * Before rc_app_run().
+ */
+int rc_app_asset(struct rc_app *app, const char *path, const char *content_type,
+		 const void *data, size_t len, const char *etag);
+
+/*
  * Starts the shards and blocks until the application has drained: SIGINT/SIGTERM (handled
  * here unless handle_signals is false) or rc_app_stop() stops accepting, sends close 1001 to
  * every connection and waits up to drain_timeout_ms for the replies. Returns 0 or -errno.

@@ -13,6 +13,7 @@
 #include <ringcast/ringcast.h>
 
 #include "config.h"
+#include "app/assets.h"
 #include "app/dashboard.h"
 #include "app/hostcheck.h"
 
@@ -24,7 +25,7 @@ static void usage(FILE *out)
 		"       ringcast --help | --version | --print-config | --print-config-markdown\n\n"
 		"Endpoints: ws://HOST:PORT/echo echoes every message; ws://HOST:PORT/ws speaks the\n"
 		"pub/sub protocol; POST /publish; GET /metrics (Prometheus); GET /health;\n"
-		"GET / a live dashboard.\n"
+		"GET / a live dashboard; GET /ringcast.js the JS client library.\n"
 		"Signals: SIGTERM/SIGINT drain (close 1001 to every client, wait up to\n"
 		"drain_timeout_ms, exit 0); a second signal ends the drain at once; SIGHUP\n"
 		"reloads token_public_key_file and token_jwks_file.\n"
@@ -238,8 +239,11 @@ int main(int argc, char **argv)
 				     .message_bytes_max = cfg.echo_message_bytes_max};
 	if (rc_app_ws(app, "/echo", &echo) != 0 || rc_app_http(app, "/health", health, app) != 0 ||
 	    rc_app_http(app, "/metrics", metrics, app) != 0 ||
-	    rc_app_pubsub(app, "/ws", "/publish") != 0 ||
-	    rc_app_http(app, "/", rc_dashboard_page, NULL) != 0) {
+	    rc_app_pubsub(app, "/ws", "/publish") != 0 || rc_app_sse(app, "/sse") != 0 ||
+	    rc_app_http(app, "/", rc_dashboard_page, NULL) != 0 ||
+	    rc_app_asset(app, "/ringcast.js", "application/javascript; charset=utf-8",
+			 rc_asset_ringcast_js, rc_asset_ringcast_js_len,
+			 rc_asset_ringcast_js_etag) != 0) {
 		fprintf(stderr, "ringcast: registering endpoints failed\n");
 		rc = RC_EXIT_RUNTIME;
 	} else {

@@ -210,14 +210,20 @@ class ChromiumPlainTest(harness.ServerTestCase):
                          m0["ringcast_deflate_in_bytes_total"])
 
 
-if __name__ == "__main__":
+def chromium_main(name, budget_s):
+    """Runs the calling test file, or fails (skips with RINGCAST_ALLOW_SKIP_CHROMIUM=1)
+    without Chromium."""
     if chromium_missing():
         if os.environ.get("RINGCAST_ALLOW_SKIP_CHROMIUM") == "1":
-            print("SKIP deflate_chromium_test.py: %s not found (apt-get install chromium; "
-                  "tools/install-deps.sh)" % CHROMIUM, flush=True)
+            print("SKIP %s: %s not found (apt-get install chromium; "
+                  "tools/install-deps.sh)" % (name, CHROMIUM), flush=True)
             sys.exit(0)
-        print("FAIL deflate_chromium_test.py: %s not found: install Debian's chromium "
+        print("FAIL %s: %s not found: install Debian's chromium "
               "(tools/install-deps.sh) or set RINGCAST_ALLOW_SKIP_CHROMIUM=1 to skip"
-              % CHROMIUM, file=sys.stderr, flush=True)
+              % (name, CHROMIUM), file=sys.stderr, flush=True)
         sys.exit(1)
-    harness.main(budget_s=58)
+    harness.main(budget_s=budget_s)
+
+
+if __name__ == "__main__":
+    chromium_main("deflate_chromium_test.py", 58)

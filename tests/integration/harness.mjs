@@ -56,8 +56,9 @@ function tail(text, lines = 40) {
 }
 
 export class Server {
-  constructor({ shards = 2, opts = {} } = {}) {
+  constructor({ shards = 2, opts = {}, port = null } = {}) {
     this.shards = shards;
+    this.fixedPort = port; // a restart on the same port (client reconnect tests)
     this.opts = opts;
     this.output = '';
     this.exit = null; // { code, signal } once exited
@@ -76,7 +77,7 @@ export class Server {
     if (!REF && !existsSync(BIN)) {
       throw new Error(`ringcast binary not found: ${BIN} (set RINGCAST_BIN or build it)`);
     }
-    this.port = await freePort();
+    this.port = this.fixedPort || await freePort();
     const [cmd, ...args] = this.argv();
     this.child = spawn(cmd, args, { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(this.child);

@@ -187,6 +187,27 @@ Test(http, upgrade_with_every_kept_header)
 	cr_assert(eq(u32, req.head_len, sizeof(r) - 1));
 }
 
+/* The caching and resume headers of GET /ringcast.js and GET /sse; each may appear once. */
+Test(http, if_none_match_and_last_event_id)
+{
+	struct rc_http_request req;
+	uint16_t status = 0;
+	const char *reason = NULL;
+	size_t consumed = 0;
+	struct rc_http_limits lim = {8192, 1 << 20};
+	static const char dup[] = "GET /sse HTTP/1.1\r\nHost: a\r\nLast-Event-ID: a~1~f\r\n"
+				  "Last-Event-ID: a~2~f\r\n\r\n";
+
+	EXPECT_DONE("GET /sse HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"e1\"\r\n"
+		    "last-event-id:  orders.eu~58~9f3c0a61d2b47e85 \r\n\r\n",
+		    &req);
+	cr_assert(slice_is(req.if_none_match, "\"e1\""));
+	cr_assert(slice_is(req.last_event_id, "orders.eu~58~9f3c0a61d2b47e85"));
+	cr_assert(eq(int, rc_http_parse(dup, sizeof(dup) - 1, &lim, &req, &consumed, &status, &reason),
+		     RC_PARSE_FAIL));
+	cr_assert(eq(u16, status, 400));
+}
+
 Test(http, multiple_connection_headers)
 {
 	struct rc_http_request req;
