@@ -432,6 +432,56 @@ class TlsTest(harness.ServerTestCase):
             return False
 
 
+class TlsLimitsTest(harness.ServerTestCase):
+    """handshake_timeout_ms ends a stalled handshake; tls_handshakes_per_turn_max=1 makes
+    concurrent handshakes wait their turn, and all of them still complete."""
+    shards = 1
+    server_opts = {"tls_port": harness.free_port(), "tls_cert_file": SERVER_CERT,
+                   "tls_key_file": SERVER_KEY, "handshake_timeout_ms": 300,
+                   "tls_handshakes_per_turn_max": 1}
+
+    tls_socket = TlsTest.tls_socket
+    metric = TlsTest.metric
+    https = TlsTest.https
+
+    def setUp(self):
+        super().setUp()
+        self.tport = int(self.server.opts["tls_port"])
+
+    def test_stalled_handshake_times_out(self):
+        """Half a ClientHello, then silence: closed after handshake_timeout_ms, counted."""
+        before = self.metric("ringcast_tls_failures_total", reason="incomplete")
+        hello = TlsTest.client_hello(self)
+        with socket.create_connection(("127.0.0.1", self.tport), timeout=scale(5)) as s:
+            s.sendall(hello[:20])
+            self.assertEqual(TlsTest.drain(s), True)
+        self.assertEqual(self.metric("ringcast_tls_failures_total", reason="incomplete"),
+                         before + 1)
+        self.assertGreaterEqual(
+            self.metric("ringcast_connections_closed_total", reason="handshake_timeout"), 1)
+
+    def test_handshakes_wait_their_turn(self):
+        """32 clients handshake at once with one handshake step per turn: all are served,
+        and the deferrals are counted."""
+        before = self.metric("ringcast_tls_handshakes_total")
+        hello = TlsTest.client_hello(self)
+        socks = [socket.create_connection(("127.0.0.1", self.tport), timeout=scale(5))
+                 for _ in range(32)]
+        try:
+            for s in socks:
+                s.sendall(hello)  # the same ClientHello: each gets its own ServerHello
+            for s in socks:
+                self.assertTrue(s.recv(5).startswith(b"\x16\x03"))
+        finally:
+            for s in socks:
+                s.close()
+        self.assertGreater(self.metric("ringcast_tls_deferred_total"), 0)
+        conns = [self.tls_socket() for _ in range(8)]
+        for c in conns:
+            c.close()
+        self.assertGreaterEqual(self.metric("ringcast_tls_handshakes_total"), before + 8)
+
+
 class TlsConfigTest(harness.ServerTestCase):
     """Start-up refuses a TLS port without a certificate, naming the key."""
     server_opts = {}
