@@ -164,26 +164,32 @@ class ChaosTest(ServerTestCase):
                    "tls_port": harness.free_port(), "tls_cert_file": CERTS["localhost"][0],
                    "tls_key_file": CERTS["localhost"][1]}
 
-    def test_random_abuse_on_tls_port(self):
-        """Seeded random abuse of the TLS port; a good wss client is still echoed after it."""
-        rnd = random.Random(20261203)
-        tport = int(self.server.opts["tls_port"])
-        hello = client_hello()
+    def abuse(self, client):
+        """Runs client(held) over and over for a few seconds (held: sockets it leaves open,
+        closed 200 at a time); the server must stay up. Returns the number of clients."""
         held, n = [], 0
         deadline = time.monotonic() + (4 if harness.ASAN else 6)
         while time.monotonic() < deadline:
             n += 1
             try:
-                tls_client(rnd, tport, held, hello)
+                client(held)
             except OSError:
                 pass
             if len(held) > 200:
                 for s in held:
                     s.close()
                 held = []
-            self.assertTrue(self.server.alive(), "server died after %d TLS clients" % n)
+            self.assertTrue(self.server.alive(), "server died after %d clients" % n)
         for s in held:
             s.close()
+        return n
+
+    def test_random_abuse_on_tls_port(self):
+        """Seeded random abuse of the TLS port; a good wss client is still echoed after it."""
+        rnd = random.Random(20261203)
+        tport = int(self.server.opts["tls_port"])
+        hello = client_hello()
+        n = self.abuse(lambda held: tls_client(rnd, tport, held, hello))
         ctx = ssl.create_default_context(cafile=CERTS["ca"])
         raw = socket.create_connection(("127.0.0.1", tport), timeout=scale(5))
         with ctx.wrap_socket(raw, server_hostname="localhost") as s:
@@ -202,21 +208,7 @@ class ChaosTest(ServerTestCase):
     def test_random_abuse_never_crashes(self):
         """Seeded random abuse for a few seconds; a good client is still echoed after it."""
         rnd = random.Random(20261123)
-        held, n = [], 0
-        deadline = time.monotonic() + (4 if harness.ASAN else 6)
-        while time.monotonic() < deadline:
-            n += 1
-            try:
-                one_client(rnd, self.port, held)
-            except OSError:
-                pass
-            if len(held) > 200:
-                for s in held:
-                    s.close()
-                held = []
-            self.assertTrue(self.server.alive(), "server died after %d clients" % n)
-        for s in held:
-            s.close()
+        n = self.abuse(lambda held: one_client(rnd, self.port, held))
         with harness.RawClient(self.port) as c:
             c.handshake("/echo")
             c.send_frame(OP_TEXT, b"still here")
