@@ -482,6 +482,41 @@ class TlsLimitsTest(harness.ServerTestCase):
         self.assertGreaterEqual(self.metric("ringcast_tls_handshakes_total"), before + 8)
 
 
+BENCH = os.environ.get("RINGCAST_BENCH",
+                       os.path.join(harness.REPO, "build", "bin", "ringcast-bench"))
+
+
+class TlsBenchTest(harness.ServerTestCase):
+    """ringcast-bench over wss://: tiny echo, broadcast and churn runs complete without
+    errors (the bench verifies every echo and delivery)."""
+    server_opts = {"tls_port": harness.free_port(), "tls_cert_file": SERVER_CERT,
+                   "tls_key_file": SERVER_KEY}
+
+    def bench(self, *args):
+        url = "wss://127.0.0.1:%d%s" % (int(self.server.opts["tls_port"]), args[1])
+        p = subprocess.run([BENCH, args[0], "--url", url, "-q"] + list(args[2:]),
+                           capture_output=True, text=True, timeout=scale(60))
+        line = next((x for x in p.stdout.splitlines() if x.startswith("{")), None)
+        self.assertIsNotNone(line, p.stderr)
+        result = json.loads(line)
+        self.assertTrue(result["ok"], line)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(result["url"].startswith("wss://"))
+        return result
+
+    def test_echo(self):
+        r = self.bench("echo", "/echo", "-c", "20", "-d", "1", "--warmup", "0.2")
+        self.assertGreater(r["counters"]["msgs_recv"], 100)
+
+    def test_broadcast(self):
+        r = self.bench("broadcast", "/ws", "-c", "50", "-d", "1", "--pub-rate", "50")
+        self.assertEqual(r["counters"]["missing"], 0)
+
+    def test_churn(self):
+        r = self.bench("churn", "/echo", "-c", "5", "--churn-rate", "50", "-d", "1")
+        self.assertGreater(r["counters"]["churn_cycles"], 10)
+
+
 class TlsConfigTest(harness.ServerTestCase):
     """Start-up refuses a TLS port without a certificate, naming the key."""
     server_opts = {}
