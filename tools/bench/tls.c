@@ -104,8 +104,9 @@ void rcb_tls_rx(struct rcb_thread *t, struct rcb_conn *c, const uint8_t *p, size
 		int got = SSL_read(s->ssl, plain, sizeof(plain));
 		if (got <= 0) {
 			int e = SSL_get_error(s->ssl, got);
+			int why = e == SSL_ERROR_ZERO_RETURN ? ECONNRESET : EPROTO;
 			if (e != SSL_ERROR_WANT_READ)
-				rcb_conn_lose(t, c, e == SSL_ERROR_ZERO_RETURN ? ECONNRESET : EPROTO);
+				rcb_conn_lose(t, c, why);
 			break;
 		}
 		rcb_ws_rx(t, c, plain, (size_t)got);
