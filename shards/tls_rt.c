@@ -54,7 +54,8 @@ struct rc_tls_rec {
 
 struct rc_tls_shard {
 	struct rc_tls_rec **recs; /* conns_cap entries; NULL: plain, or no byte arrived yet */
-	uint8_t *plain;		  /* one record's plaintext plus tail room */
+	uint8_t *plain;		  /* one record's plaintext plus tail room (input) */
+	uint8_t *stage;		  /* small queued frames gathered into one record (output) */
 	struct rc_tls_rec *defer_head; /* handshakes put off, oldest first */
 	struct rc_tls_rec *defer_tail;
 	uint32_t steps;		  /* handshake steps run this turn */
@@ -68,7 +69,8 @@ int rc_tls_shard_init(struct rc_shard *s)
 	s->tls = sh;
 	sh->recs = calloc(s->conns_cap, sizeof(*sh->recs));
 	sh->plain = malloc(RC_TLS_RECORD_PLAIN_LIMIT + TLS_PLAIN_TAIL_BYTES);
-	return sh->recs && sh->plain ? 0 : -ENOMEM;
+	sh->stage = malloc(RC_TLS_RECORD_PLAIN_LIMIT);
+	return sh->recs && sh->plain && sh->stage ? 0 : -ENOMEM;
 }
 
 void rc_tls_shard_free(struct rc_shard *s)
@@ -80,6 +82,7 @@ void rc_tls_shard_free(struct rc_shard *s)
 		RC_ASSERT(sh->recs[i] == NULL);
 	free(sh->recs);
 	free(sh->plain);
+	free(sh->stage);
 	free(sh);
 	s->tls = NULL;
 }
@@ -306,20 +309,43 @@ bool rc_tls_out_pending(const struct rc_conn *c)
 	return r && (r->wire || r->t.out_len);
 }
 
+/* The plaintext of c's next record: a full record straight from the head frame, or queued
+ * frames (and parts) gathered into stage, which leave the queue. Sets *n (> 0). */
+static const uint8_t *next_record(struct rc_conn *c, uint8_t *stage, uint32_t *n)
+{
+	const struct rc_frame *f = c->q.head->frame;
+	if (f->len - c->q.head->sent >= RC_TLS_RECORD_PLAIN_LIMIT) {
+		*n = RC_TLS_RECORD_PLAIN_LIMIT;
+		return f->data + c->q.head->sent; /* consumed once encrypted */
+	}
+	uint32_t len = 0;
+	while (c->q.head && len < RC_TLS_RECORD_PLAIN_LIMIT) {
+		f = c->q.head->frame;
+		uint32_t k = RC_MIN(f->len - c->q.head->sent, RC_TLS_RECORD_PLAIN_LIMIT - len);
+		memcpy(stage + len, f->data + c->q.head->sent, k);
+		len += k;
+		rc_sendq_consume(c, k);
+	}
+	RC_ASSERT(len > 0);
+	*n = len;
+	return NULL;
+}
+
 /* Encrypts queued frames (a bounded batch) into the engine's output, frames leaving the
- * queue as they are encrypted. */
+ * queue as they are encrypted. Small frames share records: a subscriber's burst of
+ * broadcasts costs one record per 16 KiB, not one per message. */
 static void encrypt(struct rc_conn *c, struct rc_tls_rec *r)
 {
+	uint8_t *stage = c->shard->tls->stage;
 	while (c->q.head && r->t.out_len < TLS_SEND_BATCH_BYTES) {
-		const struct rc_frame *f = c->q.head->frame;
-		uint32_t left = f->len - c->q.head->sent;
-		uint32_t k = RC_MIN(left, RC_TLS_RECORD_PLAIN_LIMIT);
-		RC_ASSERT(k > 0);
-		if (rc_tls_conn_write(&r->t, f->data + c->q.head->sent, k) != 0) {
+		uint32_t n;
+		const uint8_t *direct = next_record(c, stage, &n);
+		if (rc_tls_conn_write(&r->t, direct ? direct : stage, n) != 0) {
 			failed(c, r);
 			return;
 		}
-		rc_sendq_consume(c, k);
+		if (direct)
+			rc_sendq_consume(c, n);
 	}
 }
 

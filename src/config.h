@@ -48,7 +48,7 @@
 	X(tls_ticket_rotate_s, 3600, 0, 604800, "s",                                               \
 	  "session ticket keys rotate this often (tickets of the previous key still resume); 0 = " \
 	  "no session tickets")                                                                    \
-	X(tls_handshakes_per_turn_max, 64, 1, 65536, "",                                           \
+	X(tls_handshakes_per_turn_max, 16, 1, 65536, "",                                           \
 	  "TLS handshake steps one shard runs per loop turn; more wait for the next turn, so a "  \
 	  "flood of handshakes cannot starve open connections")                                  \
 	B(pin_shards, true, "pin shard i to the i-th allowed CPU")                                 \
