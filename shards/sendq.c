@@ -285,9 +285,10 @@ void rc_sendq_conn_closed(struct rc_conn *c)
 
 struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before)
 {
-	/* Frames the kernel may be reading (the send in flight) or has half sent stay. */
+	/* Frames the kernel may be reading (the send in flight) or has half sent stay. A TLS
+	 * connection's send reads its ciphertext, so its queue may be empty meanwhile. */
 	size_t keep = 0;
-	if (c->flags & RC_CF_SEND)
+	if ((c->flags & RC_CF_SEND) && c->q.head)
 		keep = c->q.head->op ? c->q.head->op->mh.msg_iovlen : 1;
 	else if (c->q.head && c->q.head->sent)
 		keep = 1;

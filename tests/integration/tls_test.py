@@ -482,6 +482,50 @@ class TlsLimitsTest(harness.ServerTestCase):
         self.assertGreaterEqual(self.metric("ringcast_tls_handshakes_total"), before + 8)
 
 
+class TlsSlowConsumerTest(harness.ServerTestCase):
+    """A wss subscriber that stops reading while a topic floods: the slow-consumer policies
+    work on TLS connections as on plain ones (their queue holds plaintext frames; what was
+    already encrypted is on its way), and the server stays up for everyone else."""
+    shards = 1
+    server_opts = {"tls_port": harness.free_port(), "tls_cert_file": SERVER_CERT,
+                   "tls_key_file": SERVER_KEY, "slow_consumer_policy": "latest",
+                   "send_queue_bytes_max": 65536}
+
+    metric = TlsTest.metric
+    https = TlsTest.https
+    tls_socket = TlsTest.tls_socket
+
+    def setUp(self):
+        super().setUp()
+        self.tport = int(self.server.opts["tls_port"])
+
+    def test_latest_policy_on_a_stalled_wss_subscriber(self):
+        stalled = self.tls_socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(TlsTest.ws_upgrade().replace(b"/echo", b"/ws"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += stalled.recv(4096)
+        sub = json.dumps({"op": "sub", "topic": "flood"}).encode()
+        stalled.sendall(bytes([0x81, 0x80 | len(sub), 0, 0, 0, 0]) + sub)
+        time.sleep(0.2)  # the subscription is in place; from now on nothing is read
+
+        async def flood():
+            async with TlsTest.connect(self, "/ws") as pub:
+                data = "x" * 12000
+                for i in range(400):
+                    await pub.send(json.dumps({"op": "pub", "topic": "flood",
+                                               "data": {"i": i, "pad": data}}))
+        run(flood(), timeout=60)
+        deadline = time.monotonic() + scale(10)
+        while self.metric("ringcast_conflations_total") == 0:
+            self.assertLess(time.monotonic(), deadline, "no conflation happened")
+            time.sleep(0.1)
+        st, _ = self.https("GET", "/health")
+        self.assertEqual(st, 200)
+        stalled.close()
+
+
 BENCH = os.environ.get("RINGCAST_BENCH",
                        os.path.join(harness.REPO, "build", "bin", "ringcast-bench"))
 
