@@ -245,23 +245,44 @@ class TlsTest(harness.ServerTestCase):
                 self.assertEqual(await ws.recv(), "before")
                 shutil.copy(CERTS["swap"][0], SERVER_CERT)
                 shutil.copy(CERTS["swap"][1], SERVER_KEY)
+                loop = asyncio.get_running_loop()
                 try:
-                    self.server.send_signal(signal.SIGHUP)
-                    deadline = time.monotonic() + scale(5)
-                    while "certificates reloaded" not in self.server.log():
-                        self.assertLess(time.monotonic(), deadline, "no reload logged")
-                        await asyncio.sleep(0.02)
-                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(None, self.sighup, "certificates reloaded")
                     cn = await loop.run_in_executor(None, self.peer_cn)
                     self.assertEqual(cn, "localhost-reloaded")
                 finally:
                     shutil.copy(CERTS["localhost"][0], SERVER_CERT)
                     shutil.copy(CERTS["localhost"][1], SERVER_KEY)
-                    self.server.send_signal(signal.SIGHUP)
+                    await loop.run_in_executor(None, self.sighup, "certificates reloaded")
                 await ws.send("after")
                 self.assertEqual(await ws.recv(), "after")
         run(go())
         self.assertGreaterEqual(self.metric("ringcast_tls_reloads"), 1)
+
+    def sighup(self, marker):
+        """Sends SIGHUP and waits until the log shows marker once more than before."""
+        seen = self.server.log().count(marker)
+        self.server.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + scale(5)
+        while self.server.log().count(marker) <= seen:
+            self.assertLess(time.monotonic(), deadline, "no %r logged" % marker)
+            time.sleep(0.02)
+
+    def test_sighup_with_a_broken_file_keeps_the_certificate(self):
+        """A certificate file that does not parse at SIGHUP is logged and counted; the old
+        certificate keeps serving."""
+        before = self.metric("ringcast_tls_reload_failures")
+        with open(SERVER_CERT, "rb") as f:
+            good = f.read()
+        try:
+            with open(SERVER_CERT, "wb") as f:
+                f.write(b"-----BEGIN CERTIFICATE-----\nnot base64\n")
+            self.sighup("certificates not reloaded")
+        finally:
+            with open(SERVER_CERT, "wb") as f:
+                f.write(good)
+        self.assertEqual(self.metric("ringcast_tls_reload_failures"), before + 1)
+        self.assertEqual(self.peer_cn(), "localhost")
 
     def peer_cn(self):
         s = self.tls_socket()
