@@ -494,7 +494,8 @@ void rc_shard_flush(struct rc_shard *s)
 		if (c->flags & RC_CF_FLUSH_CLOSE) {
 			rc_conn_terminate(c, (enum rc_close_reason)c->close_reason);
 		} else if ((c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
-			rc_conn_shutdown_wr(c);
+			if (!(c->tls && rc_tls_close_notify(c)))
+				rc_conn_shutdown_wr(c);
 		}
 	}
 	s->dirty_count = 0;

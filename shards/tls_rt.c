@@ -303,6 +303,15 @@ bool rc_tls_waiting(const struct rc_shard *s)
 	return s->tls && s->tls->defer_head != NULL;
 }
 
+bool rc_tls_close_notify(struct rc_conn *c)
+{
+	struct rc_tls_rec *r = rec_of(c);
+	RC_ASSERT(!(c->flags & RC_CF_SEND));
+	if (!r || r->wire || !rc_tls_conn_close_notify(&r->t))
+		return false;
+	return rc_tls_issue_send(c);
+}
+
 bool rc_tls_out_pending(const struct rc_conn *c)
 {
 	const struct rc_tls_rec *r = rec_of(c);

@@ -31,6 +31,11 @@ void rc_tls_input(struct rc_conn *c, uint8_t *p, size_t n);
  */
 bool rc_tls_issue_send(struct rc_conn *c);
 
+/* Before c's TCP stream is half-closed (DISCARD): sends our close_notify, once, so the peer
+ * sees a clean end rather than a truncation. Returns whether a send went out (the
+ * half-close then waits for its completion). */
+bool rc_tls_close_notify(struct rc_conn *c);
+
 /* Whether c has ciphertext not yet handed to a send. */
 bool rc_tls_out_pending(const struct rc_conn *c);
 

@@ -439,6 +439,18 @@ uint8_t *rc_tls_conn_take_out(struct rc_tls_conn *t, uint32_t *len, uint32_t *ca
 	return o;
 }
 
+bool rc_tls_conn_close_notify(struct rc_tls_conn *t)
+{
+	if (!t->established || t->failed || t->notified)
+		return false;
+	t->notified = true;
+	/* 0: sent, the peer's has not come (we do not wait for it); < 0 only on failure. */
+	int ret = SSL_shutdown(t->ssl);
+	ERR_clear_error();
+	RC_ASSERT(t->ssl != NULL);
+	return ret >= 0 && t->out_len > 0;
+}
+
 bool rc_tls_conn_resumed(const struct rc_tls_conn *t)
 {
 	return t->ssl && SSL_session_reused(t->ssl);

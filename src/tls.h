@@ -106,6 +106,7 @@ struct rc_tls_conn {
 	uint32_t out_cap;  /* allocated bytes of out */
 	bool out_failed;   /* out could not grow: the connection must end */
 	bool established;  /* the handshake completed */
+	bool notified;	   /* our close_notify is written */
 	bool failed;	   /* a fatal error: nothing more is read or written */
 	uint8_t failure;   /* enum rc_tls_failure, if failed */
 };
@@ -141,6 +142,10 @@ int rc_tls_conn_write(struct rc_tls_conn *t, const void *p, size_t n);
  * *len and *cap get its length and allocated size.
  */
 uint8_t *rc_tls_conn_take_out(struct rc_tls_conn *t, uint32_t *len, uint32_t *cap);
+
+/* Writes our close_notify alert into t->out, once, on an established connection that did not
+ * fail. Returns whether it did. */
+bool rc_tls_conn_close_notify(struct rc_tls_conn *t);
 
 /* Whether the handshake resumed a session (a ticket). */
 bool rc_tls_conn_resumed(const struct rc_tls_conn *t);

@@ -291,6 +291,28 @@ class TlsTest(harness.ServerTestCase):
         finally:
             s.close()
 
+    def test_close_notify_before_half_close(self):
+        """After a protocol error the server's close frame is followed by close_notify: the
+        client reads a clean end of the TLS stream, not a truncation."""
+        ctx = client_ctx()
+        ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # a truncation raises SSLEOFError
+        s = self.tls_socket(ctx=ctx)
+        try:
+            s.sendall(self.ws_upgrade())
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += s.recv(4096)
+            s.sendall(b"\x81\x02hi")  # unmasked: 1002
+            got = got[got.index(b"\r\n\r\n") + 4:]
+            while True:
+                chunk = s.recv(4096)  # ssl.SSLEOFError here would mean no close_notify
+                if not chunk:
+                    break
+                got += chunk
+            self.assertEqual((got[0], got[2:4]), (0x88, b"\x03\xea"))  # close, 1002
+        finally:
+            s.close()
+
     # -- bad input: each closes only its connection, counted by reason
     def raw_exchange(self, data, close=False):
         """Sends data on a raw TCP connection to the TLS port; returns what came back until EOF
