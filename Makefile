@@ -28,9 +28,9 @@ WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-protot
              -Wno-unused-parameter -Wvla -Wformat=2
 CFLAGS_COMMON := -std=gnu11 -g -O2 -fno-strict-aliasing -D_GNU_SOURCE -pthread \
                  -Iinclude -Isrc -I. -I$(LLHTTP_INC) -I$(SSL_INC) -MMD -MP
-# Only what the code calls: libcrypto (SHA-1, base64, HMAC, SipHash), hiredis (RESP for the
-# Redis engine). libssl stays installed for TLS and joins this line with the code using it.
-LDLIBS_COMMON := -luring -ldeflate -L$(SSL_LIB) -Wl,-rpath,$(SSL_LIB) -lcrypto \
+# Only what the code calls: libssl (TLS termination), libcrypto (SHA-1, base64, HMAC, SipHash),
+# hiredis (RESP for the Redis engine).
+LDLIBS_COMMON := -luring -ldeflate -L$(SSL_LIB) -Wl,-rpath,$(SSL_LIB) -lssl -lcrypto \
                  -lcjson -lhiredis -lpthread -lm
 
 ifeq ($(SANITIZER),asan)

@@ -33,6 +33,8 @@
 #include "sendq.h"
 #include "shard.h"
 #include "token.h"
+#include "tls_ctx.h"
+#include "tls_rt.h"
 #include "uring.h"
 
 /* ---- the upward calls (docs/architecture.md, "Runtime layers") ------------------------------ */
@@ -50,6 +52,7 @@ static void conn_closed(struct rc_conn *c, bool http)
 
 static const struct rc_conn_hooks conn_hooks = {
 	.input = rc_conn_input,
+	.tls_input = rc_tls_input,
 	.closed = conn_closed,
 	.resume = rc_conn_http_resume,
 	.publish = rc_proto_http_publish,
@@ -345,7 +348,7 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 	if (!app->namespaces ||
 	    rc_namespaces_parse(cfg->namespaces, app->namespaces, err, err_len) != 0 ||
 	    size_tables(app, err, err_len) != 0 || budget_setup(app, err, err_len) != 0 ||
-	    rc_token_init(app, err, err_len) != 0) {
+	    rc_token_init(app, err, err_len) != 0 || rc_tls_app_init(app, err, err_len) != 0) {
 		rc_app_destroy(app);
 		return NULL;
 	}
@@ -444,6 +447,8 @@ static void listeners_shutdown(struct rc_shard *s)
 		(void)shutdown(s->listen_fd, SHUT_RD);
 	if (s->admin_fd >= 0)
 		(void)shutdown(s->admin_fd, SHUT_RD);
+	if (s->tls_fd >= 0)
+		(void)shutdown(s->tls_fd, SHUT_RD);
 }
 
 void rc_app_stop(struct rc_app *app)
@@ -473,6 +478,14 @@ static int open_listeners(struct rc_app *app, char *err, size_t err_len)
 			port = bound_port(s->listen_fd);
 	}
 	app->port = port;
+	for (int i = 0; app->cfg.tls_port && i < app->shards_count; i++) {
+		struct rc_shard *s = &app->shards[i];
+		s->tls_fd = listen_socket(&app->cfg, app->cfg.address, (int)app->cfg.tls_port, err,
+					  err_len);
+		if (s->tls_fd < 0)
+			return s->tls_fd;
+		app->tls_port = (int)app->cfg.tls_port;
+	}
 	if (!app->cfg.admin_port)
 		return 0;
 	/* One shard serves the admin listener: a handful of probes needs no spreading. */
@@ -511,6 +524,8 @@ static void wait_for_stop(struct rc_app *app, bool handle_signals, const sigset_
 			nanosleep(&tick, NULL);
 		if (sig == SIGHUP && app->auth)
 			(void)rc_token_reload(app);
+		if (sig == SIGHUP)
+			(void)rc_tls_app_reload(app);
 		rc_token_watch(app, rc_clock_ms());
 		if (sig != SIGINT && sig != SIGTERM)
 			continue;
@@ -535,6 +550,7 @@ static int shards_alloc(struct rc_app *app)
 		app->shards[i].cpu = -1;
 		app->shards[i].listen_fd = -1;
 		app->shards[i].admin_fd = -1;
+		app->shards[i].tls_fd = -1;
 		app->shards[i].wake_fd = -1;
 		app->shards[i].conns_cap = app->conns_per_shard + app->conns_spare;
 		if (i == 0 && app->cfg.admin_port)
@@ -589,7 +605,7 @@ int rc_app_run(struct rc_app *app, bool handle_signals)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP); /* reloads the token keys */
+	sigaddset(&set, SIGHUP); /* reloads the token keys and the TLS certificates */
 	signal(SIGPIPE, SIG_IGN);
 	/* Shards inherit the mask, so only this thread takes SIGINT/SIGTERM/SIGHUP. */
 	if (handle_signals)
@@ -616,6 +632,9 @@ int rc_app_run(struct rc_app *app, bool handle_signals)
 		rc_log(app, RC_LOG_INFO, "memory budget %llu MiB (%s), soft mark %llu %%",
 		       (unsigned long long)(app->budget.limit_bytes >> 20), app->budget_source,
 		       (unsigned long long)app->cfg.memory_soft_percent);
+		if (app->tls_port)
+			rc_log(app, RC_LOG_INFO, "TLS on %s:%d (wss://, https://)",
+			       app->cfg.address, app->tls_port);
 		fprintf(stderr, "ringcast: ready on %s:%d (%d shards)\n", app->cfg.address,
 			app->port, app->shards_count);
 	}
@@ -653,6 +672,9 @@ void rc_app_destroy(struct rc_app *app)
 			close(s->listen_fd);
 		if (s->admin_fd >= 0)
 			close(s->admin_fd);
+		if (s->tls_fd >= 0)
+			close(s->tls_fd);
+		rc_tls_shard_free(s);
 		if (s->wake_fd >= 0)
 			close(s->wake_fd);
 		free(s->conns);
@@ -664,6 +686,7 @@ void rc_app_destroy(struct rc_app *app)
 	free(app->namespaces);
 	free(app->shards);
 	rc_redis_addrs_free(app);
+	rc_tls_app_free(app);
 	rc_arena_free_all(app);
 	rc_budget_free(&app->budget);
 	free(app->origins_buf);

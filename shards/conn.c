@@ -50,6 +50,7 @@ void rc_conn_accept_arm(struct rc_shard *s)
 {
 	accept_arm(s, s->listen_fd, RC_ACCEPT_PUBLIC, &s->accept_armed);
 	accept_arm(s, s->admin_fd, RC_ACCEPT_ADMIN, &s->admin_accept_armed);
+	accept_arm(s, s->tls_fd, RC_ACCEPT_TLS, &s->tls_accept_armed);
 }
 
 static void recv_arm(struct rc_conn *c)
@@ -76,9 +77,11 @@ static void close_orphan(struct rc_shard *s, uint32_t slot)
 
 struct rc_conn *rc_conn_accept_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
 {
-	bool admin = rc_ud_slot(io_uring_cqe_get_data64(cqe)) == RC_ACCEPT_ADMIN;
+	uint32_t which = rc_ud_slot(io_uring_cqe_get_data64(cqe));
+	bool admin = which == RC_ACCEPT_ADMIN;
 	if (!(cqe->flags & IORING_CQE_F_MORE))
-		*(admin ? &s->admin_accept_armed : &s->accept_armed) = false;
+		*(admin ? &s->admin_accept_armed
+			: which == RC_ACCEPT_TLS ? &s->tls_accept_armed : &s->accept_armed) = false;
 	if (cqe->res < 0) {
 		/* -ENFILE: table full (re-armed when a slot frees). -ECANCELED: drain. */
 		if (cqe->res != -ECANCELED)
@@ -103,6 +106,8 @@ struct rc_conn *rc_conn_accept_complete(struct rc_shard *s, struct io_uring_cqe 
 		c->flags |= RC_CF_ADMIN;
 		s->conns_admin++;
 	}
+	if (which == RC_ACCEPT_TLS)
+		c->tls = true;
 	s->conns_live++;
 	s->stats.connections_accepted++;
 	s->stats.connections_open++;
@@ -188,7 +193,10 @@ static void received(struct rc_conn *c, uint16_t bid, size_t n)
 	c->last_rx_tick = rc_clock_tick(&s->clock);
 	c->flags &= (uint16_t)~RC_CF_PING;
 	s->rx_end = rc_bufring_addr(s, bid) + s->buf_size;
-	s->app->conn_hooks->input(c, rc_bufring_addr(s, bid), n);
+	if (c->tls)
+		s->app->conn_hooks->tls_input(c, rc_bufring_addr(s, bid), n);
+	else
+		s->app->conn_hooks->input(c, rc_bufring_addr(s, bid), n);
 	s->rx_end = NULL;
 }
 

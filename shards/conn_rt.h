@@ -23,6 +23,9 @@ struct rc_conn_hooks {
 	/* Bytes arrived for c (conn.c). p[0..n) is borrowed for the call; the receive buffer's
 	 * end is s->rx_end. http_serve.c's rc_conn_input. */
 	void (*input)(struct rc_conn *c, uint8_t *p, size_t n);
+	/* Ciphertext arrived for c from the TLS listener (borrowed for the call); the plaintext
+	 * goes on to input. tls_rt.c's rc_tls_input. */
+	void (*tls_input)(struct rc_conn *c, uint8_t *p, size_t n);
 	/* c was terminated (conn.c; it was still reading HTTP when http): every layer above
 	 * the table lets go of c (input's buffers, send queue, subscriptions) before on_close
 	 * runs. Once per connection. */
@@ -45,9 +48,10 @@ struct rc_conn *rc_conn_lookup(struct rc_shard *s, uint64_t ud);
 /* The slot field of an accept's user_data names its listener. */
 #define RC_ACCEPT_PUBLIC 0
 #define RC_ACCEPT_ADMIN 1
+#define RC_ACCEPT_TLS 2
 
-/* Arms the multishot accepts (public and, on shard 0, admin) unless armed, draining, or
- * without listener. */
+/* Arms the multishot accepts (public, TLS and, on shard 0, admin) unless armed, draining,
+ * or without listener. */
 void rc_conn_accept_arm(struct rc_shard *s);
 
 /*

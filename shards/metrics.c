@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "tls_ctx.h"
 
 /* The text being written; len counts every byte asked for, also those past cap. */
 struct out {
@@ -84,6 +85,7 @@ static const char *evict_label(int k)
 {
 	return rc_evict_cause_name((enum rc_evict_cause)k);
 }
+
 
 void rc_app_stats(struct rc_app *app, struct rc_app_stats *out)
 {
@@ -239,6 +241,34 @@ static void redis(struct out *o, const struct rc_app *app)
 	}
 }
 
+static const char *tls_failure_label(int k)
+{
+	return rc_tls_failure_name((enum rc_tls_failure)k);
+}
+
+/* TLS termination (tls_port): handshakes, failures by reason, reloads, kTLS. */
+static void tls(struct out *o, const struct rc_app *app)
+{
+	if (!app->cfg.tls_port)
+		return;
+	RC_FAMILY(o, app, tls_handshakes, "counter", "TLS handshakes completed.");
+	RC_FAMILY(o, app, tls_resumed, "counter",
+		  "TLS handshakes that resumed a session with a ticket.");
+	RC_FAMILY(o, app, tls_deferred, "counter",
+		  "TLS handshake steps put off to a later turn (tls_handshakes_per_turn_max).");
+	RC_FAMILY(o, app, tls_open, "gauge", "Connections holding TLS state.");
+	labeled(o, app, "tls_failures", "TLS connections that failed, by reason.", "reason",
+		offsetof(struct rc_shard_stats, tls_failures), RC_TLS_FAILURE_COUNT,
+		tls_failure_label);
+	const struct rc_tls_app *t = app->tls;
+	gauge(o, "tls_reloads", "SIGHUPs that installed new certificates.",
+	      t ? atomic_load_explicit(&t->reloads, memory_order_relaxed) : 0);
+	gauge(o, "tls_reload_failures", "SIGHUPs whose certificate files did not load.",
+	      t ? atomic_load_explicit(&t->reload_failures, memory_order_relaxed) : 0);
+	gauge(o, "tls_ktls_available", "1 if the kernel has the tls ULP (probed at start).",
+	      t && t->ktls);
+}
+
 static void write_all(struct out *o, const struct rc_app *app)
 {
 	RC_FAMILY(o, app, connections_open, "gauge", "Connection records in use.");
@@ -320,6 +350,7 @@ static void write_all(struct out *o, const struct rc_app *app)
 	RC_FAMILY(o, app, sse_variants, "counter",
 		  "SSE variants of broadcast messages built (at most one per publish).");
 	RC_FAMILY(o, app, sse_heartbeats, "counter", "Heartbeat comments sent to SSE streams.");
+	tls(o, app);
 	memory(o, app);
 	auth(o, app);
 	if (app->engine)

@@ -44,6 +44,8 @@ struct rc_redis_link;     /* redis_conn.h */
 struct rc_redis_addr;     /* redis_conn.h */
 struct rc_redis_hooks;    /* redis_conn.h */
 struct rc_engine_ops;     /* pubsub.h */
+struct rc_tls_shard;      /* tls.h */
+struct rc_tls_app;        /* tls_ctx.h */
 struct rc_pubsub_hooks;   /* pubsub.h */
 struct rc_jwt_rights;     /* jwt.h */
 struct rc_token_keys;     /* token.c */
@@ -132,6 +134,7 @@ struct rc_conn {
 	uint8_t topic_second;	  /* low 8 bits of the second of the topic bucket's refill */
 	uint16_t subs_count;	  /* subscriptions_per_connection_max is at most 65535 */
 	uint16_t topic_tokens;	  /* topics_per_second_max bucket, whole topics */
+	bool tls; /* from the TLS listener (tls_port): bytes pass through tls_rt.c */
 };
 
 /* Idle memory per connection is the product, so a field that grows the record is a decision,
@@ -182,10 +185,12 @@ struct rc_shard {
 	int cpu;
 	int listen_fd;
 	int admin_fd; /* the admin listener (admin_port), shard 0 only; -1 otherwise */
+	int tls_fd;   /* the TLS listener (tls_port); -1 without one */
 	int wake_fd;	   /* eventfd doorbell for other threads */
 	uint64_t wake_buf; /* target of the doorbell's read */
 	bool accept_armed;
 	bool admin_accept_armed;
+	bool tls_accept_armed;
 	bool wake_armed;
 	bool draining;
 	bool running;
@@ -250,6 +255,7 @@ struct rc_shard {
 	void *arena_free[RC_ARENA_CLASSES]; /* free chunks per class, linked through their start */
 	struct rc_token_keys *token_keys; /* this shard's reference to the key set (token.c) */
 	unsigned token_keys_gen;          /* app->token_keys_gen when it was taken */
+	struct rc_tls_shard *tls; /* TLS records by slot, with tls_port only (tls.c) */
 	pthread_t thread;
 	int start_rc; /* 0 or -errno from the thread's setup */
 	char start_err[160];
@@ -289,6 +295,8 @@ struct rc_app {
 	struct rc_shard *shards;
 	int shards_count;
 	int port; /* bound port */
+	int tls_port; /* bound TLS port, 0 without a TLS listener */
+	struct rc_tls_app *tls; /* certificates and ticket keys (tls_ctx.c), NULL without */
 	uint32_t conns_per_shard;
 	uint32_t conns_spare;
 	size_t http_out_bytes; /* body room for HTTP handlers: /metrics at this shard count fits */

@@ -14,6 +14,7 @@
 #include "frame.h"
 #include "mem.h"
 #include "sendq.h"
+#include "tls_rt.h"
 
 /* A node is charged while it holds a frame (send_queue); the pool is the shard's cache. */
 static struct rc_qnode *qnode_get(struct rc_shard *s)
@@ -276,15 +277,18 @@ static void release(struct rc_conn *c)
 void rc_sendq_conn_closed(struct rc_conn *c)
 {
 	RC_ASSERT(c->state == RC_CONN_DOOMED);
-	if (!(c->flags & RC_CF_SEND))
+	if (!(c->flags & RC_CF_SEND)) {
 		release(c);
+		rc_tls_release(c);
+	}
 }
 
 struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before)
 {
-	/* Frames the kernel may be reading (the send in flight) or has half sent stay. */
+	/* Frames the kernel may be reading (the send in flight) or has half sent stay. A TLS
+	 * connection's send reads its ciphertext, so its queue may be empty meanwhile. */
 	size_t keep = 0;
-	if (c->flags & RC_CF_SEND)
+	if ((c->flags & RC_CF_SEND) && c->q.head)
 		keep = c->q.head->op ? c->q.head->op->mh.msg_iovlen : 1;
 	else if (c->q.head && c->q.head->sent)
 		keep = 1;
@@ -480,12 +484,18 @@ void rc_shard_flush(struct rc_shard *s)
 		}
 		if (c->flags & RC_CF_SEND)
 			continue; /* the completion will send the rest */
-		if (c->q.head) {
+		if (c->tls) {
+			if (rc_tls_issue_send(c))
+				continue; /* sent, or the queue waits for the handshake */
+		} else if (c->q.head) {
 			issue_send(c);
-		} else if (c->flags & RC_CF_FLUSH_CLOSE) {
+			continue;
+		}
+		if (c->flags & RC_CF_FLUSH_CLOSE) {
 			rc_conn_terminate(c, (enum rc_close_reason)c->close_reason);
 		} else if ((c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
-			rc_conn_shutdown_wr(c);
+			if (!(c->tls && rc_tls_close_notify(c)))
+				rc_conn_shutdown_wr(c);
 		}
 	}
 	s->dirty_count = 0;
@@ -513,6 +523,13 @@ static void consume(struct rc_conn *c, uint32_t res)
 	}
 }
 
+void rc_sendq_consume(struct rc_conn *c, uint32_t n)
+{
+	RC_ASSERT(n <= c->q.bytes);
+	consume(c, n);
+	c->flags &= (uint16_t)~RC_CF_PONG; /* a pong at the tail may be encrypted already */
+}
+
 void rc_send_complete(struct rc_conn *c, int res)
 {
 	struct rc_shard *s = c->shard;
@@ -524,8 +541,10 @@ void rc_send_complete(struct rc_conn *c, int res)
 		sendop_put(s, head->op); /* the gathered send that started at the head is done */
 		head->op = NULL;
 	}
-	if (c->state == RC_CONN_DOOMED)
+	if (c->state == RC_CONN_DOOMED) {
 		release(c); /* terminated while the kernel read the queue */
+		rc_tls_release(c);
+	}
 	rc_conn_op_done(c); /* may close a terminated connection's descriptor */
 	if (c->state == RC_CONN_DOOMED)
 		return;
@@ -534,8 +553,11 @@ void rc_send_complete(struct rc_conn *c, int res)
 		return;
 	}
 	s->stats.bytes_out += (uint64_t)res;
-	consume(c, (uint32_t)res);
-	if (c->q.head || (c->flags & RC_CF_FLUSH_CLOSE) ||
+	if (c->tls)
+		rc_tls_sent(c, (uint32_t)res); /* ciphertext: its frames left the queue already */
+	else
+		consume(c, (uint32_t)res);
+	if (c->q.head || rc_tls_out_pending(c) || (c->flags & RC_CF_FLUSH_CLOSE) ||
 	    (c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
 		rc_conn_mark_dirty(c);
 		return;

@@ -116,6 +116,10 @@ int rc_sendq_insert(struct rc_conn *c, struct rc_qnode *prev, struct rc_frame *f
 /* Drops every queued frame not yet handed to the kernel (slow consumer being closed). */
 void rc_sendq_drop_unsent(struct rc_conn *c);
 
+/* Drops the first n bytes of c's queue (frames whose bytes left by other means: TLS
+ * encrypted them). Not while a plain send reads the queue. */
+void rc_sendq_consume(struct rc_conn *c, uint32_t n);
+
 /* Frees the shard's pools of queue nodes and send operations. Shard thread, at exit. */
 void rc_pools_free(struct rc_shard *s);
 

@@ -26,8 +26,10 @@
 #include "sendq.h"
 #include "session.h"
 #include "shard.h"
+#include "tls_ctx.h"
+#include "tls_rt.h"
 
-/* Cancels the multishot accept of one listener (RC_ACCEPT_PUBLIC or RC_ACCEPT_ADMIN). */
+/* Cancels the multishot accept of one listener (RC_ACCEPT_PUBLIC, _ADMIN or _TLS). */
 static void accept_cancel(struct rc_shard *s, uint32_t which)
 {
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
@@ -48,6 +50,8 @@ static void drain_begin(struct rc_shard *s)
 		accept_cancel(s, RC_ACCEPT_PUBLIC);
 	if (s->admin_accept_armed)
 		accept_cancel(s, RC_ACCEPT_ADMIN);
+	if (s->tls_accept_armed)
+		accept_cancel(s, RC_ACCEPT_TLS);
 	for (uint32_t i = 0; i < s->conns_cap; i++) {
 		struct rc_conn *c = &s->conns[i];
 		if (c->state == RC_CONN_OPEN)
@@ -134,7 +138,8 @@ static void dispatch(struct rc_shard *s, struct io_uring_cqe *cqe)
 
 static bool loop_done(const struct rc_shard *s)
 {
-	return s->draining && s->conns_live == 0 && !s->accept_armed && !s->admin_accept_armed;
+	return s->draining && s->conns_live == 0 && !s->accept_armed && !s->admin_accept_armed &&
+	       !s->tls_accept_armed;
 }
 
 /* Submits the turn's SQEs and waits for a completion, the next tick, or a doorbell. */
@@ -169,10 +174,13 @@ static void loop(struct rc_shard *s)
 		rc_pubsub_poll(s);
 		if (s->redis_links)
 			rc_redis_links_turn(s);
+		rc_tls_turn(s);
 		rc_shard_flush(s);
 		rc_bufring_commit(s);
-		/* Work waiting in outboxes or put-off receives: poll, do not sleep. */
-		int rc = submit_and_wait(s, rc_outbox_waiting(s) || s->rx_fifo_count ? 0 : 1);
+		/* Work waiting in outboxes, put-off receives or put-off handshakes: poll, do not
+		 * sleep. */
+		int rc = submit_and_wait(s, rc_outbox_waiting(s) || s->rx_fifo_count ||
+						    rc_tls_waiting(s) ? 0 : 1);
 		RC_ASSERT(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN);
 		rc_clock_update(&s->clock);
 		s->stats.loop_turns++;
@@ -192,8 +200,10 @@ static void loop(struct rc_shard *s)
 			rc_pubsub_sweep(s);
 			rc_sendq_trim(s);
 			s->next_sweep_ms = s->clock.now_ms + 1000;
-			if (s->index == 0)
+			if (s->index == 0) {
 				rc_memory_sample_kernel(s->app);
+				rc_tls_app_tick(s->app, s->clock.now_ms);
+			}
 			/* Debug builds check the shard's tables once a second. */
 			RC_DASSERT(rc_conn_table_validate(s));
 			RC_DASSERT(rc_pubsub_validate(s));
@@ -315,6 +325,8 @@ int rc_shard_start(struct rc_shard *s)
 	s->conns = calloc(s->conns_cap, sizeof(*s->conns));
 	s->dirty = calloc(s->conns_cap, sizeof(*s->dirty));
 	if (!s->conns || !s->dirty || rc_conn_rx_setup(s) != 0)
+		return -ENOMEM;
+	if (s->app->tls && rc_tls_shard_init(s) != 0)
 		return -ENOMEM;
 	if (s->app->auth) {
 		s->tokens = calloc(s->conns_cap, sizeof(*s->tokens));

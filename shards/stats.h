@@ -31,7 +31,8 @@
 	X(inflate_rate, "1008: over inflate_bytes_per_second_max")                                 \
 	X(over_budget, "503: memory past the budget's soft mark (memory_soft_percent)")            \
 	X(memory_shed, "1013: growth refused or shed to keep memory within memory_budget_bytes")  \
-	X(message_timeout, "1008: a frame or message incomplete after message_timeout_ms")
+	X(message_timeout, "1008: a frame or message incomplete after message_timeout_ms")  \
+	X(tls_error, "TLS failed (handshake or record): ringcast_tls_failures_total says why")
 
 enum rc_close_reason {
 #define RC_X(name, help) RC_CLOSE_##name,
@@ -39,6 +40,9 @@ enum rc_close_reason {
 #undef RC_X
 		RC_CLOSE_REASON_COUNT,
 };
+
+/* Counters of TLS failures; src/tls.h's RC_TLS_FAILURE_COUNT fits (tls.c checks). */
+#define RC_TLS_FAILURE_SLOTS 12
 
 /* Why a message left a topic's history early; the label of ringcast_history_evictions_total. */
 #define RC_EVICT_CAUSES(X)                                                                         \
@@ -135,6 +139,11 @@ struct rc_shard_stats {
 	uint64_t sse_refused;        /* GET /sse requests refused (bad topics or since: 400) */
 	uint64_t sse_variants;       /* SSE variants of broadcast frames built (one per publish) */
 	uint64_t sse_heartbeats;     /* heartbeat comments sent to streams */
+	uint64_t tls_handshakes;     /* TLS handshakes completed */
+	uint64_t tls_resumed;        /* of which resumed a session (a ticket) */
+	uint64_t tls_deferred;       /* handshake steps put off: tls_handshakes_per_turn_max */
+	uint64_t tls_open;           /* gauge: connections holding TLS state */
+	uint64_t tls_failures[RC_TLS_FAILURE_SLOTS]; /* by enum rc_tls_failure (src/tls.h) */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any

@@ -32,7 +32,8 @@
 	X(broadcast, "broadcast frames alive (history and send queues share them)")                \
 	X(history, "history rings and dedup windows")                                              \
 	X(topics, "topic and subscription records")                                                \
-	X(outbox, "cross-shard messages in flight and the outbox arrays of full rings")
+	X(outbox, "cross-shard messages in flight and the outbox arrays of full rings")            \
+	X(tls, "TLS state of connections and their records waiting to be sent")
 
 enum rc_budget_category {
 #define RC_X(name, help) RC_BUDGET_##name,

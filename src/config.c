@@ -409,6 +409,21 @@ static int validate_redis(const struct rc_config *cfg, char *err, size_t err_len
 	return rc;
 }
 
+/* The TLS listener needs a certificate and a port of its own. */
+static int tls_validate(const struct rc_config *cfg, char *err, size_t err_len)
+{
+	if (cfg->tls_port && (!cfg->tls_cert_file[0] || !cfg->tls_key_file[0])) {
+		snprintf(err, err_len, "tls_port: needs tls_cert_file and tls_key_file");
+		return -EINVAL;
+	}
+	if (cfg->tls_port && cfg->tls_port == cfg->port) {
+		snprintf(err, err_len, "tls_port (%llu) must differ from port",
+			 (unsigned long long)cfg->tls_port);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 {
 	int rc;
@@ -463,6 +478,8 @@ int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 	rc = validate_redis(cfg, err, err_len);
 	if (rc)
 		return rc;
+	if (tls_validate(cfg, err, err_len) != 0)
+		return -EINVAL;
 	if (log_level_index(cfg->log_level) >= 0)
 		return 0;
 	snprintf(err, err_len, "log_level: '%s' is not one of error, warn, info, debug",

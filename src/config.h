@@ -38,12 +38,25 @@
 	X(port, 8080, 0, 65535, "",                                                                \
 	  "TCP port every shard listens on (SO_REUSEPORT); 0 = any free port")                     \
 	X(shards, 0, 0, RC_SHARDS_LIMIT, "", "shard threads, one per core; 0 = online CPUs")       \
+	X(tls_port, 0, 0, 65535, "",                                                               \
+	  "TLS listener port (wss://, https://) beside port, every shard (SO_REUSEPORT); 0 = none") \
+	S(tls_cert_file, "", "PEM certificate chain of the TLS listener (leaf first)")             \
+	S(tls_key_file, "", "PEM private key of tls_cert_file")                                    \
+	S(tls_sni_certs, "",                                                                       \
+	  "more certificates chosen by SNI: comma-separated cert.pem:key.pem pairs, each serving " \
+	  "the names its certificate lists; tls_cert_file serves any other name")                 \
+	X(tls_ticket_rotate_s, 3600, 0, 604800, "s",                                               \
+	  "session ticket keys rotate this often (tickets of the previous key still resume); 0 = " \
+	  "no session tickets")                                                                    \
+	X(tls_handshakes_per_turn_max, 16, 1, 65536, "",                                           \
+	  "TLS handshake steps one shard runs per loop turn; more wait for the next turn, so a "  \
+	  "flood of handshakes cannot starve open connections")                                  \
 	B(pin_shards, true, "pin shard i to the i-th allowed CPU")                                 \
 	X(connections_max, 0, 0, 100000000, "",                                                    \
 	  "connections served at once (all shards); more get 503; 0 = what RLIMIT_NOFILE allows")  \
 	X(backlog, 4096, 16, 1048576, "", "listen() backlog per shard (capped by somaxconn)")      \
 	X(handshake_timeout_ms, 10000, 100, 600000, "ms",                                          \
-	  "time allowed from accept to a complete HTTP request")                                   \
+	  "time allowed from accept to a complete HTTP request (the TLS handshake included)")   \
 	X(ping_interval_ms, 30000, 0, 3600000, "ms",                                               \
 	  "send a ping after this long without traffic from the client; 0 = never")                \
 	X(idle_timeout_ms, 120000, 0, 86400000, "ms",                                              \

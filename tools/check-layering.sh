@@ -39,9 +39,10 @@ SHARD_LAYERS=(
 	"stats.h stats.c"                 # counters, close reasons (leaf)
 	"runtime.h runtime.c"             # the shared types, the calling thread's shard
 	"mem.h"                           # charging the memory budget
-	"metrics.h metrics.c"             # Prometheus text of the counters
 	"log.h log.c"
 	"token.h token.c"                 # JWT keys (load, reload), what a connection's token said
+	"tls_ctx.h tls_ctx.c"             # TLS certificates, reload, ticket keys
+	"metrics.h metrics.c"             # Prometheus text of the counters
 	"uring.h uring.c"                 # ring, SQEs, user_data, doorbells
 	"bufring.h bufring.c"             # provided receive buffers
 	"arena.h arena.c"                 # registered chunks for broadcast frames
@@ -49,7 +50,7 @@ SHARD_LAYERS=(
 	"frame.h frame.c"                 # frames and their way home
 	"redis_conn.h redis_conn.c"       # Redis links: connect, pipelined commands, replies
 	"conn_rt.h conn.c"                # connection table: accept, recv, teardown
-	"sendq.h sendq.c"                 # send queues and the turn's flush
+	"sendq.h sendq.c tls_rt.h tls_rt.c" # send queues, the turn's flush; TLS on the ring
 	"sse_rt.h sse_rt.c"               # Server-Sent Events framing of what a stream is sent
 	"session.h session.c"             # timers, close handshake, public send/close
 	"input.h input.c"                 # WebSocket frames in

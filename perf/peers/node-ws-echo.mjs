@@ -6,9 +6,11 @@
 //                         {"op":"msg","topic":T,"seq":N,"data":D}, seq per topic from 1
 //   POST /publish         body {"topic":T,"data":D} (or a pub envelope) -> {"ok":true,"seq":N}
 //   GET /health           200 ok
-// Usage: node perf/peers/node-ws-echo.mjs [--port P] [--host H]; logs "node-ws: ready on H:P"
+// Usage: node perf/peers/node-ws-echo.mjs [--port P] [--host H] [--cert C --key K]; logs "node-ws: ready on H:P"
 // on stderr once listening (P may be 0: the kernel's choice is printed).
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { WebSocketServer } from '../../tests/node_modules/ws/wrapper.mjs';
 
 const args = process.argv.slice(2);
@@ -39,7 +41,11 @@ function publish(name, data) {
   return t.seq;
 }
 
-const server = http.createServer((req, res) => {
+// --cert C --key K: wss:// and https:// (Node's TLS) instead of ws:// and http://.
+const cert = opt('--cert', '');
+const tlsOpts = cert ? { cert: fs.readFileSync(cert), key: fs.readFileSync(opt('--key', '')) } : null;
+
+const handler = (req, res) => {
   if (req.method === 'GET' && req.url === '/health') {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('ok\n');
@@ -66,7 +72,8 @@ const server = http.createServer((req, res) => {
   }
   res.writeHead(404);
   res.end();
-});
+};
+const server = tlsOpts ? https.createServer(tlsOpts, handler) : http.createServer(handler);
 
 const echo = new WebSocketServer({ noServer: true, perMessageDeflate: false });
 const pubsub = new WebSocketServer({ noServer: true, perMessageDeflate: false });

@@ -64,23 +64,25 @@ class PageServer:
         self.httpd.server_close()
 
 
-def run_page(url, timeout=45):
+def run_page(url, timeout=45, expr=None, extra_args=()):
     """Loads url in headless Chromium and waits, over the DevTools protocol, until the page's
     #result leaves "pending" (--dump-dom alone cannot wait: virtual time does not stop for
     WebSocket traffic, so the DOM would be dumped before the first echo). Returns (verdict
-    dict or None, the page's DOM, chromium's stderr)."""
+    dict or None, the page's DOM, chromium's stderr). expr, if given, is evaluated instead of
+    reading #result: a JSON verdict, or "pending". extra_args go to Chromium."""
     profile = tempfile.mkdtemp(prefix="ringcast-chromium-")
     err_path = os.path.join(profile, "stderr.txt")
     argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage",
             "--user-data-dir=" + profile, "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0", url]
+            "--remote-debugging-port=0", *extra_args, url]
     with open(err_path, "w") as errf:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=errf, start_new_session=True)
     try:
-        return asyncio.run(asyncio.wait_for(devtools_wait(proc, err_path), scale(timeout)))
+        return asyncio.run(asyncio.wait_for(devtools_wait(proc, err_path, expr),
+                                            scale(timeout)))
     except asyncio.TimeoutError:
         return None, "", "timed out after %ss\n%s" % (scale(timeout), read(err_path))
     finally:
@@ -100,7 +102,7 @@ def read(path):
         return ""
 
 
-async def devtools_wait(proc, err_path):
+async def devtools_wait(proc, err_path, expr=None):
     endpoint = None
     while endpoint is None:
         if proc.poll() is not None:
@@ -134,8 +136,11 @@ async def devtools_wait(proc, err_path):
         text = "pending"
         while text in (None, "", "pending"):
             await asyncio.sleep(0.1)
-            text = await evaluate("(document.getElementById('result') || {}).textContent")
+            text = await evaluate(expr or
+                                  "(document.getElementById('result') || {}).textContent")
         dom = await evaluate("document.documentElement.outerHTML") or ""
+    if expr:
+        return json.loads(text), dom, read(err_path)
     m = RESULT_RE.search(dom)
     try:
         verdict = json.loads(html.unescape(m.group(1))) if m else None

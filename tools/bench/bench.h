@@ -71,6 +71,7 @@ struct rcb_config {
 	uint32_t recv_buf_size;	  /* bytes per provided receive buffer */
 	uint32_t recv_bufs;	  /* provided buffers per ring (power of two) */
 	bool raw;		  /* plain TCP echo, no WebSocket (the raw floor) */
+	bool tls;		  /* wss:// (tls.c): every connection makes a full TLS handshake */
 	bool text;		  /* echo with text frames instead of binary */
 	bool direct;		  /* io_uring direct descriptors instead of process fds */
 	bool quiet;		  /* no human summary */
@@ -159,6 +160,7 @@ struct rcb_conn {
 	uint8_t *tx_out;     /* bytes in the kernel (owned); stable until the send completes */
 	uint8_t *tx_pend;    /* bytes queued behind them (owned) */
 	uint8_t *asm_buf;    /* handshake answer, split message, control payload (owned) */
+	struct rcb_tls *tls; /* wss://: the TLS client (tls.c), NULL otherwise (owned) */
 	uint32_t tx_out_len;
 	uint32_t tx_out_cap;
 	uint32_t tx_pend_len;
@@ -308,6 +310,8 @@ bool rcb_buf_grow(uint8_t **buf, uint32_t *cap, size_t need, size_t limit);
 /* Offset just past the "\r\n\r\n" ending an HTTP head, 0 if not there yet. */
 size_t rcb_http_head_end(const uint8_t *p, size_t n);
 void rcb_ws_build_request(struct rcb_thread *t, struct rcb_conn *c);
+/* The upgrade request queued in tx_pend (wss://: sent encrypted once TLS is up). */
+void rcb_ws_queue_request(struct rcb_thread *t, struct rcb_conn *c);
 void rcb_ws_rx(struct rcb_thread *t, struct rcb_conn *c, const uint8_t *p, size_t n);
 uint8_t *rcb_tx_reserve(struct rcb_thread *t, struct rcb_conn *c, size_t n);
 void rcb_ws_queue_frame(struct rcb_thread *t, struct rcb_conn *c, uint8_t opcode,
@@ -320,6 +324,21 @@ void rcb_conn_free_buffers(struct rcb_conn *c);
 void rcb_conn_trim_buffers(struct rcb_conn *c);
 void rcb_payload_fill(uint8_t *p, size_t size, uint32_t id, uint64_t seq);
 bool rcb_payload_check(const uint8_t *p, size_t n, size_t off, uint32_t id, uint64_t seq);
+
+/* tls.c — wss://; tx_pend holds plaintext, tx_out ciphertext. */
+/* Makes the client context (main thread, before the workers). 0 or -ENOMEM. */
+int rcb_tls_init(void);
+/* A new TLS client for c's attempt; its ClientHello is put in tx_out (nothing in flight). */
+void rcb_tls_start(struct rcb_conn *c);
+/* Server bytes p[0..n) for c: the handshake advances (then the upgrade request is queued) or
+ * the plaintext goes to rcb_ws_rx. */
+void rcb_tls_rx(struct rcb_thread *t, struct rcb_conn *c, const uint8_t *p, size_t n);
+/* Encrypts tx_pend (once established) and moves what is due into tx_out; false if nothing
+ * is to be sent. Nothing may be in flight. */
+bool rcb_tls_seal(struct rcb_conn *c);
+/* Whether c has bytes for rcb_tls_seal. */
+bool rcb_tls_pending(const struct rcb_conn *c);
+void rcb_tls_free(struct rcb_conn *c);
 
 /* traffic.c */
 void rcb_traffic_tick(struct rcb_thread *t);

@@ -127,6 +127,7 @@ void rcb_conn_free(struct rcb_thread *t, struct rcb_conn *c)
 	RC_ASSERT(c->ops == 0);
 	RC_ASSERT(t->free_count < t->conns_count);
 	rcb_conn_free_buffers(c);
+	rcb_tls_free(c);
 	c->flags = 0;
 	rcb_conn_set_state(t, c, RCB_CS_IDLE);
 	t->free_slots[t->free_count++] = slot_of(t, c);
@@ -254,7 +255,9 @@ void rcb_conn_start(struct rcb_thread *t, struct rcb_conn *c)
 	c->msg_op = c->ctl_op = c->hdr_len = 0;
 	rcb_conn_set_state(t, c, RCB_CS_CONNECTING);
 	t->stats.counters[RCB_C_CONNECT_STARTED]++;
-	if (ws)
+	if (cfg->tls)
+		rcb_tls_start(c); /* the ClientHello goes where the request would */
+	else if (ws)
 		rcb_ws_build_request(t, c);
 	if (use_direct(t) && t->run->ring_bind) {
 		chain_socket(t, c);
@@ -289,7 +292,7 @@ void rcb_conn_start(struct rcb_thread *t, struct rcb_conn *c)
 	sqe_on_conn(t, sqe, c);
 	sqe->user_data = ud_pack(OP_CONNECT, c, slot_of(t, c));
 	c->ops++;
-	if (!ws)
+	if (!ws && !cfg->tls)
 		return;
 	sqe->flags |= IOSQE_IO_LINK;
 	prep_send_out(t, c);
@@ -407,7 +410,14 @@ static void send_pending(struct rcb_thread *t, struct rcb_conn *c)
 	uint8_t *b;
 	uint32_t cap;
 
-	if ((c->flags & RCB_CF_SENDING) || c->tx_pend_len == 0 || !conn_active(c))
+	if ((c->flags & RCB_CF_SENDING) || !conn_active(c))
+		return;
+	if (c->tls) {
+		if (rcb_tls_seal(c))
+			prep_send_out(t, c);
+		return;
+	}
+	if (c->tx_pend_len == 0)
 		return;
 	b = c->tx_out;
 	cap = c->tx_out_cap;
@@ -436,12 +446,12 @@ static void send_complete(struct rcb_thread *t, struct rcb_conn *c, int res)
 	/* MSG_WAITALL retries short sends in the kernel; a short count means the peer went
 	 * away, which the receive side reports. */
 	c->tx_out_len = 0;
-	if ((c->flags & RCB_CF_PEER_CLOSED) && c->tx_pend_len == 0) {
+	if ((c->flags & RCB_CF_PEER_CLOSED) && c->tx_pend_len == 0 && !rcb_tls_pending(c)) {
 		rcb_conn_shutdown(t, c);
 		maybe_release(t, c);
 		return;
 	}
-	if (c->tx_pend_len)
+	if (c->tx_pend_len || rcb_tls_pending(c))
 		send_pending(t, c);
 	else if (!rcb_traffic_keeps_tx(t, c))
 		rcb_conn_trim_buffers(c);
@@ -463,7 +473,9 @@ static void recv_complete(struct rcb_thread *t, struct rcb_conn *c, const struct
 
 		RC_ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
 		t->stats.counters[RCB_C_BYTES_RECV] += (uint64_t)res;
-		if (conn_active(c))
+		if (conn_active(c) && c->tls)
+			rcb_tls_rx(t, c, data, (size_t)res);
+		else if (conn_active(c))
 			rcb_ws_rx(t, c, data, (size_t)res);
 		io_uring_buf_ring_add(t->br, data, t->run->cfg->recv_buf_size, (unsigned short)bid,
 				      io_uring_buf_ring_mask(t->run->cfg->recv_bufs),

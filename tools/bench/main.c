@@ -359,6 +359,8 @@ static int prepare(struct rcb_run *run, struct rcb_config *cfg)
 		cfg->seed = (uint64_t)time(NULL);
 	run->cfg = cfg;
 	ret = rcb_loop_probe(run);
+	if (ret == 0 && cfg->tls)
+		ret = rcb_tls_init();
 	if (ret)
 		return ret;
 	run->use_direct = cfg->direct;

@@ -50,7 +50,9 @@ static const char usage_text[] =
 	"             spread  [N 100, 30s]\n"
 	"\n"
 	"Target and transport:\n"
-	"  --url URL             ws://IPv4:PORT/PATH (no DNS)  [ws://127.0.0.1:8080/echo]\n"
+	"  --url URL             ws://IPv4:PORT/PATH (no DNS)  [ws://127.0.0.1:8080/echo];\n"
+	"                        wss:// runs every scenario over TLS (full handshake each\n"
+	"                        connection, certificate not verified)\n"
 	"  --raw                 plain TCP echo, no WebSocket (for perf/tcp-floor)\n"
 	"  --text                echo with text frames (payloads are ASCII either way)\n"
 	"  -c, --connections N   connections held (N)\n"
@@ -194,7 +196,7 @@ static int parse_double(const char *s, double lo, double hi, double *out)
 	return 0;
 }
 
-/* ws://a.b.c.d:port/path (or tcp:// for --raw); no DNS, IPv4 only. */
+/* ws://a.b.c.d:port/path, wss:// (TLS), or tcp:// for --raw; no DNS, IPv4 only. */
 static int parse_url(const char *url, struct rcb_config *cfg)
 {
 	char host[64];
@@ -202,8 +204,11 @@ static int parse_url(const char *url, struct rcb_config *cfg)
 	uint32_t port;
 	size_t n;
 
+	cfg->tls = strncmp(url, "wss://", 6) == 0;
 	if (strncmp(url, "ws://", 5) == 0)
 		p = url + 5;
+	else if (cfg->tls)
+		p = url + 6;
 	else if (strncmp(url, "tcp://", 6) == 0)
 		p = url + 6;
 	else
@@ -464,7 +469,9 @@ static int validate(struct rcb_config *cfg)
 {
 	const char *why = NULL;
 
-	if (cfg->scenario == RCB_SC_BROADCAST && cfg->raw)
+	if (cfg->raw && cfg->tls)
+		why = "--raw is plain TCP (drop wss://)";
+	else if (cfg->scenario == RCB_SC_BROADCAST && cfg->raw)
 		why = "broadcast needs WebSocket (drop --raw)";
 	else if (cfg->scenario == RCB_SC_BROADCAST && cfg->connections == 0)
 		why = "broadcast needs at least one subscriber (-c)";

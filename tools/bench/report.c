@@ -281,8 +281,8 @@ static void json_line(FILE *f, const struct rcb_run *run, const struct rcb_resul
 	const struct rcb_stats *s = &res->total;
 	char url[400];
 
-	snprintf(url, sizeof(url), "%s://%s%s", cfg->raw ? "tcp" : "ws", cfg->host,
-		 cfg->raw ? "" : cfg->path);
+	snprintf(url, sizeof(url), "%s://%s%s", cfg->raw ? "tcp" : cfg->tls ? "wss" : "ws",
+		 cfg->host, cfg->raw ? "" : cfg->path);
 	fprintf(f, "{\"tool\":\"ringcast-bench\",\"scenario\":\"%s\",\"label\":",
 		rcb_scenario_name(cfg->scenario));
 	json_str(f, cfg->label ? cfg->label : "");

@@ -98,21 +98,39 @@ uint8_t *rcb_tx_reserve(struct rcb_thread *t, struct rcb_conn *c, size_t n)
 	return p;
 }
 
-void rcb_ws_build_request(struct rcb_thread *t, struct rcb_conn *c)
+/* Writes c's upgrade request into buf[0..cap); returns its length. */
+static uint32_t request(const struct rcb_thread *t, const struct rcb_conn *c, uint8_t *buf,
+			size_t cap)
 {
 	const struct rcb_config *cfg = t->run->cfg;
-	int n;
+	int n = snprintf((char *)buf, cap,
+			 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+			 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+			 "Sec-WebSocket-Version: 13\r\n\r\n",
+			 cfg->path, cfg->host, t->run->keys[c->id % RCB_KEYS]);
+	RC_ASSERT(n > 0 && (size_t)n < cap);
+	return (uint32_t)n;
+}
 
+#define REQUEST_BYTES(cfg) (512 + strlen((cfg)->path))
+
+void rcb_ws_build_request(struct rcb_thread *t, struct rcb_conn *c)
+{
 	RC_ASSERT(!(c->flags & RCB_CF_SENDING));
 	RC_ASSERT(c->tx_pend_len == 0);
-	if (!rcb_buf_grow(&c->tx_out, &c->tx_out_cap, 512 + strlen(cfg->path), RCB_TX_LIMIT))
+	if (!rcb_buf_grow(&c->tx_out, &c->tx_out_cap, REQUEST_BYTES(t->run->cfg), RCB_TX_LIMIT))
 		RC_ASSERT(!"out of memory for an upgrade request");
-	n = snprintf((char *)c->tx_out, c->tx_out_cap,
-		     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-		     cfg->path, cfg->host, t->run->keys[c->id % RCB_KEYS]);
-	RC_ASSERT(n > 0 && (uint32_t)n < c->tx_out_cap);
-	c->tx_out_len = (uint32_t)n;
+	c->tx_out_len = request(t, c, c->tx_out, c->tx_out_cap);
+}
+
+void rcb_ws_queue_request(struct rcb_thread *t, struct rcb_conn *c)
+{
+	uint8_t buf[1024];
+	RC_ASSERT(REQUEST_BYTES(t->run->cfg) <= sizeof(buf));
+	uint32_t n = request(t, c, buf, sizeof(buf));
+	uint8_t *p = rcb_tx_reserve(t, c, n);
+	RC_ASSERT(p != NULL);
+	memcpy(p, buf, n);
 }
 
 static size_t client_header_len(size_t len)

@@ -8,7 +8,7 @@
 //	POST /publish         body {"topic":T,"data":D} (or a pub envelope) -> {"ok":true,"seq":N}
 //	GET /health           200 ok
 //
-// Usage: gorilla-echo [-host H] [-port P]; logs "gorilla: ready on H:P" on stderr once
+// Usage: gorilla-echo [-host H] [-port P] [-cert C -key K (TLS)]; logs "gorilla: ready on H:P" on stderr once
 // listening. Built offline from Debian's golang-github-gorilla-websocket-dev by
 // perf/peers/build-gorilla.sh.
 package main
@@ -172,6 +172,8 @@ func (h *hub) servePublish(w http.ResponseWriter, r *http.Request) {
 func main() {
 	host := flag.String("host", "127.0.0.1", "listen address")
 	port := flag.Int("port", 8080, "listen port (0 = any)")
+	cert := flag.String("cert", "", "PEM certificate chain: serve wss:// and https:// (crypto/tls)")
+	key := flag.String("key", "", "PEM private key of -cert")
 	flag.Parse()
 	h := &hub{topics: make(map[string]*topic)}
 	mux := http.NewServeMux()
@@ -190,5 +192,9 @@ func main() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-sig; os.Exit(0) }()
+	if *cert != "" {
+		http.ServeTLS(ln, mux, *cert, *key)
+		return
+	}
 	http.Serve(ln, mux)
 }
