@@ -23,11 +23,8 @@
  * Logs "bcast-floor: ready on HOST:PORT" on stderr; exits on SIGINT/SIGTERM or after
  * --lifetime seconds, printing publishes, deliveries (sends), bytes and closes.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -40,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../floor.h"
 #include "handshake.h"
 
 #define SQ_ENTRIES 8192
@@ -91,8 +89,6 @@ static struct {
 	unsigned lifetime_s;
 } opt = {"127.0.0.1", 9000, 64, 0, 3600};
 
-static atomic_int stop;
-
 static uint64_t ud(enum op op, uint32_t slot)
 {
 	return ((uint64_t)op << 32) | slot;
@@ -100,31 +96,17 @@ static uint64_t ud(enum op op, uint32_t slot)
 
 static struct io_uring_sqe *sqe_get(void)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&g.ring);
-
-	if (!sqe) {
-		io_uring_submit(&g.ring);
-		sqe = io_uring_get_sqe(&g.ring);
-	}
-	return sqe;
+	return floor_sqe_get(&g.ring);
 }
 
 static void arm_accept(void)
 {
-	struct io_uring_sqe *sqe = sqe_get();
-
-	io_uring_prep_multishot_accept_direct(sqe, g.listen_fd, NULL, NULL, 0);
-	sqe->user_data = ud(OP_ACCEPT, 0);
+	floor_arm_accept(&g.ring, g.listen_fd, ud(OP_ACCEPT, 0));
 }
 
 static void arm_recv(uint32_t slot)
 {
-	struct io_uring_sqe *sqe = sqe_get();
-
-	io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
-	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-	sqe->buf_group = 0;
-	sqe->user_data = ud(OP_RECV, slot);
+	floor_arm_recv(&g.ring, slot, ud(OP_RECV, slot));
 	g.conns[slot].recv_on = 1;
 }
 
@@ -451,7 +433,7 @@ static void dispatch(const struct io_uring_cqe *cqe, int *returned)
 
 static void loop(time_t end)
 {
-	while (!atomic_load(&stop) && time(NULL) < end) {
+	while (!atomic_load(&floor_stop) && time(NULL) < end) {
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100000000};
 		struct io_uring_cqe *cqe;
 		unsigned head, count = 0;
@@ -489,26 +471,9 @@ static int map_log(void)
 	return 0;
 }
 
-static int listen_on(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0 || inet_pton(AF_INET, opt.host, &a.sin_addr) != 1)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 65535)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static int setup(void)
 {
 	struct io_uring_params p = {0};
-	struct io_uring_buf_reg reg = {0};
 	struct iovec iov;
 
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
@@ -527,23 +492,10 @@ static int setup(void)
 	g.ready = calloc(g.conns_count, sizeof(*g.ready));
 	if (g.br == MAP_FAILED || !g.bufs || !g.conns || !g.subs || !g.ready)
 		return -1;
-	reg.ring_addr = (uint64_t)(uintptr_t)g.br;
-	reg.ring_entries = BUFS;
-	if (io_uring_register_buf_ring(&g.ring, &reg, 0))
+	if (floor_buf_ring(&g.ring, g.br, g.bufs, BUFS, BUF_SIZE))
 		return -1;
-	io_uring_buf_ring_init(g.br);
-	for (unsigned i = 0; i < BUFS; i++)
-		io_uring_buf_ring_add(g.br, g.bufs + (size_t)i * BUF_SIZE, BUF_SIZE,
-				      (unsigned short)i, io_uring_buf_ring_mask(BUFS), (int)i);
-	io_uring_buf_ring_advance(g.br, BUFS);
 	arm_accept();
 	return 0;
-}
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	atomic_store(&stop, 1);
 }
 
 static int parse_args(int argc, char **argv)
@@ -572,22 +524,13 @@ static int parse_args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct rlimit rl;
-
 	if (parse_args(argc, argv)) {
 		fprintf(stderr, "usage: bcast-floor [--host H] [--port P] [--log-mib 4..4096] "
 				"[--fixed 0|1] [--lifetime S]\n");
 		return 2;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	getrlimit(RLIMIT_NOFILE, &rl);
-	rl.rlim_cur = rl.rlim_max;
-	setrlimit(RLIMIT_NOFILE, &rl);
-	/* The fixed-file table is capped at RLIMIT_NOFILE per ring. */
-	g.conns_count = (uint32_t)(rl.rlim_cur < 65000 ? rl.rlim_cur : 65000);
-	g.listen_fd = listen_on();
+	g.conns_count = floor_start();
+	g.listen_fd = floor_listen(opt.host, opt.port, 0);
 	if (g.listen_fd < 0 || setup()) {
 		fprintf(stderr, "bcast-floor: setup on %s:%d failed: %s\n", opt.host, opt.port,
 			strerror(errno));
