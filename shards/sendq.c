@@ -31,11 +31,13 @@ static struct rc_qnode *qnode_get(struct rc_shard *s)
 	return n;
 }
 
-/* Pools n for reuse, or frees it past RC_QNODE_POOL_LIMIT so a burst's memory goes back. */
+/* Pools n for reuse, or frees it past one node per live connection (at least
+ * RC_QNODE_POOL_LIMIT), so a burst's memory goes back while a broadcast to every connection
+ * takes its nodes from the pool, turn after turn, instead of the allocator. */
 static void qnode_put(struct rc_shard *s, struct rc_qnode *n)
 {
 	rc_mem_release(s->app, RC_BUDGET_send_queue, sizeof(*n));
-	if (s->qnode_free_count >= RC_QNODE_POOL_LIMIT) {
+	if (s->qnode_free_count >= RC_MAX(RC_QNODE_POOL_LIMIT, s->conns_live)) {
 		free(n);
 		return;
 	}

@@ -57,7 +57,8 @@ bool rc_sendq_slow(const struct rc_conn *c, size_t add);
 int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f);
 
 /* rc_conn_enqueue, or, unchecked, past the queue's limit: for frames bounded otherwise (the
- * latest policy's one message per topic). */
+ * latest policy's one message per topic), or whose caller has just made the slow-consumer
+ * test (a broadcast's offer). */
 int rc_sendq_push(struct rc_conn *c, struct rc_frame *f, bool checked);
 
 /*
