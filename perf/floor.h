@@ -68,6 +68,17 @@ static inline int floor_listen(const char *host, int port, int reuseport)
 	return fd;
 }
 
+/* The port listen_fd is bound to (what --port 0 picked); -1 if unknown. */
+static inline int floor_port(int listen_fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	if (getsockname(listen_fd, (struct sockaddr *)&a, &len))
+		return -1;
+	return ntohs(a.sin_port);
+}
+
 /* Set by SIGINT/SIGTERM: the floor's loop ends. */
 static atomic_int floor_stop;
 

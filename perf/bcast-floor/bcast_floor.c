@@ -18,7 +18,7 @@
  * One thread and ring: multishot accept into direct descriptors, multishot recv into a
  * provided-buffer ring. Calling thread: main only.
  *
- * Usage: bcast-floor [--host 127.0.0.1] [--port 9000] [--log-mib 64] [--fixed 1]
+ * Usage: bcast-floor [--host 127.0.0.1] [--port 9000, 0: any free port] [--log-mib 64] [--fixed 1]
  *                    [--lifetime 3600]
  * Logs "bcast-floor: ready on HOST:PORT" on stderr; exits on SIGINT/SIGTERM or after
  * --lifetime seconds, printing publishes, deliveries (sends), bytes and closes.
@@ -500,7 +500,7 @@ static int setup(void)
 
 static int parse_args(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(argv[i], "--help") || !v)
@@ -517,7 +517,6 @@ static int parse_args(int argc, char **argv)
 			opt.lifetime_s = (unsigned)atoi(v);
 		else
 			return -1;
-		i++;
 	}
 	return opt.log_mib < 4 || opt.log_mib > 4096 ? -1 : 0;
 }
@@ -536,8 +535,8 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 1;
 	}
-	fprintf(stderr, "bcast-floor: ready on %s:%d (fixed buffer %s)\n", opt.host, opt.port,
-		g.fixed ? "on" : "off");
+	fprintf(stderr, "bcast-floor: ready on %s:%d (fixed buffer %s)\n", opt.host,
+		floor_port(g.listen_fd), g.fixed ? "on" : "off");
 	loop(time(NULL) + opt.lifetime_s);
 	fprintf(stderr,
 		"bcast-floor: publishes %llu sends %llu bytes %llu slow_closed %llu errors %llu\n",

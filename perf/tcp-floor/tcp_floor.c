@@ -265,7 +265,7 @@ static void *worker_main(void *arg)
 
 static int parse_args(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(argv[i], "--help") || !v) {
@@ -287,7 +287,6 @@ static int parse_args(int argc, char **argv)
 			opt.lifetime_s = (unsigned)atoi(v);
 		else
 			return -1;
-		i++;
 	}
 	if (opt.threads < 1 || opt.threads > 64 || opt.bufs < 8 || opt.bufs > 32768 ||
 	    (opt.bufs & (opt.bufs - 1)) || opt.buf_size < 64)
