@@ -76,7 +76,8 @@ LIB        := $(BUILD)/libringcast.a
 
 .PHONY: all run test unit integration fuzz-regress asan fuzz perf check-layering deps clean \
         install help
-all: $(BUILD)/bin/ringcast $(BUILD)/bin/ringcast-bench $(EXAMPLE_BIN) bin-links
+all: $(BUILD)/bin/ringcast $(BUILD)/bin/ringcast-bench $(EXAMPLE_BIN) bin-links \
+     $(BUILD)/bin/bcast-floor
 
 # bin/ and libringcast.a at the top are links into the default build dir.
 bin-links: $(BUILD)/bin/ringcast $(BUILD)/bin/ringcast-bench
@@ -132,6 +133,11 @@ $(BUILD)/bin/ringcast: $(APP_OBJ) $(ASSET_OBJ) $(LIB)
 $(BUILD)/bin/ringcast-bench: $(BENCH_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIB) $(LDLIBS_COMMON) $(ALLOC_LIB)
+
+# perf/bcast-floor: the broadcast floor of perf/ (issue 14); src/handshake for the 101 only.
+$(BUILD)/bin/bcast-floor: $(BUILD)/obj/perf/bcast-floor/bcast_floor.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS_COMMON)
 
 $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB)
 	@mkdir -p $(dir $@)

@@ -135,6 +135,8 @@ def servers(args):
                                         "--pin_shards=false"]),
         "tcp-floor": Server("tcp-floor", [str(b / "perf" / "tcp-floor"), "--port", "{port}",
                                           "--threads", "{threads}"], raw=True, pubsub=False),
+        "bcast-floor": Server("bcast-floor", [str(b / "bin" / "bcast-floor"), "--port",
+                                              "{port}"]),
         "node": Server("node", ["node", str(PERF / "peers" / "node-ws-echo.mjs"), "--port",
                                 "{port}"], fd_bound=True),
         "gorilla": Server("gorilla", [str(b / "perf" / "gorilla-echo"), "-port", "{port}"],

@@ -285,8 +285,9 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	}
 	if (use != f)
 		rc_frame_ref_n(use, 1);
-	/* Either takes the reference; rc_conn_enqueue releases it on failure. */
-	int rc = over && conflate(sub, use) ? 0 : rc_sendq_push(c, use, !over);
+	/* Either takes the reference; rc_sendq_push releases it on failure. The slow-consumer
+	 * test above decided: the push does not repeat it. */
+	int rc = over && conflate(sub, use) ? 0 : rc_sendq_push(c, use, false);
 	if (rc == 0) {
 		sub->last_seq = f->seq;
 		s->stats.deliveries++;

@@ -209,6 +209,8 @@ struct rc_shard {
 	struct rc_sendop *sendop_free;
 	uint32_t qnode_free_count;  /* at most RC_QNODE_POOL_LIMIT */
 	uint32_t sendop_free_count; /* at most RC_SENDOP_POOL_LIMIT */
+	struct rc_sendop *sendop_small_free; /* RC_SEND_IOV_SMALL operations */
+	uint32_t sendop_small_free_count;    /* at most one per live connection (or 64) */
 	struct rc_shard_stats stats;
 	/* pub/sub */
 	struct rc_mpsc inbox;          /* any shard or thread produces; this shard consumes */

@@ -32,11 +32,13 @@ static struct rc_qnode *qnode_get(struct rc_shard *s)
 	return n;
 }
 
-/* Pools n for reuse, or frees it past RC_QNODE_POOL_LIMIT so a burst's memory goes back. */
+/* Pools n for reuse, or frees it past one node per live connection (at least
+ * RC_QNODE_POOL_LIMIT), so a burst's memory goes back while a broadcast to every connection
+ * takes its nodes from the pool, turn after turn, instead of the allocator. */
 static void qnode_put(struct rc_shard *s, struct rc_qnode *n)
 {
 	rc_mem_release(s->app, RC_BUDGET_send_queue, sizeof(*n));
-	if (s->qnode_free_count >= RC_QNODE_POOL_LIMIT) {
+	if (s->qnode_free_count >= RC_MAX(RC_QNODE_POOL_LIMIT, s->conns_live)) {
 		free(n);
 		return;
 	}
@@ -356,27 +358,50 @@ void rc_sendq_drop_unsent(struct rc_conn *c)
 	RC_ASSERT(q->head || q->bytes == 0);
 }
 
-static struct rc_sendop *sendop_get(struct rc_shard *s)
+/* An operation for iovs iovecs: a small one when they fit, so a broadcast's gathered sends
+ * of a few frames each take little memory; else one of RC_SEND_IOV_LIMIT. NULL if none. */
+static struct rc_sendop *sendop_get(struct rc_shard *s, int iovs)
 {
-	struct rc_sendop *op = s->sendop_free;
+	bool small = iovs <= RC_SEND_IOV_SMALL;
+	struct rc_sendop **pool = small ? &s->sendop_small_free : &s->sendop_free;
+	uint32_t *count = small ? &s->sendop_small_free_count : &s->sendop_free_count;
+	struct rc_sendop *op = *pool;
 	if (op) {
-		RC_DASSERT(s->sendop_free_count > 0);
-		s->sendop_free = op->next_free;
-		s->sendop_free_count--;
+		RC_DASSERT(*count > 0);
+		*pool = op->next_free;
+		(*count)--;
 		return op;
 	}
-	return malloc(sizeof(*op));
+	uint32_t cap = small ? RC_SEND_IOV_SMALL : RC_SEND_IOV_LIMIT;
+	op = malloc(sizeof(*op) + cap * sizeof(op->iov[0]));
+	if (op)
+		op->iov_cap = cap;
+	return op;
 }
 
 static void sendop_put(struct rc_shard *s, struct rc_sendop *op)
 {
-	if (s->sendop_free_count >= RC_SENDOP_POOL_LIMIT) {
+	bool small = op->iov_cap == RC_SEND_IOV_SMALL;
+	struct rc_sendop **pool = small ? &s->sendop_small_free : &s->sendop_free;
+	uint32_t *count = small ? &s->sendop_small_free_count : &s->sendop_free_count;
+	uint32_t limit = small ? RC_MAX(RC_SENDOP_POOL_LIMIT, s->conns_live) : RC_SENDOP_POOL_LIMIT;
+	if (*count >= limit) {
 		free(op);
 		return;
 	}
-	op->next_free = s->sendop_free;
-	s->sendop_free = op;
-	s->sendop_free_count++;
+	op->next_free = *pool;
+	*pool = op;
+	(*count)++;
+}
+
+/* The frames queued from n, counted up to RC_SEND_IOV_SMALL + 1: which operation a gathered
+ * send from n takes (1: a plain send). */
+static int gather_count(const struct rc_qnode *n)
+{
+	int iovs = 0;
+	for (; n && iovs <= RC_SEND_IOV_SMALL; n = n->next)
+		iovs++;
+	return iovs;
 }
 
 /*
@@ -434,7 +459,8 @@ static void issue_send(struct rc_conn *c)
 	    issue_send_zc(c))
 		return;
 	struct io_uring_sqe *sqe;
-	if (!n->next || !(n->op = sendop_get(s))) {
+	int iovs = n->next ? gather_count(n) : 1;
+	if (iovs == 1 || !(n->op = sendop_get(s, iovs))) {
 		sqe = rc_uring_sqe(s);
 		io_uring_prep_send(sqe, (int)slot, n->frame->data + n->sent,
 				   n->frame->len - n->sent, MSG_NOSIGNAL);
@@ -442,11 +468,9 @@ static void issue_send(struct rc_conn *c)
 			c->flags &= (uint16_t)~RC_CF_PONG; /* the kernel has the tail */
 	} else {
 		struct rc_sendop *op = n->op;
-		int iovs = 0;
-		for (; n && iovs < RC_SEND_IOV_LIMIT; n = n->next) {
+		for (iovs = 0; n && (uint32_t)iovs < op->iov_cap; iovs++, n = n->next) {
 			op->iov[iovs].iov_base = n->frame->data + n->sent;
 			op->iov[iovs].iov_len = n->frame->len - n->sent;
-			iovs++;
 		}
 		if (!n)
 			c->flags &= (uint16_t)~RC_CF_PONG; /* the kernel has the tail */
@@ -577,13 +601,17 @@ void rc_pools_free(struct rc_shard *s)
 		s->qnode_free = n->next;
 		free(n);
 	}
-	while (s->sendop_free) {
-		struct rc_sendop *op = s->sendop_free;
-		s->sendop_free = op->next_free;
-		free(op);
+	struct rc_sendop **pools[] = {&s->sendop_free, &s->sendop_small_free};
+	for (size_t i = 0; i < sizeof(pools) / sizeof(pools[0]); i++) {
+		while (*pools[i]) {
+			struct rc_sendop *op = *pools[i];
+			*pools[i] = op->next_free;
+			free(op);
+		}
 	}
 	s->qnode_free_count = 0;
 	s->sendop_free_count = 0;
+	s->sendop_small_free_count = 0;
 }
 
 /* Frees *buf (capacity *cap) and its charge if it grew past what a shard keeps. */

@@ -26,19 +26,24 @@ struct rc_qnode {
 };
 
 #define RC_SEND_IOV_LIMIT 64
+/* A gathered send of at most this many frames takes a small operation (136 bytes). */
+#define RC_SEND_IOV_SMALL 4
 /* Free queue nodes and send operations a shard keeps for reuse; past these they are freed,
- * so the memory of a burst goes back (64 operations: 70 KiB). */
+ * so the memory of a burst goes back (64 operations: 70 KiB). Nodes and small operations are
+ * also kept up to one per live connection: what a broadcast to every connection takes. */
 #define RC_QNODE_POOL_LIMIT 4096 /* 32-byte nodes: 128 KiB */
 #define RC_SENDOP_POOL_LIMIT 64
 /* A codec buffer larger than this is freed by the once-a-second sweep (rc_sendq_trim): a
  * big message's buffer is a one-off. */
 #define RC_CODEC_BUF_KEEP_BYTES (256u * 1024u)
 
-/* The msghdr and iovecs of one gathered send, alive until its completion. Pooled per shard. */
+/* The msghdr and iovecs of one gathered send, alive until its completion. Pooled per shard
+ * in two sizes: RC_SEND_IOV_SMALL and RC_SEND_IOV_LIMIT iovecs. */
 struct rc_sendop {
 	struct msghdr mh;
-	struct iovec iov[RC_SEND_IOV_LIMIT];
 	struct rc_sendop *next_free;
+	uint32_t iov_cap; /* iovecs allocated: RC_SEND_IOV_SMALL or RC_SEND_IOV_LIMIT */
+	struct iovec iov[];
 };
 
 /*
@@ -57,7 +62,8 @@ bool rc_sendq_slow(const struct rc_conn *c, size_t add);
 int rc_conn_enqueue(struct rc_conn *c, struct rc_frame *f);
 
 /* rc_conn_enqueue, or, unchecked, past the queue's limit: for frames bounded otherwise (the
- * latest policy's one message per topic). */
+ * latest policy's one message per topic), or whose caller has just made the slow-consumer
+ * test (a broadcast's offer). */
 int rc_sendq_push(struct rc_conn *c, struct rc_frame *f, bool checked);
 
 /*

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../floor.h"
+
 #define NONE 0xffff
 #define RING_ENTRIES 4096
 
@@ -70,8 +72,6 @@ static struct {
 	unsigned lifetime_s;
 } opt = {"127.0.0.1", 9000, 1, 256, 4096, 3600};
 
-static atomic_int stop;
-
 static uint64_t ud(enum op op, uint32_t slot)
 {
 	return ((uint64_t)op << 32) | slot;
@@ -79,31 +79,17 @@ static uint64_t ud(enum op op, uint32_t slot)
 
 static struct io_uring_sqe *sqe_get(struct worker *w)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-
-	if (!sqe) {
-		io_uring_submit(&w->ring);
-		sqe = io_uring_get_sqe(&w->ring);
-	}
-	return sqe;
+	return floor_sqe_get(&w->ring);
 }
 
 static void arm_accept(struct worker *w)
 {
-	struct io_uring_sqe *sqe = sqe_get(w);
-
-	io_uring_prep_multishot_accept_direct(sqe, w->listen_fd, NULL, NULL, 0);
-	sqe->user_data = ud(OP_ACCEPT, 0);
+	floor_arm_accept(&w->ring, w->listen_fd, ud(OP_ACCEPT, 0));
 }
 
 static void arm_recv(struct worker *w, uint32_t slot)
 {
-	struct io_uring_sqe *sqe = sqe_get(w);
-
-	io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
-	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-	sqe->buf_group = 0;
-	sqe->user_data = ud(OP_RECV, slot);
+	floor_arm_recv(&w->ring, slot, ud(OP_RECV, slot));
 	w->conns[slot].recv_on = 1;
 }
 
@@ -207,7 +193,7 @@ static void on_accept(struct worker *w, const struct io_uring_cqe *cqe)
 
 static void loop(struct worker *w, time_t end)
 {
-	while (!atomic_load(&stop) && time(NULL) < end) {
+	while (!atomic_load(&floor_stop) && time(NULL) < end) {
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100000000};
 		struct io_uring_cqe *cqe;
 		unsigned head, count = 0;
@@ -239,27 +225,9 @@ static void loop(struct worker *w, time_t end)
 	}
 }
 
-static int listen_on(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0 || inet_pton(AF_INET, opt.host, &a.sin_addr) != 1)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 65535)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static int setup(struct worker *w)
 {
 	struct io_uring_params p = {0};
-	struct io_uring_buf_reg reg = {0};
 	size_t br_bytes = opt.bufs * sizeof(struct io_uring_buf);
 
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
@@ -276,15 +244,8 @@ static int setup(struct worker *w)
 	w->rearm = calloc(w->conns_count, sizeof(*w->rearm));
 	if (w->br == MAP_FAILED || !w->bufs || !w->next || !w->len || !w->conns || !w->rearm)
 		return -1;
-	reg.ring_addr = (uint64_t)(uintptr_t)w->br;
-	reg.ring_entries = opt.bufs;
-	if (io_uring_register_buf_ring(&w->ring, &reg, 0))
+	if (floor_buf_ring(&w->ring, w->br, w->bufs, opt.bufs, opt.buf_size))
 		return -1;
-	io_uring_buf_ring_init(w->br);
-	for (unsigned i = 0; i < opt.bufs; i++)
-		io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * opt.buf_size, opt.buf_size,
-				      (unsigned short)i, io_uring_buf_ring_mask(opt.bufs), (int)i);
-	io_uring_buf_ring_advance(w->br, (int)opt.bufs);
 	arm_accept(w);
 	return 0;
 }
@@ -298,19 +259,13 @@ static void *worker_main(void *arg)
 		exit(1);
 	}
 	loop(w, time(NULL) + opt.lifetime_s);
-	atomic_store(&stop, 1);
+	atomic_store(&floor_stop, 1);
 	return NULL;
-}
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	atomic_store(&stop, 1);
 }
 
 static int parse_args(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(argv[i], "--help") || !v) {
@@ -332,7 +287,6 @@ static int parse_args(int argc, char **argv)
 			opt.lifetime_s = (unsigned)atoi(v);
 		else
 			return -1;
-		i++;
 	}
 	if (opt.threads < 1 || opt.threads > 64 || opt.bufs < 8 || opt.bufs > 32768 ||
 	    (opt.bufs & (opt.bufs - 1)) || opt.buf_size < 64)
@@ -342,22 +296,16 @@ static int parse_args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct rlimit rl;
 	struct worker *ws;
+	uint32_t slots;
 
 	if (parse_args(argc, argv))
 		return 2;
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	getrlimit(RLIMIT_NOFILE, &rl);
-	rl.rlim_cur = rl.rlim_max;
-	setrlimit(RLIMIT_NOFILE, &rl);
+	slots = floor_start();
 	ws = calloc(opt.threads, sizeof(*ws));
 	for (unsigned i = 0; ws && i < opt.threads; i++) {
-		ws[i].listen_fd = listen_on();
-		/* The fixed-file table is capped at RLIMIT_NOFILE per ring. */
-		ws[i].conns_count = (uint32_t)(rl.rlim_cur < 65000 ? rl.rlim_cur : 65000);
+		ws[i].listen_fd = floor_listen(opt.host, opt.port, 1);
+		ws[i].conns_count = slots;
 		if (ws[i].listen_fd < 0) {
 			fprintf(stderr, "tcp-floor: cannot listen on %s:%d: %s\n", opt.host,
 				opt.port, strerror(errno));

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = os.environ.get("RINGCAST_BENCH", str(ROOT / "build" / "bin" / "ringcast-bench"))
 RINGCAST = os.environ.get("RINGCAST_BIN", str(ROOT / "build" / "bin" / "ringcast"))
 NODE_PEER = ROOT / "perf" / "peers" / "node-ws-echo.mjs"
+BCAST_FLOOR = Path(RINGCAST).parent / "bcast-floor"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SCENARIOS = ("connect", "echo", "broadcast", "churn", "spike", "endurance", "reconnect")
 
@@ -396,6 +397,35 @@ class AgainstRingcast(unittest.TestCase):
             self.assertEqual(j["counters"]["opened"], 20)
         finally:
             stop(proc)
+
+
+class AgainstBcastFloor(unittest.TestCase):
+    """perf/bcast-floor (issue 14) passes the bench's broadcast checks: every delivery, in
+    order, with 7-bit and 16-bit frame lengths, and the server CPU split into user and kernel."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not BCAST_FLOOR.exists():
+            raise unittest.SkipTest("bcast-floor not built")
+        cls.proc, cls.port = start_peer([str(BCAST_FLOOR), "--port", "0", "--log-mib", "4"],
+                                        r"ready on [\d.]+:(\d+)")
+
+    @classmethod
+    def tearDownClass(cls):
+        stop(cls.proc)
+
+    def test_broadcast_is_complete(self):
+        for size in (64, 1024):
+            rc, j, err = bench("broadcast", "--url", f"ws://127.0.0.1:{self.port}/ws", "-c", 50,
+                               "-s", size, "--pub-rate", 200, "-d", 1, "--server-pid",
+                               self.proc.pid)
+            self.assertEqual(rc, 0, err)
+            b, s = j["broadcast"], j["server"]
+            self.assertGreater(b["expected_deliveries"], 0)
+            self.assertEqual(b["delivered"], b["expected_deliveries"])
+            self.assertEqual(j["errors_total"], 0)
+            self.assertAlmostEqual(s["cpu_user_us_per_msg"] + s["cpu_sys_us_per_msg"],
+                                   s["cpu_us_per_msg"], delta=0.002)
 
 
 class ServerCloses(unittest.TestCase):

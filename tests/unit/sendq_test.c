@@ -48,6 +48,12 @@ static void on_message(struct rc_conn *c, const void *data, size_t len, bool bin
 			int n = snprintf(out, sizeof(out), "m%02d", i);
 			rc_conn_send(c, out, (size_t)n, false);
 		}
+	} else if (len == 3 && memcmp(data, "few", 3) == 0) {
+		sends_before = s->stats.sends;
+		for (int i = 0; i < RC_SEND_IOV_SMALL; i++) {
+			int n = snprintf(out, sizeof(out), "f%d", i);
+			rc_conn_send(c, out, (size_t)n, false);
+		}
 	} else if (len == 5 && memcmp(data, "flood", 5) == 0) {
 		sends_before = s->stats.sends;
 		flood(c);
@@ -55,8 +61,8 @@ static void on_message(struct rc_conn *c, const void *data, size_t len, bool bin
 		for (int i = 0; i < MANY; i++)
 			RC_ASSERT(rc_conn_send(c, "x", 1, false) == 0);
 	} else if (len == 5 && memcmp(data, "pool?", 5) == 0) {
-		int n = snprintf(out, sizeof(out), "%u %d", s->qnode_free_count,
-				 rc_conn_table_validate(s));
+		int n = snprintf(out, sizeof(out), "%u %u %d", s->qnode_free_count,
+				 s->sendop_small_free_count, rc_conn_table_validate(s));
 		rc_conn_send(c, out, (size_t)n, false);
 	} else {
 		int n = snprintf(out, sizeof(out), "%llu %d",
@@ -81,20 +87,24 @@ static void start(struct rt *rt)
 static void burst_returns_nodes(int fd)
 {
 	char buf[64];
-	unsigned free_count = 0;
+	unsigned free_count = 0, small_ops = 0;
 	int valid = 0;
 	rt_send_text(fd, "many");
 	for (int i = 0; i < MANY; i++)
 		cr_assert(eq(str, (char *)rt_recv_text(fd, buf, sizeof(buf)), "x"));
 	rt_send_text(fd, "pool?");
-	cr_assert(eq(int, sscanf(rt_recv_text(fd, buf, sizeof(buf)), "%u %d", &free_count, &valid),
-		     2));
+	cr_assert(eq(int,
+		     sscanf(rt_recv_text(fd, buf, sizeof(buf)), "%u %u %d", &free_count, &small_ops,
+			    &valid),
+		     3));
+	cr_assert(ge(u32, small_ops, 1), "the small gathered send's operation was pooled");
 	cr_assert(le(u32, free_count, RC_QNODE_POOL_LIMIT));
 	cr_assert(gt(u32, free_count, 0), "nodes are reused below the limit");
 	cr_assert(eq(int, valid, 1));
 }
 
-/* BURST messages queued in one turn go out as one sendmsg, each frame intact; a burst of
+/* BURST messages queued in one turn go out as one sendmsg, each frame intact, and so do
+ * RC_SEND_IOV_SMALL (with a small operation, pooled afterwards); a burst of
  * MANY leaves the shard at most RC_QNODE_POOL_LIMIT free queue nodes. (One test: criterion's
  * runner leaks under LSan when three of these tests share two workers.) */
 Test(sendq, gathers_a_turns_frames_and_returns_a_bursts_nodes, .timeout = 60)
@@ -106,6 +116,14 @@ Test(sendq, gathers_a_turns_frames_and_returns_a_bursts_nodes, .timeout = 60)
 	rt_send_text(fd, "burst");
 	for (int i = 0; i < BURST; i++) {
 		snprintf(want, sizeof(want), "m%02d", i);
+		cr_assert(eq(str, (char *)rt_recv_text(fd, buf, sizeof(buf)), want));
+	}
+	rt_send_text(fd, "sends?");
+	cr_assert(eq(str, (char *)rt_recv_text(fd, buf, sizeof(buf)), "1 1"));
+	/* A few frames take a small operation, gathered all the same. */
+	rt_send_text(fd, "few");
+	for (int i = 0; i < RC_SEND_IOV_SMALL; i++) {
+		snprintf(want, sizeof(want), "f%d", i);
 		cr_assert(eq(str, (char *)rt_recv_text(fd, buf, sizeof(buf)), want));
 	}
 	rt_send_text(fd, "sends?");

@@ -367,6 +367,7 @@ void rcb_pubsub_finish(struct rcb_run *run, struct rcb_stats *total, bool draine
 struct rcb_proc_sample {
 	uint64_t rss_kb;
 	uint64_t cpu_ticks; /* utime + stime, clock ticks */
+	uint64_t user_ticks; /* utime alone: the kernel's share is cpu_ticks - user_ticks */
 	bool ok;
 };
 

@@ -38,6 +38,7 @@ struct rcb_proc_sample rcb_proc_sample(int pid)
 			 &stime) != 2)
 		return s;
 	s.cpu_ticks = utime + stime;
+	s.user_ticks = utime;
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
 	f = fopen(path, "r");
 	if (!f)
@@ -228,6 +229,7 @@ static void json_server(FILE *f, const struct rcb_run *run, const struct rcb_res
 	const struct rcb_proc_sample *a = &res->srv_start, *b = &res->srv_end;
 	double tck = (double)sysconf(_SC_CLK_TCK);
 	double cpu_s = a->ok && b->ok ? (double)(b->cpu_ticks - a->cpu_ticks) / tck : 0;
+	double user_s = a->ok && b->ok ? (double)(b->user_ticks - a->user_ticks) / tck : 0;
 	uint64_t msgs = res->total.counters[RCB_C_MSGS_RECV];
 
 	if (!run->cfg->server_pid) {
@@ -237,12 +239,14 @@ static void json_server(FILE *f, const struct rcb_run *run, const struct rcb_res
 	fprintf(f,
 		",\"server\":{\"pid\":%d,\"rss_kb_before\":%llu,\"rss_kb_ramped\":%llu,"
 		"\"rss_kb_end\":%llu,\"rss_kb_max\":%llu,\"cpu_s\":%.2f,\"cpu_util\":%.3f,"
-		"\"cpu_us_per_msg\":%.3f}",
+		"\"cpu_us_per_msg\":%.3f,\"cpu_user_us_per_msg\":%.3f,"
+		"\"cpu_sys_us_per_msg\":%.3f}",
 		run->cfg->server_pid, (unsigned long long)res->srv_before.rss_kb,
 		(unsigned long long)res->srv_ramped.rss_kb, (unsigned long long)b->rss_kb,
 		(unsigned long long)RC_MAX(res->srv_rss_max_kb, b->rss_kb), cpu_s,
 		res->measure_s > 0 ? cpu_s / res->measure_s : 0,
-		msgs ? cpu_s * 1e6 / (double)msgs : 0);
+		msgs ? cpu_s * 1e6 / (double)msgs : 0, msgs ? user_s * 1e6 / (double)msgs : 0,
+		msgs ? (cpu_s - user_s) * 1e6 / (double)msgs : 0);
 }
 
 static uint64_t error_total(const struct rcb_stats *s)
