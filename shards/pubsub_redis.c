@@ -25,7 +25,7 @@
 /* What a command link's reply answers. */
 enum what {
 	W_LOAD = 0, /* SCRIPT LOAD */
-	W_PUBLISH,  /* ctx: the PUBLISH xmsg */
+	W_PUBLISH,  /* ctx: the first PUBLISH xmsg of a batch, chained by next */
 	W_REPLAY,   /* ctx: a subscriber's REPLAY xmsg (seq = since) */
 	W_SYNC,     /* ctx: struct sync */
 };
@@ -78,11 +78,11 @@ static bool topic_keys(const struct rc_shard *s, const char *topic, size_t len,
 	return true;
 }
 
-/* The dedup key of m: the publisher's scope (a connection's is qualified by this process,
- * whose slots mean nothing elsewhere) and its id. 0 if it does not fit. */
-static size_t dedup_key(const struct rc_shard *s, const struct rc_xmsg *m, char *out)
+/* The dedup key of m into out (cap bytes): the publisher's scope (a connection's is qualified
+ * by this process, whose slots mean nothing elsewhere) and its id. 0 if it does not fit. */
+static size_t dedup_key(const struct rc_shard *s, const struct rc_xmsg *m, char *out, size_t cap)
 {
-	size_t n = rc_redis_key(out, KEY_BYTES, s->app->cfg.redis_prefix, m->topic, m->topic_len,
+	size_t n = rc_redis_key(out, cap, s->app->cfg.redis_prefix, m->topic, m->topic_len,
 				RC_REDIS_KEY_DEDUP);
 	char scope[40];
 	if (m->publisher >> 63)
@@ -90,8 +90,8 @@ static size_t dedup_key(const struct rc_shard *s, const struct rc_xmsg *m, char 
 			 (unsigned long long)s->app->epoch_key);
 	else
 		snprintf(scope, sizeof(scope), "%016llx", (unsigned long long)m->publisher);
-	int k = n ? snprintf(out + n, KEY_BYTES - n, "%s.%.*s", scope, (int)m->id_len, m->id) : 0;
-	return n && k > 0 && n + (size_t)k < KEY_BYTES ? n + (size_t)k : 0;
+	int k = n ? snprintf(out + n, cap - n, "%s.%.*s", scope, (int)m->id_len, m->id) : 0;
+	return n && k > 0 && n + (size_t)k < cap ? n + (size_t)k : 0;
 }
 
 /* The topic's history bounds (its namespace's history_size and history_age_ms, else the
@@ -111,28 +111,106 @@ static uint64_t proposed_epoch(struct rc_shard *s)
 	return rc_topic_epoch(s->app->epoch_key, (uint32_t)s->index, s->topics_created++);
 }
 
-/* EVALSHA in publish mode for m (the reply's ctx). 0 or -errno (rc_redis_command). */
-static int issue_publish(struct rc_redis_link *l, struct rc_xmsg *m)
+/* The arguments of a batch of publishes being encoded: argv and lens grow item by item, their
+ * text is written into buf (sized for the whole batch up front: pointers into it stay). */
+struct batch_args {
+	const char **argv;
+	size_t *lens;
+	int argc;
+	char *buf;
+	size_t used;
+	size_t cap;
+};
+
+/* Appends the argument text[0..len) (borrowed). */
+static void arg(struct batch_args *b, const char *text, size_t len)
 {
-	struct rc_shard *s = l->shard;
+	b->argv[b->argc] = text;
+	b->lens[b->argc++] = len;
+}
+
+/* Appends the n bytes just written at the end of buf (and a NUL) as an argument. */
+static void text_arg(struct batch_args *b, size_t n)
+{
+	RC_ASSERT(n && b->used + n < b->cap); /* sized by item_bytes */
+	arg(b, b->buf + b->used, n);
+	b->used += n + 1;
+}
+
+static void key_arg(struct batch_args *b, const struct rc_shard *s, const struct rc_xmsg *m,
+		    enum rc_redis_key which)
+{
+	text_arg(b, rc_redis_key(b->buf + b->used, b->cap - b->used, s->app->cfg.redis_prefix,
+				 m->topic, m->topic_len, which));
+}
+
+static void num_arg(struct batch_args *b, uint64_t v)
+{
+	RC_ASSERT(b->cap - b->used > 24);
+	text_arg(b, num(b->buf + b->used, v));
+}
+
+/* Upper bound of the text one item's arguments take in buf (keys, channel, numbers). */
+static size_t item_bytes(const struct rc_shard *s, const struct rc_xmsg *m)
+{
+	return 4 * (strlen(s->app->cfg.redis_prefix) + m->topic_len + 8) + 48 + m->id_len +
+	       5 * 25 + 1;
+}
+
+/* Item m's ARGV (see the script): epoch, data, count, age, dedup window, channel, TTL. */
+static void item_argv(struct batch_args *b, struct rc_shard *s, const struct rc_xmsg *m)
+{
 	const struct rc_config *cfg = &s->app->cfg;
-	char k[2][KEY_BYTES], dk[KEY_BYTES], ch[KEY_BYTES], n[5][24];
-	size_t kl[2], dl = 0;
 	uint64_t count, age;
 	bool dedup = m->id_len && cfg->dedup_window_ms;
-	int cl = snprintf(ch, sizeof(ch), "%s%.*s", cfg->redis_prefix, (int)m->topic_len, m->topic);
-	if (!topic_keys(s, m->topic, m->topic_len, k, kl) || (dedup && !(dl = dedup_key(s, m, dk))))
-		return -EINVAL;
 	history_bounds(s, m->topic, m->topic_len, &count, &age);
-	uint64_t ttl = cfg->topic_forget_ms ? cfg->topic_forget_ms + age : 0;
-	const char *argv[] = {"EVALSHA", s->app->redis_sha, "3", k[0], k[1],
-			      dedup ? dk : k[1], "p", n[0], m->data, n[1], n[2], n[3], ch, n[4]};
-	size_t lens[] = {7, 40, 1, kl[0], kl[1], dedup ? dl : kl[1], 1,
-			 num(n[0], proposed_epoch(s)), m->data_len, num(n[1], count),
-			 num(n[2], age), num(n[3], dedup ? cfg->dedup_window_ms : 0), (size_t)cl,
-			 num(n[4], ttl)};
-	RC_STATIC_ASSERT(RC_ARRAY_LEN(argv) == RC_ARRAY_LEN(lens), "one length per argument");
-	return rc_redis_command(l, (int)RC_ARRAY_LEN(argv), argv, lens, m, W_PUBLISH);
+	num_arg(b, proposed_epoch(s));
+	arg(b, m->data, m->data_len);
+	num_arg(b, count);
+	num_arg(b, age);
+	num_arg(b, dedup ? cfg->dedup_window_ms : 0);
+	int cl = snprintf(b->buf + b->used, b->cap - b->used, "%s%.*s", cfg->redis_prefix,
+			  (int)m->topic_len, m->topic);
+	text_arg(b, (size_t)cl);
+	num_arg(b, cfg->topic_forget_ms ? cfg->topic_forget_ms + age : 0);
+}
+
+/* EVALSHA in publish mode for the count publishes chained from head (by next; the reply's
+ * ctx): one script call. 0 or -errno (rc_redis_command). */
+static int issue_batch(struct rc_redis_link *l, struct rc_xmsg *head, uint32_t count)
+{
+	struct rc_shard *s = l->shard;
+	struct batch_args b = {0};
+	size_t slots = 5 + 10 * (size_t)count;
+	for (const struct rc_xmsg *m = head; m; m = m->next)
+		b.cap += item_bytes(s, m);
+	b.cap += 2 * 25;
+	b.argv = malloc(slots * (sizeof(*b.argv) + sizeof(*b.lens)) + b.cap);
+	if (!b.argv) {
+		s->stats.alloc_failures++;
+		return -ENOMEM;
+	}
+	b.lens = (size_t *)(b.argv + slots);
+	b.buf = (char *)(b.lens + slots);
+	arg(&b, "EVALSHA", 7);
+	arg(&b, s->app->redis_sha, 40);
+	num_arg(&b, 3 * (uint64_t)count);
+	for (const struct rc_xmsg *m = head; m; m = m->next) {
+		key_arg(&b, s, m, RC_REDIS_KEY_META);
+		key_arg(&b, s, m, RC_REDIS_KEY_STREAM);
+		if (m->id_len && s->app->cfg.dedup_window_ms)
+			text_arg(&b, dedup_key(s, m, b.buf + b.used, b.cap - b.used));
+		else
+			key_arg(&b, s, m, RC_REDIS_KEY_STREAM); /* unused */
+	}
+	arg(&b, "p", 1);
+	num_arg(&b, count);
+	for (const struct rc_xmsg *m = head; m; m = m->next)
+		item_argv(&b, s, m);
+	RC_ASSERT((size_t)b.argc == slots && b.used <= b.cap);
+	int rc = rc_redis_command(l, b.argc, b.argv, b.lens, head, W_PUBLISH);
+	free(b.argv);
+	return rc;
 }
 
 /* EVALSHA in replay mode: topic's seq, epoch and (has_since) the entries after since. */
@@ -438,20 +516,71 @@ static bool script_result(struct rc_redis_link *l, const redisReply *r,
 	return true;
 }
 
-static void publish_reply(struct rc_redis_link *l, struct rc_xmsg *m, const redisReply *r)
+/* Answers the publishes chained from head (taken) in order: item i of the reply r to their
+ * batch (count items), or refused from the first one r does not answer. */
+static void answer_batch(struct rc_shard *s, struct rc_xmsg *head, uint32_t count,
+			 const redisReply *r)
 {
-	struct rc_shard *s = l->shard;
-	struct rc_redis_result res;
-	bool again;
-	if (script_result(l, r, &res, &again)) {
-		s->stats.publishes += !res.duplicate;
-		s->stats.publish_duplicates += res.duplicate;
-		rc_pubsub_published(s, m, res.seq, res.epoch, res.duplicate, false);
-	} else if (!again || issue_publish(l, m) != 0) {
-		/* Not taken, or not known to be: refused, never acked. */
-		s->stats.redis_refusals++;
-		rc_pubsub_published(s, m, 0, 0, false, true);
+	bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 * (size_t)count;
+	if (r && !ok && r->type != REDIS_REPLY_ERROR)
+		s->stats.redis_errors++; /* not what the script returns */
+	for (uint32_t i = 0; head; i++) {
+		struct rc_xmsg *m = head;
+		struct rc_redis_result res;
+		head = m->next;
+		m->next = NULL;
+		ok = ok && rc_redis_parse_item(r, count, i, &res) == 0;
+		if (ok && !res.refused) {
+			s->stats.publishes += !res.duplicate;
+			s->stats.publish_duplicates += res.duplicate;
+			rc_pubsub_published(s, m, res.seq, res.epoch, res.duplicate, false);
+		} else {
+			/* Not taken, or not known to be: refused, never acked. */
+			s->stats.redis_refusals++;
+			rc_pubsub_published(s, m, 0, 0, false, true);
+		}
 	}
+}
+
+static uint32_t chain_length(const struct rc_xmsg *m)
+{
+	uint32_t n = 0;
+	for (; m; m = m->next)
+		n++;
+	return n;
+}
+
+static void publish_reply(struct rc_redis_link *l, struct rc_xmsg *head, const redisReply *r)
+{
+	uint32_t count = chain_length(head);
+	if (is_noscript(r)) {
+		/* The script cache was flushed: load it again and reissue the batch. */
+		load_script(l);
+		if (issue_batch(l, head, count) == 0)
+			return;
+		r = NULL;
+	}
+	answer_batch(l->shard, head, count, r);
+}
+
+/* Takes l's batch of publishes (NULL: none) and its length. */
+static struct rc_xmsg *take_batch(struct rc_redis_link *l, uint32_t *count)
+{
+	struct rc_xmsg *head = l->batch;
+	*count = l->batch_count;
+	l->batch = l->batch_tail = NULL;
+	l->batch_count = 0;
+	l->batch_bytes = 0;
+	return head;
+}
+
+/* Sends l's batch of publishes (its items answered refused if it cannot go). */
+static void send_batch(struct rc_redis_link *l)
+{
+	uint32_t count;
+	struct rc_xmsg *head = take_batch(l, &count);
+	if (head && issue_batch(l, head, count) != 0)
+		answer_batch(l->shard, head, count, NULL);
 }
 
 static void replay_reply(struct rc_redis_link *l, struct rc_xmsg *m, const redisReply *r)
@@ -593,18 +722,40 @@ static void on_up(struct rc_redis_link *l)
 
 static void on_down(struct rc_redis_link *l)
 {
+	uint32_t count;
+	struct rc_xmsg *head = take_batch(l, &count);
+	answer_batch(l->shard, head, count, NULL); /* never sent */
 	each_topic(l, topic_down);
 }
 
+static void on_turn(struct rc_redis_link *l)
+{
+	if (l->batch_count)
+		send_batch(l);
+}
+
 /* ---- what owners call --------------------------------------------------------------------- */
+/* Queues m in its link's batch, which leaves with the loop turn (on_turn) or once it holds
+ * redis_publish_batch_max publishes. */
 static void engine_publish(struct rc_shard *s, struct rc_xmsg *m)
 {
-	int rc = issue_publish(link_of(s, m->topic, m->topic_len, RC_REDIS_CMD), m);
-	if (rc == 0)
-		return;
-	if (rc != -EBUSY) /* counted by rc_redis_command */
+	struct rc_redis_link *l = link_of(s, m->topic, m->topic_len, RC_REDIS_CMD);
+	size_t bytes = m->data_len + item_bytes(s, m);
+	if (l->state != RC_REDIS_UP || !rc_redis_backlog_room(l, l->batch_bytes + bytes)) {
 		s->stats.redis_refusals++;
-	rc_pubsub_published(s, m, 0, 0, false, true);
+		rc_pubsub_published(s, m, 0, 0, false, true);
+		return;
+	}
+	m->next = NULL;
+	if (l->batch_tail)
+		l->batch_tail->next = m;
+	else
+		l->batch = m;
+	l->batch_tail = m;
+	l->batch_count++;
+	l->batch_bytes += bytes;
+	if (l->batch_count >= s->app->cfg.redis_publish_batch_max)
+		send_batch(l);
 }
 
 static void engine_watch(struct rc_shard *s, struct rc_otopic *t, bool on)
@@ -654,4 +805,5 @@ const struct rc_redis_hooks rc_redis_link_hooks = {
 	.reply = on_reply,
 	.push = on_push,
 	.down = on_down,
+	.turn = on_turn,
 };

@@ -104,7 +104,7 @@ void rc_redis_links_free(struct rc_shard *s)
 {
 	for (uint32_t i = 0; s->redis_links && i < s->app->redis_count * 2; i++) {
 		struct rc_redis_link *l = &s->redis_links[i];
-		RC_ASSERT(l->wait_count == 0);
+		RC_ASSERT(l->wait_count == 0 && !l->batch);
 		if (l->fd >= 0)
 			close(l->fd);
 		if (l->reader)
@@ -416,16 +416,20 @@ static bool obuf_reserve(struct rc_redis_link *l, size_t add)
 	return true;
 }
 
+bool rc_redis_backlog_room(const struct rc_redis_link *l, size_t add)
+{
+	size_t held = l->olen + (l->sending ? l->wlen - l->woff : 0);
+	return held + add <= l->shard->app->cfg.redis_backlog_bytes_max;
+}
+
 int rc_redis_command(struct rc_redis_link *l, int argc, const char **argv, const size_t *argvlen,
 		     void *ctx, uint32_t what)
 {
 	struct rc_shard *s = l->shard;
-	const struct rc_config *cfg = &s->app->cfg;
 	bool waits = l->kind == RC_REDIS_CMD || internal(what);
 	if (l->state != RC_REDIS_UP)
 		return -ENOTCONN;
-	if ((waits && l->wait_count + 1 >= l->wait_cap) ||
-	    l->olen + (l->sending ? l->wlen - l->woff : 0) > cfg->redis_backlog_bytes_max) {
+	if ((waits && l->wait_count + 1 >= l->wait_cap) || !rc_redis_backlog_room(l, 0)) {
 		s->stats.redis_refusals++;
 		return -EBUSY;
 	}
@@ -490,6 +494,8 @@ void rc_redis_links_turn(struct rc_shard *s)
 	for (uint32_t i = 0; i < s->app->redis_count * 2; i++) {
 		struct rc_redis_link *l = &s->redis_links[i];
 		link_timers(l, now);
+		if (l->state == RC_REDIS_UP)
+			s->app->redis_hooks->turn(l);
 		flush(l);
 	}
 }

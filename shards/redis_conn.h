@@ -20,6 +20,8 @@
 
 #include "runtime.h"
 
+struct rc_xmsg;
+
 #define RC_REDIS_RECV_BYTES 65536u
 #define RC_REDIS_WHAT_AUTH UINT32_MAX /* the link's own AUTH, never shown to the hooks */
 #define RC_REDIS_WHAT_PING (UINT32_MAX - 1) /* the link's keepalive, likewise */
@@ -68,6 +70,10 @@ struct rc_redis_link {
 	uint64_t deadline_ms; /* DOWN: next connect; CONNECTING: connect timeout */
 	uint64_t last_rx_ms;  /* UP: when bytes last came: a quiet link is pinged */
 	uint64_t writes;      /* sends issued (commands per write: the pipelining) */
+	struct rc_xmsg *batch; /* command link: the engine's publishes for its next script call */
+	struct rc_xmsg *batch_tail;
+	uint32_t batch_count;
+	size_t batch_bytes; /* what encoding the batch will add to obuf, at most */
 	int fd;
 	uint32_t gen;      /* bumped at each failure: completions of an older one are stale */
 	uint32_t index;    /* in s->redis_links: instance * 2 + kind */
@@ -91,6 +97,8 @@ struct rc_redis_hooks {
 	void (*push)(struct rc_redis_link *l, redisReply *r);
 	/* l failed; every waiting command was answered with NULL first. */
 	void (*down)(struct rc_redis_link *l);
+	/* Once per loop turn while l is up, before its commands leave: queue what was gathered. */
+	void (*turn)(struct rc_redis_link *l);
 };
 
 /* Resolves redis_addresses into app->redis_addrs and app->redis_names (the entries as
@@ -126,6 +134,10 @@ void rc_redis_complete(struct rc_shard *s, struct io_uring_cqe *cqe);
  */
 int rc_redis_command(struct rc_redis_link *l, int argc, const char **argv, const size_t *argvlen,
 		     void *ctx, uint32_t what);
+
+/* Whether add more bytes fit l's backlog (redis_backlog_bytes_max: what waits in obuf and
+ * in the send in flight). */
+bool rc_redis_backlog_room(const struct rc_redis_link *l, size_t add);
 
 /* Fails l now (a protocol error the engine found): as if its socket had failed. */
 void rc_redis_link_fail(struct rc_redis_link *l);

@@ -178,6 +178,8 @@
 	X(redis_reconnect_min_ms, 100, 1, 600000, "ms",                                           \
 	  "first delay before reconnecting to Redis; doubles per failure, with jitter")           \
 	X(redis_reconnect_max_ms, 5000, 1, 3600000, "ms", "longest delay between Redis reconnects") \
+	X(redis_publish_batch_max, 128, 1, 1024, "",                                              \
+	  "publishes one shard sends to one Redis in one script call (a loop turn's, up to this)") \
 	B(deflate, true, "negotiate permessage-deflate (RFC 7692, no context takeover)")          \
 	X(deflate_level, 6, 1, 12, "", "libdeflate compression level")                             \
 	X(deflate_echo_level, 1, 1, 12, "",                                                      \

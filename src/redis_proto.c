@@ -16,67 +16,89 @@
 #include "base/rc_util.h"
 
 /*
- * One atomic step per publish or replay, in as few calls as possible (each costs Redis more
- * than the work it does).
- * KEYS: 1 the topic's hash {e: epoch, s: last seq}, 2 its stream, 3 the dedup key of this
- * publish (unused when ARGV[6] is 0).
- * ARGV: 1 mode 'p' (publish) or 'r' (replay); 2 the epoch to use if the numbering restarts;
- *   5 history_age_max_ms (0: none).
- *   'p': 3 data, 4 history_messages_max, 6 dedup_window_ms (0: no id), 7 channel, 8 key TTL in
- *        ms (0: none). Returns {seq, epoch, duplicate}.
- *   'r': 3 since ("": none), 4 most entries. Returns {seq, epoch, entries newest first}.
+ * One atomic step per batch of publishes or per replay, in as few calls as possible (each
+ * call costs Redis more than the work it does: a batch shares it).
+ * 'r' (replay): KEYS 1 the topic's hash {e: epoch, s: last seq}, 2 its stream. ARGV 1 'r',
+ *   2 the epoch to use if the numbering restarts, 3 since ("": none), 4 most entries,
+ *   5 history_age_max_ms (0: none). Returns {seq, epoch, entries newest first}.
+ * 'p' (publish): ARGV 1 'p', 2 N; then per item i (0..N-1) KEYS 3i+1..3i+3: the topic's
+ *   hash, stream and the item's dedup key (unused when its window is 0), and ARGV 3+7i..:
+ *   proposed epoch, data, history_messages_max, history_age_max_ms, dedup_window_ms (0: no
+ *   id), channel, key TTL in ms (0: none). Returns 3N values: per item seq, epoch and 0
+ *   (stored), 1 (a duplicate: seq is the topic's last) or 2 (refused: Redis did not take it).
  * A missing hash (first use, expired, or a Redis that lost its data) starts a new numbering
  * under a new epoch and drops the stream, so a client's since from before is recognised as
  * another run. The stream holds consecutive seqs, trimmed at its head only, so the newest
- * (seq - since) entries are exactly what came after since. Count trimming is approximate
- * (whole stream nodes) and age trimming runs every 64th publish to bound memory, and before
- * each replay, exactly, so a replay never returns what is older than the age bound. The keys'
- * TTL is renewed once half of it has passed (one PTTL per publish instead of two PEXPIREs).
+ * (seq - since) entries are exactly what came after since. A topic's hash is read once per
+ * batch and written once after it (an item refused by XADD takes no seq: the stream stays
+ * consecutive). Count trimming is approximate (whole stream nodes) and age trimming runs
+ * every 64th publish to bound memory, and before each replay, exactly, so a replay never
+ * returns what is older than the age bound. The keys' TTL is renewed once half of it has
+ * passed (one PTTL per topic and batch).
  */
 static const char script[] =
-	"local m = redis.call('HMGET', KEYS[1], 'e', 's')\n"
-	"local e, s = m[1], m[2]\n"
-	"if not e or not s then\n"
-	"  e = ARGV[2]\n"
-	"  s = '0'\n"
-	"  redis.call('HSET', KEYS[1], 'e', e, 's', s)\n"
-	"  redis.call('DEL', KEYS[2])\n"
+	"local function numbering(h, x, epoch)\n"
+	"  local m = redis.call('HMGET', h, 'e', 's')\n"
+	"  if m[1] and m[2] then return m[1], tonumber(m[2]) end\n"
+	"  redis.call('HSET', h, 'e', epoch, 's', '0')\n"
+	"  redis.call('DEL', x)\n"
+	"  return epoch, 0\n"
 	"end\n"
-	"local function age_trim(approx)\n"
-	"  if ARGV[5] == '0' then return end\n"
+	"local function age_trim(x, age, approx)\n"
+	"  if age == '0' then return end\n"
 	"  local t = redis.call('TIME')\n"
-	"  local min = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - "
-	"tonumber(ARGV[5])\n"
+	"  local min = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(age)\n"
 	"  if min <= 0 then return end\n"
 	"  if approx then\n"
-	"    redis.call('XTRIM', KEYS[2], 'MINID', '~', string.format('%d', min))\n"
+	"    redis.call('XTRIM', x, 'MINID', '~', string.format('%d', min))\n"
 	"  else\n"
-	"    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', min))\n"
+	"    redis.call('XTRIM', x, 'MINID', string.format('%d', min))\n"
 	"  end\n"
 	"end\n"
 	"if ARGV[1] == 'r' then\n"
-	"  local n = tonumber(s)\n"
+	"  local e, n = numbering(KEYS[1], KEYS[2], ARGV[2])\n"
 	"  local since = tonumber(ARGV[3])\n"
 	"  local out = {}\n"
 	"  if since and since < n then\n"
-	"    age_trim(false)\n"
+	"    age_trim(KEYS[2], ARGV[5], false)\n"
 	"    local k = math.min(n - since, tonumber(ARGV[4]))\n"
 	"    if k > 0 then out = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', k) end\n"
 	"  end\n"
 	"  return {n, e, out}\n"
 	"end\n"
-	"if ARGV[6] ~= '0' and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[6]) then\n"
-	"  return {tonumber(s), e, 1}\n"
+	"local out, tops, order = {}, {}, {}\n"
+	"for i = 0, tonumber(ARGV[2]) - 1 do\n"
+	"  local h, x, a = KEYS[3 * i + 1], KEYS[3 * i + 2], 3 + 7 * i\n"
+	"  local t = tops[h]\n"
+	"  if not t then\n"
+	"    local e, n = numbering(h, x, ARGV[a])\n"
+	"    t = {e = e, n = n, was = n, x = x, ttl = ARGV[a + 6]}\n"
+	"    tops[h] = t\n"
+	"    order[#order + 1] = h\n"
+	"  end\n"
+	"  local d, r = ARGV[a + 4], 0\n"
+	"  if d ~= '0' and not redis.call('SET', KEYS[3 * i + 3], '1', 'NX', 'PX', d) then\n"
+	"    r = 1\n"
+	"  elseif type(redis.pcall('XADD', x, 'MAXLEN', '~', ARGV[a + 2], '*', 's', t.n + 1,\n"
+	"                         'd', ARGV[a + 1])) == 'table' then\n"
+	"    if d ~= '0' then redis.call('DEL', KEYS[3 * i + 3]) end\n"
+	"    r = 2\n"
+	"  else\n"
+	"    t.n = t.n + 1\n"
+	"    if t.n % 64 == 0 then age_trim(x, ARGV[a + 3], true) end\n"
+	"    redis.call('PUBLISH', ARGV[a + 5], t.n .. ' ' .. t.e .. ' ' .. ARGV[a + 1])\n"
+	"  end\n"
+	"  out[3 * i + 1], out[3 * i + 2], out[3 * i + 3] = t.n, t.e, r\n"
 	"end\n"
-	"local n = redis.call('HINCRBY', KEYS[1], 's', 1)\n"
-	"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 's', n, 'd', ARGV[3])\n"
-	"if n % 64 == 0 then age_trim(true) end\n"
-	"redis.call('PUBLISH', ARGV[7], n .. ' ' .. e .. ' ' .. ARGV[3])\n"
-	"if ARGV[8] ~= '0' and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[8]) / 2 then\n"
-	"  redis.call('PEXPIRE', KEYS[1], ARGV[8])\n"
-	"  redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"
+	"for _, h in ipairs(order) do\n"
+	"  local t = tops[h]\n"
+	"  if t.n ~= t.was then redis.call('HSET', h, 's', t.n) end\n"
+	"  if t.ttl ~= '0' and redis.call('PTTL', h) < tonumber(t.ttl) / 2 then\n"
+	"    redis.call('PEXPIRE', h, t.ttl)\n"
+	"    redis.call('PEXPIRE', t.x, t.ttl)\n"
+	"  end\n"
 	"end\n"
-	"return {n, e, 0}\n";
+	"return out\n";
 
 /* Fixed, so that every node places a topic on the same instance. Not a secret: a client
  * that aims its topic names at one instance only loads that instance, as a hot topic does. */
@@ -179,23 +201,38 @@ static bool reply_u64(const redisReply *r, uint64_t *out)
 	return false;
 }
 
-int rc_redis_parse_result(const redisReply *r, struct rc_redis_result *out)
+/* el[0..3): seq, epoch and either entries (an array) or a publish's status. */
+static int parse_triple(redisReply *const *el, struct rc_redis_result *out)
 {
 	memset(out, 0, sizeof(*out));
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+	if (!reply_u64(el[0], &out->seq) || !reply_u64(el[1], &out->epoch) || out->epoch == 0)
 		return -EPROTO;
-	if (!reply_u64(r->element[0], &out->seq) || !reply_u64(r->element[1], &out->epoch) ||
-	    out->epoch == 0)
-		return -EPROTO;
-	const redisReply *third = r->element[2];
+	const redisReply *third = el[2];
 	if (third->type == REDIS_REPLY_ARRAY) {
 		out->entries = third;
 		return 0;
 	}
-	if (third->type != REDIS_REPLY_INTEGER)
+	if (third->type != REDIS_REPLY_INTEGER || third->integer < 0 || third->integer > 2)
 		return -EPROTO;
-	out->duplicate = third->integer != 0;
+	out->duplicate = third->integer == 1;
+	out->refused = third->integer == 2;
 	return 0;
+}
+
+int rc_redis_parse_result(const redisReply *r, struct rc_redis_result *out)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+		return -EPROTO;
+	return parse_triple(r->element, out);
+}
+
+int rc_redis_parse_item(const redisReply *r, size_t count, size_t i, struct rc_redis_result *out)
+{
+	RC_ASSERT(i < count);
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 * count ||
+	    r->element[3 * i + 2]->type != REDIS_REPLY_INTEGER)
+		return -EPROTO;
+	return parse_triple(r->element + 3 * i, out);
 }
 
 int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, size_t *dlen)

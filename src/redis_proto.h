@@ -49,17 +49,22 @@ const char *rc_redis_script(size_t *len);
 /* The script's SHA-1 as 40 lowercase hex digits and a NUL (what SCRIPT LOAD answers). */
 void rc_redis_script_sha(char out[41]);
 
-/* A script's answer: the topic's seq and epoch, and then either whether the publish was a
- * duplicate or the stream entries (newest first) a replay asked for. */
+/* A script's answer (a replay's, or one item's of a batch of publishes): the topic's seq and
+ * epoch, and then either how the publish went or the stream entries (newest first) a replay
+ * asked for. */
 struct rc_redis_result {
 	uint64_t seq;
 	uint64_t epoch;
-	bool duplicate;                /* publish */
+	bool duplicate;                /* publish: seq is the topic's last */
+	bool refused;                  /* publish: Redis did not take it */
 	const redisReply *entries;     /* replay: an array (borrowed from the reply), or NULL */
 };
 
-/* Parses the script's reply r. 0 or -EPROTO (not what the script returns). */
+/* Parses the script's reply r to a replay. 0 or -EPROTO (not what the script returns). */
 int rc_redis_parse_result(const redisReply *r, struct rc_redis_result *out);
+
+/* Parses item i (< count) of the reply r to a batch of count publishes. 0 or -EPROTO. */
+int rc_redis_parse_item(const redisReply *r, size_t count, size_t i, struct rc_redis_result *out);
 
 /* Parses one stream entry [id, [field, value, ...]] into its seq and data (borrowed).
  * 0 or -EPROTO. */
