@@ -229,6 +229,10 @@ static void redis(struct out *o, const struct rc_app *app)
 		  "Messages local subscribers missed (announced as gaps) after a Redis outage.");
 	RC_FAMILY(o, app, redis_held_drops, "counter",
 		  "Live messages dropped while their topic caught up after an outage.");
+	RC_FAMILY(o, app, redis_publish_batches, "counter",
+		  "Script calls (EVALSHA) carrying publishes to Redis.");
+	RC_FAMILY(o, app, redis_publish_batched, "counter",
+		  "Publishes sent in those calls; per call is the batching.");
 	redis_latency(o, app);
 	put(o, "# HELP ringcast_redis_up 1 while every shard is connected to the instance.\n"
 	       "# TYPE ringcast_redis_up gauge\n");

@@ -210,6 +210,10 @@ static int issue_batch(struct rc_redis_link *l, struct rc_xmsg *head, uint32_t c
 	RC_ASSERT((size_t)b.argc == slots && b.used <= b.cap);
 	int rc = rc_redis_command(l, b.argc, b.argv, b.lens, head, W_PUBLISH);
 	free(b.argv);
+	if (rc == 0) {
+		s->stats.redis_publish_batches++;
+		s->stats.redis_publish_batched += count;
+	}
 	return rc;
 }
 

@@ -134,6 +134,8 @@ struct rc_shard_stats {
 	uint64_t redis_down_mask;      /* gauge: bit i set while instance i has a link not up */
 	uint64_t redis_latency[RC_REDIS_LATENCY_BUCKETS]; /* replies by latency (not cumulative) */
 	uint64_t redis_latency_ms_sum; /* of every reply counted in redis_latency */
+	uint64_t redis_publish_batches; /* script calls carrying publishes */
+	uint64_t redis_publish_batched; /* publishes in them: per call is the batching */
 	uint64_t sse_open;           /* gauge: GET /sse streams */
 	uint64_t sse_streams;        /* GET /sse streams started */
 	uint64_t sse_refused;        /* GET /sse requests refused (bad topics or since: 400) */

@@ -38,6 +38,12 @@ static void check_reply(const redisReply *r)
 		if (res.entries)
 			check_entries(res.entries);
 	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements % 3 == 0) {
+		size_t count = r->elements / 3; /* a batch of publishes' answer */
+		for (size_t i = 0; i < count; i++)
+			if (rc_redis_parse_item(r, count, i, &res) == 0)
+				RC_ASSERT(res.epoch != 0 && !res.entries && !(res.duplicate && res.refused));
+	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
 	    r->element[2]->type == REDIS_REPLY_STRING) {
 		struct rc_redis_msg m;

@@ -592,14 +592,16 @@ class RedisServer:
     """redis-server on a free port (or port, to restart where one ran), without persistence:
     a kill -9 loses everything, as an unlucky production Redis would."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra=()):
         self.port = port or free_port()
+        self.extra = list(extra)  # more redis-server options (later ones win)
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "no", "--enable-debug-command", "local"],
+             "--appendonly", "no", "--protected-mode", "no", "--enable-debug-command", "local"]
+            + self.extra,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         _live.append(self)

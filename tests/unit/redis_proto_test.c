@@ -126,6 +126,36 @@ Test(redis_proto, publish_and_replay_results)
 	freeReplyObject(r);
 }
 
+Test(redis_proto, batch_items)
+{
+	struct rc_redis_result res;
+	redisReply *r = decode("*9\r\n:3\r\n$2\r\n42\r\n:0\r\n:3\r\n$2\r\n42\r\n:1\r\n"
+			       ":5\r\n$1\r\n7\r\n:2\r\n");
+	cr_assert(eq(int, rc_redis_parse_item(r, 3, 0, &res), 0));
+	cr_assert(eq(u64, res.seq, 3));
+	cr_assert(eq(u64, res.epoch, 42));
+	cr_assert(not(res.duplicate || res.refused));
+	cr_assert(eq(int, rc_redis_parse_item(r, 3, 1, &res), 0));
+	cr_assert(res.duplicate && !res.refused);
+	cr_assert(eq(int, rc_redis_parse_item(r, 3, 2, &res), 0));
+	cr_assert(res.refused && !res.duplicate);
+	cr_assert(eq(u64, res.epoch, 7));
+	cr_assert(eq(int, rc_redis_parse_item(r, 2, 0, &res), -EPROTO)); /* not 3 per item */
+	freeReplyObject(r);
+	const char *bad[] = {
+		"*3\r\n:1\r\n$1\r\n2\r\n:3\r\n",
+		"*3\r\n:1\r\n$1\r\n2\r\n:-1\r\n",
+		"*3\r\n:1\r\n$1\r\n2\r\n*0\r\n",
+		"*3\r\n:1\r\n$1\r\n0\r\n:0\r\n",
+		"-ERR oom\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = decode(bad[i]);
+		cr_assert(eq(int, rc_redis_parse_item(r, 1, 0, &res), -EPROTO), "case %zu", i);
+		freeReplyObject(r);
+	}
+}
+
 Test(redis_proto, malformed_results_are_refused)
 {
 	const char *bad[] = {

@@ -1,0 +1,181 @@
+"""Batched publishes of the Redis engine (issue 10): a loop turn's publishes to one Redis go in
+one EVALSHA whose script answers each item. A batch mixing several topics, duplicates (of an
+earlier publish and within the batch) and an item Redis refuses answers every publisher with
+its own ack or error, in order, and delivers only what was stored; a redis-server killed while
+batches are in flight acks nothing it did not store.
+"""
+
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import RawClient, encode_frame, scale  # noqa: E402
+from redis_cluster_test import Client, RedisTestCase, http_publish  # noqa: E402
+
+PREFIX = "ringcast:"
+
+
+def evalsha_calls(redis):
+    """How many EVALSHA calls redis-server ran (INFO commandstats)."""
+    info = redis.command("INFO", "commandstats").decode()
+    m = re.search(r"cmdstat_evalsha:calls=(\d+)", info)
+    return int(m.group(1)) if m else 0
+
+
+def metric(port, name):
+    """The sum of a counter's samples on /metrics."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=scale(5)) as r:
+        body = r.read().decode()
+    return sum(float(line.split()[-1]) for line in body.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+class RawPublisher:
+    """A /ws client that sends many publishes in one write, so they reach the owner together
+    and leave in one script call."""
+
+    def __init__(self, port):
+        self.c = RawClient(port, timeout=scale(10))
+        self.c.handshake("/ws")
+
+    def burst(self, reqs):
+        self.c.send(b"".join(encode_frame(1, json.dumps(r).encode()) for r in reqs))
+
+    def answers(self, count):
+        """The next count acks or errors, in arrival order."""
+        out = []
+        while len(out) < count:
+            _, payload = self.c.recv_message()
+            m = json.loads(payload)
+            if m.get("op") == "error" or (m.get("op") == "ack" and m.get("of") == "pub"):
+                out.append(m)
+        return out
+
+    def close(self):
+        self.c.close()
+
+
+class Batches(RedisTestCase):
+    def test_batch_answers_each_publisher_in_order(self):
+        """Items on three topics, a duplicate of an earlier id, a duplicate within the batch,
+        and items of a topic whose stream Redis refuses (a key of the wrong type): each gets
+        its own answer in order, seqs per topic consecutive, refused ones never delivered."""
+        nodes = self.start_nodes(1, self.start_redis(), shards=1)
+        redis = self.redis[0]
+        port = nodes[0].port
+
+        async def run():
+            sub = await Client.connect(port)
+            for t in ("a", "b", "bad"):
+                await sub.sub(t)
+            pub = RawPublisher(port)
+            pub.burst([{"op": "pub", "topic": "a", "data": "first", "id": "x1"},
+                       {"op": "pub", "topic": "bad", "data": "stored", "id": "y0"}])
+            self.assertEqual([a.get("seq") for a in pub.answers(2)], [1, 1])
+            # XADD on this stream now fails (WRONGTYPE): Redis refuses the item alone.
+            self.assertTrue(redis.command("SET", PREFIX + "{bad}.x", "broken").startswith(b"+OK"))
+            reqs = []
+            for i in range(24):
+                t = ("a", "b", "bad")[i % 3]
+                reqs.append({"op": "pub", "topic": t, "data": i, "id": "k%d" % i})
+            reqs.insert(5, {"op": "pub", "topic": "a", "data": "again", "id": "x1"})
+            reqs.insert(9, {"op": "pub", "topic": "b", "data": "twice", "id": "k1"})
+            calls = evalsha_calls(redis)
+            pub.burst(reqs)
+            answers = await asyncio.get_running_loop().run_in_executor(
+                None, pub.answers, len(reqs))
+            batches = evalsha_calls(redis) - calls
+            pub.close()
+            seq = {"a": 1, "b": 0}
+            for req, ans in zip(reqs, answers):
+                if req["topic"] == "bad":
+                    self.assertEqual(ans["op"], "error", (req, ans))
+                    self.assertEqual(ans["code"], 16, ans)
+                    continue
+                self.assertEqual(ans["op"], "ack", (req, ans))
+                self.assertEqual((ans["topic"], ans.get("id")), (req["topic"], req["id"]))
+                if req["data"] in ("again", "twice"):  # a duplicate: acked without a seq
+                    self.assertNotIn("seq", ans, req)
+                    continue
+                seq[req["topic"]] += 1
+                self.assertEqual(ans["seq"], seq[req["topic"]], (req, ans))
+            self.assertLess(batches, len(reqs), "publishes did not share script calls")
+            self.assertEqual(seq, {"a": 9, "b": 8})
+            await sub.until(lambda m: m.get("op") == "msg" and m["data"] == 21)
+            await sub.until(lambda m: m.get("op") == "msg" and m["data"] == 22)
+            await sub.drain()
+            for t in ("a", "b"):
+                got = [(m["seq"], m["data"]) for m in sub.msgs(t)]
+                want = ["first"] * (t == "a") + [r["data"] for r in reqs if r["topic"] == t and
+                                                 r["data"] not in ("again", "twice")]
+                self.assertEqual([d for _, d in got], want)
+                self.assertEqual([s for s, _ in got], list(range(1, len(got) + 1)))
+            self.assertEqual([m["data"] for m in sub.msgs("bad")], ["stored"])
+            await sub.close()
+
+        asyncio.run(run())
+        deadline = time.monotonic() + scale(10)  # shards publish their counters periodically
+        while metric(port, "ringcast_redis_publish_batches_total") == 0:
+            self.assertLess(time.monotonic(), deadline, "no publish batch counted")
+            time.sleep(0.1)
+        self.assertGreater(metric(port, "ringcast_redis_publish_batched_total"),
+                           metric(port, "ringcast_redis_publish_batches_total"))
+        self.check_alive()
+
+    def test_redis_killed_mid_batch_acks_nothing_it_did_not_store(self):
+        """Bursts of publishes in flight when redis-server (with an append-only file fsynced
+        on every write) is killed: every acked message is in the stream after the restart,
+        the rest answered busy; nothing hangs."""
+        redis = harness.RedisServer(extra=["--appendonly", "yes", "--appendfsync", "always",
+                                           "--dir", self.tmpdir()])
+        self.redis = [redis.start()]
+        nodes = self.start_nodes(1, redis.address, shards=2)
+        pubs = [RawPublisher(nodes[0].port) for _ in range(2)]
+        sent, answers = 0, []
+        for burst in range(40):
+            for p in pubs:
+                reqs = [{"op": "pub", "topic": "t%d" % (i % 4), "data": sent + i,
+                         "id": "d%d" % (sent + i)} for i in range(50)]
+                p.burst(reqs)
+                sent += len(reqs)
+            if burst == 3:
+                redis.kill()
+            for p in pubs:
+                answers.extend(p.answers(50))
+        for p in pubs:
+            p.close()
+        acked = [a for a in answers if a["op"] == "ack"]
+        refused = [a for a in answers if a["op"] == "error"]
+        self.assertTrue(acked and refused, "expected acks before the kill and refusals after")
+        for a in refused:
+            self.assertEqual(a["code"], 16, a)
+        redis.start()
+        last = {}
+        for t in range(4):
+            reply = redis.command("HMGET", PREFIX + "{t%d}.m" % t, "e", "s")
+            e, s = re.findall(rb"\$\d+\r\n(\d+)\r\n", reply)
+            last["t%d" % t] = (e.decode(), int(s))
+            xlen = redis.command("XLEN", PREFIX + "{t%d}.x" % t)
+            self.assertEqual(int(xlen[1:].strip()), int(s), "stream and seq disagree")
+        for a in acked:
+            e, s = last[a["topic"]]
+            self.assertEqual(int(a["epoch"], 16), int(e), a)
+            self.assertLessEqual(a["seq"], s, "acked %r but Redis does not hold it" % a)
+        self.check_alive()
+
+    def tmpdir(self):
+        d = os.path.join(os.environ.get("TMPDIR", "/tmp"), "rc-batch-%d-%d" % (os.getpid(),
+                                                                            time.monotonic_ns()))
+        os.makedirs(d)
+        return d
+
+
+if __name__ == "__main__":
+    harness.main()
