@@ -31,10 +31,11 @@
  * another run. The stream holds consecutive seqs, trimmed at its head only, so the newest
  * (seq - since) entries are exactly what came after since. A topic's hash is read once per
  * batch and written once after it (an item refused by XADD takes no seq: the stream stays
- * consecutive). Count trimming is approximate (whole stream nodes) and age trimming runs
- * every 64th publish to bound memory, and before each replay, exactly, so a replay never
- * returns what is older than the age bound. The keys' TTL is renewed once half of it has
- * passed (one PTTL per topic and batch).
+ * consecutive). Trimming, by count (approximate: whole stream nodes) and by age, runs once
+ * a topic's seq passes a multiple of 64 (a stream holds at most 64 more than its bound, plus
+ * a node: replays take only the newest count), and by age before each replay, exactly, so a
+ * replay never returns what is older than the age bound. The keys' TTL is renewed once half
+ * of it has passed (one PTTL per topic and batch).
  */
 static const char script[] =
 	"local function numbering(h, x, epoch)\n"
@@ -72,20 +73,19 @@ static const char script[] =
 	"  local t = tops[h]\n"
 	"  if not t then\n"
 	"    local e, n = numbering(h, x, ARGV[a])\n"
-	"    t = {e = e, n = n, was = n, x = x, ttl = ARGV[a + 6]}\n"
+	"    t = {e = e, n = n, was = n, x = x, max = ARGV[a + 2], age = ARGV[a + 3],\n"
+	"         ttl = ARGV[a + 6]}\n"
 	"    tops[h] = t\n"
 	"    order[#order + 1] = h\n"
 	"  end\n"
 	"  local d, r = ARGV[a + 4], 0\n"
 	"  if d ~= '0' and not redis.call('SET', KEYS[3 * i + 3], '1', 'NX', 'PX', d) then\n"
 	"    r = 1\n"
-	"  elseif type(redis.pcall('XADD', x, 'MAXLEN', '~', ARGV[a + 2], '*', 's', t.n + 1,\n"
-	"                         'd', ARGV[a + 1])) == 'table' then\n"
+	"  elseif type(redis.pcall('XADD', x, '*', 's', t.n + 1, 'd', ARGV[a + 1])) == 'table' then\n"
 	"    if d ~= '0' then redis.call('DEL', KEYS[3 * i + 3]) end\n"
 	"    r = 2\n"
 	"  else\n"
 	"    t.n = t.n + 1\n"
-	"    if t.n % 64 == 0 then age_trim(x, ARGV[a + 3], true) end\n"
 	"    redis.call('PUBLISH', ARGV[a + 5], t.n .. ' ' .. t.e .. ' ' .. ARGV[a + 1])\n"
 	"  end\n"
 	"  out[3 * i + 1], out[3 * i + 2], out[3 * i + 3] = t.n, t.e, r\n"
@@ -93,6 +93,10 @@ static const char script[] =
 	"for _, h in ipairs(order) do\n"
 	"  local t = tops[h]\n"
 	"  if t.n ~= t.was then redis.call('HSET', h, 's', t.n) end\n"
+	"  if math.floor(t.n / 64) ~= math.floor(t.was / 64) then\n"
+	"    redis.call('XTRIM', t.x, 'MAXLEN', '~', t.max)\n"
+	"    age_trim(t.x, t.age, true)\n"
+	"  end\n"
 	"  if t.ttl ~= '0' and redis.call('PTTL', h) < tonumber(t.ttl) / 2 then\n"
 	"    redis.call('PEXPIRE', h, t.ttl)\n"
 	"    redis.call('PEXPIRE', t.x, t.ttl)\n"
