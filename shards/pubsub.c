@@ -500,6 +500,7 @@ static void otopic_free(struct rc_shard *s, struct rc_otopic *t)
 	free(t->dedup);
 	for (uint32_t i = 0; i < t->held_count; i++)
 		rc_frame_unref(t->held[i]);
+	rc_mem_release(s->app, RC_BUDGET_engine, t->held_cap * sizeof(*t->held));
 	free(t->held);
 	while (t->waiting) {
 		struct rc_xmsg *m = t->waiting;

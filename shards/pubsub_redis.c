@@ -409,6 +409,24 @@ static void settle(struct rc_shard *s, struct rc_otopic *t)
 	}
 }
 
+/* A sync context, charged to the engine's memory. NULL: out of memory or budget. */
+static struct sync *sync_new(struct rc_shard *s)
+{
+	if (!rc_mem_try_charge(s->app, RC_BUDGET_engine, sizeof(struct sync)))
+		return NULL;
+	struct sync *y = malloc(sizeof(*y));
+	if (!y)
+		rc_mem_release(s->app, RC_BUDGET_engine, sizeof(*y));
+	return y;
+}
+
+static void sync_free(struct rc_shard *s, struct sync *y)
+{
+	if (y)
+		rc_mem_release(s->app, RC_BUDGET_engine, sizeof(*y));
+	free(y);
+}
+
 static void start_sync(struct rc_shard *s, struct rc_otopic *t)
 {
 	if (t->syncing) {
@@ -416,14 +434,14 @@ static void start_sync(struct rc_shard *s, struct rc_otopic *t)
 		t->need_sync = true;
 		return;
 	}
-	struct sync *y = malloc(sizeof(*y));
+	struct sync *y = sync_new(s);
 	struct rc_redis_link *l = link_of(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
 	if (y) {
 		y->len = t->node.name_len;
 		memcpy(y->topic, t->node.name, y->len + 1u);
 	}
 	if (!y || issue_replay(l, t->node.name, t->node.name_len, t->synced, t->seq, y, W_SYNC)) {
-		free(y);
+		sync_free(s, y);
 		t->need_sync = true;
 		settle(s, t);
 		if (!t->synced)
@@ -466,8 +484,12 @@ static void hold(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
 	if (t->held_count == t->held_cap) {
 		uint32_t cap = t->held_cap ? t->held_cap * 2 : 8;
 		struct rc_frame **h = NULL;
-		if (cap <= RC_REDIS_HELD_LIMIT)
+		size_t grow = (cap - t->held_cap) * sizeof(*h);
+		if (cap <= RC_REDIS_HELD_LIMIT && rc_mem_try_charge(s->app, RC_BUDGET_engine, grow)) {
 			h = realloc(t->held, cap * sizeof(*h));
+			if (!h)
+				rc_mem_release(s->app, RC_BUDGET_engine, grow);
+		}
 		if (!h) {
 			rc_frame_unref(f);
 			s->stats.redis_held_drops++;
@@ -613,7 +635,7 @@ static void sync_reply(struct rc_redis_link *l, struct sync *y, const redisReply
 	bool ok = script_result(l, r, &res, &again);
 	if (t && again && issue_replay(l, y->topic, y->len, t->synced, t->seq, y, W_SYNC) == 0)
 		return;
-	free(y);
+	sync_free(s, y);
 	if (!t)
 		return;
 	bool more = t->need_sync; /* asked for while this one ran */

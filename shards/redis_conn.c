@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mem.h"
 #include "redis_conn.h"
 #include "redis_proto.h"
 #include "uring.h"
@@ -75,6 +76,31 @@ void rc_redis_addrs_free(struct rc_app *app)
 }
 
 /* ---- links: lifetime --------------------------------------------------------------------- */
+/* What a link holds from start to end: its reply ring and receive buffer. */
+static size_t fixed_bytes(const struct rc_redis_link *l)
+{
+	return l->wait_cap * sizeof(*l->wait) + RC_REDIS_RECV_BYTES;
+}
+
+/* Charges (or releases) the bytes l's reader buffers now against what it was charged. */
+static void reader_account(struct rc_redis_link *l)
+{
+	size_t now = l->reader ? l->reader->len : 0;
+	if (now > l->reader_bytes)
+		rc_mem_charge(l->shard->app, RC_BUDGET_engine, now - l->reader_bytes);
+	else
+		rc_mem_release(l->shard->app, RC_BUDGET_engine, l->reader_bytes - now);
+	l->reader_bytes = now;
+}
+
+static void reader_free(struct rc_redis_link *l)
+{
+	if (l->reader)
+		redisReaderFree(l->reader);
+	l->reader = NULL;
+	reader_account(l);
+}
+
 int rc_redis_links_init(struct rc_shard *s)
 {
 	const struct rc_app *app = s->app;
@@ -96,6 +122,7 @@ int rc_redis_links_init(struct rc_shard *s)
 		l->rbuf = malloc(RC_REDIS_RECV_BYTES);
 		if (!l->wait || !l->rbuf)
 			return -ENOMEM;
+		rc_mem_charge(s->app, RC_BUDGET_engine, fixed_bytes(l));
 	}
 	return 0;
 }
@@ -107,8 +134,10 @@ void rc_redis_links_free(struct rc_shard *s)
 		RC_ASSERT(l->wait_count == 0 && !l->batch);
 		if (l->fd >= 0)
 			close(l->fd);
-		if (l->reader)
-			redisReaderFree(l->reader);
+		reader_free(l);
+		if (l->wait && l->rbuf)
+			rc_mem_release(s->app, RC_BUDGET_engine, fixed_bytes(l));
+		rc_mem_release(s->app, RC_BUDGET_engine, l->ocap + l->wcap);
 		free(l->obuf);
 		free(l->wbuf);
 		free(l->rbuf);
@@ -176,9 +205,7 @@ void rc_redis_link_fail(struct rc_redis_link *l)
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
 	io_uring_prep_cancel_fd(sqe, l->fd, IORING_ASYNC_CANCEL_ALL);
 	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
-	if (l->reader)
-		redisReaderFree(l->reader);
-	l->reader = NULL;
+	reader_free(l);
 	l->olen = 0;
 	while (l->wait_count > 0) {
 		struct rc_redis_wait w = l->wait[l->wait_head];
@@ -354,6 +381,7 @@ static void received(struct rc_redis_link *l, int res)
 		if (!alive)
 			return;
 	}
+	reader_account(l);
 	recv_arm(l);
 }
 
@@ -402,15 +430,21 @@ void rc_redis_complete(struct rc_shard *s, struct io_uring_cqe *cqe)
 }
 
 /* ---- commands and the turn --------------------------------------------------------------- */
-/* Makes room for add more bytes in obuf (doubling). */
+/* Makes room for add more bytes in obuf (doubling), charged to the engine's memory. False:
+ * out of memory or budget. */
 static bool obuf_reserve(struct rc_redis_link *l, size_t add)
 {
+	struct rc_app *app = l->shard->app;
 	if (l->olen + add <= l->ocap)
 		return true;
 	size_t cap = RC_MAX(l->ocap * 2, RC_MAX(l->olen + add, (size_t)4096));
-	char *b = realloc(l->obuf, cap);
-	if (!b)
+	if (!rc_mem_try_charge(app, RC_BUDGET_engine, cap - l->ocap))
 		return false;
+	char *b = realloc(l->obuf, cap);
+	if (!b) {
+		rc_mem_release(app, RC_BUDGET_engine, cap - l->ocap);
+		return false;
+	}
 	l->obuf = b;
 	l->ocap = cap;
 	return true;

@@ -6,10 +6,11 @@
  * redisReader and matched FIFO to what their command asked (struct rc_redis_wait). A link
  * quiet for half of redis_command_timeout_ms is pinged, so a Redis that went away without a
  * word (a partition) is noticed too. A link that fails (refused, EOF, error, command or
- * connect timeout) fails every waiting command,
- * closes, and reconnects after an exponential backoff with jitter. What the replies mean is
- * the engine's (pubsub_redis.c), reached through app->redis_hooks. Shard thread, except
- * rc_redis_addrs_init/free (main thread) and rc_redis_links_free (after the threads joined).
+ * connect timeout) fails every waiting command, closes, and reconnects after an exponential
+ * backoff with jitter. What the replies mean is the engine's (pubsub_redis.c), reached
+ * through app->redis_hooks. What a link holds (buffers, reply ring, what its reader buffers)
+ * is charged to the budget's engine category. Shard thread, except rc_redis_addrs_init/free
+ * (main thread) and rc_redis_links_init/free (before the threads start, after they joined).
  */
 #ifndef RC_REDIS_CONN_H
 #define RC_REDIS_CONN_H
@@ -63,6 +64,7 @@ struct rc_redis_link {
 	size_t wcap;
 	size_t woff;  /* of wbuf already sent */
 	char *rbuf;   /* RC_REDIS_RECV_BYTES: the receive in flight */
+	size_t reader_bytes; /* what reader buffers, as charged to the memory budget */
 	struct rc_redis_wait *wait; /* ring of redis_pipeline_max (+1 for AUTH) */
 	uint32_t wait_cap;
 	uint32_t wait_head;

@@ -127,6 +127,9 @@ class Batches(RedisTestCase):
             time.sleep(0.1)
         self.assertGreater(metric(port, "ringcast_redis_publish_batched_total"),
                            metric(port, "ringcast_redis_publish_batches_total"))
+        # The links' buffers are charged (the books returning to 0 at exit is asserted by
+        # debug builds, checked by stop_and_check).
+        self.assertGreater(metric(port, 'ringcast_memory_bytes{category="engine"}'), 0)
         self.check_alive()
 
     def test_redis_killed_mid_batch_acks_nothing_it_did_not_store(self):
