@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api_serve.h"
 #include "arena.h"
 #include "conn_rt.h"
 #include "http_serve.h"
@@ -57,12 +58,15 @@ static const struct rc_conn_hooks conn_hooks = {
 	.resume = rc_conn_http_resume,
 	.publish = rc_proto_http_publish,
 	.sse = rc_proto_sse_open,
+	.api = rc_api_serve,
 };
 
 static const struct rc_pubsub_hooks pubsub_hooks = {
 	.subscribed = rc_proto_subscribed,
 	.gap = rc_proto_gap,
 	.published = rc_proto_published,
+	.answer = rc_proto_answer,
+	.unsubscribed = rc_proto_unsubscribed,
 };
 
 /* ---- public configuration wrappers (include/ringcast/config.h) ---------------------------- */
@@ -411,7 +415,7 @@ int rc_app_asset(struct rc_app *app, const char *path, const char *content_type,
 
 int rc_app_pubsub(struct rc_app *app, const char *ws_path, const char *publish_path)
 {
-	struct rc_ws_handler h = {.on_message = rc_proto_on_message};
+	struct rc_ws_handler h = {.on_open = rc_proto_on_open, .on_message = rc_proto_on_message};
 	if (strlen(publish_path) >= sizeof(app->publish_path) || publish_path[0] != '/')
 		return -EINVAL;
 	int rc = rc_app_ws(app, ws_path, &h);

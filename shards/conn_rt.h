@@ -39,6 +39,11 @@ struct rc_conn_hooks {
 	/* GET sse_path arrived and its token (if any) was accepted (http_serve.c): query and
 	 * last_event_id are borrowed for the call. pubsub_proto.c's rc_proto_sse_open. */
 	void (*sse)(struct rc_conn *c, struct rc_slice query, struct rc_slice last_event_id);
+	/* A server API request /api/name[0..nlen) arrived (http_serve.c): authorized when it came
+	 * on the admin listener or with the api_key; post: its method was POST; body borrowed for
+	 * the call, the answer may follow later. api_serve.c's rc_api_serve. */
+	void (*api)(struct rc_conn *c, const char *name, size_t nlen, bool authorized, bool post,
+		    const char *body, size_t len, bool keep_alive);
 };
 
 /* The live connection ud (a CQE's user_data) refers to, or NULL when its slot was freed or

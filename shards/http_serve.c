@@ -198,12 +198,35 @@ static bool admin_path(struct rc_slice path)
 	       rc_slice_eq(path, "/");
 }
 
-/* Whether c may reach path: the admin listener serves only the admin paths, the public one
- * serves them unless public_admin_endpoints is off. */
+/* The server API's paths: /api/NAME. */
+static bool api_path(struct rc_slice path)
+{
+	return path.len > 5 && memcmp(path.p, "/api/", 5) == 0;
+}
+
+/* Whether c may call the server API: on the admin listener, or with api_key given as
+ * "Authorization: apikey <key>" (compared in constant time). */
+static bool api_authorized(const struct rc_conn *c, const struct rc_http_request *req)
+{
+	const char *key = c->shard->app->cfg.api_key;
+	size_t klen = strlen(key);
+	struct rc_slice a = req->authorization;
+	if (c->flags & RC_CF_ADMIN)
+		return true;
+	if (!klen || a.len != klen + 7 || strncasecmp(a.p, "apikey ", 7) != 0)
+		return false;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < klen; i++)
+		diff |= (unsigned char)(a.p[7 + i] ^ key[i]);
+	return diff == 0;
+}
+
+/* Whether c may reach path: the admin listener serves only the admin paths and the server
+ * API, the public one serves them unless public_admin_endpoints is off. */
 static bool path_allowed(const struct rc_conn *c, struct rc_slice path)
 {
 	if (c->flags & RC_CF_ADMIN)
-		return admin_path(path);
+		return admin_path(path) || api_path(path);
 	return c->shard->app->cfg.public_admin_endpoints || !admin_path(path);
 }
 
@@ -248,6 +271,12 @@ static void serve_http(struct rc_conn *c, const struct rc_http_request *req)
 		size_t len = rc_http_write_response(out, sizeof(out), 426, "text/plain", hdrs, body,
 						    sizeof(body) - 1, false);
 		http_reply(c, out, len, RC_CLOSE_http_done);
+		return;
+	}
+	if (api_path(req->path)) {
+		app->conn_hooks->api(c, req->path.p + 5, req->path.len - 5, api_authorized(c, req),
+				     req->method == RC_HTTP_POST, req->body.p, req->body.len,
+				     req->keep_alive);
 		return;
 	}
 	if (app->publish_path[0] && rc_slice_eq(req->path, app->publish_path)) {

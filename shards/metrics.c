@@ -273,6 +273,19 @@ static void tls(struct out *o, const struct rc_app *app)
 	      t && t->ktls);
 }
 
+/* Presence and join/leave, counted by the topics' owners; personal topics. */
+static void presence(struct out *o, const struct rc_app *app)
+{
+	RC_FAMILY(o, app, presence_entries, "gauge", "Presence entries of the topics owned.");
+	RC_FAMILY(o, app, presence_refused, "counter",
+		  "Subscribers not listed in presence: presence_entries_max or the memory budget.");
+	RC_FAMILY(o, app, presence_queries, "counter", "Presence queries answered.");
+	RC_FAMILY(o, app, presence_events, "counter", "Join and leave messages built.");
+	RC_FAMILY(o, app, personal_topic_failures, "counter",
+		  "Connections with a user id left without its personal topic #<sub>: the id is "
+		  "not a topic name, or a limit or memory refused it.");
+}
+
 static void write_all(struct out *o, const struct rc_app *app)
 {
 	RC_FAMILY(o, app, connections_open, "gauge", "Connection records in use.");
@@ -359,6 +372,7 @@ static void write_all(struct out *o, const struct rc_app *app)
 	auth(o, app);
 	if (app->engine)
 		redis(o, app);
+	presence(o, app);
 }
 
 size_t rc_app_metrics(struct rc_app *app, char *buf, size_t cap)

@@ -18,7 +18,9 @@
 #include "mem.h"
 #include "namespace.h"
 #include "outbox.h"
+#include "presence.h"
 #include "pubsub.h"
+#include "pubsub_int.h"
 #include "sendq.h"
 #include "session.h"
 #include "sse_rt.h"
@@ -45,11 +47,14 @@ static void release_ref(void *ref, void *ctx)
 	rc_frame_unref(ref);
 }
 
-/* Builds the broadcast frame of one publish: header + envelope, topic copied behind. */
-static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t tlen,
-				  uint64_t hash, uint64_t seq, const char *data, size_t dlen)
+/*
+ * A broadcast frame of topic (hash) for an envelope of elen bytes, which the caller writes at
+ * the returned *env: header written, topic copied behind. seq 0: not sequenced (join and
+ * leave). NULL without memory.
+ */
+static struct rc_frame *shared_frame(struct rc_shard *s, const char *topic, size_t tlen,
+				     uint64_t hash, uint64_t seq, size_t elen, char **env)
 {
-	size_t elen = rc_envelope_msg_len(tlen, seq, dlen);
 	uint8_t hdr[RC_WS_SERVER_HEADER_LIMIT];
 	size_t hlen = rc_ws_frame_write_header(hdr, RC_WS_OP_TEXT, true, false, elen);
 	uint32_t len = (uint32_t)(hlen + elen + tlen + 1);
@@ -57,8 +62,7 @@ static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t 
 	if (!f)
 		return NULL;
 	memcpy(f->data, hdr, hlen);
-	size_t n = rc_envelope_write_msg((char *)f->data + hlen, elen, topic, tlen, seq, data, dlen);
-	RC_ASSERT(n == elen);
+	*env = (char *)f->data + hlen;
 	f->len = (uint32_t)(hlen + elen);
 	char *t = (char *)f->data + f->len;
 	memcpy(t, topic, tlen);
@@ -67,6 +71,20 @@ static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t 
 	f->topic_len = (uint16_t)tlen;
 	f->topic_hash = hash;
 	f->seq = seq;
+	return f;
+}
+
+/* Builds the broadcast frame of one publish: header + envelope, topic copied behind. */
+static struct rc_frame *build_msg(struct rc_shard *s, const char *topic, size_t tlen,
+				  uint64_t hash, uint64_t seq, const char *data, size_t dlen)
+{
+	size_t elen = rc_envelope_msg_len(tlen, seq, dlen);
+	char *env;
+	struct rc_frame *f = shared_frame(s, topic, tlen, hash, seq, elen, &env);
+	if (!f)
+		return NULL;
+	size_t n = rc_envelope_write_msg(env, elen, topic, tlen, seq, data, dlen);
+	RC_ASSERT(n == elen);
 	return f;
 }
 
@@ -261,14 +279,17 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 {
 	struct rc_conn *c = sub->conn;
 	struct rc_shard *s = c->shard;
-	if (sub->pending || f->seq <= sub->last_seq || c->state != RC_CONN_OPEN)
+	/* seq 0: a join or leave, outside the topic's numbering (never replayed). */
+	bool event = f->seq == 0;
+	if (sub->pending || (!event && f->seq <= sub->last_seq) || c->state != RC_CONN_OPEN)
 		return false;
 	bool over = rc_sendq_slow(c, f->len);
 	enum rc_ns_slow policy = (enum rc_ns_slow)sub->topic->slow;
 	if (policy == RC_NS_SLOW_INHERIT)
 		policy = s->app->drop_slow ? RC_NS_SLOW_DROP
 			 : s->app->latest_slow ? RC_NS_SLOW_LATEST : RC_NS_SLOW_CLOSE;
-	if (over && policy == RC_NS_SLOW_DROP) {
+	/* Policy latest keeps the newest message: an event has none to replace, so it goes. */
+	if (over && (policy == RC_NS_SLOW_DROP || (event && policy == RC_NS_SLOW_LATEST))) {
 		s->stats.slow_drops++;
 		return false;
 	}
@@ -289,7 +310,7 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	 * test above decided: the push does not repeat it. */
 	int rc = over && conflate(sub, use) ? 0 : rc_sendq_push(c, use, false);
 	if (rc == 0) {
-		sub->last_seq = f->seq;
+		sub->last_seq = event ? sub->last_seq : f->seq;
 		s->stats.deliveries++;
 	} else if (rc == -ENOBUFS && policy != RC_NS_SLOW_DROP) {
 		rc_conn_slow_close(c); /* the memory budget refused its queue's growth */
@@ -456,6 +477,15 @@ static bool topic_room(const struct rc_shard *owner)
 	return __atomic_load_n(&owner->stats.topics_owned, __ATOMIC_RELAXED) < share;
 }
 
+/* What a topic of namespace ns (NULL: none) tracks: RC_PRESENCE_* bits. */
+static uint8_t presence_flags(const struct rc_namespace *ns)
+{
+	if (!ns)
+		return 0;
+	return (uint8_t)((ns->presence ? RC_PRESENCE_LIST : 0) |
+			 (ns->join_leave ? RC_PRESENCE_EVENTS : 0));
+}
+
 static struct rc_otopic *otopic_get(struct rc_shard *s, const char *name, size_t len, bool create)
 {
 	struct rc_topic_node *n = rc_topic_find(&s->otopics, name, len);
@@ -472,6 +502,7 @@ static struct rc_otopic *otopic_get(struct rc_shard *s, const char *name, size_t
 							       : (uint32_t)cfg->history_messages_max);
 	t->hist_age_ms = ns && ns->has_history_age ? ns->history_age_ms
 						     : (uint32_t)cfg->history_age_max_ms;
+	t->presence_flags = presence_flags(ns);
 	/* A new record restarts the numbering (first use, or forgotten): a new epoch says so. */
 	t->epoch = rc_topic_epoch(s->app->epoch_key, (uint32_t)s->index, s->topics_created++);
 	rc_topic_insert(&s->otopics, &t->node, name, len);
@@ -489,9 +520,10 @@ static uint64_t dedup_key(uint64_t publisher, const char *id, size_t len)
 	return rc_topic_hash(buf, sizeof(publisher) + len) | 1; /* never 0: an empty slot */
 }
 
-/* Forgets owned topic t: its history, ids and record go, charges released. */
+/* Forgets owned topic t: its history, ids, presence and record go, charges released. */
 static void otopic_free(struct rc_shard *s, struct rc_otopic *t)
 {
+	rc_pubsub_presence_drop(s, t);
 	uint64_t before = t->hist.bytes;
 	rc_mem_release(s->app, RC_BUDGET_history,
 		       rc_history_slots_bytes(&t->hist) + t->dedup_cap * sizeof(*t->dedup));
@@ -612,6 +644,22 @@ static struct rc_otopic *publish_topic(struct rc_shard *s, struct rc_xmsg *m)
 	return t;
 }
 
+/* Posts broadcast f to every shard subscribed to t (delivered here when s is one of them).
+ * Consumes the caller's reference. */
+static void fan_out(struct rc_shard *s, const struct rc_otopic *t, struct rc_frame *f)
+{
+	for (int i = 0; i < s->app->shards_count; i++) {
+		if (!(t->shard_mask[i / 64] & (1ull << (i % 64))))
+			continue;
+		rc_frame_ref_n(f, 1);
+		if (i == s->index)
+			deliver_local(s, f);
+		else
+			post(s, &s->app->shards[i], rc_item(f, RC_ITEM_FRAME));
+	}
+	rc_frame_unref(f);
+}
+
 struct rc_frame *rc_pubsub_frame(struct rc_shard *s, struct rc_otopic *t, uint64_t seq,
 				 const char *data, size_t dlen)
 {
@@ -629,16 +677,7 @@ struct rc_frame *rc_pubsub_frame(struct rc_shard *s, struct rc_otopic *t, uint64
 void rc_pubsub_fan_out(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
 {
 	hist_keep(s, t, f);
-	for (int i = 0; i < s->app->shards_count; i++) {
-		if (!(t->shard_mask[i / 64] & (1ull << (i % 64))))
-			continue;
-		rc_frame_ref_n(f, 1);
-		if (i == s->index)
-			deliver_local(s, f);
-		else
-			post(s, &s->app->shards[i], rc_item(f, RC_ITEM_FRAME));
-	}
-	rc_frame_unref(f);
+	fan_out(s, t, f);
 }
 
 static void owner_publish(struct rc_shard *s, struct rc_xmsg *m)
@@ -865,6 +904,13 @@ static void handle_xmsg(struct rc_shard *s, struct rc_xmsg *m)
 	case RC_X_PUB_DONE: pub_done(s, m); break;
 	case RC_X_RESET:
 	case RC_X_GAP: told(s, m); break;
+	case RC_X_PRESENCE_ADD:
+	case RC_X_PRESENCE_DEL:
+	case RC_X_PRESENCE_GET:
+	case RC_X_HISTORY_GET:
+	case RC_X_TOPICS_GET:
+	case RC_X_ANSWER:
+	case RC_X_USER: rc_pubsub_users_handle(s, m); break;
 	default: RC_ASSERT(!"unknown cross-shard message");
 	}
 }
@@ -980,6 +1026,7 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 		const struct rc_namespace *ns = rc_namespace_of(s->app->namespaces, topic, len);
 		t = nt;
 		t->slow = ns ? (uint8_t)ns->slow : RC_NS_SLOW_INHERIT;
+		t->presence = presence_flags(ns);
 		rc_topic_insert(&s->ltopics, &t->node, topic, len);
 		send_xmsg(s, owner, m_sub);
 	}
@@ -998,25 +1045,30 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 		t->deflate_count++;
 	if (m_z)
 		send_xmsg(s, owner, m_z);
-	if (!r)
-		return 0;
-	/* Hold live frames until the owner's answer arrives (FIFO after SHARD_SUB): it says
-	 * from which seq of which epoch this subscription runs. */
-	sub->pending = true;
-	sub->last_seq = r->has_since ? r->since : 0;
-	m_rp->has_since = r->has_since;
-	m_rp->seq = r->since;
-	m_rp->has_epoch = r->has_since && r->has_epoch;
-	m_rp->epoch = r->epoch;
-	m_rp->slot = (uint32_t)(c - s->conns);
-	m_rp->gen = c->gen;
-	send_xmsg(s, owner, m_rp);
-	return 1; /* the answer comes through the subscribed hook */
+	if (r) {
+		/* Hold live frames until the owner's answer arrives (FIFO after SHARD_SUB): it
+		 * says from which seq of which epoch this subscription runs. */
+		sub->pending = true;
+		sub->last_seq = r->has_since ? r->since : 0;
+		m_rp->has_since = r->has_since;
+		m_rp->seq = r->since;
+		m_rp->has_epoch = r->has_since && r->has_epoch;
+		m_rp->epoch = r->epoch;
+		m_rp->slot = (uint32_t)(c - s->conns);
+		m_rp->gen = c->gen;
+		send_xmsg(s, owner, m_rp);
+	}
+	/* After the replay request: the subscriber's ack comes before its own join. */
+	if (t->presence)
+		rc_pubsub_presence_notify(s, c, t, true);
+	return r ? 1 : 0; /* 1: the answer comes through the subscribed hook */
 }
 
 static void unlink_sub(struct rc_shard *s, struct rc_sub *sub)
 {
 	struct rc_ltopic *t = sub->topic;
+	if (t->presence)
+		rc_pubsub_presence_notify(s, sub->conn, t, false);
 	if (sub->prev)
 		sub->prev->next = sub->next;
 	else
@@ -1068,13 +1120,11 @@ uint64_t rc_pubsub_publisher(const struct rc_conn *c)
 {
 	const struct rc_shard *s = c->shard;
 	uint32_t slot = (uint32_t)(c - s->conns);
-	RC_ASSERT(slot < s->conns_cap);
 	if (s->tokens && s->tokens[slot].publisher)
 		return s->tokens[slot].publisher;
-	/* Top bit set, unlike a token's: shard, 23 bits of generation, slot. A slot reused
-	 * 2^23 times within one dedup window is beyond any churn a shard sustains. */
-	return 1ull << 63 | (uint64_t)s->index << 55 | (uint64_t)(c->gen & 0x7fffff) << 32 |
-	       slot;
+	/* The connection's id: its top bit set, unlike a token's. A slot reused 2^23 times
+	 * within one dedup window is beyond any churn a shard sustains. */
+	return rc_pubsub_conn_id(c);
 }
 
 int rc_pubsub_publish(struct rc_app *app, const char *topic, size_t tlen, const char *data,
@@ -1134,6 +1184,51 @@ bool rc_pubsub_busy(struct rc_shard *s, struct rc_app *app, uint64_t hash)
 	if (busy && s)
 		s->stats.outbox_refusals++;
 	return busy;
+}
+
+/* ---- for pubsub_users.c (pubsub_int.h) ----------------------------------------------------- */
+struct rc_shard *rc_pubsub_owner_of(const struct rc_app *app, uint64_t hash)
+{
+	return owner_of(app, hash);
+}
+
+struct rc_xmsg *rc_pubsub_xmsg_new(struct rc_app *app, const struct rc_shard *s,
+				   enum rc_xkind kind, const char *topic, size_t tlen, size_t dlen)
+{
+	return xmsg_new(app, s, kind, topic, tlen, dlen);
+}
+
+void rc_pubsub_xmsg_free(struct rc_app *app, struct rc_xmsg *m)
+{
+	xmsg_free(app, m);
+}
+
+void rc_pubsub_send(struct rc_shard *s, struct rc_shard *to, struct rc_xmsg *m)
+{
+	send_xmsg(s, to, m);
+}
+
+struct rc_conn *rc_pubsub_reply_conn(struct rc_shard *s, const struct rc_xmsg *m)
+{
+	return reply_conn(s, m);
+}
+
+struct rc_frame *rc_pubsub_frame_shared(struct rc_shard *s, const char *topic, size_t tlen,
+					uint64_t hash, size_t elen, char **env)
+{
+	return shared_frame(s, topic, tlen, hash, 0, elen, env);
+}
+
+size_t rc_pubsub_frame_envelope(const struct rc_frame *f, const uint8_t **env)
+{
+	size_t h = header_len(f);
+	*env = f->data + h;
+	return f->len - h;
+}
+
+void rc_pubsub_fan_out_event(struct rc_shard *s, const struct rc_otopic *t, struct rc_frame *f)
+{
+	fan_out(s, t, f);
 }
 
 /* ---- per-turn work and lifetime ---------------------------------------------------------- */
@@ -1292,6 +1387,8 @@ static bool otopic_ok(const struct rc_shard *s, const struct rc_otopic *t)
 	    (t->waiting && t->synced))
 		return false;
 	if (!s->app->engine && (t->rsub != RC_RSUB_NONE || t->synced || t->waiting))
+		return false;
+	if (t->presence && (!t->presence->count || !rc_presence_validate(t->presence)))
 		return false;
 	return subscribed == t->shards_subscribed && deflate == t->deflate_shards &&
 	       t->hist.count <= t->hist.cap && t->hist.cap <= t->hist.max;

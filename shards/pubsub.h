@@ -18,7 +18,12 @@ struct rc_ltopic {
 	uint32_t count;
 	uint32_t deflate_count; /* subscribers that negotiated permessage-deflate */
 	uint8_t slow;           /* enum rc_ns_slow of its namespace; INHERIT: the app's policy */
+	uint8_t presence;       /* RC_PRESENCE_* of its namespace: the owner hears (un)subscribes */
 };
+
+/* What a namespace's topic tracks (rc_ltopic.presence, rc_otopic.presence_flags). */
+#define RC_PRESENCE_LIST 1u /* presence=true: the owner keeps who is subscribed */
+#define RC_PRESENCE_EVENTS 2u /* join_leave=true: subscribers hear join and leave */
 
 /* One connection's subscription to one topic. */
 struct rc_sub {
@@ -64,6 +69,8 @@ struct rc_otopic {
 	bool syncing;       /* a sync script is in flight: live messages are held */
 	bool need_sync;     /* subscribed, the sync could not be sent: sent when the link is up */
 	bool answered_blind; /* subscribers were answered before the first sync: reset them */
+	uint8_t presence_flags;     /* RC_PRESENCE_* of its namespace */
+	struct rc_presence *presence; /* who is subscribed (RC_PRESENCE_LIST); NULL: nobody yet */
 };
 
 /* A topic's channel subscription (engine = redis), as the subscriber link last asked. */
@@ -92,6 +99,15 @@ enum rc_xkind {
 	RC_X_PUB_DONE,    /* from the owner: the seq assigned to a publish (or duplicate) */
 	RC_X_RESET,       /* from the owner: the numbering restarted (epoch), live from seq */
 	RC_X_GAP,         /* from the owner: gap_from..gap_to of the topic are lost */
+	RC_X_PRESENCE_ADD, /* to the owner: connection `conn` of user (data) subscribed */
+	RC_X_PRESENCE_DEL, /* to the owner: ... unsubscribed or closed */
+	RC_X_PRESENCE_GET, /* to the owner: a presence query (stats_only: the counts) */
+	RC_X_HISTORY_GET,  /* to the owner: messages after seq, at most limit (server API) */
+	RC_X_TOPICS_GET,   /* to every shard: its topics with subscribers (server API) */
+	RC_X_ANSWER,       /* from the owner: its JSON answer to a query in data (empty: no
+			    * memory) */
+	RC_X_USER,         /* to every shard: close user's (data) connections with code, or
+			    * unsubscribe them from topic */
 };
 
 /* Who hears the seq a publish was given. */
@@ -113,6 +129,9 @@ struct rc_xmsg {
 	uint8_t may_create; /* PUBLISH: the publisher may create the topic (its bucket) */
 	uint8_t created;    /* PUB_DONE: the publish created the topic */
 	uint8_t refused;    /* PUB_DONE: refused (topics_max): busy */
+	uint8_t stats_only; /* PRESENCE_GET: presence_stats, not the list */
+	uint16_t code;      /* USER: the close code (no topic: disconnect) */
+	uint32_t limit;     /* HISTORY_GET: messages at most */
 	uint16_t from; /* producing shard; RC_SHARDS_LIMIT for foreign threads */
 	uint16_t topic_len;
 	uint32_t slot; /* reply-to connection */
@@ -123,6 +142,8 @@ struct rc_xmsg {
 	uint64_t epoch; /* REPLAY: the client's (0: none or foreign); else the topic's (0: none) */
 	uint64_t publisher; /* PUBLISH: who publishes (dedup scope): 0 the backend, else
 			     * rc_pubsub_publisher() */
+	uint64_t conn; /* PRESENCE_ADD/DEL: rc_pubsub_conn_id of the subscriber */
+	uint16_t user_len; /* PRESENCE_ADD/DEL: data holds the user id then the client info */
 	uint64_t gap_from;
 	uint64_t gap_to;
 	struct rc_frame **frames; /* REPLAYED: references owned by the message */
@@ -152,6 +173,12 @@ struct rc_pubsub_hooks {
 	void (*published)(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
 			  size_t len, uint64_t seq, uint64_t epoch, bool duplicate, bool busy,
 			  const char *id, size_t id_len);
+	/* A query's answer from the topic's owner (presence, history): JSON text[0..len),
+	 * borrowed for the call; len 0 when the owner had no memory for it. */
+	void (*answer)(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *text,
+		       size_t len);
+	/* c was unsubscribed from topic by the server API. */
+	void (*unsubscribed)(struct rc_conn *c, const char *topic, size_t len);
 };
 
 /* How a client subscribes: the owner answers it (the subscribed hook), and it may resume. */
@@ -240,6 +267,41 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 /* The dedup scope of what c publishes: its token's subject when it has one, else the
  * connection itself (shard, slot, generation). Never 0, the backend's. */
 uint64_t rc_pubsub_publisher(const struct rc_conn *c);
+
+/* c's id among every connection of the process: shard, 23 bits of generation, slot, with
+ * the top bit set (never 0). What presence and join/leave name a connection by. */
+uint64_t rc_pubsub_conn_id(const struct rc_conn *c);
+
+/*
+ * Asks topic[0..len)'s owner who is subscribed (stats_only: how many); the answer comes to c
+ * (borrowed, checked by generation) through the answer hook, with reply and tag. 0,
+ * -EINVAL (topic name) or -ENOMEM.
+ */
+int rc_pubsub_presence(struct rc_conn *c, const char *topic, size_t len, bool stats_only,
+		       enum rc_reply reply, uint32_t tag);
+
+/*
+ * Asks topic[0..len)'s owner for the messages after seq since that its history holds, at most
+ * limit, oldest first: {"topic","epoch","seq","messages":[msg envelopes]}, through the answer
+ * hook as rc_pubsub_presence. 0, -EINVAL or -ENOMEM.
+ */
+int rc_pubsub_history(struct rc_conn *c, const char *topic, size_t len, uint64_t since,
+		      uint32_t limit, enum rc_reply reply, uint32_t tag);
+
+/*
+ * Asks every shard for its topics with local subscribers (personal topics left out): each
+ * answers "NAME COUNT\n" lines through the answer hook (at least "\n"), to c with reply and
+ * tag. 0, or -ENOMEM with nothing sent.
+ */
+int rc_pubsub_topics(struct rc_conn *c, enum rc_reply reply, uint32_t tag);
+
+/*
+ * On every shard, the connections of user[0..ulen) (those on its personal topic) are closed
+ * with code, or, with tlen, unsubscribed from topic[0..tlen) (told through the unsubscribed
+ * hook). Shard s's thread. 0, -EINVAL or -ENOMEM (some shards may not have heard).
+ */
+int rc_pubsub_user_action(struct rc_shard *s, const char *user, size_t ulen, const char *topic,
+			  size_t tlen, uint16_t code);
 
 /* Unsubscribes c from topic[0..len). 0 or -ENOENT. */
 int rc_pubsub_unsubscribe(struct rc_conn *c, const char *topic, size_t len);

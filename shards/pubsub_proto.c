@@ -21,6 +21,7 @@
 #include "namespace.h"
 #include "pubsub.h"
 #include "pubsub_proto.h"
+#include "api.h"
 #include "sendq.h"
 #include "session.h"
 #include "token.h"
@@ -189,9 +190,21 @@ static enum rc_jwt_result may_subscribe(struct rc_conn *c, const struct rc_envel
 	return r;
 }
 
+/* A personal topic "#<sub>" is its user's alone: no right or channel token opens another's. */
+static bool own_personal(const struct rc_conn *c, const struct rc_envelope *e)
+{
+	const char *sub = rc_conn_subject(c);
+	return sub[0] && strlen(sub) == e->topic_len - 1 &&
+	       memcmp(sub, e->topic + 1, e->topic_len - 1) == 0;
+}
+
 static void on_sub(struct rc_conn *c, const struct rc_envelope *e)
 {
-	enum rc_jwt_result allowed = may_subscribe(c, e);
+	enum rc_jwt_result allowed = RC_JWT_RESULT_COUNT;
+	if (!rc_topic_personal(e->topic, e->topic_len))
+		allowed = may_subscribe(c, e);
+	else if (own_personal(c, e))
+		allowed = RC_JWT_ok;
 	if (allowed == RC_JWT_RESULT_COUNT) {
 		c->shard->stats.subscribes_forbidden++;
 		send_error(c, RC_ENVELOPE_ERR_FORBIDDEN, "the access token does not allow this topic");
@@ -225,6 +238,24 @@ static void on_pub(struct rc_conn *c, const struct rc_envelope *e)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, "cross-shard queues full");
 	else if (rc < 0)
 		send_error(c, RC_ENVELOPE_ERR_BUSY, NULL);
+}
+
+/* A presence query: only a subscriber of a topic whose namespace keeps presence may ask. The
+ * owner answers through the presence hook. */
+static void on_presence(struct rc_conn *c, const struct rc_envelope *e, bool stats_only)
+{
+	const struct rc_namespace *ns =
+		rc_namespace_of(c->shard->app->namespaces, e->topic, e->topic_len);
+	if (!ns || !ns->presence) {
+		send_error(c, RC_ENVELOPE_ERR_FORBIDDEN, "presence is off for this topic");
+		return;
+	}
+	if (!subscribed(c, e)) {
+		send_error(c, RC_ENVELOPE_ERR_FORBIDDEN, "presence is for the topic's subscribers");
+		return;
+	}
+	if (rc_pubsub_presence(c, e->topic, e->topic_len, stats_only, RC_REPLY_WS, 0) != 0)
+		send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
 }
 
 /* A new token for c: same subject, no channel; its rights and expiry replace the old. */
@@ -265,6 +296,20 @@ static bool json_within(struct rc_conn *c, const void *data, size_t len, const c
 	return false;
 }
 
+void rc_proto_on_open(struct rc_conn *c, void *ctx)
+{
+	char topic[RC_TOPIC_BYTES_LIMIT + 1];
+	const char *sub = rc_conn_subject(c);
+	(void)ctx;
+	if (!sub[0])
+		return; /* anonymous, or authentication off */
+	int n = snprintf(topic, sizeof(topic), "#%s", sub);
+	/* Silently: the client knows its user id, and messages name the topic. */
+	if (n < 0 || (size_t)n >= sizeof(topic) ||
+	    rc_pubsub_subscribe(c, topic, (size_t)n, NULL) != 0)
+		c->shard->stats.personal_topic_failures++;
+}
+
 void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool binary, void *ctx)
 {
 	struct rc_envelope e;
@@ -301,6 +346,8 @@ void rc_proto_on_message(struct rc_conn *c, const void *data, size_t len, bool b
 	case RC_ENVELOPE_OP_PUB: on_pub(c, &e); break;
 	case RC_ENVELOPE_OP_PING: send_text(c, "{\"op\":\"pong\"}", 13); break;
 	case RC_ENVELOPE_OP_REFRESH: on_refresh(c, &e); break;
+	case RC_ENVELOPE_OP_PRESENCE: on_presence(c, &e, false); break;
+	case RC_ENVELOPE_OP_PRESENCE_STATS: on_presence(c, &e, true); break;
 	default: send_error(c, RC_ENVELOPE_ERR_UNKNOWN_OP, NULL); break;
 	}
 }
@@ -361,12 +408,18 @@ void rc_proto_sse_open(struct rc_conn *c, struct rc_slice query, struct rc_slice
 
 /* ---- POST /publish ------------------------------------------------------------------------ */
 /* What a connection waits for while its publish request is being sequenced (c->http_pub). */
+/* ---- POST /publish and the server API's waiting answers ---------------------------------- */
+/* What a connection waits for while its publish request is being sequenced, or its query
+ * answered by a topic's owner (c->http_pub). */
 struct rc_http_pub {
 	uint32_t count;
 	uint32_t pending;
 	bool batch;
 	bool keep_alive;
-	bool busy; /* an item was refused (topics_max): the answer is 503 */
+	bool api;  /* the server API's: errors as {"error":{...}} */
+	bool busy; /* an item was refused (topics_max), or a shard's answer was lost: 503 */
+	char *acc; /* answers gathered from several shards (topics), charged as http */
+	size_t acc_len;
 	uint64_t seq[RC_PUBLISH_BATCH_LIMIT];
 	bool duplicate[RC_PUBLISH_BATCH_LIMIT];
 };
@@ -387,8 +440,25 @@ static void http_pub_free(struct rc_shard *s, struct rc_http_pub *hp)
 {
 	if (!hp)
 		return;
-	rc_mem_release(s->app, RC_BUDGET_http, sizeof(*hp));
+	rc_mem_release(s->app, RC_BUDGET_http, sizeof(*hp) + hp->acc_len);
+	free(hp->acc);
 	free(hp);
+}
+
+/* Appends text[0..len) to hp's gathered answers within the budget; false if refused. */
+static bool gather(struct rc_shard *s, struct rc_http_pub *hp, const char *text, size_t len)
+{
+	if (!len || !rc_mem_try_charge(s->app, RC_BUDGET_http, len))
+		return false;
+	char *acc = realloc(hp->acc, hp->acc_len + len);
+	if (!acc) {
+		rc_mem_release(s->app, RC_BUDGET_http, len);
+		return false;
+	}
+	memcpy(acc + hp->acc_len, text, len);
+	hp->acc = acc;
+	hp->acc_len += len;
+	return true;
 }
 
 void rc_proto_conn_closed(struct rc_conn *c, bool http)
@@ -399,8 +469,8 @@ void rc_proto_conn_closed(struct rc_conn *c, bool http)
 	c->http_pub = NULL;
 }
 
-static void http_answer(struct rc_conn *c, int status, const char *body, size_t len,
-			bool keep_alive)
+void rc_proto_http_answer(struct rc_conn *c, int status, const char *body, size_t len,
+			  bool keep_alive)
 {
 	char *resp = malloc(len + 256);
 	size_t n = resp ? rc_http_write_response(resp, len + 256, (uint16_t)status,
@@ -410,13 +480,17 @@ static void http_answer(struct rc_conn *c, int status, const char *body, size_t 
 	free(resp);
 }
 
+/* An error answer, which closes the connection: the envelope's error, or for the server API
+ * (api) {"error":{"code":status,"reason":...}}. */
 static void http_fail(struct rc_conn *c, int status, enum rc_envelope_err code,
-		      const char *reason)
+		      const char *reason, bool api)
 {
 	char out[RC_PROTO_OUT_LIMIT];
-	size_t len = rc_envelope_write_error(out, sizeof(out), code,
-					     reason ? reason : rc_envelope_err_reason(code));
-	http_answer(c, status, out, len, false);
+	if (!reason)
+		reason = rc_envelope_err_reason(code);
+	size_t len = api ? rc_api_write_error(out, sizeof(out), status, reason)
+			 : rc_envelope_write_error(out, sizeof(out), code, reason);
+	rc_proto_http_answer(c, status, out, len, false);
 }
 
 /* Why an owner refused a publish: the engine (Redis) did not take it, or topics_max. */
@@ -432,7 +506,7 @@ static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
 	if (hp->busy) {
 		/* The others were sequenced: a retry with the same ids is deduplicated. */
 		snprintf(reason, sizeof(reason), "%s: retry with ids", refusal(c));
-		http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, reason);
+		http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, reason, hp->api);
 		return;
 	}
 	size_t cap = rc_envelope_published_max(hp->count);
@@ -444,8 +518,72 @@ static void http_done(struct rc_conn *c, struct rc_http_pub *hp)
 	size_t len = rc_envelope_write_published(out, cap, hp->batch, hp->seq, hp->duplicate,
 						 hp->count);
 	RC_ASSERT(len > 0);
-	http_answer(c, 200, out, len, hp->keep_alive);
+	rc_proto_http_answer(c, 200, out, len, hp->keep_alive);
 	free(out);
+}
+
+/* c's waiting request hp was answered: requests that arrived meanwhile are parsed at the next
+ * flush, not from inside the publish or query that may still be on the stack. */
+static void http_release(struct rc_conn *c, struct rc_http_pub *hp)
+{
+	c->http_pub = NULL;
+	http_pub_free(c->shard, hp);
+	if (c->pend && c->state == RC_CONN_HTTP) {
+		c->flags |= RC_CF_HTTP_RESUME;
+		rc_conn_mark_dirty(c);
+	}
+}
+
+int rc_proto_http_wait(struct rc_conn *c, bool keep_alive, uint32_t answers)
+{
+	struct rc_http_pub *hp = http_pub_new(c->shard);
+	if (!hp)
+		return -ENOMEM;
+	RC_ASSERT(c->http_pub == NULL && answers > 0);
+	hp->count = hp->pending = answers;
+	hp->keep_alive = keep_alive;
+	hp->api = true;
+	c->http_pub = hp;
+	return 0;
+}
+
+void rc_proto_answer(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *text,
+		     size_t len)
+{
+	(void)tag;
+	if (reply == RC_REPLY_WS && c->state == RC_CONN_OPEN) {
+		if (len)
+			send_text(c, text, len);
+		else
+			send_error(c, RC_ENVELOPE_ERR_INTERNAL, NULL);
+		return;
+	}
+	struct rc_http_pub *hp = c->http_pub;
+	if (reply != RC_REPLY_HTTP || c->state != RC_CONN_HTTP || !hp || !hp->api)
+		return;
+	if (hp->count > 1) {
+		/* One of several shards' answers (topics): merged once the last one came. */
+		hp->busy |= !gather(c->shard, hp, text, len);
+		if (--hp->pending)
+			return;
+		text = hp->busy ? NULL : rc_api_write_topics(hp->acc, hp->acc_len, &len);
+	}
+	if (text && len)
+		rc_proto_http_answer(c, 200, text, len, hp->keep_alive);
+	else
+		http_fail(c, 503, RC_ENVELOPE_ERR_INTERNAL, NULL, true);
+	if (hp->count > 1)
+		free((char *)text);
+	http_release(c, hp);
+}
+
+void rc_proto_unsubscribed(struct rc_conn *c, const char *topic, size_t len)
+{
+	char out[RC_PROTO_OUT_LIMIT];
+	int n = snprintf(out, sizeof(out), "{\"op\":\"unsubscribed\",\"topic\":\"%.*s\"}",
+			 (int)len, topic);
+	if (c->state == RC_CONN_OPEN && n > 0 && (size_t)n < sizeof(out))
+		send_text(c, out, (size_t)n);
 }
 
 void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const char *topic,
@@ -472,30 +610,27 @@ void rc_proto_published(struct rc_conn *c, enum rc_reply reply, uint32_t tag, co
 	if (--hp->pending == 0) {
 		c->http_pub = NULL;
 		http_done(c, hp);
-		http_pub_free(c->shard, hp);
-		/* Requests that arrived meanwhile are parsed at the next flush, not from inside
-		 * the publish that may still be on the stack. */
-		if (c->pend && c->state == RC_CONN_HTTP) {
-			c->flags |= RC_CF_HTTP_RESUME;
-			rc_conn_mark_dirty(c);
-		}
+		http_release(c, hp);
 	}
 }
 
 /*
  * Why c may not publish one of items[0..n): a reserved topic (the gateway's own feeds are
- * published through rc_publish, never over HTTP) or one its token's pubs do not allow. The
+ * published through rc_publish, never over HTTP) or, but for the server API (api), one its
+ * token's pubs do not allow. The
  * refusal is counted; NULL if every item may go.
  */
-static const char *item_refused(struct rc_conn *c, const struct rc_envelope *items, uint32_t n)
+static const char *item_refused(struct rc_conn *c, const struct rc_envelope *items, uint32_t n,
+				bool api)
 {
 	const struct rc_app *app = c->shard->app;
 	for (uint32_t i = 0; i < n; i++) {
 		const char *why = NULL;
 		if (rc_topic_reserved(items[i].topic, items[i].topic_len))
 			why = RESERVED_REASON;
-		else if (app->auth && !rc_jwt_rights_allow(rc_token_rights(c), true, items[i].topic,
-							   items[i].topic_len))
+		else if (!api && app->auth &&
+			 !rc_jwt_rights_allow(rc_token_rights(c), true, items[i].topic,
+					      items[i].topic_len))
 			why = "the access token's pubs do not allow this topic";
 		if (why) {
 			c->shard->stats.publishes_forbidden++;
@@ -505,7 +640,36 @@ static const char *item_refused(struct rc_conn *c, const struct rc_envelope *ite
 	return NULL;
 }
 
-void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive)
+/* A publish body's items: one object or a batch, or a broadcast (one message, many topics). */
+static enum rc_envelope_err parse_items(const char *body, size_t len, bool broadcast,
+					struct rc_envelope *items, uint32_t *n, char *buf,
+					const char **reason)
+{
+	size_t cap = len + RC_PUBLISH_BATCH_LIMIT + 1;
+	if (broadcast)
+		return rc_envelope_parse_broadcast(body, len, items, RC_PUBLISH_BATCH_LIMIT, n, buf,
+						   cap, reason);
+	return rc_envelope_parse_publish(body, len, items, RC_PUBLISH_BATCH_LIMIT, n, buf, cap,
+					 reason);
+}
+
+/* True if body[0..len) is a JSON array (a batch, answered with results). */
+static bool is_batch(const char *body, size_t len)
+{
+	size_t lead = 0;
+	while (lead < len && (body[lead] == ' ' || body[lead] == '\t' || body[lead] == '\r' ||
+			      body[lead] == '\n'))
+		lead++;
+	return lead < len && body[lead] == '[';
+}
+
+/*
+ * Publishes what body[0..len) holds for c's HTTP request; the answer waits until every item
+ * is sequenced. api: the server API (no token rights; errors as {"error":...}); broadcast:
+ * its body is one message for many topics.
+ */
+static void http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive,
+			 bool api, bool broadcast)
 {
 	const char *reason = NULL;
 	uint32_t n = 0;
@@ -513,47 +677,38 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 	 * connection: refused, so the backend retries elsewhere or later (Retry-After). */
 	if (c->shard->mem_level >= RC_BUDGET_SOFT) {
 		c->shard->stats.publishes_refused++;
-		http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, "memory budget");
+		http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, "memory budget", api);
 		return;
 	}
 	struct rc_envelope *items = calloc(RC_PUBLISH_BATCH_LIMIT, sizeof(*items));
 	struct rc_http_pub *hp = http_pub_new(c->shard);
 	char *buf = data_buf(c->shard, len + RC_PUBLISH_BATCH_LIMIT + 1);
-	if (!items || !hp || !buf) {
-		http_fail(c, 503, RC_ENVELOPE_ERR_INTERNAL, NULL);
-		goto out;
-	}
-	if (!json_within(c, body, len, &reason)) {
-		http_fail(c, 400, RC_ENVELOPE_ERR_JSON, reason);
-		goto out;
-	}
-	enum rc_envelope_err err = rc_envelope_parse_publish(
-		body, len, items, RC_PUBLISH_BATCH_LIMIT, &n, buf, len + RC_PUBLISH_BATCH_LIMIT + 1,
-		&reason);
-	if (err != RC_ENVELOPE_OK) {
-		http_fail(c, err == RC_ENVELOPE_ERR_DATA_TOO_LARGE ? 413 : 400, err, reason);
-		goto out;
-	}
-	if ((reason = item_refused(c, items, n)) != NULL) {
-		http_fail(c, 403, RC_ENVELOPE_ERR_FORBIDDEN, reason);
-		goto out;
-	}
-	hp->count = n;
-	hp->pending = n;
-	hp->keep_alive = keep_alive;
-	size_t lead = 0;
-	while (lead < len && (body[lead] == ' ' || body[lead] == '\t' || body[lead] == '\r' ||
-			      body[lead] == '\n'))
-		lead++;
-	hp->batch = lead < len && body[lead] == '[';
+	enum rc_envelope_err err = RC_ENVELOPE_ERR_INTERNAL;
+	int status = 503;
+	if (!items || !hp || !buf)
+		goto fail;
+	err = RC_ENVELOPE_ERR_JSON;
+	status = 400;
+	if (!json_within(c, body, len, &reason))
+		goto fail;
+	err = parse_items(body, len, broadcast, items, &n, buf, &reason);
+	status = err == RC_ENVELOPE_ERR_DATA_TOO_LARGE ? 413 : 400;
+	if (err != RC_ENVELOPE_OK)
+		goto fail;
+	err = RC_ENVELOPE_ERR_FORBIDDEN;
+	status = 403;
+	if ((reason = item_refused(c, items, n, api)) != NULL)
+		goto fail;
+	*hp = (struct rc_http_pub){.count = n, .pending = n, .keep_alive = keep_alive, .api = api,
+				   .batch = broadcast || is_batch(body, len)};
 	/* Outboxes full towards an owner: refused whole, before anything is sequenced. */
-	for (uint32_t i = 0; i < n; i++) {
+	err = RC_ENVELOPE_ERR_BUSY;
+	status = 503;
+	reason = "cross-shard queues full";
+	for (uint32_t i = 0; i < n; i++)
 		if (rc_pubsub_busy(c->shard, c->shard->app,
-				   rc_topic_hash(items[i].topic, items[i].topic_len))) {
-			http_fail(c, 503, RC_ENVELOPE_ERR_BUSY, "cross-shard queues full");
-			goto out;
-		}
-	}
+				   rc_topic_hash(items[i].topic, items[i].topic_len)))
+			goto fail;
 	RC_ASSERT(c->http_pub == NULL);
 	c->http_pub = hp;
 	hp = NULL;
@@ -566,9 +721,23 @@ void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool
 			rc_proto_published(c, RC_REPLY_HTTP, i, items[i].topic, items[i].topic_len, 0,
 					   0, true, false, NULL, 0);
 	}
+	goto out;
+fail:
+	http_fail(c, status, err, reason, api);
 out:
 	free(items);
 	http_pub_free(c->shard, hp);
+}
+
+void rc_proto_http_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive)
+{
+	http_publish(c, body, len, keep_alive, false, false);
+}
+
+void rc_proto_api_publish(struct rc_conn *c, const char *body, size_t len, bool keep_alive,
+			  bool broadcast)
+{
+	http_publish(c, body, len, keep_alive, true, broadcast);
 }
 
 /* ---- the public topic API ---------------------------------------------------------------- */

@@ -146,6 +146,11 @@ struct rc_shard_stats {
 	uint64_t tls_deferred;       /* handshake steps put off: tls_handshakes_per_turn_max */
 	uint64_t tls_open;           /* gauge: connections holding TLS state */
 	uint64_t tls_failures[RC_TLS_FAILURE_SLOTS]; /* by enum rc_tls_failure (src/tls.h) */
+	uint64_t presence_entries;     /* gauge: presence entries of the topics this shard owns */
+	uint64_t presence_refused;     /* subscribers not listed: presence_entries_max, budget */
+	uint64_t presence_queries;     /* presence and presence_stats answered by this owner */
+	uint64_t presence_events;      /* join and leave messages built by this owner */
+	uint64_t personal_topic_failures; /* connections left without their personal topic */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any

@@ -34,7 +34,8 @@
 	X(topics, "topic and subscription records")                                                \
 	X(outbox, "cross-shard messages in flight and the outbox arrays of full rings")            \
 	X(tls, "TLS state of connections and their records waiting to be sent")                    \
-	X(engine, "the Redis engine's link buffers, held live messages and syncs in flight")
+	X(engine, "the Redis engine's link buffers, held live messages and syncs in flight")       \
+	X(presence, "presence entries kept by topic owners (user, connection, client info)")
 
 enum rc_budget_category {
 #define RC_X(name, help) RC_BUDGET_##name,

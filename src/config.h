@@ -211,6 +211,14 @@
 	S(namespaces, "",                                                                          \
 	  "topic namespaces (topics NAME:...), best set one per line as namespace.NAME = "         \
 	  "OPTION=VALUE,... (README, Namespaces); kept as NAME:OPTIONS;...")                       \
+	X(presence_entries_max, 10000, 1, 10000000, "",                                            \
+	  "presence entries one topic keeps (namespaces with presence=true); past it subscribers " \
+	  "are not listed (counted)")                                                              \
+	X(presence_list_max, 1000, 0, 10000000, "",                                                \
+	  "a presence op on a topic with more entries answers the counts only")                    \
+	S(api_key, "",                                                                             \
+	  "key of the server API (/api/...) on the public port, sent as Authorization: apikey "    \
+	  "<key>; the admin listener serves the API without it; empty = no API on the public port") \
 	S(origins, "", "comma-separated Origin allowlist; empty = any origin")                     \
 	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
 	S(log_level, "info", "error, warn, info or debug")

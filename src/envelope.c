@@ -48,10 +48,16 @@ bool rc_topic_name_valid(const char *name, size_t len)
 	if (len == 0 || len > RC_TOPIC_BYTES_LIMIT)
 		return false;
 	RC_ASSERT(name != NULL);
-	for (size_t i = 0; i < len; i++)
+	/* A personal topic: '#' then a user id of the same charset (per-user delivery). */
+	for (size_t i = rc_topic_personal(name, len); i < len; i++)
 		if (!topic_char[(uint8_t)name[i]])
 			return false;
 	return true;
+}
+
+bool rc_topic_personal(const char *name, size_t len)
+{
+	return len > 1 && name[0] == '#';
 }
 
 bool rc_topic_reserved(const char *name, size_t len)
@@ -361,6 +367,9 @@ static const struct op_rule op_rules[RC_ENVELOPE_OP_COUNT] = {
 				 BIT(F_OP) | BIT(F_TOPIC) | BIT(F_DATA) | BIT(F_ID) },
 	[RC_ENVELOPE_OP_PING] = { "ping", 0, BIT(F_OP) },
 	[RC_ENVELOPE_OP_REFRESH] = { "refresh", BIT(F_TOKEN), BIT(F_OP) | BIT(F_TOKEN) },
+	[RC_ENVELOPE_OP_PRESENCE] = { "presence", BIT(F_TOPIC), BIT(F_OP) | BIT(F_TOPIC) },
+	[RC_ENVELOPE_OP_PRESENCE_STATS] = { "presence_stats", BIT(F_TOPIC),
+					    BIT(F_OP) | BIT(F_TOPIC) },
 };
 
 /* A POST /publish item: a pub without "op". */
@@ -429,7 +438,7 @@ static enum rc_envelope_err read_op(const cJSON *node, enum rc_envelope_op *op,
 			return RC_ENVELOPE_OK;
 		}
 	}
-	*reason = "unknown op (expected sub, unsub, pub, ping or refresh)";
+	*reason = "unknown op (expected sub, unsub, pub, ping, refresh, presence or presence_stats)";
 	return RC_ENVELOPE_ERR_UNKNOWN_OP;
 }
 
@@ -729,10 +738,87 @@ static enum rc_envelope_err parse_batch(const cJSON *arr, const char *raw, const
 	return RC_ENVELOPE_OK;
 }
 
-enum rc_envelope_err rc_envelope_parse_publish(const char *in, size_t len,
-					       struct rc_envelope *items, uint32_t items_max,
-					       uint32_t *count, char *data_buf, size_t data_cap,
-					       const char **reason)
+/* Which of "topics", "data" and "id" member c of a broadcast is, kept in the slots (data by
+ * its raw value); an unknown or repeated key is an error. */
+static enum rc_envelope_err broadcast_member(const cJSON *c, const char *raw,
+					     const cJSON **topics, const cJSON **id,
+					     const char **data_raw, const char **reason)
+{
+	bool dup;
+	if (strcmp(c->string, "topics") == 0) {
+		dup = *topics != NULL;
+		*topics = c;
+	} else if (strcmp(c->string, "id") == 0) {
+		dup = *id != NULL;
+		*id = c;
+	} else if (strcmp(c->string, "data") == 0) {
+		dup = *data_raw != NULL;
+		*data_raw = raw;
+	} else {
+		*reason = "a broadcast takes \"topics\", \"data\" and \"id\" only";
+		return RC_ENVELOPE_ERR_FIELD;
+	}
+	*reason = dup ? "repeated key in a broadcast" : NULL;
+	return dup ? RC_ENVELOPE_ERR_FIELD : RC_ENVELOPE_OK;
+}
+
+/* {"topics":[T,...],"data":D[,"id":I]} at obj (raw: its '{'): one item per topic, all with
+ * the same data and id. */
+static enum rc_envelope_err parse_broadcast(const cJSON *obj, const char *raw, const char *end,
+					    struct rc_envelope *items, uint32_t items_max,
+					    uint32_t *count, struct sink *data, const char **reason)
+{
+	const char *vals[RC_ENVELOPE_KEYS_LIMIT], *data_raw = NULL;
+	const cJSON *c, *topics = NULL, *id = NULL;
+	uint32_t n = 0, i = 0;
+	enum rc_envelope_err err;
+
+	cJSON_ArrayForEach(c, obj)
+		n++;
+	if (n > 3) { /* more keys than a broadcast has */
+		*reason = "a broadcast takes \"topics\", \"data\" and \"id\" only";
+		return RC_ENVELOPE_ERR_FIELD;
+	}
+	if (!member_values(raw, end, vals, n)) {
+		*reason = "not valid JSON";
+		return RC_ENVELOPE_ERR_JSON;
+	}
+	cJSON_ArrayForEach(c, obj)
+		if ((err = broadcast_member(c, vals[i++], &topics, &id, &data_raw, reason)))
+			return err;
+	int size = cJSON_IsArray(topics) ? cJSON_GetArraySize(topics) : 0;
+	if (size == 0 || (uint32_t)size > items_max) {
+		*reason = "\"topics\" must be an array of 1 to 256 topic names";
+		return RC_ENVELOPE_ERR_BATCH;
+	}
+	if (!data_raw) {
+		*reason = "missing \"data\"";
+		return RC_ENVELOPE_ERR_DATA;
+	}
+	memset(&items[0], 0, sizeof(items[0]));
+	items[0].op = RC_ENVELOPE_OP_PUB;
+	if ((id && (err = read_id(id, &items[0], reason))) ||
+	    (err = read_data(data_raw, end, data, &items[0], reason)))
+		return err;
+	n = 0;
+	cJSON_ArrayForEach(c, topics)
+	{
+		if (n > 0)
+			items[n] = items[0];
+		*count = n;
+		if ((err = read_topic(c, &items[n], reason)))
+			return err;
+		n++;
+	}
+	*count = n;
+	return RC_ENVELOPE_OK;
+}
+
+/* The body of POST /publish, or with broadcast of a server API broadcast. */
+static enum rc_envelope_err parse_body(const char *in, size_t len, bool broadcast,
+				       struct rc_envelope *items, uint32_t items_max,
+				       uint32_t *count, char *data_buf, size_t data_cap,
+				       const char **reason)
 {
 	struct sink data = { data_buf, data_cap, 0, false };
 	enum rc_envelope_err err;
@@ -747,19 +833,39 @@ enum rc_envelope_err rc_envelope_parse_publish(const char *in, size_t len,
 	root = parse_json(in, len, &raw, reason);
 	if (!root)
 		return RC_ENVELOPE_ERR_JSON;
-	if (cJSON_IsArray(root)) {
+	if (broadcast && cJSON_IsObject(root)) {
+		err = parse_broadcast(root, raw, in + len, items, items_max, count, &data, reason);
+		*count = err ? 0 : *count;
+	} else if (!broadcast && cJSON_IsArray(root)) {
 		err = parse_batch(root, raw, in + len, items, items_max, count, &data, reason);
-	} else if (cJSON_IsObject(root)) {
+	} else if (!broadcast && cJSON_IsObject(root)) {
 		err = parse_object(root, raw, in + len, true, &data, &items[0], reason);
 		*count = err ? 0 : 1;
 	} else {
-		*reason = "the body must be a JSON object or an array of them";
+		*reason = broadcast ? "a broadcast is a JSON object"
+				    : "the body must be a JSON object or an array of them";
 		err = RC_ENVELOPE_ERR_NOT_OBJECT;
 	}
 	cJSON_Delete(root);
 	RC_ASSERT((err == RC_ENVELOPE_OK) == (*reason == NULL));
 	RC_ASSERT(*count <= items_max);
 	return err;
+}
+
+enum rc_envelope_err rc_envelope_parse_publish(const char *in, size_t len,
+					       struct rc_envelope *items, uint32_t items_max,
+					       uint32_t *count, char *data_buf, size_t data_cap,
+					       const char **reason)
+{
+	return parse_body(in, len, false, items, items_max, count, data_buf, data_cap, reason);
+}
+
+enum rc_envelope_err rc_envelope_parse_broadcast(const char *in, size_t len,
+						 struct rc_envelope *items, uint32_t items_max,
+						 uint32_t *count, char *data_buf, size_t data_cap,
+						 const char **reason)
+{
+	return parse_body(in, len, true, items, items_max, count, data_buf, data_cap, reason);
 }
 
 /* ---- names ------------------------------------------------------------------------------- */

@@ -2,6 +2,7 @@
  * The client protocol's envelopes: JSON text frames, sans I/O. Parses what clients send
  *   {"op":"sub","topic":T[,"since":N[,"epoch":E]][,"token":K]}   {"op":"unsub","topic":T}
  *   {"op":"pub","topic":T,"data":D[,"id":I]}   {"op":"ping"}   {"op":"refresh","token":K}
+ *   {"op":"presence","topic":T}   {"op":"presence_stats","topic":T}
  * and the body of HTTP POST /publish ({"topic":T,"data":D[,"id":I]} or an array of those),
  * and writes what the server sends into caller buffers:
  *   {"op":"msg","topic":T,"seq":N,"data":D}   (built once per publish, same bytes for all)
@@ -37,6 +38,8 @@ enum rc_envelope_op {
 	RC_ENVELOPE_OP_PUB,
 	RC_ENVELOPE_OP_PING,
 	RC_ENVELOPE_OP_REFRESH, /* a new access token for the connection */
+	RC_ENVELOPE_OP_PRESENCE,       /* who is subscribed to a topic */
+	RC_ENVELOPE_OP_PRESENCE_STATS, /* how many: connections and distinct users */
 	RC_ENVELOPE_OP_COUNT,
 };
 
@@ -92,9 +95,14 @@ struct rc_envelope {
 
 /*
  * True if name[0..len) is a topic name: 1..RC_TOPIC_BYTES_LIMIT bytes of A-Z a-z 0-9 and
- * _ . : / - (so it never needs escaping in JSON or in a metric label). Borrows name.
+ * _ . : / - (so it never needs escaping in JSON or in a metric label), or '#' followed by at
+ * least one of those (a user's personal topic). Borrows name.
  */
 bool rc_topic_name_valid(const char *name, size_t len);
+
+/* True if name[0..len) is a personal topic, "#" and a user id: only that user's connections
+ * subscribe to it (each of them from the start). Borrows name. */
+bool rc_topic_personal(const char *name, size_t len);
 
 /*
  * True if name[0..len) is reserved for the gateway's own feeds ("ringcast." and below):
@@ -127,6 +135,16 @@ enum rc_envelope_err rc_envelope_parse_publish(const char *in, size_t len,
 					       const char **reason);
 
 /*
+ * Parses a server API broadcast body, {"topics":[T,...],"data":D[,"id":I]} (1..items_max
+ * topics, no other key), into items[0..*count), one per topic, each with the same data (in
+ * data_buf once) and id. Returns and borrows as rc_envelope_parse_publish.
+ */
+enum rc_envelope_err rc_envelope_parse_broadcast(const char *in, size_t len,
+						 struct rc_envelope *items, uint32_t items_max,
+						 uint32_t *count, char *data_buf, size_t data_cap,
+						 const char **reason);
+
+/*
  * A cheap scan, before any tree is built, that in[0..len) (borrowed) nests at most depth_max
  * arrays and objects and holds at most elements_max values (an upper bound: one per
  * container, one per comma, plus one), so a client cannot make the parser allocate a node
@@ -136,7 +154,7 @@ enum rc_envelope_err rc_envelope_parse_publish(const char *in, size_t len,
 bool rc_envelope_json_within(const char *in, size_t len, uint32_t depth_max,
 			     uint32_t elements_max, const char **reason);
 
-/* "sub", "unsub", "pub", "ping", "refresh". */
+/* "sub", "unsub", "pub", "ping", "refresh", "presence", "presence_stats". */
 const char *rc_envelope_op_name(enum rc_envelope_op op);
 
 /* A short snake_case name for metric labels ("json", "topic", ...); "ok" for RC_ENVELOPE_OK. */

@@ -212,6 +212,12 @@ bool rc_jwt_rights_allow(const struct rc_jwt_rights *r, bool publish, const char
 	return false;
 }
 
+const char *rc_jwt_rights_info(const struct rc_jwt_rights *r, size_t *len)
+{
+	*len = r ? r->info_len : 0;
+	return *len ? r->patterns + r->len : NULL;
+}
+
 void rc_jwt_rights_free(struct rc_jwt_rights *rights)
 {
 	free(rights);
@@ -610,16 +616,32 @@ static enum rc_jwt_result rights_parse(const cJSON *root, struct rc_jwt_claims *
 	const cJSON *chan = cJSON_GetObjectItemCaseSensitive(root, "channel");
 	const cJSON *subs = cJSON_GetObjectItemCaseSensitive(root, "subs");
 	const cJSON *pubs = cJSON_GetObjectItemCaseSensitive(root, "pubs");
+	const cJSON *info = cJSON_GetObjectItemCaseSensitive(root, "info");
 	uint32_t nsubs = 0, npubs = 0;
 	long a = patterns_size(subs, &nsubs), b = patterns_size(pubs, &npubs);
+	/* The client info presence shows, kept as compact JSON behind the patterns. */
+	char *itext = info ? cJSON_PrintUnformatted(info) : NULL;
+	size_t ilen = itext ? strlen(itext) : 0;
+	if (info && (!itext || ilen > RC_JWT_INFO_BYTES_LIMIT)) {
+		free(itext);
+		return RC_JWT_claims;
+	}
 	if (a < 0 || b < 0 || nsubs + npubs > RC_JWT_PATTERNS_LIMIT ||
 	    (sub && (!cJSON_IsString(sub) || strlen(sub->valuestring) > RC_JWT_SUB_BYTES_LIMIT)) ||
 	    (chan && (!cJSON_IsString(chan) ||
-		      !rc_topic_name_valid(chan->valuestring, strlen(chan->valuestring)))))
+		      !rc_topic_name_valid(chan->valuestring, strlen(chan->valuestring))))) {
+		free(itext);
 		return RC_JWT_claims;
-	struct rc_jwt_rights *r = malloc(sizeof(*r) + (size_t)(a + b));
-	if (!r)
+	}
+	struct rc_jwt_rights *r = malloc(sizeof(*r) + (size_t)(a + b) + ilen);
+	if (!r) {
+		free(itext);
 		return RC_JWT_claims;
+	}
+	r->info_len = (uint16_t)ilen;
+	if (ilen)
+		memcpy(r->patterns + a + b, itext, ilen);
+	free(itext);
 	r->has_subs = subs != NULL;
 	r->subs_count = (uint16_t)nsubs;
 	r->pubs_count = (uint16_t)npubs;

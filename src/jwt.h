@@ -20,6 +20,7 @@
 #define RC_JWT_SUB_BYTES_LIMIT 128   /* the "sub" claim, bytes */
 #define RC_JWT_KID_BYTES_LIMIT 64    /* a key id, bytes */
 #define RC_JWT_PATTERNS_LIMIT 64     /* entries of "subs" plus "pubs" */
+#define RC_JWT_INFO_BYTES_LIMIT 1024 /* the "info" claim (client info presence shows), compact */
 #define RC_JWT_KEYS_LIMIT 32         /* keys in one key set */
 #define RC_JWT_HMAC_SECRET_BYTES_MIN 32 /* RFC 7518 §3.2: a key as long as the hash */
 #define RC_JWT_RSA_BITS_MIN 2048
@@ -97,7 +98,8 @@ struct rc_jwt_rights {
 	bool has_subs;       /* the token carried "subs" */
 	uint16_t subs_count;
 	uint16_t pubs_count;
-	uint32_t len;        /* bytes of patterns[] */
+	uint16_t info_len;   /* bytes of the "info" claim behind the patterns, 0: none */
+	uint32_t len;        /* bytes of patterns[] (the info not counted) */
 	char sub[RC_JWT_SUB_BYTES_LIMIT + 1]; /* the user id, "" if none */
 	char patterns[];
 };
@@ -148,6 +150,10 @@ void rc_jwt_keyset_clear(struct rc_jwt_keyset *ks);
  */
 enum rc_jwt_result rc_jwt_verify(const struct rc_jwt_verifier *v, const char *token, size_t len,
 				 uint64_t now_ms, struct rc_jwt_claims *out);
+
+/* The "info" claim of r (NULL is fine) as compact JSON, *len bytes, not NUL-terminated; NULL
+ * (and *len 0) without one. Borrowed from r. */
+const char *rc_jwt_rights_info(const struct rc_jwt_rights *r, size_t *len);
 
 /* Frees rights (NULL is fine). */
 void rc_jwt_rights_free(struct rc_jwt_rights *rights);

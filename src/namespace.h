@@ -1,8 +1,7 @@
 /*
  * Topic namespaces, sans I/O: topics named "NAME:rest" belong to namespace NAME, whose options
  * override the gateway-wide ones for them (history size and age, who may publish, anonymous
- * access, private topics, the slow-consumer policy; presence and join/leave are parsed and kept
- * for later). Declared in the configuration as
+ * access, private topics, the slow-consumer policy, presence and join/leave messages). Declared in the configuration as
  *   namespace.NAME = OPTION=VALUE,OPTION=VALUE,...
  * and kept in the config's "namespaces" string as "NAME:OPTIONS;NAME:OPTIONS". A parsed set is
  * built at startup and read-only afterwards; any thread may read it.
@@ -46,8 +45,8 @@ struct rc_namespace {
 	enum rc_ns_slow slow;
 	bool anonymous;            /* clients without a token may subscribe (and publish) */
 	bool is_private;           /* subscribing needs an explicit subs right or a channel token */
-	bool presence;             /* kept for presence (not acted on yet) */
-	bool join_leave;           /* kept for join/leave events (not acted on yet) */
+	bool presence;             /* the owner keeps who is subscribed (pubsub.c, presence.c) */
+	bool join_leave;           /* subscribers hear join and leave messages (pubsub.c) */
 };
 
 struct rc_namespaces {

@@ -55,9 +55,10 @@ SHARD_LAYERS=(
 	"session.h session.c"             # timers, close handshake, public send/close
 	"input.h input.c"                 # WebSocket frames in
 	"http_serve.h http_serve.c"       # HTTP until the upgrade; bytes' entry point
-	"pubsub.h pubsub.c"               # owners, fan-out, resume
+	"pubsub.h pubsub.c pubsub_int.h pubsub_users.c" # owners, fan-out, resume; presence
 	"pubsub_redis.h pubsub_redis.c"   # the Redis engine: publish, channels, syncs
 	"pubsub_proto.h pubsub_proto.c"   # the JSON protocol, POST /publish
+	"api_serve.h api_serve.c"         # the server API (/api/...) on the protocol
 	"memory.h memory.c"               # the budget in force: admission level, trims, shedding
 	"shard.h shard.c"                 # the thread and its loop
 	"app.c"                           # the application; wires the hooks

@@ -311,6 +311,16 @@ Test(envelope, reads_tokens_of_refresh_and_sub)
 	cr_assert(eq(int, parse("{\"op\":\"sub\",\"topic\":\"t\"}", &e, &reason), RC_ENVELOPE_OK));
 	cr_assert(eq(ptr, (void *)e.token, NULL));
 	cr_assert(eq(str, (char *)rc_envelope_op_name(RC_ENVELOPE_OP_REFRESH), "refresh"));
+	cr_assert(eq(int, parse("{\"op\":\"presence\",\"topic\":\"chat:a\"}", &e, &reason),
+		     RC_ENVELOPE_OK));
+	cr_assert(eq(int, (int)e.op, (int)RC_ENVELOPE_OP_PRESENCE));
+	cr_assert(eq(str, e.topic, "chat:a"));
+	cr_assert(eq(int, parse("{\"op\":\"presence_stats\",\"topic\":\"a\"}", &e, &reason),
+		     RC_ENVELOPE_OK));
+	cr_assert(eq(int, (int)e.op, (int)RC_ENVELOPE_OP_PRESENCE_STATS));
+	cr_assert(eq(int, parse("{\"op\":\"presence\"}", &e, &reason), RC_ENVELOPE_ERR_TOPIC));
+	cr_assert(eq(int, parse("{\"op\":\"presence\",\"topic\":\"a\",\"since\":1}", &e,
+				&reason), RC_ENVELOPE_ERR_FIELD));
 	cr_assert(eq(str, (char *)rc_envelope_err_name(RC_ENVELOPE_ERR_TOKEN), "token"));
 }
 
@@ -436,6 +446,11 @@ Test(envelope, topic_charset)
 	cr_assert(not(rc_topic_name_valid("", 0)));
 	cr_assert(rc_topic_name_valid("orders.eu/42", 12));
 	cr_assert(not(rc_topic_name_valid("orders eu", 9)));
+	cr_assert(rc_topic_name_valid("#u-42", 5) && rc_topic_personal("#u-42", 5));
+	cr_assert(not(rc_topic_name_valid("##", 2)));
+	cr_assert(not(rc_topic_name_valid("a#", 2)));
+	cr_assert(not(rc_topic_personal("#", 1)));
+	cr_assert(not(rc_topic_personal("u", 1)));
 }
 
 /* ---- POST /publish bodies ---------------------------------------------------------------- */
@@ -815,4 +830,32 @@ Test(envelope, json_within_counts_depth_and_values_outside_strings)
 	cr_assert(within("[1,2,3]", 5, 4));
 	cr_assert(within("[\"unterminated", 1, 2));
 	cr_assert(within("", 1, 1));
+}
+
+/* A server API broadcast: one data for many topics, strict about its keys. */
+Test(envelope, parses_broadcasts)
+{
+	struct rc_envelope items[4];
+	char buf[256];
+	uint32_t n;
+	const char *reason;
+	const char ok[] = "{\"id\":\"k1\",\"topics\":[\"a\",\"b:c\"],\"data\": {\"x\": 12345678901234567890}}";
+	cr_assert(eq(int, rc_envelope_parse_broadcast(ok, strlen(ok), items, 4, &n, buf,
+						      sizeof(buf), &reason), RC_ENVELOPE_OK));
+	cr_assert(eq(u32, n, 2));
+	cr_assert(eq(str, items[1].topic, "b:c"));
+	cr_assert(eq(str, (char *)items[1].data, "{\"x\":12345678901234567890}"));
+	cr_assert(eq(ptr, (void *)items[0].data, (void *)items[1].data));
+	cr_assert(eq(str, items[1].id, "k1"));
+	const char *bad[] = {"[]", "{\"topics\":[],\"data\":1}", "{\"topics\":[\"a\"]}",
+			     "{\"topics\":[\"a b\"],\"data\":1}", "{\"topics\":\"a\",\"data\":1}",
+			     "{\"topics\":[\"a\"],\"data\":1,\"x\":2}",
+			     "{\"topics\":[\"a\"],\"data\":1,\"data\":2}",
+			     "{\"topics\":[\"a\",\"b\",\"c\",\"d\",\"e\"],\"data\":1}"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert(rc_envelope_parse_broadcast(bad[i], strlen(bad[i]), items, 4, &n, buf,
+						      sizeof(buf), &reason) != RC_ENVELOPE_OK,
+			  "%s", bad[i]);
+		cr_assert(eq(u32, n, 0));
+	}
 }

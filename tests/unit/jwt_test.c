@@ -361,6 +361,31 @@ Test(jwt, rights_and_channel)
 	rc_jwt_rights_free(c.rights);
 }
 
+/* The info claim (any JSON value) is kept compact behind the patterns; too large refused. */
+Test(jwt, info_claim)
+{
+	char tok[4096];
+	struct rc_jwt_claims c;
+	size_t len;
+	hs(HS256, "{\"sub\":\"u\",\"subs\":[\"a.*\"],\"info\": {\"name\": \"Ann\", \"n\": [1, 2]}}",
+	   EVP_sha256(), tok);
+	cr_assert(eq(int, verify(tok, &c), RC_JWT_ok));
+	const char *info = rc_jwt_rights_info(c.rights, &len);
+	cr_assert(eq(sz, len, strlen("{\"name\":\"Ann\",\"n\":[1,2]}")));
+	cr_assert(memcmp(info, "{\"name\":\"Ann\",\"n\":[1,2]}", len) == 0);
+	cr_assert(rc_jwt_rights_allow(c.rights, false, "a.b", 3));
+	rc_jwt_rights_free(c.rights);
+	hs(HS256, "{\"sub\":\"u\"}", EVP_sha256(), tok);
+	cr_assert(eq(int, verify(tok, &c), RC_JWT_ok));
+	cr_assert(eq(ptr, (void *)rc_jwt_rights_info(c.rights, &len), NULL));
+	cr_assert(eq(sz, len, 0));
+	rc_jwt_rights_free(c.rights);
+	char claims[RC_JWT_INFO_BYTES_LIMIT + 64];
+	snprintf(claims, sizeof(claims), "{\"info\":\"%0*d\"}", RC_JWT_INFO_BYTES_LIMIT, 0);
+	hs(HS256, claims, EVP_sha256(), tok);
+	cr_assert(eq(int, verify(tok, NULL), RC_JWT_claims));
+}
+
 Test(jwt, patterns)
 {
 	static const struct {

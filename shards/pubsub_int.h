@@ -1,0 +1,42 @@
+/*
+ * Inside pub/sub: what pubsub.c lends pubsub_users.c (cross-shard messages, owned topics,
+ * broadcast frames) and what pubsub_users.c gives back (presence bookkeeping, the handlers of
+ * its messages). Private to the two; shard threads.
+ */
+#ifndef RC_PUBSUB_INT_H
+#define RC_PUBSUB_INT_H
+
+#include "pubsub.h"
+
+/* ---- pubsub.c ---- */
+/* The owner shard of a topic hash. */
+struct rc_shard *rc_pubsub_owner_of(const struct rc_app *app, uint64_t hash);
+/* A cross-shard message about topic with room for dlen bytes of data, charged (outbox) until
+ * rc_pubsub_xmsg_free; NULL without memory. s: the producing shard. */
+struct rc_xmsg *rc_pubsub_xmsg_new(struct rc_app *app, const struct rc_shard *s,
+				   enum rc_xkind kind, const char *topic, size_t tlen, size_t dlen);
+void rc_pubsub_xmsg_free(struct rc_app *app, struct rc_xmsg *m);
+/* Sends m to shard `to` (handled at once when it is s). Takes ownership. */
+void rc_pubsub_send(struct rc_shard *s, struct rc_shard *to, struct rc_xmsg *m);
+/* The live connection m answers (slot and generation), or NULL. */
+struct rc_conn *rc_pubsub_reply_conn(struct rc_shard *s, const struct rc_xmsg *m);
+/* An unsequenced (seq 0) broadcast frame of topic with room for an envelope of elen bytes at
+ * *env; NULL without memory. */
+struct rc_frame *rc_pubsub_frame_shared(struct rc_shard *s, const char *topic, size_t tlen,
+					uint64_t hash, size_t elen, char **env);
+/* The envelope of broadcast frame f (its bytes after the header) at *env; its length. */
+size_t rc_pubsub_frame_envelope(const struct rc_frame *f, const uint8_t **env);
+/* Posts unsequenced f to every shard subscribed to t, keeping none in history (rc_pubsub_fan_out
+ * keeps a message). Consumes the caller's reference. */
+void rc_pubsub_fan_out_event(struct rc_shard *s, const struct rc_otopic *t, struct rc_frame *f);
+
+/* ---- pubsub_users.c ---- */
+/* Handles a presence, history, topics, answer or user message. Consumes m. */
+void rc_pubsub_users_handle(struct rc_shard *s, struct rc_xmsg *m);
+/* Tells t's owner that c subscribed to t (add) or left it. */
+void rc_pubsub_presence_notify(struct rc_shard *s, struct rc_conn *c, const struct rc_ltopic *t,
+			       bool add);
+/* Drops t's presence set, releasing its charge (the topic's end). */
+void rc_pubsub_presence_drop(struct rc_shard *s, struct rc_otopic *t);
+
+#endif
