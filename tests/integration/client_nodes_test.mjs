@@ -10,20 +10,13 @@ import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { Client } from '../../clients/js/ringcast.js';
-import { ASAN, Server, banner, freePort, scale } from './harness.mjs';
+import {
+  ASAN, Server, backendPublish, banner, freePort, scale, sleep, until,
+} from './harness.mjs';
 
 banner(import.meta.url, 90000);
 
-const T = scale(30000);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond, what, ms = T) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 function ping(port) {
   return new Promise((resolve) => {
@@ -83,18 +76,6 @@ class FailoverProxy {
   }
 }
 
-/** POST /publish to a node, retried with the same id until it answers 200. */
-async function backendPublish(port, topic, data, id) {
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/publish`, {
-        method: 'POST', body: JSON.stringify({ topic, data, id }),
-      });
-      if (res.status === 200) return res.json();
-    } catch { /* not reachable yet */ }
-    await sleep(20);
-  }
-}
 
 describe('client library across nodes on Redis', () => {
   it('resumes on another node after its node is killed, without loss or duplicate', async () => {

@@ -11,36 +11,17 @@ import net from 'node:net';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { Client, backoffDelay, tokenExpiry } from '../../clients/js/ringcast.js';
-import { ASAN, Server, banner, freePort, scale } from './harness.mjs';
+import {
+  ASAN, Server, backendPublish, banner, freePort, scale, sleep, until,
+} from './harness.mjs';
 
 banner(import.meta.url, 170000);
 
-const T = scale(30000);
 let topicNo = 0;
 const uniqueTopic = (p) => `${p}.${process.pid}.${++topicNo}`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const FAST = { WebSocket, transport: 'websocket', backoffBaseMs: 50, backoffCapMs: 400, connectTimeoutMs: 3000 };
 
-async function until(cond, what, ms = T) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
-/** POST /publish from the backend; retried (same id) while the gateway is away. */
-async function backendPublish(port, topic, data, id) {
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/publish`, {
-        method: 'POST', body: JSON.stringify({ topic, data, id }),
-      });
-      if (res.status === 200) return res.json();
-    } catch { /* the gateway is restarting */ }
-    await sleep(20);
-  }
-}
 
 /** A TCP proxy in front of the gateway whose connections the test can cut. */
 class Proxy {

@@ -221,3 +221,27 @@ export function inbox(ws, timeoutMs = scale(30000)) {
     },
   };
 }
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until cond() holds, polling every 10 ms; throws naming what after ms. */
+export async function until(cond, what, ms = scale(30000)) {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** POST /publish from a backend, retried with the same id until a node answers 200. */
+export async function backendPublish(port, topic, data, id) {
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/publish`, {
+        method: 'POST', body: JSON.stringify({ topic, data, id }),
+      });
+      if (res.status === 200) return res.json();
+    } catch { /* the gateway is restarting or not reachable yet */ }
+    await sleep(20);
+  }
+}
