@@ -131,28 +131,11 @@ uint32_t rc_redis_pick(const char *const *addrs, uint32_t count, const char *top
 	return best_i;
 }
 
-bool rc_redis_parse_u64(const char *p, size_t n, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (n == 0 || n > 20)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		uint64_t d = (uint64_t)(p[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
-}
-
 int rc_redis_parse_address(const char *s, char *host, size_t host_cap, uint16_t *port)
 {
 	const char *colon = strrchr(s, ':');
 	uint64_t p;
-	if (!colon || colon == s || !rc_redis_parse_u64(colon + 1, strlen(colon + 1), &p) ||
+	if (!colon || colon == s || !rc_parse_u64(colon + 1, strlen(colon + 1), &p) ||
 	    p == 0 || p > 65535)
 		return -EINVAL;
 	const char *h = s;
@@ -201,7 +184,7 @@ static bool reply_u64(const redisReply *r, uint64_t *out)
 		return true;
 	}
 	if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
-		return rc_redis_parse_u64(r->str, r->len, out);
+		return rc_parse_u64(r->str, r->len, out);
 	return false;
 }
 
@@ -252,7 +235,7 @@ int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, 
 		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
 			return -EPROTO;
 		if (k->str[0] == 's')
-			has_seq = rc_redis_parse_u64(v->str, v->len, seq);
+			has_seq = rc_parse_u64(v->str, v->len, seq);
 		if (k->str[0] == 'd') {
 			*data = v->str;
 			*dlen = v->len;
@@ -271,8 +254,8 @@ int rc_redis_parse_msg(const char *p, size_t n, struct rc_redis_msg *out)
 	const char *sp2 = memchr(sp1 + 1, ' ', rest);
 	if (!sp2)
 		return -EPROTO;
-	if (!rc_redis_parse_u64(p, (size_t)(sp1 - p), &out->seq) ||
-	    !rc_redis_parse_u64(sp1 + 1, (size_t)(sp2 - sp1 - 1), &out->epoch))
+	if (!rc_parse_u64(p, (size_t)(sp1 - p), &out->seq) ||
+	    !rc_parse_u64(sp1 + 1, (size_t)(sp2 - sp1 - 1), &out->epoch))
 		return -EPROTO;
 	if (out->seq == 0 || out->epoch == 0)
 		return -EPROTO;

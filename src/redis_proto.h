@@ -81,7 +81,4 @@ struct rc_redis_msg {
 /* Parses a channel payload p[0..n). 0 or -EPROTO. */
 int rc_redis_parse_msg(const char *p, size_t n, struct rc_redis_msg *out);
 
-/* Parses an unsigned decimal p[0..n) that fits 64 bits (no sign, no blanks). */
-bool rc_redis_parse_u64(const char *p, size_t n, uint64_t *out);
-
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/rc_assert.h"
+#include "base/rc_util.h"
 #include "envelope.h"
 
 static int hexval(char c)
@@ -56,24 +57,6 @@ static bool param(struct rc_slice q, const char *name, struct rc_slice *v)
 	return false;
 }
 
-/* Decimal digits p[0..n) as a uint64; false if empty, not digits or overflowing. */
-static bool read_u64(const char *p, size_t n, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (n == 0 || n > 20)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		uint64_t d = (uint64_t)(p[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
-}
-
 bool rc_sse_parse_position(const char *p, size_t n, struct rc_sse_topic *t)
 {
 	const char *a = memchr(p, '~', n);
@@ -83,7 +66,7 @@ bool rc_sse_parse_position(const char *p, size_t n, struct rc_sse_topic *t)
 	const char *b = memchr(a + 1, '~', rest);
 	size_t slen = b ? (size_t)(b - a - 1) : rest;
 	*t = (struct rc_sse_topic){{p, (uint32_t)tlen}, true, b != NULL, 0, 0};
-	if (!rc_topic_name_valid(p, tlen) || !read_u64(a + 1, slen, &t->since))
+	if (!rc_topic_name_valid(p, tlen) || !rc_parse_u64(a + 1, slen, &t->since))
 		return false;
 	if (!b)
 		return true;

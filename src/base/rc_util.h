@@ -57,6 +57,24 @@ static inline bool rc_slice_caseeq(struct rc_slice s, const char *lit)
 	return true;
 }
 
+/* Decimal digits p[0..n) as a uint64: false if empty, not all digits, or overflowing. */
+static inline bool rc_parse_u64(const char *p, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (n == 0 || n > 20)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		uint64_t d = (uint64_t)(p[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
 static inline bool rc_is_pow2(uint64_t x)
 {
 	return x && !(x & (x - 1));
