@@ -26,6 +26,16 @@ CERTS = tls_certs.make(CERTS_DIR)
 atexit.register(shutil.rmtree, CERTS_DIR, True)
 
 
+
+def hold_or_drop(rnd, s, held):
+    """Keeps s open (held), or closes it: politely, or with a reset (SO_LINGER 0)."""
+    if rnd.random() < 0.3:
+        held.append(s)
+        return
+    if rnd.random() < 0.5:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
 def frame(rnd, op, payload, fin=True, rsv=0, mask=True):
     b0 = (0x80 if fin else 0) | (rsv << 4) | op
     n = len(payload)
@@ -98,12 +108,7 @@ def one_client(rnd, port, held):
             s.recv(65536)
         except OSError:
             pass
-    if rnd.random() < 0.3:
-        held.append(s)
-        return
-    if rnd.random() < 0.5:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
+    hold_or_drop(rnd, s, held)
 
 
 def tls_abuse(rnd, s, hello):
@@ -139,12 +144,7 @@ def tls_client(rnd, port, held, hello):
     except (OSError, ssl.SSLError):
         s.close()  # the plain socket when the TLS handshake failed
         return
-    if rnd.random() < 0.3:
-        held.append(s)
-        return
-    if rnd.random() < 0.5:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
+    hold_or_drop(rnd, s, held)
 
 
 def client_hello():
