@@ -26,7 +26,6 @@ CERTS = tls_certs.make(CERTS_DIR)
 atexit.register(shutil.rmtree, CERTS_DIR, True)
 
 
-
 def hold_or_drop(rnd, s, held):
     """Keeps s open (held), or closes it: politely, or with a reset (SO_LINGER 0)."""
     if rnd.random() < 0.3:
@@ -35,6 +34,7 @@ def hold_or_drop(rnd, s, held):
     if rnd.random() < 0.5:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
+
 
 def frame(rnd, op, payload, fin=True, rsv=0, mask=True):
     b0 = (0x80 if fin else 0) | (rsv << 4) | op
