@@ -92,13 +92,50 @@ static int buf_append(struct rc_conn *c, const uint8_t *p, size_t n, size_t max)
  * Queues an HTTP response. With keep_alive the connection waits for its next request (up to
  * handshake_timeout_ms); otherwise it closes once the response is sent.
  */
+size_t rc_conn_cors_headers(const struct rc_conn *c, char *out, size_t cap)
+{
+	const struct rc_app *app = c->shard->app;
+	int n = 0;
+	RC_ASSERT(c->state == RC_CONN_HTTP);
+	if (c->cors == RC_CORS_ANY)
+		n = snprintf(out, cap, "Access-Control-Allow-Origin: *\r\n");
+	else if (c->cors)
+		n = snprintf(out, cap, "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\n",
+			     (int)app->origins[c->cors - 1].len, app->origins[c->cors - 1].p);
+	if (n > 0 && (size_t)n < cap)
+		return (size_t)n;
+	if (cap)
+		out[0] = '\0';
+	return 0;
+}
+
+/* resp[0..*len) with c's CORS headers after its status line, in a buffer the caller frees;
+ * NULL (resp goes as it is) when the request gets none or memory is short. */
+static char *with_cors(const struct rc_conn *c, const char *resp, size_t *len)
+{
+	char h[RC_CORS_HEADERS_MAX];
+	size_t hlen = c->cors && *len ? rc_conn_cors_headers(c, h, sizeof(h)) : 0;
+	const char *eol = hlen ? memmem(resp, *len, "\r\n", 2) : NULL;
+	char *out = eol ? malloc(*len + hlen) : NULL;
+	if (!out)
+		return NULL;
+	size_t at = (size_t)(eol + 2 - resp);
+	memcpy(out, resp, at);
+	memcpy(out + at, h, hlen);
+	memcpy(out + at + hlen, resp + at, *len - at);
+	*len += hlen;
+	return out;
+}
+
 void rc_conn_http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc_close_reason why,
 			bool keep_alive)
 {
 	c->close_reason = (uint8_t)why;
 	if (!keep_alive)
 		c->flags |= RC_CF_FLUSH_CLOSE;
-	int rc = len ? rc_conn_send_raw(c, resp, len) : -EINVAL;
+	char *cors = with_cors(c, resp, &len);
+	int rc = len ? rc_conn_send_raw(c, cors ? cors : resp, len) : -EINVAL;
+	free(cors);
 	if (rc != 0) {
 		/* -ENOBUFS: pipelined answers the client does not read passed the queue's limit. */
 		rc_conn_terminate(c, rc == -ENOBUFS ? RC_CLOSE_slow_consumer : why);
@@ -397,6 +434,66 @@ static void upgrade(struct rc_conn *c, const struct rc_http_request *req, uint8_
 }
 
 /*
+ * CORS (the Fetch standard), for what a page on another origin may call: the SSE stream, the
+ * publish path and the assets (an ES module import of /ringcast.js). The methods a path
+ * takes, or NULL when it is not one of them.
+ */
+static const char *cors_methods(const struct rc_app *app, struct rc_slice path)
+{
+	if (app->sse_path[0] && rc_slice_eq(path, app->sse_path))
+		return "GET";
+	if (app->publish_path[0] && rc_slice_eq(path, app->publish_path))
+		return "POST";
+	for (int i = 0; i < app->http_count; i++)
+		if (!app->http[i].fn && rc_slice_eq(path, app->http[i].path))
+			return "GET, HEAD";
+	return NULL;
+}
+
+/* Whether a browser's Origin names the host it is asking (a page the gateway served). */
+static bool same_origin(struct rc_slice origin, struct rc_slice host)
+{
+	const char *sep = origin.len ? memmem(origin.p, origin.len, "://", 3) : NULL;
+	size_t at = sep ? (size_t)(sep + 3 - origin.p) : origin.len;
+	return sep && host.len && origin.len - at == host.len &&
+	       strncasecmp(origin.p + at, host.p, host.len) == 0;
+}
+
+/* Sets c->cors for req: none without an Origin header (not a browser's cross-origin call)
+ * or from the gateway's own origin, "*" with an empty origins list, the listed origin
+ * otherwise; 403 for one not listed. */
+static int cors_check(struct rc_conn *c, const struct rc_http_request *req)
+{
+	const struct rc_app *app = c->shard->app;
+	c->cors = 0;
+	if (!req->origin.p || same_origin(req->origin, req->host))
+		return 0;
+	int i = rc_handshake_origin_find(req->origin, app->origins, (size_t)app->origins_count);
+	if (i == -1) {
+		c->shard->stats.cors_refused++;
+		return 403;
+	}
+	c->cors = i == RC_ORIGIN_ANY ? RC_CORS_ANY : (uint8_t)(i + 1);
+	return 0;
+}
+
+/* Answers a preflight (OPTIONS) for a CORS path: 204 with what the real request may use
+ * (methods, the headers our clients set), cached by the browser for 10 minutes. */
+static void preflight(struct rc_conn *c, const struct rc_http_request *req, const char *methods)
+{
+	char hdrs[256], out[512];
+	snprintf(hdrs, sizeof(hdrs),
+		 "Allow: OPTIONS, %s\r\nAccess-Control-Allow-Methods: %s\r\n"
+		 "Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID\r\n"
+		 "Access-Control-Max-Age: 600\r\n",
+		 methods, methods);
+	size_t len = rc_http_write_response(out, sizeof(out), 204, NULL, hdrs, NULL, 0,
+					    req->keep_alive);
+	c->shard->stats.cors_preflights++;
+	rc_conn_http_reply(c, out, len, RC_CLOSE_http_done, req->keep_alive && len);
+}
+
+/*
  * Parses one request from p and answers it; returns the bytes it took (all of them after an
  * error or an upgrade, whose remaining bytes are frames), 0 if the request is incomplete:
  * then *need is the length the whole request announced once its head is complete, else 0.
@@ -434,6 +531,15 @@ static size_t http_try(struct rc_conn *c, uint8_t *p, size_t n, uint32_t *need)
 	if (rc_handshake_is_upgrade(&req)) {
 		upgrade(c, &req, p + consumed, n - consumed);
 		return n;
+	}
+	const char *methods = cors_methods(c->shard->app, req.path);
+	if (methods && cors_check(c, &req) != 0) {
+		http_error(c, 403, "Origin not allowed");
+		return n;
+	}
+	if (methods && req.method == RC_HTTP_OPTIONS) {
+		preflight(c, &req, methods);
+		return consumed;
 	}
 	const char *sse = c->shard->app->sse_path;
 	if (sse[0] && rc_slice_eq(req.path, sse)) {

@@ -367,6 +367,10 @@ static void write_all(struct out *o, const struct rc_app *app)
 	RC_FAMILY(o, app, sse_variants, "counter",
 		  "SSE variants of broadcast messages built (at most one per publish).");
 	RC_FAMILY(o, app, sse_heartbeats, "counter", "Heartbeat comments sent to SSE streams.");
+	RC_FAMILY(o, app, cors_preflights, "counter",
+		  "CORS preflights (OPTIONS) answered on /sse, the publish path and assets.");
+	RC_FAMILY(o, app, cors_refused, "counter",
+		  "Cross-origin HTTP requests refused: Origin not in origins (403).");
 	tls(o, app);
 	memory(o, app);
 	auth(o, app);

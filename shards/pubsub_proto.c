@@ -364,8 +364,7 @@ static void sse_refuse(struct rc_conn *c, const char *reason)
 
 void rc_proto_sse_open(struct rc_conn *c, struct rc_slice query, struct rc_slice last_event_id)
 {
-	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-				   "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n";
+	char head[512], cors[RC_CORS_HEADERS_MAX];
 	struct rc_shard *s = c->shard;
 	struct rc_sse_request req;
 	const char *reason = NULL;
@@ -379,7 +378,13 @@ void rc_proto_sse_open(struct rc_conn *c, struct rc_slice query, struct rc_slice
 		sse_refuse(c, "more topics than subscriptions_per_connection_max");
 		return;
 	}
-	if (rc_conn_send_raw(c, head, sizeof(head) - 1) != 0) {
+	rc_conn_cors_headers(c, cors, sizeof(cors)); /* "" without */
+	int hlen = snprintf(head, sizeof(head),
+			    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+			    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n%s\r\n",
+			    cors);
+	RC_ASSERT(hlen > 0 && (size_t)hlen < sizeof(head));
+	if (rc_conn_send_raw(c, head, (size_t)hlen) != 0) {
 		rc_conn_terminate(c, RC_CLOSE_handshake_rejected);
 		return;
 	}

@@ -81,6 +81,8 @@ enum rc_conn_flag {
 	RC_CF_PONG = 1u << 15,	      /* the queue's tail is a pong not yet handed to the kernel */
 };
 
+#define RC_CORS_ANY 255 /* rc_conn.cors: any origin may read the answer */
+
 /* A growable byte buffer: HTTP requests (http_serve.c), charged to the budget (http). */
 struct rc_buf {
 	uint32_t len;
@@ -109,6 +111,9 @@ struct rc_conn {
 			struct rc_buf *pend; /* partial or waiting requests; NULL when idle */
 			/* the POST /publish answer being sequenced (pubsub_proto.c), or NULL */
 			struct rc_http_pub *http_pub;
+			/* the current request's CORS answer (http_serve.c): 0 none,
+			 * RC_CORS_ANY "*", else 1 + its index in app->origins */
+			uint8_t cors;
 		};
 	};
 	struct rc_sendq q;

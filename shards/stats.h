@@ -141,6 +141,8 @@ struct rc_shard_stats {
 	uint64_t sse_refused;        /* GET /sse requests refused (bad topics or since: 400) */
 	uint64_t sse_variants;       /* SSE variants of broadcast frames built (one per publish) */
 	uint64_t sse_heartbeats;     /* heartbeat comments sent to streams */
+	uint64_t cors_preflights;    /* CORS preflights (OPTIONS) answered */
+	uint64_t cors_refused;       /* CORS requests refused: Origin not in origins (403) */
 	uint64_t tls_handshakes;     /* TLS handshakes completed */
 	uint64_t tls_resumed;        /* of which resumed a session (a ticket) */
 	uint64_t tls_deferred;       /* handshake steps put off: tls_handshakes_per_turn_max */

@@ -219,7 +219,8 @@
 	S(api_key, "",                                                                             \
 	  "key of the server API (/api/...) on the public port, sent as Authorization: apikey "    \
 	  "<key>; the admin listener serves the API without it; empty = no API on the public port") \
-	S(origins, "", "comma-separated Origin allowlist; empty = any origin")                     \
+	S(origins, "", "comma-separated Origin allowlist of WebSocket upgrades and cross-origin "  \
+	  "HTTP (CORS: /sse, the publish path, assets); empty = any origin")                     \
 	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
 	S(log_level, "info", "error, warn, info or debug")
 

@@ -54,20 +54,17 @@ static bool key_is_valid(struct rc_slice key)
 	return raw_len == KEY_RAW_BYTES;
 }
 
-/* Serialized origins (RFC 6454 §6.2) compare case-insensitively: scheme and host are. */
-static bool origin_allowed(struct rc_slice origin, const struct rc_ws_policy *pol)
+int rc_handshake_origin_find(struct rc_slice origin, const struct rc_slice *origins, size_t count)
 {
-	if (pol->origins_count == 0)
-		return true;
+	if (count == 0)
+		return RC_ORIGIN_ANY;
 	if (origin.p == NULL)
-		return false;
-	for (size_t i = 0; i < pol->origins_count; i++) {
-		struct rc_slice allowed = pol->origins[i];
-
-		if (allowed.len == origin.len && strncasecmp(allowed.p, origin.p, origin.len) == 0)
-			return true;
-	}
-	return false;
+		return -1;
+	for (size_t i = 0; i < count; i++)
+		if (origins[i].len == origin.len &&
+		    strncasecmp(origins[i].p, origin.p, origin.len) == 0)
+			return (int)i;
+	return -1;
 }
 
 static bool client_offers(const struct rc_http_multi *offers, struct rc_slice proto)
@@ -149,7 +146,7 @@ int rc_handshake_check(const struct rc_http_request *req, const struct rc_ws_pol
 	status = check_request(req, reason);
 	if (status != 0)
 		return status;
-	if (!origin_allowed(req->origin, pol)) {
+	if (rc_handshake_origin_find(req->origin, pol->origins, pol->origins_count) == -1) {
 		*reason = "Origin not allowed";
 		return 403;
 	}

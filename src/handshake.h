@@ -43,6 +43,12 @@ bool rc_handshake_is_upgrade(const struct rc_http_request *req);
 int rc_handshake_check(const struct rc_http_request *req, const struct rc_ws_policy *pol,
 		       struct rc_ws_accept *acc, const char **reason);
 
+/* Where origin (a serialized origin, RFC 6454 §6.2, compared case-insensitively) stands in an
+ * allowlist of count entries: its index, RC_ORIGIN_ANY when the list is empty (any origin is
+ * allowed), or -1 (not listed, or no origin with a list). */
+#define RC_ORIGIN_ANY (-2)
+int rc_handshake_origin_find(struct rc_slice origin, const struct rc_slice *origins, size_t count);
+
 /*
  * Writes the 101 Switching Protocols response (Upgrade, Connection, Sec-WebSocket-Accept,
  * Sec-WebSocket-Protocol when chosen, then extra_headers, e.g. a negotiated

@@ -16,6 +16,7 @@ import atexit
 import base64
 import hashlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -25,6 +26,7 @@ import tempfile
 import time
 import traceback
 import unittest
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -215,6 +217,14 @@ class Server:
 
 def tail(text, lines=40):
     return "\n".join(text.splitlines()[-lines:])
+
+
+def metric_total(port, name):
+    """The sum over shards (and labels) of ringcast_<name> from GET /metrics."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=scale(5)) as r:
+        text = r.read().decode()
+    pat = r"^ringcast_%s(?:\{[^}]*\})? (\d+)$" % re.escape(name)
+    return sum(int(v) for v in re.findall(pat, text, re.M))
 
 
 class ServerTestCase(unittest.TestCase):
