@@ -516,7 +516,9 @@ void rc_shard_flush(struct rc_shard *s)
 			continue;
 		}
 		if (c->flags & RC_CF_FLUSH_CLOSE) {
-			rc_conn_terminate(c, (enum rc_close_reason)c->close_reason);
+			/* TLS says goodbye first (close_notify), then the next flush ends c. */
+			if (!(c->tls && rc_tls_close_notify(c)))
+				rc_conn_terminate(c, (enum rc_close_reason)c->close_reason);
 		} else if ((c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
 			if (!(c->tls && rc_tls_close_notify(c)))
 				rc_conn_shutdown_wr(c);

@@ -291,9 +291,10 @@ class TlsTest(harness.ServerTestCase):
         finally:
             s.close()
 
-    def test_close_notify_before_half_close(self):
-        """After a protocol error the server's close frame is followed by close_notify: the
-        client reads a clean end of the TLS stream, not a truncation."""
+    def close_after(self, frame):
+        """Upgrades over TLS, sends frame and reads until the end of the TLS stream, which
+        must be a close_notify (a truncation raises SSLEOFError); returns what came after
+        the 101."""
         ctx = client_ctx()
         ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # a truncation raises SSLEOFError
         s = self.tls_socket(ctx=ctx)
@@ -302,16 +303,27 @@ class TlsTest(harness.ServerTestCase):
             got = b""
             while b"\r\n\r\n" not in got:
                 got += s.recv(4096)
-            s.sendall(b"\x81\x02hi")  # unmasked: 1002
+            s.sendall(frame)
             got = got[got.index(b"\r\n\r\n") + 4:]
             while True:
                 chunk = s.recv(4096)  # ssl.SSLEOFError here would mean no close_notify
                 if not chunk:
-                    break
+                    return got
                 got += chunk
-            self.assertEqual((got[0], got[2:4]), (0x88, b"\x03\xea"))  # close, 1002
         finally:
             s.close()
+
+    def test_close_notify_before_half_close(self):
+        """After a protocol error the server's close frame is followed by close_notify: the
+        client reads a clean end of the TLS stream, not a truncation."""
+        got = self.close_after(b"\x81\x02hi")  # unmasked: 1002
+        self.assertEqual((got[0], got[2:4]), (0x88, b"\x03\xea"))  # close, 1002
+
+    def test_close_notify_after_normal_close(self):
+        """A client's close (1000) is echoed, then close_notify ends the TLS stream before
+        TCP closes."""
+        got = self.close_after(harness.encode_frame(0x8, b"\x03\xe8"))
+        self.assertEqual(got, b"\x88\x02\x03\xe8")
 
     # -- bad input: each closes only its connection, counted by reason
     def raw_exchange(self, data, close=False):
