@@ -281,6 +281,9 @@ static void presence(struct out *o, const struct rc_app *app)
 		  "Subscribers not listed in presence: presence_entries_max or the memory budget.");
 	RC_FAMILY(o, app, presence_queries, "counter", "Presence queries answered.");
 	RC_FAMILY(o, app, presence_events, "counter", "Join and leave messages built.");
+	RC_FAMILY(o, app, presence_events_skipped, "counter",
+		  "Join and leave messages not sent: the topic had more subscribers than its "
+		  "namespace's join_leave_subscribers_max.");
 	RC_FAMILY(o, app, personal_topic_failures, "counter",
 		  "Connections with a user id left without its personal topic #<sub>: the id is "
 		  "not a topic name, or a limit or memory refused it.");

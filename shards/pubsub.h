@@ -71,6 +71,7 @@ struct rc_otopic {
 	bool answered_blind; /* subscribers were answered before the first sync: reset them */
 	uint8_t presence_flags;     /* RC_PRESENCE_* of its namespace */
 	struct rc_presence *presence; /* who is subscribed (RC_PRESENCE_LIST); NULL: nobody yet */
+	uint32_t subscribers; /* subscriptions the owner heard come and not go (presence_flags) */
 };
 
 /* A topic's channel subscription (engine = redis), as the subscriber link last asked. */

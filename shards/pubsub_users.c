@@ -13,6 +13,7 @@
 #include "envelope.h"
 #include "frame.h"
 #include "mem.h"
+#include "namespace.h"
 #include "presence.h"
 #include "pubsub_int.h"
 #include "session.h"
@@ -98,6 +99,30 @@ static void presence_event(struct rc_shard *s, struct rc_otopic *t, const struct
 }
 
 
+/*
+ * Counts m's subscriber in (add) or out of t and says whether its join or leave goes out:
+ * while the topic has at most its namespace's join_leave_subscribers_max subscribers, the
+ * one coming or going included. Past it one event is a frame to every subscriber and N
+ * clients joining N^2 frames, so the events are skipped (counted); the list stays whole.
+ */
+static bool events_wanted(struct rc_shard *s, struct rc_otopic *t, const struct rc_xmsg *m,
+			  bool add)
+{
+	const struct rc_namespace *ns = rc_namespace_of(s->app->namespaces, m->topic,
+							m->topic_len);
+	/* A leave whose join the owner missed (no memory on the way) finds it uncounted. */
+	uint32_t n = add ? ++t->subscribers : t->subscribers ? t->subscribers-- : 0;
+	RC_ASSERT(ns != NULL); /* only a namespace's topic has presence flags */
+	if (!(t->presence_flags & RC_PRESENCE_EVENTS))
+		return false;
+	if (n > ns->join_leave_subscribers_max) {
+		s->stats.presence_events_skipped++;
+		return false;
+	}
+	return true;
+}
+
+
 /* A subscriber of m's topic came (add) or went: its presence entry and its join/leave, as
  * the topic's namespace asks. Consumes m. */
 static void owner_presence(struct rc_shard *s, struct rc_xmsg *m, bool add)
@@ -105,7 +130,7 @@ static void owner_presence(struct rc_shard *s, struct rc_xmsg *m, bool add)
 	struct rc_otopic *t = rc_pubsub_owned(s, m->topic, m->topic_len);
 	if (t && (t->presence_flags & RC_PRESENCE_LIST))
 		presence_keep(s, t, m, add);
-	if (t && (t->presence_flags & RC_PRESENCE_EVENTS))
+	if (t && t->presence_flags && events_wanted(s, t, m, add))
 		presence_event(s, t, m, add);
 	rc_pubsub_xmsg_free(s->app, m);
 }

@@ -152,6 +152,7 @@ struct rc_shard_stats {
 	uint64_t presence_refused;     /* subscribers not listed: presence_entries_max, budget */
 	uint64_t presence_queries;     /* presence and presence_stats answered by this owner */
 	uint64_t presence_events;      /* join and leave messages built by this owner */
+	uint64_t presence_events_skipped; /* ... not sent: join_leave_subscribers_max */
 	uint64_t personal_topic_failures; /* connections left without their personal topic */
 };
 

@@ -81,6 +81,10 @@ static int option_set(struct rc_namespace *ns, const char *key, const char *v, c
 		*why = "is not close, drop or latest";
 		ok = (i = word_of(v, slow, 3)) >= 0;
 		ns->slow = ok ? (enum rc_ns_slow)(i + 1) : RC_NS_SLOW_INHERIT;
+	} else if (strcmp(key, "join_leave_subscribers_max") == 0) {
+		*why = "is not in 0..1048576";
+		ok = parse_u32(v, RC_NAMESPACE_JOIN_LEAVE_SUBSCRIBERS_LIMIT,
+			       &ns->join_leave_subscribers_max);
 	} else {
 		static const char *const flags[] = {"anonymous", "private", "presence", "join_leave"};
 		bool *fields[] = {&ns->anonymous, &ns->is_private, &ns->presence, &ns->join_leave};
@@ -119,7 +123,8 @@ static int options_parse(struct rc_namespace *ns, char *opts, char *err, size_t 
 			if (!why)
 				snprintf(err, err_len, "namespace.%s: unknown option '%s' (history_size, "
 					 "history_age_ms, publish, anonymous, private, "
-					 "slow_consumer_policy, presence, join_leave)", ns->name, k);
+					 "slow_consumer_policy, presence, join_leave, "
+					 "join_leave_subscribers_max)", ns->name, k);
 			else
 				snprintf(err, err_len, "namespace.%s: %s: '%s' %s", ns->name, k, v, why);
 			return -EINVAL;
@@ -157,6 +162,7 @@ static int entry_parse(char *entry, struct rc_namespaces *out, char *err, size_t
 	memset(ns, 0, sizeof(*ns));
 	memcpy(ns->name, entry, len);
 	ns->name_len = (uint32_t)len;
+	ns->join_leave_subscribers_max = RC_DEFAULT_JOIN_LEAVE_SUBSCRIBERS_MAX;
 	int rc = options_parse(ns, colon + 1, err, err_len);
 	if (rc == 0) {
 		out->count++;

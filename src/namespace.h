@@ -17,6 +17,10 @@
 #define RC_NAMESPACE_NAME_BYTES_LIMIT 32
 #define RC_NAMESPACE_HISTORY_SIZE_LIMIT 1048576u    /* as history_messages_max */
 #define RC_NAMESPACE_HISTORY_AGE_LIMIT 86400000u    /* ms, as history_age_max_ms */
+#define RC_NAMESPACE_JOIN_LEAVE_SUBSCRIBERS_LIMIT 1048576u
+/* Join/leave messages go out while a topic has at most this many subscribers: past it one
+ * join is a frame to each of them, and N clients joining N^2 frames. */
+#define RC_DEFAULT_JOIN_LEAVE_SUBSCRIBERS_MAX 1000u
 
 /* Who may publish to a namespace's topics over WebSocket. */
 enum rc_ns_publish {
@@ -47,6 +51,8 @@ struct rc_namespace {
 	bool is_private;           /* subscribing needs an explicit subs right or a channel token */
 	bool presence;             /* the owner keeps who is subscribed (pubsub.c, presence.c) */
 	bool join_leave;           /* subscribers hear join and leave messages (pubsub.c) */
+	uint32_t join_leave_subscribers_max; /* ... while the topic has at most this many
+					      * subscribers (the one coming or going included) */
 };
 
 struct rc_namespaces {

@@ -3,7 +3,8 @@ tokens minted by PyJWT: the owner shard lists who is subscribed (user, connectio
 info claim) to subscribers asking {"op":"presence"}, counts them for {"op":"presence_stats"}
 (and for the list op past presence_list_max), forgets closed connections, keeps at most
 presence_entries_max entries (the rest counted); join and leave messages reach the topic's
-subscribers on every shard, outside the topic's numbering: seqs and resumes are unchanged.
+subscribers on every shard, outside the topic's numbering: seqs and resumes are unchanged,
+and stop (counted) past the namespace's join_leave_subscribers_max.
 Per-user delivery: every connection with a user id is subscribed to "#<sub>" from the start,
 which no other user may subscribe to; a publish there reaches all of the user's connections
 on every shard."""
@@ -199,6 +200,36 @@ class JoinLeaveTest(ServerTestCase):
             self.assertEqual(got["code"], 15)
             for x in (a, p, c):
                 await x.close()
+        run(go(), 30)
+
+
+class JoinLeaveBoundTest(ServerTestCase):
+    server_opts = opts(**{"namespace.big":
+                          "presence=true,join_leave=true,join_leave_subscribers_max=2"})
+
+    def test_events_stop_past_join_leave_subscribers_max(self):
+        async def go():
+            async def count():
+                got = await ask(a, {"op": "presence_stats", "topic": "big:r"}, "presence_stats")
+                return got["connections"]
+            a, b, c = [await connect(self.port, u) for u in ("alice", "bob", "carol")]
+            await a.sub("big:r")
+            await a.expect(op="join", user="alice")
+            await b.sub("big:r")
+            await a.expect(op="join", user="bob")
+            # A third subscriber is past the bound: no join, no leave, but listed.
+            await c.sub("big:r")
+            self.assertEqual(await until(count, 3), 3)
+            await c.close()
+            self.assertEqual(await until(count, 2), 2)
+            # Back at the bound: bob's leave goes out, and is the next event alice hears.
+            await b.close()
+            m = await a.expect(op="leave", topic="big:r")
+            self.assertEqual(m["user"], "bob")
+            m = metrics(self.port)
+            self.assertEqual(metric_sum(m, "ringcast_presence_events_skipped_total"), 2)
+            self.assertEqual(metric_sum(m, "ringcast_presence_events_total"), 3)
+            await a.close()
         run(go(), 30)
 
 

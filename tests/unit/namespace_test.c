@@ -15,8 +15,8 @@ static char err[256];
 Test(namespace, parses_every_option)
 {
 	const char spec[] = "chat:history_size=100, history_age_ms=5000,publish=subscribers,"
-			    "private=true,slow_consumer_policy=drop,presence=on,join_leave=yes;"
-			    " news:anonymous=true,publish=nobody;feed:publish=any,slow_consumer_policy=latest;"
+			    "private=true,slow_consumer_policy=drop,presence=on,join_leave=yes,"
+			    "join_leave_subscribers_max=50; news:anonymous=true,publish=nobody;feed:publish=any,slow_consumer_policy=latest;"
 			    "plain:";
 	cr_assert(eq(int, rc_namespaces_parse(spec, &ns, err, sizeof(err)), 0), "%s", err);
 	cr_assert(eq(u32, ns.count, 4));
@@ -27,6 +27,8 @@ Test(namespace, parses_every_option)
 	cr_assert(eq(int, c->publish, RC_NS_PUBLISH_SUBSCRIBERS));
 	cr_assert(c->is_private && !c->anonymous && c->presence && c->join_leave);
 	cr_assert(eq(int, c->slow, RC_NS_SLOW_DROP));
+	cr_assert(eq(u32, c->join_leave_subscribers_max, 50));
+	cr_assert(eq(u32, ns.v[1].join_leave_subscribers_max, RC_DEFAULT_JOIN_LEAVE_SUBSCRIBERS_MAX));
 	cr_assert(ns.v[1].anonymous && ns.v[1].publish == RC_NS_PUBLISH_NOBODY);
 	cr_assert(eq(int, ns.v[2].publish, RC_NS_PUBLISH_ANY));
 	cr_assert(eq(int, ns.v[2].slow, RC_NS_SLOW_LATEST));
@@ -56,6 +58,8 @@ Test(namespace, refusals_name_the_problem)
 		{"chat:history_size=-1", "history_size: '-1'"},
 		{"chat:history_size=1048577", "0..1048576"},
 		{"chat:history_age_ms=x", "history_age_ms"},
+		{"chat:join_leave_subscribers_max=1048577", "join_leave_subscribers_max: '1048577'"},
+		{"chat:join_leave_subscribers_max=", "is not in 0..1048576"},
 		{"chat:publish=all", "'all' is not nobody, subscribers or any"},
 		{"chat:slow_consumer_policy=kill", "close, drop or latest"},
 		{"chat:private=maybe", "not a boolean"},
