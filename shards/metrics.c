@@ -233,6 +233,8 @@ static void redis(struct out *o, const struct rc_app *app)
 		  "Script calls (EVALSHA) carrying publishes to Redis.");
 	RC_FAMILY(o, app, redis_publish_batched, "counter",
 		  "Publishes sent in those calls; per call is the batching.");
+	RC_FAMILY(o, app, redis_reply_oversize, "counter",
+		  "Redis connections failed on a reply past redis_reply_bytes_max.");
 	redis_latency(o, app);
 	put(o, "# HELP ringcast_redis_up 1 while every shard is connected to the instance.\n"
 	       "# TYPE ringcast_redis_up gauge\n");

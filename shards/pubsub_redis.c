@@ -28,6 +28,7 @@ enum what {
 	W_PUBLISH,  /* ctx: the first PUBLISH xmsg of a batch, chained by next */
 	W_REPLAY,   /* ctx: a subscriber's REPLAY xmsg (seq = since) */
 	W_SYNC,     /* ctx: struct sync */
+	W_RELOAD,   /* SCRIPT LOAD after a NOSCRIPT batch: the link's resend goes after it */
 };
 
 /* A sync in flight: the topic by name (the record may be forgotten meanwhile). */
@@ -55,13 +56,13 @@ static size_t num(char *buf, uint64_t v)
 }
 
 /* ---- commands ---------------------------------------------------------------------------- */
-static void load_script(struct rc_redis_link *l)
+static int load_script(struct rc_redis_link *l, enum what what)
 {
 	size_t len;
 	const char *text = rc_redis_script(&len);
 	const char *argv[] = {"SCRIPT", "LOAD", text};
 	size_t lens[] = {6, 4, len};
-	(void)rc_redis_command(l, 3, argv, lens, NULL, W_LOAD);
+	return rc_redis_command(l, 3, argv, lens, NULL, what);
 }
 
 /* The topic's keys 1..2 of the script (its hash and stream) into k (KEY_BYTES each). False
@@ -150,43 +151,113 @@ static void num_arg(struct batch_args *b, uint64_t v)
 	text_arg(b, num(b->buf + b->used, v));
 }
 
-/* Upper bound of the text one item's arguments take in buf (keys, channel, numbers). */
+/* Upper bound of the text one item's arguments take in buf, were it its topic's only one:
+ * the topic's keys and channel, its dedup key, numbers. */
 static size_t item_bytes(const struct rc_shard *s, const struct rc_xmsg *m)
 {
 	return 4 * (strlen(s->app->cfg.redis_prefix) + m->topic_len + 8) + 48 + m->id_len +
-	       5 * 25 + 1;
+	       6 * 25 + 1;
 }
 
-/* Item m's ARGV (see the script): epoch, data, count, age, dedup window, channel, TTL. */
-static void item_argv(struct batch_args *b, struct rc_shard *s, const struct rc_xmsg *m)
+/* A batch's publishes grouped by topic, as the script takes them: topics in the order they
+ * first appear, each one's items in their order. */
+struct grouping {
+	struct rc_xmsg **item; /* the batch in that order */
+	uint32_t *size;        /* items per topic */
+	uint32_t topics;
+	void *mem;
+};
+
+/* Groups the count publishes chained from head into g (its mem freed by the caller); each
+ * item's m->seq becomes its place in g->item, which is its place in the script's answer.
+ * 0 or -ENOMEM. */
+static int group(struct rc_xmsg *head, uint32_t count, struct grouping *g)
+{
+	uint32_t cap = 16;
+	while (cap < 2 * count)
+		cap *= 2;
+	g->mem = malloc(count * (2 * sizeof(*g->item) + 3 * sizeof(uint32_t)) +
+			cap * sizeof(uint32_t));
+	if (!g->mem)
+		return -ENOMEM;
+	g->item = g->mem;
+	struct rc_xmsg **first = g->item + count;
+	g->size = (uint32_t *)(first + count);
+	uint32_t *of = g->size + count, *start = of + count, *slot = start + count, i = 0;
+	memset(slot, 0xff, cap * sizeof(*slot));
+	g->topics = 0;
+	for (struct rc_xmsg *m = head; m; m = m->next, i++) {
+		uint32_t h = (uint32_t)rc_topic_hash(m->topic, m->topic_len) & (cap - 1);
+		while (slot[h] != UINT32_MAX && (first[slot[h]]->topic_len != m->topic_len ||
+			memcmp(first[slot[h]]->topic, m->topic, m->topic_len) != 0))
+			h = (h + 1) & (cap - 1);
+		if (slot[h] == UINT32_MAX) {
+			slot[h] = g->topics;
+			first[g->topics] = m;
+			g->size[g->topics++] = 0;
+		}
+		of[i] = slot[h];
+		g->size[slot[h]]++;
+	}
+	RC_ASSERT(i == count);
+	for (uint32_t t = 0, at = 0; t < g->topics; at += g->size[t++])
+		start[t] = at;
+	i = 0;
+	for (struct rc_xmsg *m = head; m; m = m->next, i++) {
+		m->seq = start[of[i]]++;
+		g->item[m->seq] = m;
+	}
+	return 0;
+}
+
+/* The arguments of the topic of the n items from m on (see the script): proposed epoch,
+ * count, age, key TTL, channel, n; then per item its dedup window (0: no id) and data. */
+static void topic_argv(struct batch_args *b, struct rc_shard *s, struct rc_xmsg *const *m,
+		       uint32_t n)
 {
 	const struct rc_config *cfg = &s->app->cfg;
 	uint64_t count, age;
-	bool dedup = m->id_len && cfg->dedup_window_ms;
-	history_bounds(s, m->topic, m->topic_len, &count, &age);
+	history_bounds(s, m[0]->topic, m[0]->topic_len, &count, &age);
 	num_arg(b, proposed_epoch(s));
-	arg(b, m->data, m->data_len);
 	num_arg(b, count);
 	num_arg(b, age);
-	num_arg(b, dedup ? cfg->dedup_window_ms : 0);
-	int cl = snprintf(b->buf + b->used, b->cap - b->used, "%s%.*s", cfg->redis_prefix,
-			  (int)m->topic_len, m->topic);
-	text_arg(b, (size_t)cl);
 	num_arg(b, cfg->topic_forget_ms ? cfg->topic_forget_ms + age : 0);
+	int cl = snprintf(b->buf + b->used, b->cap - b->used, "%s%.*s", cfg->redis_prefix,
+			  (int)m[0]->topic_len, m[0]->topic);
+	text_arg(b, (size_t)cl);
+	num_arg(b, n);
+	for (uint32_t i = 0; i < n; i++) {
+		num_arg(b, m[i]->id_len && cfg->dedup_window_ms ? cfg->dedup_window_ms : 0);
+		arg(b, m[i]->data, m[i]->data_len);
+	}
+}
+
+/* The KEYS of the topic of the n items from m on: its hash and stream, then the dedup key of
+ * each item that has an id. */
+static void topic_keys_args(struct batch_args *b, const struct rc_shard *s,
+			    struct rc_xmsg *const *m, uint32_t n)
+{
+	key_arg(b, s, m[0], RC_REDIS_KEY_META);
+	key_arg(b, s, m[0], RC_REDIS_KEY_STREAM);
+	for (uint32_t i = 0; i < n; i++)
+		if (m[i]->id_len && s->app->cfg.dedup_window_ms)
+			text_arg(b, dedup_key(s, m[i], b->buf + b->used, b->cap - b->used));
 }
 
 /* EVALSHA in publish mode for the count publishes chained from head (by next; the reply's
- * ctx): one script call. 0 or -errno (rc_redis_command). */
+ * ctx), grouped by topic: one script call. 0 or -errno (rc_redis_command). */
 static int issue_batch(struct rc_redis_link *l, struct rc_xmsg *head, uint32_t count)
 {
 	struct rc_shard *s = l->shard;
 	struct batch_args b = {0};
-	size_t slots = 5 + 10 * (size_t)count;
+	struct grouping g;
+	size_t slots = 5 + 11 * (size_t)count;
 	for (const struct rc_xmsg *m = head; m; m = m->next)
 		b.cap += item_bytes(s, m);
-	b.cap += 2 * 25;
+	b.cap += 3 * 25;
 	b.argv = malloc(slots * (sizeof(*b.argv) + sizeof(*b.lens)) + b.cap);
-	if (!b.argv) {
+	if (!b.argv || group(head, count, &g) != 0) {
+		free(b.argv);
 		s->stats.alloc_failures++;
 		return -ENOMEM;
 	}
@@ -194,22 +265,20 @@ static int issue_batch(struct rc_redis_link *l, struct rc_xmsg *head, uint32_t c
 	b.buf = (char *)(b.lens + slots);
 	arg(&b, "EVALSHA", 7);
 	arg(&b, s->app->redis_sha, 40);
-	num_arg(&b, 3 * (uint64_t)count);
-	for (const struct rc_xmsg *m = head; m; m = m->next) {
-		key_arg(&b, s, m, RC_REDIS_KEY_META);
-		key_arg(&b, s, m, RC_REDIS_KEY_STREAM);
-		if (m->id_len && s->app->cfg.dedup_window_ms)
-			text_arg(&b, dedup_key(s, m, b.buf + b.used, b.cap - b.used));
-		else
-			key_arg(&b, s, m, RC_REDIS_KEY_STREAM); /* unused */
-	}
+	arg(&b, NULL, 0); /* the key count, known once the keys are in */
+	for (uint32_t t = 0, at = 0; t < g.topics; at += g.size[t++])
+		topic_keys_args(&b, s, g.item + at, g.size[t]);
+	b.argv[2] = b.buf + b.used;
+	b.lens[2] = num(b.buf + b.used, (uint64_t)b.argc - 3);
+	b.used += b.lens[2] + 1;
 	arg(&b, "p", 1);
-	num_arg(&b, count);
-	for (const struct rc_xmsg *m = head; m; m = m->next)
-		item_argv(&b, s, m);
-	RC_ASSERT((size_t)b.argc == slots && b.used <= b.cap);
+	num_arg(&b, g.topics);
+	for (uint32_t t = 0, at = 0; t < g.topics; at += g.size[t++])
+		topic_argv(&b, s, g.item + at, g.size[t]);
+	RC_ASSERT((size_t)b.argc <= slots && b.used <= b.cap);
 	int rc = rc_redis_command(l, b.argc, b.argv, b.lens, head, W_PUBLISH);
 	free(b.argv);
+	free(g.mem);
 	if (rc == 0) {
 		s->stats.redis_publish_batches++;
 		s->stats.redis_publish_batched += count;
@@ -217,21 +286,23 @@ static int issue_batch(struct rc_redis_link *l, struct rc_xmsg *head, uint32_t c
 	return rc;
 }
 
-/* EVALSHA in replay mode: topic's seq, epoch and (has_since) the entries after since. */
+/* EVALSHA in replay mode: topic's seq, epoch and (has_since) the entries after since, as
+ * many of the newest as half of redis_reply_bytes_max holds (the reply stays under it). */
 static int issue_replay(struct rc_redis_link *l, const char *topic, size_t len, bool has_since,
 			uint64_t since, void *ctx, enum what what)
 {
 	struct rc_shard *s = l->shard;
-	char k[2][KEY_BYTES], n[4][24];
+	char k[2][KEY_BYTES], n[5][24];
 	size_t kl[2];
 	uint64_t count, age;
 	if (!topic_keys(s, topic, len, k, kl))
 		return -EINVAL;
 	history_bounds(s, topic, len, &count, &age);
-	const char *argv[] = {"EVALSHA", s->app->redis_sha, "3", k[0], k[1], k[1], "r",
-			      n[0], n[1], n[2], n[3]};
-	size_t lens[] = {7, 40, 1, kl[0], kl[1], kl[1], 1, num(n[0], proposed_epoch(s)),
-			 has_since ? num(n[1], since) : 0, num(n[2], count), num(n[3], age)};
+	const char *argv[] = {"EVALSHA", s->app->redis_sha, "2", k[0], k[1], "r",
+			      n[0], n[1], n[2], n[3], n[4]};
+	size_t lens[] = {7, 40, 1, kl[0], kl[1], 1, num(n[0], proposed_epoch(s)),
+			 has_since ? num(n[1], since) : 0, num(n[2], count), num(n[3], age),
+			 num(n[4], s->app->cfg.redis_reply_bytes_max / 2)};
 	RC_STATIC_ASSERT(RC_ARRAY_LEN(argv) == RC_ARRAY_LEN(lens), "one length per argument");
 	return rc_redis_command(l, (int)RC_ARRAY_LEN(argv), argv, lens, ctx, what);
 }
@@ -529,7 +600,7 @@ static bool script_result(struct rc_redis_link *l, const redisReply *r,
 {
 	*again = false;
 	if (is_noscript(r)) {
-		load_script(l);
+		(void)load_script(l, W_LOAD);
 		*again = true;
 		return false;
 	}
@@ -542,20 +613,21 @@ static bool script_result(struct rc_redis_link *l, const redisReply *r,
 	return true;
 }
 
-/* Answers the publishes chained from head (taken) in order: item i of the reply r to their
- * batch (count items), or refused from the first one r does not answer. */
+/* Answers the publishes chained from head (taken) in order: each by its item of the reply r
+ * to their batch of count (its place there in m->seq, see group), or refused once r does not
+ * answer one. */
 static void answer_batch(struct rc_shard *s, struct rc_xmsg *head, uint32_t count,
 			 const redisReply *r)
 {
 	bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 * (size_t)count;
 	if (r && !ok && r->type != REDIS_REPLY_ERROR)
 		s->stats.redis_errors++; /* not what the script returns */
-	for (uint32_t i = 0; head; i++) {
+	while (head) {
 		struct rc_xmsg *m = head;
 		struct rc_redis_result res;
 		head = m->next;
 		m->next = NULL;
-		ok = ok && rc_redis_parse_item(r, count, i, &res) == 0;
+		ok = ok && m->seq < count && rc_redis_parse_item(r, count, m->seq, &res) == 0;
 		if (ok && !res.refused) {
 			s->stats.publishes += !res.duplicate;
 			s->stats.publish_duplicates += res.duplicate;
@@ -568,6 +640,12 @@ static void answer_batch(struct rc_shard *s, struct rc_xmsg *head, uint32_t coun
 	}
 }
 
+/* Answers the publishes chained from head (taken) refused: never sent, or not known taken. */
+static void refuse(struct rc_shard *s, struct rc_xmsg *head)
+{
+	answer_batch(s, head, 0, NULL);
+}
+
 static uint32_t chain_length(const struct rc_xmsg *m)
 {
 	uint32_t n = 0;
@@ -576,17 +654,69 @@ static uint32_t chain_length(const struct rc_xmsg *m)
 	return n;
 }
 
+/* Appends the chain from head to l's resend. */
+static void resend_later(struct rc_redis_link *l, struct rc_xmsg *head)
+{
+	if (l->resend_tail)
+		l->resend_tail->next = head;
+	else
+		l->resend = head;
+	while (head->next)
+		head = head->next;
+	l->resend_tail = head;
+}
+
+static struct rc_xmsg *take_resend(struct rc_redis_link *l)
+{
+	struct rc_xmsg *head = l->resend;
+	l->resend = l->resend_tail = NULL;
+	l->reloading = false;
+	return head;
+}
+
+/* Sends the publishes chained from head in script calls of redis_publish_batch_max at most,
+ * in their order (those that cannot go are answered refused). */
+static void send_chain(struct rc_redis_link *l, struct rc_xmsg *head)
+{
+	uint32_t max = l->shard->app->cfg.redis_publish_batch_max;
+	while (head) {
+		struct rc_xmsg *last = head;
+		uint32_t n = 1;
+		for (; n < max && last->next; n++)
+			last = last->next;
+		struct rc_xmsg *rest = last->next;
+		last->next = NULL;
+		if (issue_batch(l, head, n) != 0)
+			refuse(l->shard, head);
+		head = rest;
+	}
+}
+
+/* The answer to a batch. NOSCRIPT (the script cache was flushed): the batch, and those
+ * behind it that were sent before the script is loaded again, go again in their order once
+ * it is, and no newer batch leaves before them (a topic's seqs follow its publishes). */
 static void publish_reply(struct rc_redis_link *l, struct rc_xmsg *head, const redisReply *r)
 {
-	uint32_t count = chain_length(head);
-	if (is_noscript(r)) {
-		/* The script cache was flushed: load it again and reissue the batch. */
-		load_script(l);
-		if (issue_batch(l, head, count) == 0)
-			return;
-		r = NULL;
+	if (!is_noscript(r)) {
+		answer_batch(l->shard, head, chain_length(head), r);
+		return;
 	}
-	answer_batch(l->shard, head, count, r);
+	resend_later(l, head);
+	if (!l->reloading && load_script(l, W_RELOAD) != 0) {
+		refuse(l->shard, take_resend(l));
+		return;
+	}
+	l->reloading = true;
+}
+
+/* The reload's answer r (NULL: the link failed): the resend goes, or is refused. */
+static void reloaded(struct rc_redis_link *l, const redisReply *r)
+{
+	struct rc_xmsg *head = take_resend(l);
+	if (r && r->type == REDIS_REPLY_STRING)
+		send_chain(l, head);
+	else
+		refuse(l->shard, head);
 }
 
 /* Takes l's batch of publishes (NULL: none) and its length. */
@@ -600,13 +730,13 @@ static struct rc_xmsg *take_batch(struct rc_redis_link *l, uint32_t *count)
 	return head;
 }
 
-/* Sends l's batch of publishes (its items answered refused if it cannot go). */
+/* Sends l's batch of publishes (its items answered refused if they cannot go), unless a
+ * resend waits for the script to be loaded again. */
 static void send_batch(struct rc_redis_link *l)
 {
 	uint32_t count;
-	struct rc_xmsg *head = take_batch(l, &count);
-	if (head && issue_batch(l, head, count) != 0)
-		answer_batch(l->shard, head, count, NULL);
+	if (!l->reloading)
+		send_chain(l, take_batch(l, &count));
 }
 
 static void replay_reply(struct rc_redis_link *l, struct rc_xmsg *m, const redisReply *r)
@@ -663,9 +793,14 @@ static void on_reply(struct rc_redis_link *l, void *ctx, uint32_t what, redisRep
 {
 	switch ((enum what)what) {
 	case W_LOAD:
+	case W_RELOAD:
 		if (r && r->type == REDIS_REPLY_STRING &&
-		    (r->len != 40 || memcmp(r->str, l->shard->app->redis_sha, 40) != 0))
+		    (r->len != 40 || memcmp(r->str, l->shard->app->redis_sha, 40) != 0)) {
 			rc_redis_link_fail(l); /* another script answered to our name */
+			r = NULL;
+		}
+		if (what == W_RELOAD)
+			reloaded(l, r);
 		return;
 	case W_PUBLISH: publish_reply(l, ctx, r); return;
 	case W_REPLAY: replay_reply(l, ctx, r); return;
@@ -695,12 +830,15 @@ static void on_push(struct rc_redis_link *l, redisReply *r)
 	} else if (strcmp(kind, "unsubscribe") == 0 && t->rsub == RC_RSUB_UNSUBSCRIBING) {
 		t->rsub = RC_RSUB_NONE;
 	} else if (strcmp(kind, "message") == 0 && t->rsub == RC_RSUB_SUBSCRIBED) {
+		struct rc_redis_msgs msgs;
 		struct rc_redis_msg msg;
 		const redisReply *p = r->element[2];
-		if (p->type == REDIS_REPLY_STRING && rc_redis_parse_msg(p->str, p->len, &msg) == 0)
-			live(s, t, &msg);
-		else
+		if (p->type != REDIS_REPLY_STRING || rc_redis_parse_msgs(p->str, p->len, &msgs)) {
 			s->stats.redis_errors++;
+			return;
+		}
+		while (rc_redis_msgs_next(&msgs, &msg))
+			live(s, t, &msg);
 	}
 }
 
@@ -742,7 +880,7 @@ static void topic_down(struct rc_redis_link *l, struct rc_otopic *t)
 static void on_up(struct rc_redis_link *l)
 {
 	if (l->kind == RC_REDIS_CMD)
-		load_script(l);
+		(void)load_script(l, W_LOAD);
 	each_topic(l, topic_up);
 }
 
@@ -751,6 +889,7 @@ static void on_down(struct rc_redis_link *l)
 	uint32_t count;
 	struct rc_xmsg *head = take_batch(l, &count);
 	answer_batch(l->shard, head, count, NULL); /* never sent */
+	refuse(l->shard, take_resend(l));
 	each_topic(l, topic_down);
 }
 

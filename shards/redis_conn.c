@@ -131,7 +131,7 @@ void rc_redis_links_free(struct rc_shard *s)
 {
 	for (uint32_t i = 0; s->redis_links && i < s->app->redis_count * 2; i++) {
 		struct rc_redis_link *l = &s->redis_links[i];
-		RC_ASSERT(l->wait_count == 0 && !l->batch);
+		RC_ASSERT(l->wait_count == 0 && !l->batch && !l->resend);
 		if (l->fd >= 0)
 			close(l->fd);
 		reader_free(l);
@@ -289,7 +289,7 @@ static void connected(struct rc_redis_link *l)
 	const char *password = s->app->cfg.redis_password;
 	l->state = RC_REDIS_UP;
 	l->last_rx_ms = s->clock.now_ms;
-	l->reader = redisReaderCreate();
+	l->reader = rc_redis_reader_create(&l->bound, s->app->cfg.redis_reply_bytes_max);
 	if (!l->reader) {
 		s->stats.alloc_failures++;
 		rc_redis_link_fail(l);
@@ -361,6 +361,13 @@ static bool dispatch_reply(struct rc_redis_link *l, redisReply *r)
 	return l->state == RC_REDIS_UP;
 }
 
+/* A reply past redis_reply_bytes_max, or what the reader could not decode: l fails. */
+static void unreadable(struct rc_redis_link *l)
+{
+	l->shard->stats.redis_reply_oversize += l->bound.exceeded;
+	rc_redis_link_fail(l);
+}
+
 static void received(struct rc_redis_link *l, int res)
 {
 	l->last_rx_ms = l->shard->clock.now_ms;
@@ -371,15 +378,20 @@ static void received(struct rc_redis_link *l, int res)
 	for (;;) {
 		void *reply = NULL;
 		if (redisReaderGetReply(l->reader, &reply) != REDIS_OK) {
-			rc_redis_link_fail(l);
+			unreadable(l);
 			return;
 		}
 		if (!reply)
 			break;
+		rc_redis_bound_next(&l->bound);
 		bool alive = dispatch_reply(l, reply);
 		freeReplyObject(reply);
 		if (!alive)
 			return;
+	}
+	if (rc_redis_reader_over(l->reader, &l->bound)) {
+		unreadable(l);
+		return;
 	}
 	reader_account(l);
 	recv_arm(l);

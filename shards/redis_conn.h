@@ -19,6 +19,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "redis_proto.h"
 #include "runtime.h"
 
 struct rc_xmsg;
@@ -56,6 +57,7 @@ struct rc_redis_wait {
 struct rc_redis_link {
 	struct rc_shard *shard;
 	redisReader *reader; /* NULL unless UP */
+	struct rc_redis_bound bound; /* reader's: redis_reply_bytes_max per reply */
 	char *obuf;          /* encoded commands not yet handed to the kernel */
 	size_t olen;
 	size_t ocap;
@@ -76,6 +78,9 @@ struct rc_redis_link {
 	struct rc_xmsg *batch_tail;
 	uint32_t batch_count;
 	size_t batch_bytes; /* what encoding the batch will add to obuf, at most */
+	struct rc_xmsg *resend; /* publishes refused NOSCRIPT, to go again once it is loaded */
+	struct rc_xmsg *resend_tail;
+	bool reloading; /* a script load for resend is in flight: no batch leaves before it */
 	int fd;
 	uint32_t gen;      /* bumped at each failure: completions of an older one are stale */
 	uint32_t index;    /* in s->redis_links: instance * 2 + kind */

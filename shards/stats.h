@@ -136,6 +136,7 @@ struct rc_shard_stats {
 	uint64_t redis_latency_ms_sum; /* of every reply counted in redis_latency */
 	uint64_t redis_publish_batches; /* script calls carrying publishes */
 	uint64_t redis_publish_batched; /* publishes in them: per call is the batching */
+	uint64_t redis_reply_oversize;  /* links failed on a reply past redis_reply_bytes_max */
 	uint64_t sse_open;           /* gauge: GET /sse streams */
 	uint64_t sse_streams;        /* GET /sse streams started */
 	uint64_t sse_refused;        /* GET /sse requests refused (bad topics or since: 400) */

@@ -383,6 +383,11 @@ static int validate_redis(const struct rc_config *cfg, char *err, size_t err_len
 		snprintf(err, err_len, "redis_prefix: longer than 256 bytes");
 		return -EINVAL;
 	}
+	if (cfg->redis_reply_bytes_max < cfg->redis_backlog_bytes_max) {
+		/* A node's channel message carries up to a batch of publishes. */
+		snprintf(err, err_len, "redis_reply_bytes_max is below redis_backlog_bytes_max");
+		return -EINVAL;
+	}
 	if (cfg->redis_reconnect_min_ms > cfg->redis_reconnect_max_ms) {
 		snprintf(err, err_len, "redis_reconnect_min_ms exceeds redis_reconnect_max_ms");
 		return -EINVAL;

@@ -180,6 +180,9 @@
 	X(redis_reconnect_max_ms, 5000, 1, 3600000, "ms", "longest delay between Redis reconnects") \
 	X(redis_publish_batch_max, 128, 1, 1024, "",                                              \
 	  "publishes one shard sends to one Redis in one script call (a loop turn's, up to this)") \
+	X(redis_reply_bytes_max, 67108864, 65536, 1073741824, "bytes",                           \
+	  "most one Redis reply may take in memory (arrays, strings, what is buffered); past "    \
+	  "it the connection fails (a broken or hostile Redis); at least redis_backlog_bytes_max") \
 	B(deflate, true, "negotiate permessage-deflate (RFC 7692, no context takeover)")          \
 	X(deflate_level, 6, 1, 12, "", "libdeflate compression level")                             \
 	X(deflate_echo_level, 1, 1, 12, "",                                                      \

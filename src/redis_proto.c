@@ -17,38 +17,53 @@
 
 /*
  * One atomic step per batch of publishes or per replay, in as few calls as possible (each
- * call costs Redis more than the work it does: a batch shares it).
- * 'r' (replay): KEYS 1 the topic's hash {e: epoch, s: last seq}, 2 its stream. ARGV 1 'r',
- *   2 the epoch to use if the numbering restarts, 3 since ("": none), 4 most entries,
- *   5 history_age_max_ms (0: none). Returns {seq, epoch, entries newest first}.
- * 'p' (publish): ARGV 1 'p', 2 N; then per item i (0..N-1) KEYS 3i+1..3i+3: the topic's
- *   hash, stream and the item's dedup key (unused when its window is 0), and ARGV 3+7i..:
- *   proposed epoch, data, history_messages_max, history_age_max_ms, dedup_window_ms (0: no
- *   id), channel, key TTL in ms (0: none). Returns 3N values: per item seq, epoch and 0
- *   (stored), 1 (a duplicate: seq is the topic's last) or 2 (refused: Redis did not take it).
+ * call costs Redis more than the work it does: a batch shares it, and so do a topic's items).
+ * 'r' (replay): KEYS 1 the topic's hash {e: epoch, s: last seq, r: when its TTL is next
+ *   renewed}, 2 its stream. ARGV 1 'r', 2 the epoch to use if the numbering restarts, 3 since
+ *   ("": none), 4 most entries, 5 history_age_max_ms (0: none), 6 most data bytes. Returns
+ *   {seq, epoch, entries newest first}: as many of the newest as fit the bytes (the older
+ *   ones are then a gap for the caller).
+ * 'p' (publish): ARGV 1 'p', 2 T topics; per topic KEYS: its hash and stream, then the dedup
+ *   key of each of its items that has an id; per topic ARGV: proposed epoch,
+ *   history_messages_max, history_age_max_ms, key TTL in ms (0: none), channel, its item
+ *   count n; then per item: dedup window in ms (0: no id) and data. Returns 3 values per item
+ *   in that order: seq, epoch and 0 (stored), 1 (a duplicate: seq is the topic's last) or 2
+ *   (refused: Redis did not take it; seq 0).
  * A missing hash (first use, expired, or a Redis that lost its data) starts a new numbering
  * under a new epoch and drops the stream, so a client's since from before is recognised as
  * another run. The stream holds consecutive seqs, trimmed at its head only, so the newest
- * (seq - since) entries are exactly what came after since. A topic's hash is read once per
- * batch and written once after it (an item refused by XADD takes no seq: the stream stays
- * consecutive). Trimming, by count (approximate: whole stream nodes) and by age, runs once
- * a topic's seq passes a multiple of 64 (a stream holds at most 64 more than its bound, plus
- * a node: replays take only the newest count), and by age before each replay, exactly, so a
- * replay never returns what is older than the age bound. The keys' TTL is renewed once half
- * of it has passed (one PTTL per topic and batch).
+ * (seq - since) entries are exactly what came after since. Per topic and batch: one HMGET,
+ * one XADD per stored item (one refused by XADD takes no seq: the stream stays consecutive),
+ * then at once one HSET of the new seq and one PUBLISH of all its stored items, so a failure
+ * in a later topic (a key of the wrong type) never leaves stored items without their seq
+ * (that topic's items are refused, the others go on). The channel payload is
+ * "<seq> <epoch> <data>" for one message and "<seq>:<n> <epoch> <len 1> .. <len n> <data 1>..
+ * <data n>" for n > 1 consecutive seqs (data concatenated). Trimming, by count (approximate:
+ * whole stream nodes) and by age, runs once a topic's seq passes a multiple of 64 (a stream
+ * holds at most 64 more than its bound, plus a node: replays take only the newest count), and
+ * by age before each replay, exactly, so a replay never returns what is older than the age
+ * bound. The keys' TTL is renewed once half of it has passed (the hash's r: one TIME per
+ * batch, no PTTL).
  */
 static const char script[] =
+	"local now\n"
+	"local function clock()\n"
+	"  if not now then\n"
+	"    local t = redis.call('TIME')\n"
+	"    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"  end\n"
+	"  return now\n"
+	"end\n"
 	"local function numbering(h, x, epoch)\n"
-	"  local m = redis.call('HMGET', h, 'e', 's')\n"
-	"  if m[1] and m[2] then return m[1], tonumber(m[2]) end\n"
+	"  local m = redis.call('HMGET', h, 'e', 's', 'r')\n"
+	"  if m[1] and m[2] then return m[1], tonumber(m[2]), tonumber(m[3]) or 0 end\n"
 	"  redis.call('HSET', h, 'e', epoch, 's', '0')\n"
 	"  redis.call('DEL', x)\n"
-	"  return epoch, 0\n"
+	"  return epoch, 0, 0\n"
 	"end\n"
 	"local function age_trim(x, age, approx)\n"
 	"  if age == '0' then return end\n"
-	"  local t = redis.call('TIME')\n"
-	"  local min = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(age)\n"
+	"  local min = clock() - tonumber(age)\n"
 	"  if min <= 0 then return end\n"
 	"  if approx then\n"
 	"    redis.call('XTRIM', x, 'MINID', '~', string.format('%d', min))\n"
@@ -64,42 +79,66 @@ static const char script[] =
 	"    age_trim(KEYS[2], ARGV[5], false)\n"
 	"    local k = math.min(n - since, tonumber(ARGV[4]))\n"
 	"    if k > 0 then out = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', k) end\n"
+	"    local room = tonumber(ARGV[6])\n"
+	"    for i = 1, #out do\n"
+	"      room = room - #out[i][2][4]\n"
+	"      if room < 0 then\n"
+	"        for j = #out, i, -1 do out[j] = nil end\n"
+	"        break\n"
+	"      end\n"
+	"    end\n"
 	"  end\n"
 	"  return {n, e, out}\n"
 	"end\n"
-	"local out, tops, order = {}, {}, {}\n"
-	"for i = 0, tonumber(ARGV[2]) - 1 do\n"
-	"  local h, x, a = KEYS[3 * i + 1], KEYS[3 * i + 2], 3 + 7 * i\n"
-	"  local t = tops[h]\n"
-	"  if not t then\n"
-	"    local e, n = numbering(h, x, ARGV[a])\n"
-	"    t = {e = e, n = n, was = n, x = x, max = ARGV[a + 2], age = ARGV[a + 3],\n"
-	"         ttl = ARGV[a + 6]}\n"
-	"    tops[h] = t\n"
-	"    order[#order + 1] = h\n"
+	"local out, k, a = {}, 1, 3\n"
+	"for _ = 1, tonumber(ARGV[2]) do\n"
+	"  local h, x, epoch, ttl = KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 3]\n"
+	"  local ok, e, n, renew = pcall(numbering, h, x, epoch)\n"
+	"  local was, ch, max, age, datas = n, ARGV[a + 4], ARGV[a + 1], ARGV[a + 2], {}\n"
+	"  local count = tonumber(ARGV[a + 5])\n"
+	"  k, a = k + 2, a + 6\n"
+	"  if not ok then e, n = epoch, 0 end\n"
+	"  for _ = 1, count do\n"
+	"    local w, d, r = ARGV[a], ARGV[a + 1], 0\n"
+	"    local key = w ~= '0' and KEYS[k]\n"
+	"    a = a + 2\n"
+	"    if key then k = k + 1 end\n"
+	"    if not ok then\n"
+	"      r = 2\n"
+	"    elseif key and not redis.call('SET', key, '1', 'NX', 'PX', w) then\n"
+	"      r = 1\n"
+	"    elseif type(redis.pcall('XADD', x, '*', 's', n + 1, 'd', d)) == 'table' then\n"
+	"      if key then redis.call('DEL', key) end\n"
+	"      r = 2\n"
+	"    else\n"
+	"      n = n + 1\n"
+	"      datas[#datas + 1] = d\n"
+	"    end\n"
+	"    out[#out + 1] = r == 2 and 0 or n\n"
+	"    out[#out + 1] = e\n"
+	"    out[#out + 1] = r\n"
 	"  end\n"
-	"  local d, r = ARGV[a + 4], 0\n"
-	"  if d ~= '0' and not redis.call('SET', KEYS[3 * i + 3], '1', 'NX', 'PX', d) then\n"
-	"    r = 1\n"
-	"  elseif type(redis.pcall('XADD', x, '*', 's', t.n + 1, 'd', ARGV[a + 1])) == 'table' then\n"
-	"    if d ~= '0' then redis.call('DEL', KEYS[3 * i + 3]) end\n"
-	"    r = 2\n"
-	"  else\n"
-	"    t.n = t.n + 1\n"
-	"    redis.call('PUBLISH', ARGV[a + 5], t.n .. ' ' .. t.e .. ' ' .. ARGV[a + 1])\n"
-	"  end\n"
-	"  out[3 * i + 1], out[3 * i + 2], out[3 * i + 3] = t.n, t.e, r\n"
-	"end\n"
-	"for _, h in ipairs(order) do\n"
-	"  local t = tops[h]\n"
-	"  if t.n ~= t.was then redis.call('HSET', h, 's', t.n) end\n"
-	"  if math.floor(t.n / 64) ~= math.floor(t.was / 64) then\n"
-	"    redis.call('XTRIM', t.x, 'MAXLEN', '~', t.max)\n"
-	"    age_trim(t.x, t.age, true)\n"
-	"  end\n"
-	"  if t.ttl ~= '0' and redis.call('PTTL', h) < tonumber(t.ttl) / 2 then\n"
-	"    redis.call('PEXPIRE', h, t.ttl)\n"
-	"    redis.call('PEXPIRE', t.x, t.ttl)\n"
+	"  if ok then\n"
+	"    local due = ttl ~= '0' and clock() >= renew\n"
+	"    if due then\n"
+	"      redis.call('HSET', h, 's', n, 'r', clock() + math.floor(tonumber(ttl) / 2))\n"
+	"      redis.call('PEXPIRE', h, ttl)\n"
+	"      redis.call('PEXPIRE', x, ttl)\n"
+	"    elseif n ~= was then\n"
+	"      redis.call('HSET', h, 's', n)\n"
+	"    end\n"
+	"    if #datas == 1 then\n"
+	"      redis.call('PUBLISH', ch, n .. ' ' .. e .. ' ' .. datas[1])\n"
+	"    elseif #datas > 1 then\n"
+	"      local lens = {}\n"
+	"      for i = 1, #datas do lens[i] = #datas[i] end\n"
+	"      redis.call('PUBLISH', ch, (was + 1) .. ':' .. #datas .. ' ' .. e .. ' ' ..\n"
+	"                 table.concat(lens, ' ') .. ' ' .. table.concat(datas))\n"
+	"    end\n"
+	"    if math.floor(n / 64) ~= math.floor(was / 64) then\n"
+	"      redis.call('XTRIM', x, 'MAXLEN', '~', max)\n"
+	"      age_trim(x, age, true)\n"
+	"    end\n"
 	"  end\n"
 	"end\n"
 	"return out\n";
@@ -176,6 +215,75 @@ void rc_redis_script_sha(char out[41])
 	RC_ASSERT(strlen(out) == 40);
 }
 
+/* Charges bytes to the reply task belongs to: false (and exceeded) past its bound. */
+static bool take(const redisReadTask *task, size_t bytes)
+{
+	struct rc_redis_bound *b = task->privdata;
+	if (bytes > b->bytes_max - b->bytes) {
+		b->exceeded = true;
+		return false;
+	}
+	b->bytes += bytes;
+	return true;
+}
+
+static void *bounded_string(const redisReadTask *task, char *str, size_t len)
+{
+	const struct rc_redis_bound *b = task->privdata;
+	return take(task, sizeof(redisReply) + len + 1) ? b->base->createString(task, str, len)
+							  : NULL;
+}
+
+static void *bounded_array(const redisReadTask *task, int elements)
+{
+	const struct rc_redis_bound *b = task->privdata;
+	/* A count past INT_MAX arrives truncated, maybe negative: refused too. */
+	size_t bytes = elements < 0 ? SIZE_MAX : (size_t)elements * sizeof(redisReply *);
+	return take(task, RC_MIN(bytes, SIZE_MAX - sizeof(redisReply)) + sizeof(redisReply))
+		       ? b->base->createArray(task, elements)
+		       : NULL;
+}
+
+static void *bounded_integer(const redisReadTask *task, long long value)
+{
+	const struct rc_redis_bound *b = task->privdata;
+	return take(task, sizeof(redisReply)) ? b->base->createInteger(task, value) : NULL;
+}
+
+static void *bounded_nil(const redisReadTask *task)
+{
+	const struct rc_redis_bound *b = task->privdata;
+	return take(task, sizeof(redisReply)) ? b->base->createNil(task) : NULL;
+}
+
+static redisReplyObjectFunctions bounded = {
+	.createString = bounded_string,
+	.createArray = bounded_array,
+	.createInteger = bounded_integer,
+	.createNil = bounded_nil,
+	.freeObject = freeReplyObject,
+};
+
+redisReader *rc_redis_reader_create(struct rc_redis_bound *b, size_t bytes_max)
+{
+	redisReader *r = redisReaderCreate();
+	if (!r)
+		return NULL;
+	*b = (struct rc_redis_bound){.bytes_max = bytes_max, .base = r->fn};
+	RC_ASSERT(b->base && b->base->freeObject == freeReplyObject);
+	r->fn = &bounded;
+	r->privdata = b;
+	return r;
+}
+
+bool rc_redis_reader_over(const redisReader *r, struct rc_redis_bound *b)
+{
+	if (r->len - r->pos <= b->bytes_max)
+		return false;
+	b->exceeded = true;
+	return true;
+}
+
 /* A reply's text as a u64: a decimal string or a non-negative integer. */
 static bool reply_u64(const redisReply *r, uint64_t *out)
 {
@@ -245,21 +353,69 @@ int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, 
 	return has_seq && has_data ? 0 : -EPROTO;
 }
 
-int rc_redis_parse_msg(const char *p, size_t n, struct rc_redis_msg *out)
+/* A decimal number p[..sp) ending at the first space before end: the text after that space,
+ * or NULL (no space, or not a number). */
+static const char *number(const char *p, const char *end, uint64_t *v)
 {
-	const char *sp1 = memchr(p, ' ', n);
-	if (!sp1)
+	const char *sp = memchr(p, ' ', (size_t)(end - p));
+	return sp && rc_parse_u64(p, (size_t)(sp - p), v) ? sp + 1 : NULL;
+}
+
+/* The lengths of m's count messages, which must add up to the bytes after them: where their
+ * data starts, or NULL. */
+static const char *check_lens(const struct rc_redis_msgs *m)
+{
+	const char *p = m->lens;
+	uint64_t sum = 0, len;
+	for (uint32_t i = 0; i < m->count; i++) {
+		p = number(p, m->end, &len);
+		if (!p || len > (uint64_t)(m->end - p))
+			return NULL;
+		sum += len;
+	}
+	return sum == (uint64_t)(m->end - p) ? p : NULL;
+}
+
+int rc_redis_parse_msgs(const char *p, size_t n, struct rc_redis_msgs *out)
+{
+	const char *end = p + n, *sp = memchr(p, ' ', n);
+	const char *colon = sp ? memchr(p, ':', (size_t)(sp - p)) : NULL;
+	uint64_t count = 1;
+	memset(out, 0, sizeof(*out));
+	if (!sp || !rc_parse_u64(p, (size_t)((colon ? colon : sp) - p), &out->seq))
 		return -EPROTO;
-	size_t rest = n - (size_t)(sp1 + 1 - p);
-	const char *sp2 = memchr(sp1 + 1, ' ', rest);
-	if (!sp2)
+	if (colon && (!rc_parse_u64(colon + 1, (size_t)(sp - colon - 1), &count) || count < 2 ||
+		      count > RC_REDIS_MSGS_LIMIT))
 		return -EPROTO;
-	if (!rc_parse_u64(p, (size_t)(sp1 - p), &out->seq) ||
-	    !rc_parse_u64(sp1 + 1, (size_t)(sp2 - sp1 - 1), &out->epoch))
+	const char *rest = number(sp + 1, end, &out->epoch);
+	if (!rest || out->seq == 0 || out->epoch == 0 || out->seq > UINT64_MAX - count)
 		return -EPROTO;
-	if (out->seq == 0 || out->epoch == 0)
-		return -EPROTO;
-	out->data = sp2 + 1;
-	out->data_len = n - (size_t)(sp2 + 1 - p);
+	out->count = (uint32_t)count;
+	out->end = end;
+	out->data = rest;
+	if (count > 1) {
+		out->lens = rest;
+		out->data = check_lens(out);
+		if (!out->data)
+			return -EPROTO;
+	}
 	return 0;
+}
+
+bool rc_redis_msgs_next(struct rc_redis_msgs *m, struct rc_redis_msg *out)
+{
+	uint64_t len = (uint64_t)(m->end - m->data);
+	if (m->count == 0)
+		return false;
+	if (m->lens) {
+		m->lens = number(m->lens, m->end, &len);
+		RC_ASSERT(m->lens && len <= (uint64_t)(m->end - m->data)); /* checked by parse */
+	}
+	out->seq = m->seq++;
+	out->epoch = m->epoch;
+	out->data = m->data;
+	out->data_len = (size_t)len;
+	m->data += len;
+	m->count--;
+	return true;
 }

@@ -70,7 +70,33 @@ int rc_redis_parse_item(const redisReply *r, size_t count, size_t i, struct rc_r
  * 0 or -EPROTO. */
 int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, size_t *dlen);
 
-/* A message published on a topic's channel: "<seq> <epoch> <data>". */
+/* What one reply of a reader made by rc_redis_reader_create may take. */
+struct rc_redis_bound {
+	size_t bytes_max; /* per reply: its objects, arrays of pointers and strings */
+	size_t bytes;     /* taken so far by the reply being decoded */
+	bool exceeded;    /* the reader failed on this bound (not on memory) */
+	const redisReplyObjectFunctions *base; /* hiredis's own, which do the work */
+};
+
+/*
+ * A redisReader whose replies may each take at most bytes_max (so a reply declaring a huge
+ * array or string allocates nothing past it): beyond, redisReaderGetReply fails with
+ * b->exceeded set. b (borrowed) must outlive the reader; call rc_redis_bound_next after
+ * each reply taken. NULL: out of memory.
+ */
+redisReader *rc_redis_reader_create(struct rc_redis_bound *b, size_t bytes_max);
+
+/* A reply was taken from b's reader: the next one starts from nothing. */
+static inline void rc_redis_bound_next(struct rc_redis_bound *b)
+{
+	b->bytes = 0;
+}
+
+/* Whether the bytes r buffers unread (a reply still arriving) exceed b: then it sets
+ * b->exceeded. */
+bool rc_redis_reader_over(const redisReader *r, struct rc_redis_bound *b);
+
+/* One sequenced message of a topic's channel payload. */
 struct rc_redis_msg {
 	uint64_t seq;
 	uint64_t epoch;
@@ -78,7 +104,29 @@ struct rc_redis_msg {
 	size_t data_len;
 };
 
-/* Parses a channel payload p[0..n). 0 or -EPROTO. */
-int rc_redis_parse_msg(const char *p, size_t n, struct rc_redis_msg *out);
+#define RC_REDIS_MSGS_LIMIT 1024u /* messages in one payload (redis_publish_batch_max's top) */
+
+/*
+ * A digit-first channel payload of a topic: count (1..RC_REDIS_MSGS_LIMIT) messages of
+ * consecutive seqs from seq, "<seq> <epoch> <data>" for one, "<seq>:<count> <epoch> <len 1>
+ * .. <len count> <data 1>..<data count>" for several (the data concatenated, the lengths
+ * adding up to exactly what follows). A payload whose first byte is a letter is an
+ * unsequenced event, not for this parser. Read with rc_redis_msgs_next.
+ */
+struct rc_redis_msgs {
+	uint64_t seq; /* of the next message */
+	uint64_t epoch;
+	uint32_t count; /* messages not yet read */
+	const char *lens; /* the next length's text (several messages), else NULL */
+	const char *data; /* the next message's data */
+	const char *end;  /* of the payload */
+};
+
+/* Parses (and checks whole) the channel payload p[0..n) into out. 0 or -EPROTO. */
+int rc_redis_parse_msgs(const char *p, size_t n, struct rc_redis_msgs *out);
+
+/* The next message of a parsed payload into out (data borrowed from the payload); false once
+ * every message was read. */
+bool rc_redis_msgs_next(struct rc_redis_msgs *m, struct rc_redis_msg *out);
 
 #endif

@@ -1,11 +1,14 @@
 /*
  * libFuzzer target for the RESP glue of the Redis engine (src/redis_proto.c on replies decoded
- * by hiredis' redisReader). The first input byte picks how the rest is split into
- * redisReaderFeed() calls (1 byte, up to 7, 64 or 512); every decoded reply goes through the
- * script-result, stream-entry and channel-message parsers, which must refuse or accept it
- * without reading out of bounds, and what they accept must be self-consistent. The raw bytes
- * are also parsed as a channel payload and an address. Also linked without libFuzzer into the
- * corpus replay (tests/fuzz/replay/replay_main.c).
+ * by hiredis' redisReader, bounded by rc_redis_reader_create). The first input byte picks how
+ * the rest is split into redisReaderFeed() calls (1 byte, up to 7, 64 or 512) and the bound
+ * per reply (64 bytes to 2 MiB): no reply may take more, however large the counts it
+ * declares. Every decoded reply goes through the script-result, stream-entry and
+ * channel-message parsers, which must refuse or accept it without reading out of bounds, and
+ * what they accept must be self-consistent (a payload's messages consecutive, their data
+ * inside it and adding up to its end). The raw bytes are also parsed as a channel payload and
+ * an address. Also linked without libFuzzer into the corpus replay
+ * (tests/fuzz/replay/replay_main.c).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +32,25 @@ static void check_entries(const redisReply *entries)
 	}
 }
 
+/* A channel payload: its messages, if it parses, are consecutive and tile its end. */
+static void check_payload(const char *p, size_t n)
+{
+	struct rc_redis_msgs ms;
+	struct rc_redis_msg m;
+	if (rc_redis_parse_msgs(p, n, &ms) != 0)
+		return;
+	uint64_t seq = ms.seq, count = ms.count, read = 0;
+	const char *at = NULL;
+	RC_ASSERT(count >= 1 && count <= RC_REDIS_MSGS_LIMIT);
+	while (rc_redis_msgs_next(&ms, &m)) {
+		RC_ASSERT(m.seq == seq + read && m.epoch && m.seq);
+		RC_ASSERT(m.data >= p && m.data + m.data_len <= p + n && (!at || m.data == at));
+		at = m.data + m.data_len;
+		read++;
+	}
+	RC_ASSERT(read == count && at == p + n);
+}
+
 /* Every parser on one decoded reply. */
 static void check_reply(const redisReply *r)
 {
@@ -45,14 +67,8 @@ static void check_reply(const redisReply *r)
 				RC_ASSERT(res.epoch != 0 && !res.entries && !(res.duplicate && res.refused));
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-	    r->element[2]->type == REDIS_REPLY_STRING) {
-		struct rc_redis_msg m;
-		const redisReply *p = r->element[2];
-		if (rc_redis_parse_msg(p->str, p->len, &m) == 0) {
-			RC_ASSERT(m.seq && m.epoch);
-			RC_ASSERT(m.data >= p->str && m.data + m.data_len == p->str + p->len);
-		}
-	}
+	    r->element[2]->type == REDIS_REPLY_STRING)
+		check_payload(r->element[2]->str, r->element[2]->len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -62,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *p = (const char *)data + 1;
 	size_t n = size - 1, max = ws_fuzz_chunk_max(data[0]);
 	uint32_t seed = data[0];
-	redisReader *reader = redisReaderCreate();
+	struct rc_redis_bound bound;
+	redisReader *reader = rc_redis_reader_create(&bound, (size_t)64 << (data[0] % 16));
 	RC_ASSERT(reader != NULL);
 	bool ok = true;
 	while (ok && n > 0) {
@@ -72,15 +89,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n -= len;
 		void *reply = NULL;
 		while (ok && (ok = redisReaderGetReply(reader, &reply) == REDIS_OK) && reply) {
+			RC_ASSERT(bound.bytes <= bound.bytes_max);
+			rc_redis_bound_next(&bound);
 			check_reply(reply);
 			freeReplyObject(reply);
 			reply = NULL;
 		}
+		ok = ok && !rc_redis_reader_over(reader, &bound);
 	}
 	redisReaderFree(reader);
 
-	struct rc_redis_msg m;
-	(void)rc_redis_parse_msg((const char *)data, size, &m);
+	check_payload((const char *)data, size);
 	char *s = malloc(size + 1), host[64];
 	uint16_t port;
 	RC_ASSERT(s != NULL);

@@ -9,7 +9,9 @@ import asyncio
 import json
 import os
 import re
+import socket
 import sys
+import threading
 import time
 import unittest
 import urllib.request
@@ -35,6 +37,62 @@ def metric(port, name):
         body = r.read().decode()
     return sum(float(line.split()[-1]) for line in body.splitlines()
                if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def hash_seq(redis, topic):
+    """The last seq the topic's hash holds."""
+    return int(re.findall(rb"\$\d+\r\n(\d+)\r\n", redis.command("HGET", PREFIX + "{%s}.m" % topic,
+                                                              "s"))[0])
+
+
+def xlen(redis, topic):
+    return int(redis.command("XLEN", PREFIX + "{%s}.x" % topic)[1:].strip())
+
+
+async def until_seqs(c, last):
+    """Receives until c has had seq last[t] of every topic t."""
+    def done(_):
+        got = {}
+        for m in c.seen:
+            if m.get("op") == "msg":
+                got[m["topic"]] = max(got.get(m["topic"], 0), m["seq"])
+        return all(got.get(t, 0) >= n for t, n in last.items())
+
+    if not done(None):
+        await c.until(done)
+
+
+class ChannelSpy:
+    """A plain Redis subscriber of channels, counting the messages each channel message
+    carries (1, or n of a "<seq>:<n> ..." payload)."""
+
+    def __init__(self, redis, channels):
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=scale(5))
+        args = [b"SUBSCRIBE"] + [c.encode() for c in channels]
+        self.sock.sendall(b"*%d\r\n" % len(args) +
+                          b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        self.buf = b""
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            self.buf += chunk
+
+    def counts(self):
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+        return [int(n) if n else 1 for n in
+                re.findall(rb"\r\n\$\d+\r\n\d+(?::(\d+))? \d+ ", self.buf)]
 
 
 class RawPublisher:
@@ -171,6 +229,162 @@ class Batches(RedisTestCase):
             e, s = last[a["topic"]]
             self.assertEqual(int(a["epoch"], 16), int(e), a)
             self.assertLessEqual(a["seq"], s, "acked %r but Redis does not hold it" % a)
+        self.check_alive()
+
+    def test_several_messages_per_channel_message_across_nodes(self):
+        """A batch's publishes to one topic leave Redis in one channel message carrying them
+        all: subscribers on three nodes (both shards of each) get every message once, in
+        order, with the same seq everywhere."""
+        nodes = self.start_nodes(3, self.start_redis(), shards=2)
+        topics = ["m%d" % i for i in range(4)]
+        spy = ChannelSpy(self.redis[0], [PREFIX + t for t in topics])
+
+        async def run():
+            subs = []
+            for n in nodes:
+                for _ in range(2):  # the shards take connections in turn
+                    c = await Client.connect(n.port)
+                    for t in topics:
+                        await c.sub(t)
+                    subs.append(c)
+            pub = RawPublisher(nodes[0].port)
+            reqs = [{"op": "pub", "topic": topics[i % 4], "data": i} for i in range(400)]
+            for k in range(0, len(reqs), 100):
+                pub.burst(reqs[k:k + 100])
+            answers = await asyncio.get_running_loop().run_in_executor(
+                None, pub.answers, len(reqs))
+            pub.close()
+            self.assertEqual([a["op"] for a in answers], ["ack"] * len(reqs))
+            for t in topics:
+                seqs = [a["seq"] for a in answers if a["topic"] == t]
+                self.assertEqual(seqs, list(range(1, 101)), t)
+            for c in subs:
+                await until_seqs(c, {t: 100 for t in topics})
+            for c in subs:
+                await c.drain()
+                for t in topics:
+                    got = [(m["seq"], m["data"]) for m in c.msgs(t)]
+                    want = [r["data"] for r in reqs if r["topic"] == t]
+                    self.assertEqual(got, list(zip(range(1, 101), want)), t)
+                await c.close()
+
+        asyncio.run(run())
+        self.assertTrue(any(n > 1 for n in spy.counts()), "no channel message held several")
+        self.check_alive()
+
+    def test_big_batch_mixing_topics(self):
+        """1000 publishes over 50 topics in one write (redis_publish_batch_max 1024), some
+        with ids and duplicates among them: a few script calls; each answer in order, seqs
+        consecutive per topic, every stored message delivered once."""
+        nodes = self.start_nodes(1, self.start_redis(), shards=1, redis_publish_batch_max=1024)
+        port = nodes[0].port
+
+        async def run():
+            sub = await Client.connect(port)
+            topics = ["big%d" % i for i in range(50)]
+            for t in topics:
+                await sub.sub(t)
+            reqs = []
+            for i in range(1000):
+                r = {"op": "pub", "topic": topics[(i * 7) % 50], "data": i}
+                if i % 3 == 0:
+                    r["id"] = "i%d" % (i % 600)  # 600..999: a duplicate of an earlier id
+                reqs.append(r)
+            pub = RawPublisher(port)
+            calls = evalsha_calls(self.redis[0])
+            pub.burst(reqs)
+            answers = await asyncio.get_running_loop().run_in_executor(
+                None, pub.answers, len(reqs))
+            pub.close()
+            self.assertLess(evalsha_calls(self.redis[0]) - calls, 50)
+            seq, ids, stored = {}, set(), {}
+            for req, ans in zip(reqs, answers):
+                self.assertEqual((ans["op"], ans["topic"]), ("ack", req["topic"]), ans)
+                key = (req["topic"], req.get("id"))  # ids are scoped by topic
+                if key in ids:
+                    self.assertNotIn("seq", ans, req)
+                    continue
+                if "id" in req:
+                    ids.add(key)
+                seq[req["topic"]] = seq.get(req["topic"], 0) + 1
+                self.assertEqual(ans["seq"], seq[req["topic"]], (req, ans))
+                stored.setdefault(req["topic"], []).append(req["data"])
+            await until_seqs(sub, seq)
+            await sub.drain()
+            for t in topics:
+                self.assertEqual([m["data"] for m in sub.msgs(t)], stored[t], t)
+            await sub.close()
+
+        asyncio.run(run())
+        self.check_alive()
+
+    def test_script_failure_partway_keeps_what_was_stored(self):
+        """A topic whose hash Redis cannot read (a key of the wrong type) in the middle of a
+        batch: its items are refused, the topics before and after it are stored with their
+        seq written back, so the stream and the seq agree and later publishes go on."""
+        nodes = self.start_nodes(1, self.start_redis(), shards=1)
+        redis, port = self.redis[0], nodes[0].port
+        self.assertTrue(redis.command("SET", PREFIX + "{bad}.m", "x").startswith(b"+OK"))
+
+        async def run():
+            sub = await Client.connect(port)
+            for t in ("a", "c"):
+                await sub.sub(t)
+            pub = RawPublisher(port)
+            reqs = [{"op": "pub", "topic": t, "data": "%s%d" % (t, i)}
+                    for i in range(3) for t in ("a", "bad", "c")]
+            pub.burst(reqs)
+            answers = await asyncio.get_running_loop().run_in_executor(
+                None, pub.answers, len(reqs))
+            for req, ans in zip(reqs, answers):
+                if req["topic"] == "bad":
+                    self.assertEqual((ans["op"], ans["code"]), ("error", 16), ans)
+                else:
+                    self.assertEqual(ans["op"], "ack", ans)
+            for t in ("a", "c"):
+                self.assertEqual([a["seq"] for r, a in zip(reqs, answers) if r["topic"] == t],
+                                 [1, 2, 3])
+                self.assertEqual(hash_seq(redis, t), 3)
+                self.assertEqual(xlen(redis, t), 3)
+            redis.command("DEL", PREFIX + "{bad}.m")
+            pub.burst([{"op": "pub", "topic": "a", "data": "a3"},
+                       {"op": "pub", "topic": "bad", "data": "bad3"}])
+            self.assertEqual([a.get("seq") for a in pub.answers(2)], [4, 1])
+            pub.close()
+            await sub.until(lambda m: m.get("topic") == "a" and m.get("seq") == 4)
+            await sub.drain()
+            self.assertEqual([m["data"] for m in sub.msgs("a")], ["a0", "a1", "a2", "a3"])
+            self.assertEqual([m["data"] for m in sub.msgs("c")], ["c0", "c1", "c2"])
+            await sub.close()
+
+        asyncio.run(run())
+        self.check_alive()
+
+    def test_script_flushed_mid_stream_keeps_publish_order(self):
+        """SCRIPT FLUSH while batches are in flight: the batches refused NOSCRIPT go again
+        once the script is loaded, before any newer one, so a publisher's messages to a
+        topic keep their order in seq; none is lost or refused."""
+        nodes = self.start_nodes(1, self.start_redis(), shards=1, redis_publish_batch_max=16)
+        redis, port = self.redis[0], nodes[0].port
+
+        async def run():
+            sub = await Client.connect(port)
+            await sub.sub("o")
+            pub = RawPublisher(port)
+            reqs = [{"op": "pub", "topic": "o", "data": i} for i in range(600)]
+            for k in range(0, len(reqs), 100):
+                pub.burst(reqs[k:k + 100])
+                redis.command("SCRIPT", "FLUSH")
+            answers = await asyncio.get_running_loop().run_in_executor(
+                None, pub.answers, len(reqs))
+            pub.close()
+            self.assertEqual([a.get("seq") for a in answers], list(range(1, 601)))
+            await sub.until(lambda m: m.get("seq") == 600)
+            await sub.drain()
+            self.assertEqual([m["data"] for m in sub.msgs("o")], list(range(600)))
+            await sub.close()
+
+        asyncio.run(run())
         self.check_alive()
 
     def tmpdir(self):

@@ -193,20 +193,100 @@ Test(redis_proto, malformed_results_are_refused)
 	}
 }
 
-Test(redis_proto, channel_messages)
+/* Parses payload p whole: the messages it holds, at most cap, into out; their count or -1. */
+static int messages(const char *p, size_t n, struct rc_redis_msg *out, int cap)
 {
-	struct rc_redis_msg m;
+	struct rc_redis_msgs m;
+	int k = 0;
+	if (rc_redis_parse_msgs(p, n, &m) != 0)
+		return -1;
+	while (k < cap && rc_redis_msgs_next(&m, &out[k]))
+		k++;
+	bool more = rc_redis_msgs_next(&m, &out[0]); /* never more than announced */
+	cr_assert(eq(int, more, false));
+	return k;
+}
+
+Test(redis_proto, channel_message_one)
+{
+	struct rc_redis_msg m[2];
 	const char ok[] = "12 345 {\"a\": 1}";
-	cr_assert(eq(int, rc_redis_parse_msg(ok, sizeof(ok) - 1, &m), 0));
-	cr_assert(eq(u64, m.seq, 12));
-	cr_assert(eq(u64, m.epoch, 345));
-	cr_assert(eq(sz, m.data_len, 8));
-	cr_assert(eq(int, memcmp(m.data, "{\"a\": 1}", 8), 0));
-	cr_assert(eq(int, rc_redis_parse_msg("1 2 ", 4, &m), 0));
-	cr_assert(eq(sz, m.data_len, 0));
+	cr_assert(eq(int, messages(ok, sizeof(ok) - 1, m, 2), 1));
+	cr_assert(eq(u64, m[0].seq, 12));
+	cr_assert(eq(u64, m[0].epoch, 345));
+	cr_assert(eq(sz, m[0].data_len, 8));
+	cr_assert(eq(int, memcmp(m[0].data, "{\"a\": 1}", 8), 0));
+	cr_assert(eq(int, messages("1 2 ", 4, m, 2), 1));
+	cr_assert(eq(sz, m[0].data_len, 0));
 	const char *bad[] = {"", "1", "1 2", "x 2 d", "1 x d", "0 2 d", "1 0 d", " 1 2 d",
-			     "1  2 d", "99999999999999999999999 1 d"};
+			     "1  2 d", "99999999999999999999999 1 d", "j 1 2",
+			     "18446744073709551615:2 1 1 1 ab"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert(eq(int, rc_redis_parse_msg(bad[i], strlen(bad[i]), &m), -EPROTO), "%s",
-			  bad[i]);
+		cr_assert(eq(int, messages(bad[i], strlen(bad[i]), m, 2), -1), "%s", bad[i]);
+}
+
+Test(redis_proto, channel_message_several)
+{
+	struct rc_redis_msg m[4];
+	const char ok[] = "7:3 9 2 0 5 {}hello";
+	cr_assert(eq(int, messages(ok, sizeof(ok) - 1, m, 4), 3));
+	const char *want[] = {"{}", "", "hello"};
+	for (int i = 0; i < 3; i++) {
+		cr_assert(eq(u64, m[i].seq, 7 + (uint64_t)i));
+		cr_assert(eq(u64, m[i].epoch, 9));
+		cr_assert(eq(sz, m[i].data_len, strlen(want[i])));
+		cr_assert(eq(int, memcmp(m[i].data, want[i], m[i].data_len), 0));
+	}
+	/* Data holding spaces and digits is taken by length, not by its text. */
+	const char spaced[] = "1:2 3 3 4 1 2 3 4";
+	cr_assert(eq(int, messages(spaced, sizeof(spaced) - 1, m, 4), 2));
+	cr_assert(eq(int, memcmp(m[0].data, "1 2", 3), 0));
+	cr_assert(eq(int, memcmp(m[1].data, " 3 4", 4), 0));
+	const char *bad[] = {"1:1 2 1 a",      /* several means two at least */
+			     "1:2 2 1 1 abc",  /* the lengths do not add up */
+			     "1:2 2 1 1 a",    /* nor here */
+			     "1:2 2 1 ab",     /* one length missing */
+			     "1:2 2 1 x ab",   /* not a length */
+			     "1:x 2 1 1 ab", "1: 2 1 1 ab", ":2 2 1 1 ab", "0:2 2 1 1 ab",
+			     "1:2 0 1 1 ab", "1:1025 2 1 1 ab", "1:2 2 99999999999999999999 1 ab"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert(eq(int, messages(bad[i], strlen(bad[i]), m, 4), -1), "%s", bad[i]);
+}
+
+/* Feeds resp to a reader bounded at max bytes per reply: its first reply, or NULL on failure
+ * with *exceeded telling why. */
+static redisReply *bounded_decode(const char *resp, size_t max, bool *exceeded)
+{
+	struct rc_redis_bound b;
+	redisReader *r = rc_redis_reader_create(&b, max);
+	void *reply = NULL;
+	cr_assert(r != NULL);
+	cr_assert(eq(int, redisReaderFeed(r, resp, strlen(resp)), REDIS_OK));
+	if (redisReaderGetReply(r, &reply) != REDIS_OK || rc_redis_reader_over(r, &b))
+		reply = NULL;
+	*exceeded = b.exceeded;
+	redisReaderFree(r);
+	return reply;
+}
+
+Test(redis_proto, bounded_reader_refuses_huge_declarations)
+{
+	bool exceeded;
+	redisReply *ok = bounded_decode("*2\r\n$3\r\nabc\r\n:5\r\n", 4096, &exceeded);
+	cr_assert(ok != NULL && !exceeded);
+	cr_assert(eq(sz, ok->elements, 2));
+	freeReplyObject(ok);
+	/* An array that would take 7.9 GB of pointers before any element arrived. */
+	cr_assert(bounded_decode("*993399379\r\n", 1 << 20, &exceeded) == NULL && exceeded);
+	cr_assert(bounded_decode("*3000000000\r\n", 1 << 20, &exceeded) == NULL); /* > INT_MAX */
+	/* Many small objects adding up past the bound; a nested array likewise. */
+	const char four[] = "*4\r\n:1\r\n:2\r\n:3\r\n:4\r\n";
+	cr_assert(bounded_decode(four, 4 * sizeof(redisReply), &exceeded) == NULL && exceeded);
+	cr_assert(bounded_decode("*1\r\n*1\r\n$200\r\n", 64, &exceeded) == NULL && exceeded);
+	/* A string still arriving that the reader already buffers past the bound. */
+	char big[300];
+	snprintf(big, sizeof(big), "$1000000\r\n%0250d", 0);
+	cr_assert(bounded_decode(big, 128, &exceeded) == NULL && exceeded);
+	/* Not the bound's failure: a protocol error. */
+	cr_assert(bounded_decode("?\r\n", 4096, &exceeded) == NULL && !exceeded);
 }
