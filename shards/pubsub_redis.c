@@ -379,29 +379,60 @@ static void collect(struct rc_xmsg *m, struct rc_frame *f, uint64_t *expect)
 	*expect = f->seq + 1;
 }
 
-/* A stream replay for m (since = m->seq) answered by res: the stream's entries up to t->seq,
- * then the owner's history for what arrived live meanwhile; one gap before them at most. */
-static void replay_answer(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m,
-			  const struct rc_redis_result *res)
+/* Calls fn on each message of res's stream entries, oldest first (an entry that does not
+ * parse is counted and skipped). */
+static void each_entry_msg(struct rc_shard *s, struct rc_otopic *t,
+			   const struct rc_redis_result *res,
+			   void (*fn)(struct rc_shard *s, struct rc_otopic *t,
+				      const struct rc_redis_msg *msg, void *ctx),
+			   void *ctx)
 {
 	size_t ne = res->entries ? res->entries->elements : 0;
-	uint64_t since = m->seq, expect = since + 1;
-	m->frames = malloc((ne + t->hist.count + 1) * sizeof(*m->frames));
-	m->gap_from = since + 1;
-	for (size_t k = ne; m->frames && k-- > 0;) {
-		uint64_t seq;
-		const char *data;
-		size_t dlen;
-		if (rc_redis_parse_entry(res->entries->element[k], &seq, &data, &dlen) != 0) {
+	for (size_t k = ne; k-- > 0;) {
+		struct rc_redis_msgs msgs;
+		struct rc_redis_msg msg;
+		if (rc_redis_parse_entry(res->entries->element[k], &msgs) != 0) {
 			s->stats.redis_errors++;
 			continue;
 		}
-		if (seq < expect || seq > t->seq)
-			continue;
-		struct rc_frame *f = rc_pubsub_frame(s, t, seq, data, dlen);
-		if (f)
-			collect(m, f, &expect);
+		while (rc_redis_msgs_next(&msgs, &msg))
+			fn(s, t, &msg, ctx);
 	}
+}
+
+/* A stream replay being collected: into m, from expect, the history's newest count at most. */
+struct replaying {
+	struct rc_xmsg *m;
+	uint64_t expect;
+	uint64_t oldest; /* the oldest seq the history bound lets a replay return */
+};
+
+static void replay_msg(struct rc_shard *s, struct rc_otopic *t, const struct rc_redis_msg *msg,
+		       void *ctx)
+{
+	struct replaying *r = ctx;
+	if (msg->seq < r->expect || msg->seq < r->oldest || msg->seq > t->seq)
+		return;
+	struct rc_frame *f = rc_pubsub_frame(s, t, msg->seq, msg->data, msg->data_len);
+	if (f)
+		collect(r->m, f, &r->expect);
+}
+
+/* A stream replay for m (since = m->seq) answered by res: the stream's entries up to t->seq
+ * (the newest history_messages_max of them), then the owner's history for what arrived live
+ * meanwhile; one gap before them at most. */
+static void replay_answer(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m,
+			  const struct rc_redis_result *res)
+{
+	uint64_t count, age, since = m->seq;
+	history_bounds(s, t->node.name, t->node.name_len, &count, &age);
+	count = RC_MIN(count, t->seq - RC_MIN(since, t->seq));
+	struct replaying r = {m, since + 1, t->seq >= count ? t->seq - count + 1 : 1};
+	m->frames = malloc((count + t->hist.count + 1) * sizeof(*m->frames));
+	m->gap_from = since + 1;
+	if (m->frames)
+		each_entry_msg(s, t, res, replay_msg, &r);
+	uint64_t expect = r.expect;
 	for (uint32_t i = 0; m->frames && i < t->hist.count; i++) {
 		const struct rc_history_item *it = rc_history_at(&t->hist, i);
 		if (it->seq < expect)
@@ -523,22 +554,24 @@ static void start_sync(struct rc_shard *s, struct rc_otopic *t)
 	t->need_sync = false;
 }
 
+/* A message t missed, from the stream: fanned out unless it was already. */
+static void catch_up(struct rc_shard *s, struct rc_otopic *t, const struct rc_redis_msg *msg,
+		     void *ctx)
+{
+	(void)ctx;
+	if (msg->seq <= t->seq)
+		return;
+	struct rc_frame *f = rc_pubsub_frame(s, t, msg->seq, msg->data, msg->data_len);
+	if (f)
+		advance(s, t, f);
+}
+
 static void sync_done(struct rc_shard *s, struct rc_otopic *t, const struct rc_redis_result *res)
 {
 	if (!t->synced || res->epoch != t->epoch) {
 		renumber(s, t, res->epoch, res->seq);
 	} else {
-		size_t ne = res->entries ? res->entries->elements : 0;
-		for (size_t k = ne; k-- > 0;) {
-			uint64_t seq;
-			const char *data;
-			size_t dlen;
-			struct rc_frame *f = NULL;
-			if (rc_redis_parse_entry(res->entries->element[k], &seq, &data, &dlen) == 0)
-				f = rc_pubsub_frame(s, t, seq, data, dlen);
-			if (f)
-				advance(s, t, f);
-		}
+		each_entry_msg(s, t, res, catch_up, NULL);
 		if (t->seq < res->seq) {
 			s->stats.redis_gaps += res->seq - t->seq;
 			rc_pubsub_tell_shards(s, t, RC_X_GAP, 0, t->seq + 1, res->seq);

@@ -31,18 +31,19 @@
  *   (refused: Redis did not take it; seq 0).
  * A missing hash (first use, expired, or a Redis that lost its data) starts a new numbering
  * under a new epoch and drops the stream, so a client's since from before is recognised as
- * another run. The stream holds consecutive seqs, trimmed at its head only, so the newest
- * (seq - since) entries are exactly what came after since. Per topic and batch: one HMGET,
- * one XADD per stored item (one refused by XADD takes no seq: the stream stays consecutive),
- * then at once one HSET of the new seq and one PUBLISH of all its stored items, so a failure
- * in a later topic (a key of the wrong type) never leaves stored items without their seq
- * (that topic's items are refused, the others go on). The channel payload is
- * "<seq> <epoch> <data>" for one message and "<seq>:<n> <epoch> <len 1> .. <len n> <data 1>..
- * <data n>" for n > 1 consecutive seqs (data concatenated). Trimming, by count (approximate:
- * whole stream nodes) and by age, runs once a topic's seq passes a multiple of 64 (a stream
- * holds at most 64 more than its bound, plus a node: replays take only the newest count), and
- * by age before each replay, exactly, so a replay never returns what is older than the age
- * bound. The keys' TTL is renewed once half of it has passed (the hash's r: one TIME per
+ * another run. Per topic and batch, whatever its item count: one HMGET, one XADD of one
+ * stream entry {d: payload} holding all its stored items, one PUBLISH of the same payload and
+ * one HSET of the new seq (an XADD refused refuses the topic's items of the batch and takes
+ * no seq); each topic's writes are done before the next topic starts, so a failure in a later
+ * one (a key of the wrong type) never leaves stored items without their seq (that topic's
+ * items are refused, the others go on). The payload is "<seq> <epoch> <data>" for one message
+ * and "<seq>:<n> <epoch> <len 1> .. <len n> <data 1>..<data n>" for n > 1 consecutive seqs
+ * (data concatenated). The stream's entries hold consecutive seqs, trimmed at its head only,
+ * so the newest (seq - since) entries hold at least what came after since. Trimming, by count
+ * of entries (approximate: whole stream nodes; each entry holds one message at least, so the
+ * newest count messages stay) and by age, runs once a topic's seq passes a multiple of 64,
+ * and by age before each replay, exactly, so a replay never returns what is older than the
+ * age bound. The keys' TTL is renewed once half of it has passed (the hash's r: one TIME per
  * batch, no PTTL).
  */
 static const char script[] =
@@ -81,7 +82,7 @@ static const char script[] =
 	"    if k > 0 then out = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', k) end\n"
 	"    local room = tonumber(ARGV[6])\n"
 	"    for i = 1, #out do\n"
-	"      room = room - #out[i][2][4]\n"
+	"      room = room - #out[i][2][#out[i][2]]\n"
 	"      if room < 0 then\n"
 	"        for j = #out, i, -1 do out[j] = nil end\n"
 	"        break\n"
@@ -90,14 +91,21 @@ static const char script[] =
 	"  end\n"
 	"  return {n, e, out}\n"
 	"end\n"
-	"local out, k, a = {}, 1, 3\n"
+	"local datas, ids, at, lens = {}, {}, {}, {}\n"
+	"local function payload(first, e, c)\n"
+	"  if c == 1 then return first .. ' ' .. e .. ' ' .. datas[1] end\n"
+	"  for i = 1, c do lens[i] = #datas[i] end\n"
+	"  return first .. ':' .. c .. ' ' .. e .. ' ' .. table.concat(lens, ' ', 1, c) .. ' ' ..\n"
+	"         table.concat(datas, '', 1, c)\n"
+	"end\n"
+	"local out, k, a, o = {}, 1, 3, 0\n"
 	"for _ = 1, tonumber(ARGV[2]) do\n"
 	"  local h, x, epoch, ttl = KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 3]\n"
 	"  local ok, e, n, renew = pcall(numbering, h, x, epoch)\n"
-	"  local was, ch, max, age, datas = n, ARGV[a + 4], ARGV[a + 1], ARGV[a + 2], {}\n"
-	"  local count = tonumber(ARGV[a + 5])\n"
+	"  local max, age, ch, count = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], tonumber(ARGV[a + 5])\n"
 	"  k, a = k + 2, a + 6\n"
 	"  if not ok then e, n = epoch, 0 end\n"
+	"  local was = n\n"
 	"  for _ = 1, count do\n"
 	"    local w, d, r = ARGV[a], ARGV[a + 1], 0\n"
 	"    local key = w ~= '0' and KEYS[k]\n"
@@ -107,33 +115,32 @@ static const char script[] =
 	"      r = 2\n"
 	"    elseif key and not redis.call('SET', key, '1', 'NX', 'PX', w) then\n"
 	"      r = 1\n"
-	"    elseif type(redis.pcall('XADD', x, '*', 's', n + 1, 'd', d)) == 'table' then\n"
-	"      if key then redis.call('DEL', key) end\n"
-	"      r = 2\n"
 	"    else\n"
 	"      n = n + 1\n"
-	"      datas[#datas + 1] = d\n"
+	"      datas[n - was], ids[n - was], at[n - was] = d, key, o + 1\n"
 	"    end\n"
-	"    out[#out + 1] = r == 2 and 0 or n\n"
-	"    out[#out + 1] = e\n"
-	"    out[#out + 1] = r\n"
+	"    out[o + 1], out[o + 2], out[o + 3] = r == 2 and 0 or n, e, r\n"
+	"    o = o + 3\n"
+	"  end\n"
+	"  if n > was then\n"
+	"    local p = payload(was + 1, e, n - was)\n"
+	"    if type(redis.pcall('XADD', x, '*', 'd', p)) == 'table' then\n"
+	"      for i = 1, n - was do\n"
+	"        if ids[i] then redis.call('DEL', ids[i]) end\n"
+	"        out[at[i]], out[at[i] + 2] = 0, 2\n"
+	"      end\n"
+	"      n = was\n"
+	"    else\n"
+	"      redis.call('PUBLISH', ch, p)\n"
+	"    end\n"
 	"  end\n"
 	"  if ok then\n"
-	"    local due = ttl ~= '0' and clock() >= renew\n"
-	"    if due then\n"
+	"    if ttl ~= '0' and clock() >= renew then\n"
 	"      redis.call('HSET', h, 's', n, 'r', clock() + math.floor(tonumber(ttl) / 2))\n"
 	"      redis.call('PEXPIRE', h, ttl)\n"
 	"      redis.call('PEXPIRE', x, ttl)\n"
 	"    elseif n ~= was then\n"
 	"      redis.call('HSET', h, 's', n)\n"
-	"    end\n"
-	"    if #datas == 1 then\n"
-	"      redis.call('PUBLISH', ch, n .. ' ' .. e .. ' ' .. datas[1])\n"
-	"    elseif #datas > 1 then\n"
-	"      local lens = {}\n"
-	"      for i = 1, #datas do lens[i] = #datas[i] end\n"
-	"      redis.call('PUBLISH', ch, (was + 1) .. ':' .. #datas .. ' ' .. e .. ' ' ..\n"
-	"                 table.concat(lens, ' ') .. ' ' .. table.concat(datas))\n"
 	"    end\n"
 	"    if math.floor(n / 64) ~= math.floor(was / 64) then\n"
 	"      redis.call('XTRIM', x, 'MAXLEN', '~', max)\n"
@@ -330,9 +337,9 @@ int rc_redis_parse_item(const redisReply *r, size_t count, size_t i, struct rc_r
 	return parse_triple(r->element + 3 * i, out);
 }
 
-int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, size_t *dlen)
+int rc_redis_parse_entry(const redisReply *e, struct rc_redis_msgs *out)
 {
-	bool has_seq = false, has_data = false;
+	const redisReply *seq = NULL, *data = NULL;
 	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
 		return -EPROTO;
 	const redisReply *f = e->element[1];
@@ -343,14 +350,22 @@ int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, 
 		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
 			return -EPROTO;
 		if (k->str[0] == 's')
-			has_seq = rc_parse_u64(v->str, v->len, seq);
-		if (k->str[0] == 'd') {
-			*data = v->str;
-			*dlen = v->len;
-			has_data = true;
-		}
+			seq = v;
+		if (k->str[0] == 'd')
+			data = v;
 	}
-	return has_seq && has_data ? 0 : -EPROTO;
+	if (!data)
+		return -EPROTO;
+	if (!seq) /* {d: payload} */
+		return rc_redis_parse_msgs(data->str, data->len, out);
+	/* {s: seq, d: data}: one message, as stored before entries held payloads */
+	memset(out, 0, sizeof(*out));
+	if (!rc_parse_u64(seq->str, seq->len, &out->seq) || out->seq == 0)
+		return -EPROTO;
+	out->count = 1;
+	out->data = data->str;
+	out->end = data->str + data->len;
+	return 0;
 }
 
 /* A decimal number p[..sp) ending at the first space before end: the text after that space,

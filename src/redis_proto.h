@@ -66,10 +66,6 @@ int rc_redis_parse_result(const redisReply *r, struct rc_redis_result *out);
 /* Parses item i (< count) of the reply r to a batch of count publishes. 0 or -EPROTO. */
 int rc_redis_parse_item(const redisReply *r, size_t count, size_t i, struct rc_redis_result *out);
 
-/* Parses one stream entry [id, [field, value, ...]] into its seq and data (borrowed).
- * 0 or -EPROTO. */
-int rc_redis_parse_entry(const redisReply *e, uint64_t *seq, const char **data, size_t *dlen);
-
 /* What one reply of a reader made by rc_redis_reader_create may take. */
 struct rc_redis_bound {
 	size_t bytes_max; /* per reply: its objects, arrays of pointers and strings */
@@ -124,6 +120,11 @@ struct rc_redis_msgs {
 
 /* Parses (and checks whole) the channel payload p[0..n) into out. 0 or -EPROTO. */
 int rc_redis_parse_msgs(const char *p, size_t n, struct rc_redis_msgs *out);
+
+/* Parses one stream entry [id, [field, value, ...]] of a topic's history: {d: payload} (its
+ * messages, as published) or {s: seq, d: data} (one message, epoch 0: as stored by earlier
+ * versions) into out, data borrowed from e. 0 or -EPROTO. */
+int rc_redis_parse_entry(const redisReply *e, struct rc_redis_msgs *out);
 
 /* The next message of a parsed payload into out (data borrowed from the payload); false once
  * every message was read. */

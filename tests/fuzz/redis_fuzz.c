@@ -21,17 +21,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_entries(const redisReply *entries)
-{
-	for (size_t i = 0; i < entries->elements; i++) {
-		uint64_t seq = 0;
-		const char *d = NULL;
-		size_t dlen = 0;
-		if (rc_redis_parse_entry(entries->element[i], &seq, &d, &dlen) == 0)
-			RC_ASSERT(d != NULL);
-	}
-}
-
 /* A channel payload: its messages, if it parses, are consecutive and tile its end. */
 static void check_payload(const char *p, size_t n)
 {
@@ -49,6 +38,22 @@ static void check_payload(const char *p, size_t n)
 		read++;
 	}
 	RC_ASSERT(read == count && at == p + n);
+}
+
+static void check_entries(const redisReply *entries)
+{
+	for (size_t i = 0; i < entries->elements; i++) {
+		struct rc_redis_msgs ms;
+		struct rc_redis_msg m;
+		if (rc_redis_parse_entry(entries->element[i], &ms) != 0)
+			continue;
+		uint32_t count = ms.count;
+		while (rc_redis_msgs_next(&ms, &m)) {
+			RC_ASSERT(m.data != NULL && m.seq != 0);
+			count--;
+		}
+		RC_ASSERT(count == 0);
+	}
 }
 
 /* Every parser on one decoded reply. */

@@ -97,6 +97,19 @@ Test(redis_proto, script_sha_is_sha1_of_the_text)
 		cr_assert(strchr("0123456789abcdef", sha[i]) != NULL);
 }
 
+/* The next message of ms is seq with data (seq 0: there is none). */
+static void next_is(struct rc_redis_msgs *ms, uint64_t seq, const char *data)
+{
+	struct rc_redis_msg m;
+	bool more = rc_redis_msgs_next(ms, &m);
+	cr_assert(eq(int, more, seq != 0));
+	if (!more)
+		return;
+	cr_assert(eq(u64, m.seq, seq));
+	cr_assert(eq(sz, m.data_len, strlen(data)));
+	cr_assert(eq(int, memcmp(m.data, data, m.data_len), 0));
+}
+
 Test(redis_proto, publish_and_replay_results)
 {
 	struct rc_redis_result res;
@@ -116,13 +129,22 @@ Test(redis_proto, publish_and_replay_results)
 	cr_assert(eq(int, rc_redis_parse_result(r, &res), 0));
 	cr_assert(res.entries != NULL);
 	cr_assert(eq(sz, res.entries->elements, 1));
-	uint64_t seq = 0;
-	const char *data = NULL;
-	size_t dlen = 0;
-	cr_assert(eq(int, rc_redis_parse_entry(res.entries->element[0], &seq, &data, &dlen), 0));
-	cr_assert(eq(u64, seq, 2));
-	cr_assert(eq(sz, dlen, 4));
-	cr_assert(eq(int, memcmp(data, "\"hi\"", 4), 0));
+	struct rc_redis_msgs ms;
+	cr_assert(eq(int, rc_redis_parse_entry(res.entries->element[0], &ms), 0));
+	next_is(&ms, 2, "\"hi\"");
+	next_is(&ms, 0, NULL);
+	freeReplyObject(r);
+}
+
+Test(redis_proto, stream_entry_with_several_messages)
+{
+	redisReply *r = decode("*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nd\r\n$14\r\n4:2 9 1 3 xabc\r\n");
+	struct rc_redis_msgs ms;
+	cr_assert(eq(int, rc_redis_parse_entry(r, &ms), 0));
+	cr_assert(eq(u64, ms.epoch, 9));
+	next_is(&ms, 4, "x");
+	next_is(&ms, 5, "abc");
+	next_is(&ms, 0, NULL);
 	freeReplyObject(r);
 }
 
@@ -181,13 +203,13 @@ Test(redis_proto, malformed_results_are_refused)
 		"*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nd\r\n$1\r\n1\r\n",
 		"*2\r\n$3\r\n1-0\r\n*4\r\n$1\r\ns\r\n$1\r\nz\r\n$1\r\nd\r\n$1\r\n1\r\n",
 		"*2\r\n$3\r\n1-0\r\n*2\r\n$2\r\nss\r\n$1\r\n1\r\n",
+		"*2\r\n$3\r\n1-0\r\n*4\r\n$1\r\ns\r\n$1\r\n0\r\n$1\r\nd\r\n$1\r\n1\r\n",
+		"*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nd\r\n$7\r\n1:2 1 1\r\n", /* a bad payload */
 	};
-	uint64_t seq;
-	const char *data;
-	size_t dlen;
+	struct rc_redis_msgs ms;
 	for (size_t i = 0; i < sizeof(bad_entries) / sizeof(bad_entries[0]); i++) {
 		redisReply *r = decode(bad_entries[i]);
-		int rc = rc_redis_parse_entry(r, &seq, &data, &dlen);
+		int rc = rc_redis_parse_entry(r, &ms);
 		cr_assert(eq(int, rc, -EPROTO), "entry %zu", i);
 		freeReplyObject(r);
 	}
