@@ -19,7 +19,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import RawClient, encode_frame, scale  # noqa: E402
-from redis_cluster_test import Client, RedisTestCase, http_publish  # noqa: E402
+from redis_cluster_test import Client, RedisTestCase, health, http_publish, node  # noqa: E402
 
 PREFIX = "ringcast:"
 
@@ -406,6 +406,63 @@ class Batches(RedisTestCase):
                                                                             time.monotonic_ns()))
         os.makedirs(d)
         return d
+
+
+class FakeRedis:
+    """A TCP server that answers whatever a connection sends first with one of replies, in
+    turn per connection: a broken or hostile Redis."""
+
+    def __init__(self, replies):
+        self.replies = replies
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.served = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                try:
+                    c.settimeout(scale(5))
+                    c.recv(65536)
+                    c.sendall(self.replies[self.served % len(self.replies)])
+                    self.served += 1
+                    c.recv(65536)  # until the node hangs up
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+class HostileRedis(RedisTestCase):
+    def test_huge_declared_replies_fail_the_link_cleanly(self):
+        """A "Redis" answering with an array of 993,399,379 elements (7.9 GB of pointers to
+        hiredis) or a string of a GB that keeps coming: the node allocates nothing of it past
+        redis_reply_bytes_max, drops the connection, counts it, stays up and degraded, and
+        publishes are refused rather than acked."""
+        fake = FakeRedis([b"*993399379\r\n",
+                          b"$1000000000\r\n" + b"x" * 200000])
+        try:
+            self.nodes = [node("127.0.0.1:%d" % fake.port, shards=1,
+                               redis_reply_bytes_max=65536, redis_backlog_bytes_max=65536)]
+            port = self.nodes[0].port
+            deadline = time.monotonic() + scale(15)
+            while metric(port, "ringcast_redis_reply_oversize_total") < 2:
+                self.assertLess(time.monotonic(), deadline, "no oversize reply counted")
+                time.sleep(0.1)
+            self.assertGreaterEqual(fake.served, 2)
+            self.assertEqual(health(port)[0], 503)
+            self.assertEqual(http_publish(port, "t", 1)[0], 503)
+            self.check_alive()
+        finally:
+            fake.close()
 
 
 if __name__ == "__main__":
