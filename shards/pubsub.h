@@ -139,7 +139,8 @@ struct rc_xmsg {
 	uint32_t gen;
 	uint32_t tag;  /* index within an HTTP batch */
 	uint32_t nframes;
-	uint64_t seq; /* REPLAY: since; REPLAYED/PUB_DONE: current or assigned seq */
+	uint64_t seq; /* REPLAY: since; REPLAYED/PUB_DONE: current or assigned seq; PUBLISH in
+		       * a Redis batch: its item's place in the script's answer */
 	uint64_t epoch; /* REPLAY: the client's (0: none or foreign); else the topic's (0: none) */
 	uint64_t publisher; /* PUBLISH: who publishes (dedup scope): 0 the backend, else
 			     * rc_pubsub_publisher() */
