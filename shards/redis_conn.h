@@ -3,7 +3,7 @@
  * command link and one subscriber link, sockets like any client's (no extra thread, no
  * blocking call). Commands are RESP-encoded by hiredis (redisFormatCommandArgv) into an
  * output buffer that leaves in one send per turn (pipelining), replies are decoded by a
- * redisReader and matched FIFO to what their command asked (struct rc_redis_wait). A link
+ * redisReader (bounded per reply by redis_reply_bytes_max) and matched FIFO to what their command asked (struct rc_redis_wait). A link
  * quiet for half of redis_command_timeout_ms is pinged, so a Redis that went away without a
  * word (a partition) is noticed too. A link that fails (refused, EOF, error, command or
  * connect timeout) fails every waiting command, closes, and reconnects after an exponential

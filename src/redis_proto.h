@@ -3,7 +3,7 @@
  * rendezvous hash every node computes alike), the names of a topic's keys and channel, the
  * Lua script that publishes and replays atomically, and the parsers of what Redis sends back
  * (script replies, stream entries, channel messages) on replies decoded by hiredis'
- * redisReader. The runtime (shards/redis_conn.c, shards/pubsub_redis.c) does the I/O. Pure;
+ * redisReader, which it builds bounded per reply. The runtime (shards/redis_conn.c, shards/pubsub_redis.c) does the I/O. Pure;
  * any thread.
  */
 #ifndef RC_REDIS_PROTO_H
