@@ -8,11 +8,16 @@
 #include "base/rc_assert.h"
 #include "clock.h"
 
-uint64_t rc_clock_ms(void)
+static uint64_t monotonic_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t rc_clock_ms(void)
+{
+	return monotonic_us() / 1000u;
 }
 
 uint64_t rc_clock_unix_ms(void)
@@ -26,14 +31,16 @@ void rc_clock_start(struct rc_clock *clk, uint32_t tick_ms)
 {
 	RC_ASSERT(tick_ms > 0);
 	clk->tick_ms = tick_ms;
-	clk->now_ms = rc_clock_ms();
+	clk->now_us = monotonic_us();
+	clk->now_ms = clk->now_us / 1000u;
 	clk->epoch_ms = clk->now_ms;
 	clk->tick = 0;
 }
 
 void rc_clock_update(struct rc_clock *clk)
 {
-	uint64_t now = rc_clock_ms();
+	clk->now_us = monotonic_us();
+	uint64_t now = clk->now_us / 1000u;
 	RC_DASSERT(clk->tick_ms > 0);
 	/* CLOCK_MONOTONIC never goes back, so ticks never do either. */
 	RC_DASSERT(now >= clk->now_ms);

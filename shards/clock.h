@@ -11,6 +11,7 @@
 
 struct rc_clock {
 	uint64_t now_ms;   /* monotonic, updated each loop turn by rc_clock_update() */
+	uint64_t now_us;   /* the same read in microseconds (the turn-length histogram) */
 	uint64_t epoch_ms; /* monotonic time of tick 0 */
 	uint32_t tick_ms;  /* timer_tick_ms, > 0 */
 	uint32_t tick;     /* the tick of now_ms, computed with it: read per message */

@@ -191,26 +191,35 @@ static void auth(struct out *o, const struct rc_app *app)
 		  "Subscriptions refused: the token's subs (or a channel token) do not allow them.");
 }
 
-/* Reply latency of every shard's Redis commands, one cumulative histogram (ms). */
-static void redis_latency(struct out *o, const struct rc_app *app)
+/* One cumulative histogram summed over shards: name (without the ringcast_ prefix), its
+ * bucket counters from offset first (nb bounds, then +Inf) and its sum at offset sum_at. */
+static void histogram(struct out *o, const struct rc_app *app, const char *name, const char *help,
+		      const uint64_t *bounds, int nb, size_t first, size_t sum_at)
 {
-	static const uint64_t bounds[] = RC_REDIS_LATENCY_BOUNDS_MS;
-	const size_t first = offsetof(struct rc_shard_stats, redis_latency);
 	uint64_t sum = 0, count = 0;
-	put(o, "# HELP ringcast_redis_latency_ms Time from queuing a Redis command to its reply.\n"
-	       "# TYPE ringcast_redis_latency_ms histogram\n");
-	for (int b = 0; b < RC_REDIS_LATENCY_BUCKETS; b++) {
+	put(o, "# HELP ringcast_%s %s\n# TYPE ringcast_%s histogram\n", name, help, name);
+	for (int b = 0; b <= nb; b++) {
 		for (int i = 0; i < app->shards_count; i++)
 			count += value(o, app, i, first + (size_t)b * sizeof(uint64_t));
-		if (b < (int)RC_ARRAY_LEN(bounds))
-			put(o, "ringcast_redis_latency_ms_bucket{le=\"%llu\"} %llu\n",
+		if (b < nb)
+			put(o, "ringcast_%s_bucket{le=\"%llu\"} %llu\n", name,
 			    (unsigned long long)bounds[b], (unsigned long long)count);
 	}
 	for (int i = 0; i < app->shards_count; i++)
-		sum += value(o, app, i, offsetof(struct rc_shard_stats, redis_latency_ms_sum));
-	put(o, "ringcast_redis_latency_ms_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)count);
-	put(o, "ringcast_redis_latency_ms_sum %llu\nringcast_redis_latency_ms_count %llu\n",
-	    (unsigned long long)sum, (unsigned long long)count);
+		sum += value(o, app, i, sum_at);
+	put(o, "ringcast_%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)count);
+	put(o, "ringcast_%s_sum %llu\nringcast_%s_count %llu\n", name, (unsigned long long)sum,
+	    name, (unsigned long long)count);
+}
+
+/* Reply latency of every shard's Redis commands (ms). */
+static void redis_latency(struct out *o, const struct rc_app *app)
+{
+	static const uint64_t bounds[] = RC_REDIS_LATENCY_BOUNDS_MS;
+	RC_STATIC_ASSERT(RC_ARRAY_LEN(bounds) + 1 == RC_REDIS_LATENCY_BUCKETS, "buckets");
+	histogram(o, app, "redis_latency_ms", "Time from queuing a Redis command to its reply.",
+		  bounds, (int)RC_ARRAY_LEN(bounds), offsetof(struct rc_shard_stats, redis_latency),
+		  offsetof(struct rc_shard_stats, redis_latency_ms_sum));
 }
 
 /* engine = redis: the links' counters per shard, latency, and whether each instance is up. */
@@ -317,6 +326,12 @@ static void write_all(struct out *o, const struct rc_app *app)
 		  "Provided receive buffers (start small, double on ENOBUFS).");
 	RC_FAMILY(o, app, stale_cqes, "counter", "Completions for recycled slots, dropped.");
 	RC_FAMILY(o, app, loop_turns, "counter", "Event-loop turns.");
+	static const uint64_t turn_bounds[] = RC_TURN_BOUNDS_US;
+	RC_STATIC_ASSERT(RC_ARRAY_LEN(turn_bounds) + 1 == RC_TURN_BUCKETS, "buckets");
+	histogram(o, app, "turn_us",
+		  "Event-loop turns by length, from one clock read to the next (work, submit, wait).",
+		  turn_bounds, (int)RC_ARRAY_LEN(turn_bounds), offsetof(struct rc_shard_stats, turn_us),
+		  offsetof(struct rc_shard_stats, turn_us_sum));
 	RC_FAMILY(o, app, submits, "counter", "io_uring_submit calls.");
 	RC_FAMILY(o, app, publishes, "counter", "Messages sequenced by this shard as topic owner.");
 	RC_FAMILY(o, app, publish_duplicates, "counter", "Publishes dropped by the dedup window.");

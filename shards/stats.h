@@ -63,6 +63,9 @@ enum rc_evict_cause {
 /* Upper bounds (ms) of the Redis reply latency histogram; the last bucket is +Inf. */
 #define RC_REDIS_LATENCY_BOUNDS_MS {1, 2, 5, 10, 25, 50, 100, 250, 1000}
 #define RC_REDIS_LATENCY_BUCKETS 10
+/* Upper bounds (us) of the loop-turn length histogram; the last bucket is +Inf. */
+#define RC_TURN_BOUNDS_US {100, 1000, 5000, 10000, 25000, 50000, 100000, 250000, 1000000}
+#define RC_TURN_BUCKETS 10
 
 /* One shard's counters. Written only by the shard; read racily (relaxed) by /metrics. */
 struct rc_shard_stats {
@@ -155,6 +158,8 @@ struct rc_shard_stats {
 	uint64_t presence_events;      /* join and leave messages built by this owner */
 	uint64_t presence_events_skipped; /* ... not sent: join_leave_subscribers_max */
 	uint64_t personal_topic_failures; /* connections left without their personal topic */
+	uint64_t turn_us[RC_TURN_BUCKETS]; /* loop turns by length, wait included (not cumul.) */
+	uint64_t turn_us_sum;              /* of every turn counted in turn_us */
 };
 
 /* The metric label of why ("normal", "slow_consumer", ...); "unknown" out of range. Any

@@ -37,7 +37,9 @@ def parse(text):
         m = SAMPLE.match(line)
         if not m:
             raise AssertionError("line %d is not `name{labels} value`: %r" % (n, line))
-        if m.group(1) not in typed:
+        # A histogram's samples carry a suffix after the name its TYPE line gives.
+        base = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+        if m.group(1) not in typed and base not in typed:
             raise AssertionError("line %d: %s has no TYPE line before it" % (n, m.group(1)))
         key = (m.group(1), m.group(2) or "")
         if key in samples:
