@@ -274,6 +274,17 @@ static bool conflate(struct rc_sub *sub, struct rc_frame *f)
 	return true;
 }
 
+/* The slow-consumer policy of sub's topic: its namespace's, else the app's. */
+static enum rc_ns_slow slow_policy(const struct rc_sub *sub)
+{
+	enum rc_ns_slow policy = (enum rc_ns_slow)sub->topic->slow;
+	if (policy != RC_NS_SLOW_INHERIT)
+		return policy;
+	const struct rc_app *app = sub->conn->shard->app;
+	return app->drop_slow ? RC_NS_SLOW_DROP
+	       : app->latest_slow ? RC_NS_SLOW_LATEST : RC_NS_SLOW_CLOSE;
+}
+
 /* Queues f to one subscriber, taking one of the caller's references. False if not taken. */
 static bool offer(struct rc_sub *sub, struct rc_frame *f)
 {
@@ -283,19 +294,20 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	bool event = f->seq == 0;
 	if (sub->pending || (!event && f->seq <= sub->last_seq) || c->state != RC_CONN_OPEN)
 		return false;
-	bool over = rc_sendq_slow(c, f->len);
-	enum rc_ns_slow policy = (enum rc_ns_slow)sub->topic->slow;
-	if (policy == RC_NS_SLOW_INHERIT)
-		policy = s->app->drop_slow ? RC_NS_SLOW_DROP
-			 : s->app->latest_slow ? RC_NS_SLOW_LATEST : RC_NS_SLOW_CLOSE;
-	/* Policy latest keeps the newest message: an event has none to replace, so it goes. */
-	if (over && (policy == RC_NS_SLOW_DROP || (event && policy == RC_NS_SLOW_LATEST))) {
-		s->stats.slow_drops++;
-		return false;
-	}
-	if (over && policy == RC_NS_SLOW_CLOSE) {
-		rc_conn_slow_close(c);
-		return false;
+	/* An empty queue takes anything (rc_sendq_slow's first test, without the call). */
+	bool over = c->q.head && rc_sendq_slow(c, f->len);
+	if (over) {
+		enum rc_ns_slow policy = slow_policy(sub);
+		/* Policy latest keeps the newest message: an event has none to replace, so it
+		 * goes. */
+		if (policy == RC_NS_SLOW_DROP || (event && policy == RC_NS_SLOW_LATEST)) {
+			s->stats.slow_drops++;
+			return false;
+		}
+		if (policy == RC_NS_SLOW_CLOSE) {
+			rc_conn_slow_close(c);
+			return false;
+		}
 	}
 	struct rc_frame *use = c->flags & RC_CF_SSE
 				       ? rc_sse_variant(s, f, header_len(f), sub->epoch)
@@ -312,12 +324,23 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	if (rc == 0) {
 		sub->last_seq = event ? sub->last_seq : f->seq;
 		s->stats.deliveries++;
-	} else if (rc == -ENOBUFS && policy != RC_NS_SLOW_DROP) {
+	} else if (rc == -ENOBUFS && slow_policy(sub) != RC_NS_SLOW_DROP) {
 		rc_conn_slow_close(c); /* the memory budget refused its queue's growth */
 	}
 	if (use != f)
 		return false; /* f's reference was not used */
 	return true;
+}
+
+/* How many subscribers ahead a fan-out asks for a connection record (and twice as many for
+ * a subscription record) before it reads them. */
+#define RC_SUBV_AHEAD 4
+
+/* Asks for the lines of c's record a delivery reads (its queue, then its state and flags). */
+static inline void rc_conn_prefetch(const struct rc_conn *c)
+{
+	__builtin_prefetch(&c->q);
+	__builtin_prefetch(&c->flags);
 }
 
 /* Delivers a broadcast frame to this shard's subscribers. Consumes one reference. */
@@ -333,9 +356,15 @@ static void deliver_local(struct rc_shard *s, struct rc_frame *f)
 	uint32_t given = t->count;
 	rc_frame_ref_n(f, given);
 	uint32_t used = 0;
-	for (struct rc_sub *sub = t->subs; sub; sub = sub->next) {
-		/* offer() may close a slow subscriber, which never unlinks it here. */
-		if (offer(sub, f))
+	/* offer() may close a slow subscriber, which never unlinks it here. The walk asks for
+	 * the records it needs a few subscribers ahead: the array lets the loads overlap that a
+	 * list would chain (issue 14). */
+	for (uint32_t i = 0; i < given; i++) {
+		if (i + 2 * RC_SUBV_AHEAD < given)
+			__builtin_prefetch(t->subv[i + 2 * RC_SUBV_AHEAD]);
+		if (i + RC_SUBV_AHEAD < given)
+			rc_conn_prefetch(t->subv[i + RC_SUBV_AHEAD]->conn);
+		if (offer(t->subv[i], f))
 			used++;
 	}
 	RC_ASSERT(used <= given);
@@ -838,8 +867,9 @@ static void told(struct rc_shard *s, struct rc_xmsg *m)
 {
 	struct rc_topic_node *n = rc_topic_find(&s->ltopics, m->topic, m->topic_len);
 	const struct rc_pubsub_hooks *h = s->app->pubsub_hooks;
-	for (struct rc_sub *sub = n ? rc_container_of(n, struct rc_ltopic, node)->subs : NULL; sub;
-	     sub = sub->next) {
+	struct rc_ltopic *t = n ? rc_container_of(n, struct rc_ltopic, node) : NULL;
+	for (uint32_t i = 0; t && i < t->count; i++) {
+		struct rc_sub *sub = t->subv[i];
 		struct rc_conn *c = sub->conn;
 		if (sub->pending || c->state != RC_CONN_OPEN)
 			continue;
@@ -962,6 +992,41 @@ static bool take_token(struct rc_conn *c)
 /* May c create local topic[0..len) (a new topic for this shard)? 0, -EAGAIN (c's rate),
  * -EBUSY (the owner's share of topics_max) or -ENOBUFS (past the memory budget's soft
  * mark), counted. */
+/* Makes room in t's array for one more subscriber, doubling it (charged as topics). False
+ * when memory or the budget refuses. */
+static bool subv_reserve(struct rc_shard *s, struct rc_ltopic *t)
+{
+	if (t->count < t->cap)
+		return true;
+	uint32_t cap = t->cap ? t->cap * 2 : 4;
+	size_t add = (size_t)(cap - t->cap) * sizeof(*t->subv);
+	if (!rc_mem_try_charge(s->app, RC_BUDGET_topics, add))
+		return false;
+	struct rc_sub **v = realloc(t->subv, cap * sizeof(*v));
+	if (!v) {
+		rc_mem_release(s->app, RC_BUDGET_topics, add);
+		return false;
+	}
+	memset(v + t->cap, 0, add); /* slots past count stay NULL (rc_pubsub_validate) */
+	t->subv = v;
+	t->cap = cap;
+	return true;
+}
+
+/* Halves t's array once a quarter of it is used, so a topic that lost most of its
+ * subscribers gives the memory back (kept as is if realloc fails). */
+static void subv_shrink(struct rc_shard *s, struct rc_ltopic *t)
+{
+	if (t->cap <= 4 || t->count > t->cap / 4)
+		return;
+	struct rc_sub **v = realloc(t->subv, (t->cap / 2) * sizeof(*v));
+	if (!v)
+		return;
+	rc_mem_release(s->app, RC_BUDGET_topics, (t->cap - t->cap / 2) * sizeof(*v));
+	t->subv = v;
+	t->cap /= 2;
+}
+
 static int new_topic_check(struct rc_conn *c, const char *topic, size_t len)
 {
 	struct rc_shard *s = c->shard;
@@ -1011,7 +1076,8 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 	struct rc_xmsg *m_sub = t ? NULL : xmsg_new(s->app, s, RC_X_SHARD_SUB, topic, len, 0);
 	struct rc_xmsg *m_z = deflate_on ? xmsg_new(s->app, s, RC_X_DEFLATE_ON, topic, len, 0) : NULL;
 	struct rc_xmsg *m_rp = r ? xmsg_new(s->app, s, RC_X_REPLAY, topic, len, 0) : NULL;
-	if (!sub || (!t && (!nt || !m_sub)) || (deflate_on && !m_z) || (r && !m_rp)) {
+	if (!sub || (!t && (!nt || !m_sub)) || (deflate_on && !m_z) || (r && !m_rp) ||
+	    !subv_reserve(s, t ? t : nt)) {
 		free(sub);
 		free(nt);
 		xmsg_free(s->app, m_sub);
@@ -1032,11 +1098,8 @@ int rc_pubsub_subscribe(struct rc_conn *c, const char *topic, size_t len,
 	}
 	sub->topic = t;
 	sub->conn = c;
-	sub->next = t->subs;
-	if (t->subs)
-		t->subs->prev = sub;
-	t->subs = sub;
-	t->count++;
+	sub->index = t->count;
+	t->subv[t->count++] = sub;
 	sub->conn_next = c->subs;
 	c->subs = sub;
 	c->subs_count++;
@@ -1069,14 +1132,13 @@ static void unlink_sub(struct rc_shard *s, struct rc_sub *sub)
 	struct rc_ltopic *t = sub->topic;
 	if (t->presence)
 		rc_pubsub_presence_notify(s, sub->conn, t, false);
-	if (sub->prev)
-		sub->prev->next = sub->next;
-	else
-		t->subs = sub->next;
-	if (sub->next)
-		sub->next->prev = sub->prev;
-	RC_ASSERT(t->count > 0);
-	t->count--;
+	RC_ASSERT(t->count > 0 && t->subv[sub->index] == sub);
+	/* The last subscriber takes its place: the array stays dense. */
+	struct rc_sub *last = t->subv[--t->count];
+	t->subv[sub->index] = last;
+	last->index = sub->index;
+	t->subv[t->count] = NULL;
+	subv_shrink(s, t);
 	s->stats.subscriptions--;
 	if ((sub->conn->flags & RC_CF_DEFLATE) && --t->deflate_count == 0)
 		notify_owner(s, t, RC_X_DEFLATE_OFF);
@@ -1087,6 +1149,8 @@ static void unlink_sub(struct rc_shard *s, struct rc_sub *sub)
 	RC_ASSERT(t->deflate_count == 0);
 	notify_owner(s, t, RC_X_SHARD_UNSUB);
 	rc_topic_remove(&s->ltopics, &t->node);
+	rc_mem_release(s->app, RC_BUDGET_topics, t->cap * sizeof(*t->subv));
+	free(t->subv);
 	free(t);
 	rc_mem_release(s->app, RC_BUDGET_topics, sizeof(*t));
 }
@@ -1338,15 +1402,19 @@ static bool conn_holds(const struct rc_conn *c, const struct rc_sub *sub)
 	return false;
 }
 
-/* Local topic t: its subscribers linked both ways, each in its live connection's list, and
- * its two counts. Adds its subscriptions to *subs. */
+/* Local topic t: its subscribers dense in its array, each at its index and in its live
+ * connection's list, and its two counts. Adds its subscriptions to *subs. */
 static bool ltopic_ok(const struct rc_shard *s, const struct rc_ltopic *t, uint64_t *subs)
 {
 	uint32_t n = 0, deflate = 0;
-	const struct rc_sub *prev = NULL;
-	for (const struct rc_sub *sub = t->subs; sub; prev = sub, sub = sub->next) {
+	if (t->count > t->cap || (t->count < t->cap && t->subv[t->count]))
+		return false;
+	for (uint32_t i = 0; i < t->count; i++) {
+		const struct rc_sub *sub = t->subv[i];
+		if (!sub)
+			return false;
 		const struct rc_conn *c = sub->conn;
-		if (sub->topic != t || sub->prev != prev || c->shard != s)
+		if (sub->topic != t || sub->index != i || c->shard != s)
 			return false;
 		if (c->state == RC_CONN_FREE || c->state == RC_CONN_DOOMED || !conn_holds(c, sub))
 			return false;

@@ -14,8 +14,11 @@
 /* A topic with local subscribers on this shard. */
 struct rc_ltopic {
 	struct rc_topic_node node;
-	struct rc_sub *subs; /* doubly linked through rc_sub.next/prev */
+	/* its count subscribers, dense (rc_sub.index), walked in order by a fan-out; cap slots
+	 * allocated (those past count NULL), charged as topics */
+	struct rc_sub **subv;
 	uint32_t count;
+	uint32_t cap;
 	uint32_t deflate_count; /* subscribers that negotiated permessage-deflate */
 	uint8_t slow;           /* enum rc_ns_slow of its namespace; INHERIT: the app's policy */
 	uint8_t presence;       /* RC_PRESENCE_* of its namespace: the owner hears (un)subscribes */
@@ -27,13 +30,12 @@ struct rc_ltopic {
 
 /* One connection's subscription to one topic. */
 struct rc_sub {
-	struct rc_sub *next; /* in the topic */
-	struct rc_sub *prev;
 	struct rc_sub *conn_next; /* in the connection */
 	struct rc_ltopic *topic;
 	struct rc_conn *conn;
 	uint64_t last_seq; /* newest seq queued to this subscriber */
 	uint64_t epoch;    /* the topic's, from the owner's answer (0: none asked or known) */
+	uint32_t index;    /* in topic->subv */
 	bool pending;      /* waiting for the owner's replay: live frames are skipped */
 };
 

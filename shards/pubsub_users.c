@@ -269,9 +269,9 @@ static void user_action(struct rc_shard *s, struct rc_xmsg *m)
 	struct rc_conn **cs = count ? malloc(count * sizeof(*cs)) : NULL;
 	if (count && !cs)
 		s->stats.alloc_failures++;
-	uint32_t i = 0;
-	for (struct rc_sub *sub = cs ? t->subs : NULL; sub; sub = sub->next)
-		cs[i++] = sub->conn;
+	uint32_t i;
+	for (i = 0; cs && i < count; i++)
+		cs[i] = t->subv[i]->conn;
 	for (i = 0; cs && i < count; i++) {
 		if (!m->topic_len)
 			rc_conn_close(cs[i], m->code, "disconnected by the server");
