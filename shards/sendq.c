@@ -583,7 +583,7 @@ void rc_send_complete(struct rc_conn *c, int res)
 		rc_tls_sent(c, (uint32_t)res); /* ciphertext: its frames left the queue already */
 	else
 		consume(c, (uint32_t)res);
-	if (c->q.head || rc_tls_out_pending(c) || (c->flags & RC_CF_FLUSH_CLOSE) ||
+	if (c->q.head || (c->tls && rc_tls_out_pending(c)) || (c->flags & RC_CF_FLUSH_CLOSE) ||
 	    (c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
 		rc_conn_mark_dirty(c);
 		return;
