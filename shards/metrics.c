@@ -329,8 +329,9 @@ static void write_all(struct out *o, const struct rc_app *app)
 	static const uint64_t turn_bounds[] = RC_TURN_BOUNDS_US;
 	RC_STATIC_ASSERT(RC_ARRAY_LEN(turn_bounds) + 1 == RC_TURN_BUCKETS, "buckets");
 	histogram(o, app, "turn_us",
-		  "Event-loop turns by length, from one clock read to the next (work, submit, wait).",
-		  turn_bounds, (int)RC_ARRAY_LEN(turn_bounds), offsetof(struct rc_shard_stats, turn_us),
+		  "Event-loop turns by length, one clock read to the next (work, submit, wait).",
+		  turn_bounds, (int)RC_ARRAY_LEN(turn_bounds),
+		  offsetof(struct rc_shard_stats, turn_us),
 		  offsetof(struct rc_shard_stats, turn_us_sum));
 	RC_FAMILY(o, app, submits, "counter", "io_uring_submit calls.");
 	RC_FAMILY(o, app, publishes, "counter", "Messages sequenced by this shard as topic owner.");

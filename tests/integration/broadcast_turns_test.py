@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+"""Issue 14: a loop turn takes every send completion and at most cqe_batch_max others.
+
+With the smallest cqe_batch_max (16), 300 subscribers answering server pings every 20 ms
+(their pongs are receive completions, many more than 16 a turn) and a broadcast to all of
+them, turns end on the bound for other completions while send completions are still waiting
+in the CQ: every delivery must still arrive once and in order, and every turn is counted in
+the turn-length histogram (ringcast_turn_us). Gateway started by harness.py, one shard,
+ringcast-bench in JSON mode. No timing assertions.
+"""
+import json
+import os
+import subprocess
+import unittest
+
+import harness
+
+BENCH = os.environ.get("RINGCAST_BENCH") or os.path.join(harness.REPO, "build", "bin",
+                                                         "ringcast-bench")
+
+
+def metrics(port):
+    """{sample name with its labels: value} from GET /metrics."""
+    status, _, body = harness.http_get(port, "/metrics")
+    assert status == 200, status
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines() if line and not line.startswith("#")}
+
+
+@unittest.skipIf(harness.REF, "drives ringcast's pub/sub protocol and metrics")
+@unittest.skipUnless(os.access(BENCH, os.X_OK), "ringcast-bench not built")
+class SendCompletionsUncapped(harness.ServerTestCase):
+    shards = 1
+    server_opts = {"cqe_batch_max": 16, "ping_interval_ms": 20, "pin_shards": "false"}
+
+    def test_small_batch_bound_keeps_every_delivery_and_counts_every_turn(self):
+        subs = 300
+        p = subprocess.run(
+            [BENCH, "broadcast", "--url", self.url("/ws"), "-c", str(subs), "-s", "64",
+             "--pub-rate", "200", "-d", "1", "--rate", "0", "--settle", "0", "--sub-ack",
+             "--drain", str(harness.scale(30)), "-q"],
+            capture_output=True, text=True, timeout=harness.scale(60))
+        line = next((l for l in p.stdout.splitlines() if l.startswith("{")), None)
+        self.assertIsNotNone(line, p.stderr)
+        j = json.loads(line)
+        c, b = j["counters"], j["broadcast"]
+        why = "bench exit %d: %s\n%s" % (p.returncode, json.dumps(c), p.stderr[-3000:])
+        for k in ("gaps", "missing", "duplicates", "out_of_order", "undelivered",
+                  "unexpected_closes", "closed_by_server", "protocol_errors"):
+            self.assertEqual(c[k], 0, "%s: %s" % (k, why))
+        self.assertEqual(p.returncode, 0, why)
+        self.assertGreater(b["expected_deliveries"], 0, why)
+        self.assertEqual(b["delivered"], b["expected_deliveries"], why)
+        self.assertGreater(c["pings"], 0, why)
+        m = metrics(self.port)
+        turns = sum(v for k, v in m.items() if k.startswith("ringcast_loop_turns_total"))
+        self.assertGreater(turns, 0)
+        # The histogram is read after the counter: it may have counted a turn more.
+        self.assertGreaterEqual(m["ringcast_turn_us_count"], turns)
+        self.assertEqual(m['ringcast_turn_us_bucket{le="+Inf"}'], m["ringcast_turn_us_count"])
+        self.assertEqual(m["ringcast_deliveries_total{shard=\"0\"}"], b["expected_deliveries"])
+
+
+if __name__ == "__main__":
+    harness.main()
