@@ -6,17 +6,13 @@ With the smallest cqe_batch_max (16), 300 subscribers answering server pings eve
 them, turns end on the bound for other completions while send completions are still waiting
 in the CQ: every delivery must still arrive once and in order, and every turn is counted in
 the turn-length histogram (ringcast_turn_us). Gateway started by harness.py, one shard,
-ringcast-bench in JSON mode. No timing assertions.
+ringcast-bench in JSON mode (bench_broadcast). No timing assertions.
 """
-import json
 import os
-import subprocess
 import unittest
 
 import harness
-
-BENCH = os.environ.get("RINGCAST_BENCH") or os.path.join(harness.REPO, "build", "bin",
-                                                         "ringcast-bench")
+from issue_14_broadcast_two_shards_test import BENCH, bench_broadcast
 
 
 def metrics(port):
@@ -34,23 +30,7 @@ class SendCompletionsUncapped(harness.ServerTestCase):
     server_opts = {"cqe_batch_max": 16, "ping_interval_ms": 20, "pin_shards": "false"}
 
     def test_small_batch_bound_keeps_every_delivery_and_counts_every_turn(self):
-        subs = 300
-        p = subprocess.run(
-            [BENCH, "broadcast", "--url", self.url("/ws"), "-c", str(subs), "-s", "64",
-             "--pub-rate", "200", "-d", "1", "--rate", "0", "--settle", "0", "--sub-ack",
-             "--drain", str(harness.scale(30)), "-q"],
-            capture_output=True, text=True, timeout=harness.scale(60))
-        line = next((l for l in p.stdout.splitlines() if l.startswith("{")), None)
-        self.assertIsNotNone(line, p.stderr)
-        j = json.loads(line)
-        c, b = j["counters"], j["broadcast"]
-        why = "bench exit %d: %s\n%s" % (p.returncode, json.dumps(c), p.stderr[-3000:])
-        for k in ("gaps", "missing", "duplicates", "out_of_order", "undelivered",
-                  "unexpected_closes", "closed_by_server", "protocol_errors"):
-            self.assertEqual(c[k], 0, "%s: %s" % (k, why))
-        self.assertEqual(p.returncode, 0, why)
-        self.assertGreater(b["expected_deliveries"], 0, why)
-        self.assertEqual(b["delivered"], b["expected_deliveries"], why)
+        c, b, why = bench_broadcast(self, 300, ["-s", "64", "--pub-rate", "200"])
         self.assertGreater(c["pings"], 0, why)
         m = metrics(self.port)
         turns = sum(v for k, v in m.items() if k.startswith("ringcast_loop_turns_total"))

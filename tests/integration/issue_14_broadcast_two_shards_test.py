@@ -52,6 +52,27 @@ def metrics(port, by_shard=False):
     return out
 
 
+def bench_broadcast(case, subs, args):
+    """Runs ringcast-bench broadcast (1 s, subs subscribers, args added) against case's
+    server and asserts every delivery arrived once and in order; (counters, broadcast, why)."""
+    p = subprocess.run(
+        [BENCH, "broadcast", "--url", case.url("/ws"), "-c", str(subs), "-d", "1", "--rate",
+         "0", "--settle", "0", "--sub-ack", "--drain", str(harness.scale(30)), "-q"] + args,
+        capture_output=True, text=True, timeout=harness.scale(60))
+    line = next((l for l in p.stdout.splitlines() if l.startswith("{")), None)
+    case.assertIsNotNone(line, p.stderr)
+    j = json.loads(line)
+    c, b = j["counters"], j["broadcast"]
+    why = "bench exit %d: %s\n%s" % (p.returncode, json.dumps(c), p.stderr[-3000:])
+    for k in ("gaps", "missing", "duplicates", "out_of_order", "undelivered",
+              "unexpected_closes", "closed_by_server", "protocol_errors"):
+        case.assertEqual(c[k], 0, "%s: %s" % (k, why))
+    case.assertEqual(p.returncode, 0, why)
+    case.assertGreater(b["expected_deliveries"], 0, why)
+    case.assertEqual(b["delivered"], b["expected_deliveries"], why)
+    return c, b, why
+
+
 @unittest.skipIf(harness.REF, "drives ringcast's pub/sub protocol and metrics")
 @unittest.skipUnless(os.access(BENCH, os.X_OK), "ringcast-bench not built")
 class BenchUnderOverload(harness.ServerTestCase):
@@ -60,23 +81,9 @@ class BenchUnderOverload(harness.ServerTestCase):
 
     def test_every_subscriber_gets_every_message_once_in_order(self):
         subs = 200
-        p = subprocess.run(
-            [BENCH, "broadcast", "--url", self.url("/ws"), "-c", str(subs), "-s", "4000",
-             "--pub-rate", "400", "-d", "1", "--rate", "0", "--settle", "0", "--sub-ack",
-             "--drain", str(harness.scale(30)), "--recv-buf-size", "256", "--recv-bufs", "16",
-             "--dump-other", "3", "-q"],
-            capture_output=True, text=True, timeout=harness.scale(60))
-        line = next((l for l in p.stdout.splitlines() if l.startswith("{")), None)
-        self.assertIsNotNone(line, p.stderr)
-        j = json.loads(line)
-        c, b = j["counters"], j["broadcast"]
-        why = "bench exit %d: %s\n%s" % (p.returncode, json.dumps(c), p.stderr[-3000:])
-        for k in ("gaps", "missing", "duplicates", "out_of_order", "undelivered",
-                  "unexpected_closes", "closed_by_server", "protocol_errors"):
-            self.assertEqual(c[k], 0, "%s: %s" % (k, why))
-        self.assertEqual(p.returncode, 0, why)
-        self.assertGreater(b["expected_deliveries"], 0, why)
-        self.assertEqual(b["delivered"], b["expected_deliveries"], why)
+        c, b, why = bench_broadcast(self, subs, ["-s", "4000", "--pub-rate", "400",
+                                                 "--recv-buf-size", "256", "--recv-bufs", "16",
+                                                 "--dump-other", "3"])
         # Nothing but acks besides the broadcasts: one per subscription and per publish.
         self.assertEqual(c["other_msgs"], subs + c["published"], why)
         # The conditions held: pongs went out and the receive ring ran dry mid-message.
