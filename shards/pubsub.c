@@ -989,9 +989,6 @@ static bool take_token(struct rc_conn *c)
 	return true;
 }
 
-/* May c create local topic[0..len) (a new topic for this shard)? 0, -EAGAIN (c's rate),
- * -EBUSY (the owner's share of topics_max) or -ENOBUFS (past the memory budget's soft
- * mark), counted. */
 /* Makes room in t's array for one more subscriber, doubling it (charged as topics). False
  * when memory or the budget refuses. */
 static bool subv_reserve(struct rc_shard *s, struct rc_ltopic *t)
@@ -1027,6 +1024,9 @@ static void subv_shrink(struct rc_shard *s, struct rc_ltopic *t)
 	t->cap /= 2;
 }
 
+/* May c create local topic[0..len) (a new topic for this shard)? 0, -EAGAIN (c's rate),
+ * -EBUSY (the owner's share of topics_max) or -ENOBUFS (past the memory budget's soft
+ * mark), counted. */
 static int new_topic_check(struct rc_conn *c, const char *topic, size_t len)
 {
 	struct rc_shard *s = c->shard;
