@@ -392,6 +392,17 @@ static int validate_redis(const struct rc_config *cfg, char *err, size_t err_len
 		snprintf(err, err_len, "redis_reconnect_min_ms exceeds redis_reconnect_max_ms");
 		return -EINVAL;
 	}
+	if (!rc_node_id_valid(cfg->node_id, strlen(cfg->node_id), true)) {
+		snprintf(err, err_len, "node_id: '%.64s' is not 1..64 letters, digits, '.', '_', ':' "
+			 "or '-'", cfg->node_id);
+		return -EINVAL;
+	}
+	if (cfg->node_heartbeat_ms * 2 > cfg->presence_ttl_ms) {
+		snprintf(err, err_len, "node_heartbeat_ms (%llu) must be at most half of "
+			 "presence_ttl_ms (%llu)", (unsigned long long)cfg->node_heartbeat_ms,
+			 (unsigned long long)cfg->presence_ttl_ms);
+		return -EINVAL;
+	}
 	char *copy = strdup(cfg->redis_addresses);
 	char *items[RC_REDIS_ADDRESSES_LIMIT + 1];
 	if (!copy)
@@ -586,4 +597,34 @@ size_t rc_config_split_list(char *s, char **items, size_t max)
 			items[n++] = v;
 	}
 	return n;
+}
+
+static bool node_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+bool rc_node_id_valid(const char *s, size_t len, bool empty_ok)
+{
+	if (len == 0)
+		return empty_ok;
+	if (len > RC_NODE_ID_BYTES_LIMIT)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!node_char(s[i]))
+			return false;
+	return true;
+}
+
+void rc_node_id_make(char *out, size_t cap, const char *host, unsigned long pid, uint32_t rnd)
+{
+	char tail[40];
+	RC_ASSERT(cap > RC_NODE_ID_BYTES_LIMIT);
+	int t = snprintf(tail, sizeof(tail), "-%lu-%08x", pid, rnd);
+	RC_ASSERT(t > 0 && (size_t)t < RC_NODE_ID_BYTES_LIMIT);
+	size_t h = RC_MIN(strlen(host), RC_NODE_ID_BYTES_LIMIT - (size_t)t);
+	for (size_t i = 0; i < h; i++)
+		out[i] = node_char(host[i]) ? host[i] : '_';
+	memcpy(out + h, tail, (size_t)t + 1);
+	RC_ASSERT(rc_node_id_valid(out, strlen(out), false) || h == 0);
 }

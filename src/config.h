@@ -184,6 +184,11 @@
 	X(redis_reply_bytes_max, 67108864, 65536, 1073741824, "bytes",                           \
 	  "most one Redis reply may take in memory (arrays, strings, what is buffered); past "    \
 	  "it the connection fails (a broken or hostile Redis); at least redis_backlog_bytes_max") \
+	S(node_id, "",                                                                             \
+	  "this process's name among the nodes sharing Redis (letters, digits, . _ : -, at most "  \
+	  "64); empty = hostname-pid-random, generated at start")                                  \
+	X(node_heartbeat_ms, 1000, 10, 600000, "ms",                                                \
+	  "engine = redis: how often a node refreshes its entry in the node registry (/api/info)") \
 	B(deflate, true, "negotiate permessage-deflate (RFC 7692, no context takeover)")          \
 	X(deflate_level, 6, 1, 12, "", "libdeflate compression level")                             \
 	X(deflate_echo_level, 1, 1, 12, "",                                                      \
@@ -220,6 +225,9 @@
 	  "are not listed (counted)")                                                              \
 	X(presence_list_max, 1000, 0, 10000000, "",                                                \
 	  "a presence op on a topic with more entries answers the counts only")                    \
+	X(presence_ttl_ms, 30000, 100, 3600000, "ms",                                               \
+	  "engine = redis: a node's presence entries and registry entry expire this long after "  \
+	  "its last refresh (every third of it), so a dead node's users disappear")                \
 	S(api_key, "",                                                                             \
 	  "key of the server API (/api/...) on the public port, sent as Authorization: apikey "    \
 	  "<key>; the admin listener serves the API without it; empty = no API on the public port") \
@@ -298,5 +306,18 @@ void rc_config_print(const struct rc_config *cfg, FILE *out);
  * max). The items point into s, which is modified (commas become NULs).
  */
 size_t rc_config_split_list(char *s, char **items, size_t max);
+
+#define RC_NODE_ID_BYTES_LIMIT 64
+
+/* Whether s[0..len) is a node_id: 1..RC_NODE_ID_BYTES_LIMIT letters, digits, '.', '_', ':' or
+ * '-' (or empty when empty_ok: generated at start). Any thread. */
+bool rc_node_id_valid(const char *s, size_t len, bool empty_ok);
+
+/*
+ * The default node_id, "host-pid-rnd" (rnd as 8 hex digits), into out (cap bytes, NUL
+ * terminated): bytes of host a node_id cannot hold become '_', and host is shortened so the
+ * whole fits RC_NODE_ID_BYTES_LIMIT. cap > RC_NODE_ID_BYTES_LIMIT. Any thread.
+ */
+void rc_node_id_make(char *out, size_t cap, const char *host, unsigned long pid, uint32_t rnd);
 
 #endif

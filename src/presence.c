@@ -308,3 +308,13 @@ char *rc_presence_write_event(bool join, const char *topic, size_t tlen, const c
 		return NULL;
 	return finish(root, add_client(root, user, ulen, conn, info, ilen), len);
 }
+
+char *rc_presence_write_client(const struct rc_presence_entry *e, size_t *len)
+{
+	cJSON *root = cJSON_CreateObject();
+	if (!root)
+		return NULL;
+	return finish(root, add_client(root, e->text, e->user_len, e->conn, e->text + e->user_len,
+				       e->info_len),
+		      len);
+}

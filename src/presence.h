@@ -83,6 +83,13 @@ char *rc_presence_write_event(bool join, const char *topic, size_t tlen, const c
 			      size_t ulen, uint64_t conn, const char *info, size_t ilen,
 			      size_t *len);
 
+/*
+ * One entry of a presence list, {"user":U,"conn":C[,"info":I]} (user first: the Redis
+ * engine's query tells users apart by that prefix), allocated (the caller frees it), *len
+ * its length. NULL without memory.
+ */
+char *rc_presence_write_client(const struct rc_presence_entry *e, size_t *len);
+
 /* The 16 hex digits of connection id conn into out (not NUL-terminated). */
 void rc_presence_conn_text(uint64_t conn, char out[RC_PRESENCE_CONN_CHARS]);
 
