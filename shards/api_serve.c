@@ -15,6 +15,7 @@
 #include "api.h"
 #include "api_serve.h"
 #include "namespace.h"
+#include "presence_redis.h"
 #include "pubsub.h"
 #include "pubsub_proto.h"
 
@@ -48,6 +49,7 @@ static cJSON *info(const struct rc_app *app)
 	cJSON *root = cJSON_CreateObject(), *per = cJSON_CreateArray();
 	bool ok = root && per && gethostname(host, sizeof(host) - 1) == 0 &&
 		  cJSON_AddStringToObject(root, "node", host) &&
+		  cJSON_AddStringToObject(root, "node_id", app->cfg.node_id) &&
 		  cJSON_AddNumberToObject(root, "shards", app->shards_count);
 	for (int i = 0; ok && i < app->shards_count; i++) {
 		const struct rc_shard_stats *st = &app->shards[i].stats;
@@ -114,17 +116,43 @@ static void topics(struct rc_conn *c, bool keep_alive)
 			rc_proto_answer(c, RC_REPLY_HTTP, 0, NULL, 0);
 }
 
-/* disconnect and unsubscribe: posted to every shard, answered at once. */
+/* disconnect and unsubscribe: posted to every shard (and with the Redis engine to every
+ * other node), answered at once; {"partial":true} when the other nodes could not be told. */
 static void user_action(struct rc_conn *c, const struct rc_api_req *req, bool keep_alive)
 {
+	static const char partial[] = "{\"partial\":true}";
 	int rc = rc_pubsub_user_action(c->shard, req->user, req->user_len, req->topic,
 				       req->topic_len, req->code);
+	bool told = rc != 0 || !c->shard->app->engine ||
+		    rc_xnode_user_action(c->shard, req->user, req->user_len, req->topic,
+					 req->topic_len, req->code) == 0;
 	if (rc == -EINVAL)
 		api_error(c, 400, "\"user\" cannot name a personal topic");
 	else if (rc != 0)
 		api_error(c, 503, "out of memory: some shards were not told");
+	else if (!told)
+		rc_proto_http_answer(c, 200, partial, sizeof(partial) - 1, keep_alive);
 	else
 		rc_proto_http_answer(c, 200, "{}", 2, keep_alive);
+}
+
+/* info: this node's counters; with the Redis engine also every live node's registry entry,
+ * answered when Redis answers. */
+static void node_info(struct rc_conn *c, bool keep_alive)
+{
+	struct rc_app *app = c->shard->app;
+	cJSON *root = info(app);
+	char *text = root && app->engine ? cJSON_PrintUnformatted(root) : NULL;
+	if (!app->engine) {
+		api_json(c, root, keep_alive);
+		return;
+	}
+	cJSON_Delete(root);
+	if (!text || rc_proto_http_wait(c, keep_alive, 1) != 0)
+		api_error(c, 503, "out of memory");
+	else
+		rc_xnode_info(c, text, strlen(text));
+	free(text);
 }
 
 void rc_api_serve(struct rc_conn *c, const char *name, size_t nlen, bool authorized, bool post,
@@ -160,7 +188,7 @@ void rc_api_serve(struct rc_conn *c, const char *name, size_t nlen, bool authori
 	case RC_API_PRESENCE:
 	case RC_API_PRESENCE_STATS:
 	case RC_API_HISTORY: query(c, call, &req, keep_alive); break;
-	case RC_API_INFO: api_json(c, info(c->shard->app), keep_alive); break;
+	case RC_API_INFO: node_info(c, keep_alive); break;
 	case RC_API_TOPICS: topics(c, keep_alive); break;
 	default: RC_ASSERT(!"publishes are served above"); break;
 	}

@@ -31,6 +31,7 @@
 #include "pubsub_proto.h"
 #include "pubsub_redis.h"
 #include "redis_proto.h"
+#include "redis_xnode.h"
 #include "sendq.h"
 #include "shard.h"
 #include "token.h"
@@ -85,6 +86,20 @@ int rc_config_set_key(struct rc_config *cfg, const char *key, const char *value,
 		      size_t err_len)
 {
 	return rc_config_set(cfg, key, value, err, err_len);
+}
+
+int rc_config_default_node_id(struct rc_config *cfg)
+{
+	char host[256] = "", id[RC_NODE_ID_BYTES_LIMIT + 1], err[128];
+	uint32_t rnd;
+	if (cfg->node_id[0])
+		return 0;
+	if (gethostname(host, sizeof(host) - 1) != 0)
+		snprintf(host, sizeof(host), "ringcast");
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+		rnd = (uint32_t)rc_clock_ms();
+	rc_node_id_make(id, sizeof(id), host, (unsigned long)getpid(), rnd);
+	return rc_config_set(cfg, "node_id", id, err, sizeof(err));
 }
 
 void rc_config_delete(struct rc_config *cfg)
@@ -306,7 +321,8 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 	if (rc_uring_probe(err, err_len) != 0)
 		return NULL;
 	struct rc_app *app = calloc(1, sizeof(*app));
-	if (!app || rc_config_copy(&app->cfg, cfg) != 0) {
+	if (!app || rc_config_copy(&app->cfg, cfg) != 0 ||
+	    rc_config_default_node_id(&app->cfg) != 0) {
 		snprintf(err, err_len, "out of memory");
 		if (app)
 			rc_config_free(&app->cfg);
@@ -342,6 +358,8 @@ struct rc_app *rc_app_create(const struct rc_config *cfg, char *err, size_t err_
 		app->engine = &rc_redis_engine;
 		app->redis_hooks = &rc_redis_link_hooks;
 		rc_redis_script_sha(app->redis_sha);
+		rc_xnode_script_sha(app->xnode_sha);
+		app->conn_id_salt = app->epoch_key * 0x9e3779b97f4a7c15ull >> 1;
 	}
 	app->http_out_bytes = RC_MAX((size_t)RC_HTTP_OUT_BYTES_MIN, rc_metrics_bytes_max(app));
 	app->origins_count = split_slices(cfg->origins, &app->origins_buf, app->origins,

@@ -244,6 +244,25 @@ static void redis(struct out *o, const struct rc_app *app)
 		  "Publishes sent in those calls; per call is the batching.");
 	RC_FAMILY(o, app, redis_reply_oversize, "counter",
 		  "Redis connections failed on a reply past redis_reply_bytes_max.");
+	RC_FAMILY(o, app, redis_presence_writes, "counter",
+		  "Commands writing this node's presence entries to Redis (add, remove, refresh).");
+	RC_FAMILY(o, app, redis_presence_queries, "counter",
+		  "Presence queries answered with every node's entries.");
+	RC_FAMILY(o, app, redis_presence_partial, "counter",
+		  "Presence queries answered with this node's entries only: Redis unreachable.");
+	RC_FAMILY(o, app, redis_events_sent, "counter",
+		  "Join and leave events published for the other nodes.");
+	RC_FAMILY(o, app, redis_events_received, "counter",
+		  "Join and leave events of other nodes fanned out here.");
+	RC_FAMILY(o, app, redis_control_sent, "counter",
+		  "Server API disconnects and unsubscribes told to the other nodes.");
+	RC_FAMILY(o, app, redis_control_received, "counter",
+		  "Disconnects and unsubscribes heard from another node and acted on.");
+	RC_FAMILY(o, app, redis_control_unsent, "counter",
+		  "Disconnects and unsubscribes the other nodes could not be told (Redis down).");
+	RC_FAMILY(o, app, redis_heartbeats, "counter", "Node registry refreshes sent to Redis.");
+	RC_FAMILY(o, app, redis_node_errors, "counter",
+		  "Malformed events, control messages, presence replies or entries from Redis.");
 	redis_latency(o, app);
 	put(o, "# HELP ringcast_redis_up 1 while every shard is connected to the instance.\n"
 	       "# TYPE ringcast_redis_up gauge\n");

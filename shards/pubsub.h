@@ -204,6 +204,15 @@ struct rc_engine_ops {
 	void (*watch)(struct rc_shard *s, struct rc_otopic *t, bool on);
 	/* Answers a subscriber's REPLAY m (taken) about t (borrowed). */
 	void (*replay)(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg *m);
+	/* t's presence entry of connection conn was added (add) or removed here: the other
+	 * nodes' view follows. */
+	void (*presence)(struct rc_shard *s, struct rc_otopic *t, uint64_t conn, bool add);
+	/* Answers presence query m (taken) with every node's entries. */
+	void (*presence_get)(struct rc_shard *s, struct rc_xmsg *m);
+	/* A join (or leave) of t went out here as envelope env[0..len) (borrowed): the other
+	 * nodes' subscribers hear it too. */
+	void (*event)(struct rc_shard *s, const struct rc_otopic *t, bool join, const char *env,
+		      size_t len);
 };
 
 /* ---- for the engine (pubsub_redis.c); owner shard thread ---------------------------------- */

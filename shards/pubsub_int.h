@@ -38,5 +38,11 @@ void rc_pubsub_presence_notify(struct rc_shard *s, struct rc_conn *c, const stru
 			       bool add);
 /* Drops t's presence set, releasing its charge (the topic's end). */
 void rc_pubsub_presence_drop(struct rc_shard *s, struct rc_otopic *t);
+/* Sends text[0..len) (borrowed; NULL: no memory) back to query m's connection, which gets
+ * an empty answer when memory is short. Consumes m. */
+void rc_pubsub_answer_query(struct rc_shard *s, struct rc_xmsg *m, const char *text, size_t len);
+/* Answers presence query m (taken) from this owner's set of its topic; partial adds
+ * "partial":true (the other nodes' entries could not be read). */
+void rc_pubsub_presence_answer(struct rc_shard *s, struct rc_xmsg *m, bool partial);
 
 #endif

@@ -16,8 +16,10 @@
 #include "frame.h"
 #include "mem.h"
 #include "namespace.h"
+#include "presence_redis.h"
 #include "pubsub_redis.h"
 #include "redis_proto.h"
+#include "redis_xnode.h"
 
 #define RC_REDIS_HELD_LIMIT 4096u /* live messages held per topic while it syncs */
 #define KEY_BYTES 1024            /* redis_prefix is at most 256 bytes, a topic 128 */
@@ -47,6 +49,12 @@ static struct rc_redis_link *link_of(struct rc_shard *s, const char *topic, size
 				     enum rc_redis_kind kind)
 {
 	return rc_redis_link(s, instance_of(s, topic, len), kind);
+}
+
+struct rc_redis_link *rc_pubsub_redis_link(struct rc_shard *s, const char *topic, size_t len,
+					   enum rc_redis_kind kind)
+{
+	return link_of(s, topic, len, kind);
 }
 
 /* A decimal number into buf (24 bytes): the argument and its length. */
@@ -838,7 +846,10 @@ static void on_reply(struct rc_redis_link *l, void *ctx, uint32_t what, redisRep
 	case W_PUBLISH: publish_reply(l, ctx, r); return;
 	case W_REPLAY: replay_reply(l, ctx, r); return;
 	case W_SYNC: sync_reply(l, ctx, r); return;
-	default: RC_ASSERT(!"unknown Redis command tag");
+	default:
+		RC_ASSERT(what >= RC_XNODE_WHAT_BASE); /* presence_redis.c's */
+		rc_xnode_reply(l, ctx, what, r);
+		return;
 	}
 }
 
@@ -852,7 +863,8 @@ static void on_push(struct rc_redis_link *l, redisReply *r)
 		return; /* a pong, or an error already counted */
 	const char *kind = r->element[0]->str;
 	const redisReply *ch = r->element[1];
-	if (ch->len <= plen || memcmp(ch->str, s->app->cfg.redis_prefix, plen) != 0)
+	if (ch->len <= plen || memcmp(ch->str, s->app->cfg.redis_prefix, plen) != 0 ||
+	    rc_xnode_push(l, r))
 		return;
 	struct rc_otopic *t = rc_pubsub_owned(s, ch->str + plen, ch->len - plen);
 	if (!t)
@@ -866,6 +878,12 @@ static void on_push(struct rc_redis_link *l, redisReply *r)
 		struct rc_redis_msgs msgs;
 		struct rc_redis_msg msg;
 		const redisReply *p = r->element[2];
+		/* The payload's first byte tells: a digit sequenced messages, a letter an event
+		 * of another node (presence_redis.c). */
+		if (p->type == REDIS_REPLY_STRING && rc_xnode_is_event(p->str, p->len)) {
+			rc_xnode_event_in(s, t, p->str, p->len);
+			return;
+		}
 		if (p->type != REDIS_REPLY_STRING || rc_redis_parse_msgs(p->str, p->len, &msgs)) {
 			s->stats.redis_errors++;
 			return;
@@ -914,6 +932,7 @@ static void on_up(struct rc_redis_link *l)
 {
 	if (l->kind == RC_REDIS_CMD)
 		(void)load_script(l, W_LOAD);
+	rc_xnode_link_up(l);
 	each_topic(l, topic_up);
 }
 
@@ -996,6 +1015,9 @@ const struct rc_engine_ops rc_redis_engine = {
 	.publish = engine_publish,
 	.watch = engine_watch,
 	.replay = engine_replay,
+	.presence = rc_xnode_presence,
+	.presence_get = rc_xnode_presence_get,
+	.event = rc_xnode_event_out,
 };
 
 const struct rc_redis_hooks rc_redis_link_hooks = {

@@ -18,4 +18,8 @@
 extern const struct rc_engine_ops rc_redis_engine;
 extern const struct rc_redis_hooks rc_redis_link_hooks;
 
+/* s's link of kind to the Redis instance that holds topic[0..len). Shard s's thread. */
+struct rc_redis_link *rc_pubsub_redis_link(struct rc_shard *s, const char *topic, size_t len,
+					   enum rc_redis_kind kind);
+
 #endif

@@ -20,6 +20,13 @@
 #include "token.h"
 
 /* ---- owner side: presence and join/leave ---------------------------------------------------- */
+/* The engine that shares t's presence and events with other nodes, or NULL (memory). */
+static const struct rc_engine_ops *engine_of(const struct rc_shard *s, const char *topic,
+					     size_t len)
+{
+	return s->app->engine && !rc_topic_reserved(topic, len) ? s->app->engine : NULL;
+}
+
 /* Drops t's presence set (an emptied one, or the topic's end), releasing its charge. */
 void rc_pubsub_presence_drop(struct rc_shard *s, struct rc_otopic *t)
 {
@@ -93,6 +100,9 @@ static void presence_event(struct rc_shard *s, struct rc_otopic *t, const struct
 		return;
 	}
 	memcpy(env, json, len);
+	const struct rc_engine_ops *e = engine_of(s, m->topic, m->topic_len);
+	if (e)
+		e->event(s, t, join, json, len);
 	free(json);
 	s->stats.presence_events++;
 	rc_pubsub_fan_out_event(s, t, f);
@@ -128,17 +138,19 @@ static bool events_wanted(struct rc_shard *s, struct rc_otopic *t, const struct 
 static void owner_presence(struct rc_shard *s, struct rc_xmsg *m, bool add)
 {
 	struct rc_otopic *t = rc_pubsub_owned(s, m->topic, m->topic_len);
-	if (t && (t->presence_flags & RC_PRESENCE_LIST))
+	const struct rc_engine_ops *e = engine_of(s, m->topic, m->topic_len);
+	if (t && (t->presence_flags & RC_PRESENCE_LIST)) {
 		presence_keep(s, t, m, add);
+		if (e)
+			e->presence(s, t, m->conn, add);
+	}
 	if (t && t->presence_flags && events_wanted(s, t, m, add))
 		presence_event(s, t, m, add);
 	rc_pubsub_xmsg_free(s->app, m);
 }
 
 /* ---- queries: the owner's (or every shard's) answer ---------------------------------------- */
-/* Sends text[0..len) (borrowed; NULL: no memory) back to query m's connection, which gets an
- * empty answer when memory is short. Consumes m. */
-static void answer(struct rc_shard *s, struct rc_xmsg *m, const char *text, size_t len)
+void rc_pubsub_answer_query(struct rc_shard *s, struct rc_xmsg *m, const char *text, size_t len)
 {
 	struct rc_xmsg *a = text ? rc_pubsub_xmsg_new(s->app, s, RC_X_ANSWER, m->topic,
 						      m->topic_len, len)
@@ -161,20 +173,42 @@ static void answer(struct rc_shard *s, struct rc_xmsg *m, const char *text, size
 }
 
 
-/* Answers a presence query with the list (up to presence_list_max entries, the counts only
- * beyond) or the counts. Without memory the answer comes back empty. Consumes m. */
-static void owner_presence_get(struct rc_shard *s, struct rc_xmsg *m)
+void rc_pubsub_presence_answer(struct rc_shard *s, struct rc_xmsg *m, bool partial)
 {
 	static const struct rc_presence nobody;
+	static const char flag[] = ",\"partial\":true}";
 	struct rc_otopic *t = rc_pubsub_owned(s, m->topic, m->topic_len);
 	const struct rc_presence *p = t && t->presence ? t->presence : &nobody;
 	bool list = !m->stats_only && p->count <= s->app->cfg.presence_list_max;
 	size_t len = 0;
 	char *json = rc_presence_write(p, m->stats_only ? "presence_stats" : "presence", m->topic,
 				       m->topic_len, list, !m->stats_only && !list, &len);
+	if (json && partial) {
+		/* The object's closing brace becomes the flag's. */
+		char *more = realloc(json, len + sizeof(flag));
+		if (more) {
+			memcpy(more + len - 1, flag, sizeof(flag));
+			len += sizeof(flag) - 2;
+		} else {
+			free(json);
+		}
+		json = more;
+	}
 	s->stats.presence_queries++;
-	answer(s, m, json, len);
+	rc_pubsub_answer_query(s, m, json, len);
 	free(json);
+}
+
+/* Answers a presence query with the list (up to presence_list_max entries, the counts only
+ * beyond) or the counts: this owner's, or with the Redis engine every node's. Without memory
+ * the answer comes back empty. Consumes m. */
+static void owner_presence_get(struct rc_shard *s, struct rc_xmsg *m)
+{
+	const struct rc_engine_ops *e = engine_of(s, m->topic, m->topic_len);
+	if (e)
+		e->presence_get(s, m);
+	else
+		rc_pubsub_presence_answer(s, m, false);
 }
 
 
@@ -214,7 +248,7 @@ static void owner_history(struct rc_shard *s, struct rc_xmsg *m)
 		len += 2;
 		RC_ASSERT(len <= cap);
 	}
-	answer(s, m, out, len);
+	rc_pubsub_answer_query(s, m, out, len);
 	free(out);
 }
 
@@ -239,7 +273,7 @@ static void local_topics(struct rc_shard *s, struct rc_xmsg *m)
 	if (out && len == 0)
 		out[len++] = '\n';
 	RC_ASSERT(len < cap || !out);
-	answer(s, m, out, len);
+	rc_pubsub_answer_query(s, m, out, len);
 	free(out);
 }
 
@@ -316,8 +350,9 @@ uint64_t rc_pubsub_conn_id(const struct rc_conn *c)
 	const struct rc_shard *s = c->shard;
 	uint32_t slot = (uint32_t)(c - s->conns);
 	RC_ASSERT(slot < s->conns_cap);
-	return 1ull << 63 | (uint64_t)s->index << 55 | (uint64_t)(c->gen & 0x7fffff) << 32 |
-	       slot;
+	/* The salt (engine = redis) keeps ids apart across nodes and the top bit set. */
+	return (1ull << 63 | (uint64_t)s->index << 55 | (uint64_t)(c->gen & 0x7fffff) << 32 |
+		slot) ^ s->app->conn_id_salt;
 }
 
 

@@ -545,3 +545,13 @@ void rc_redis_links_turn(struct rc_shard *s)
 		flush(l);
 	}
 }
+
+bool rc_redis_links_idle(const struct rc_shard *s)
+{
+	for (uint32_t i = 0; i < s->app->redis_count * 2; i++) {
+		const struct rc_redis_link *l = &s->redis_links[i];
+		if (l->state == RC_REDIS_UP && (l->olen || l->sending || l->wait_count))
+			return false;
+	}
+	return true;
+}

@@ -127,6 +127,10 @@ void rc_redis_links_turn(struct rc_shard *s);
  * none reconnects. Shard thread, after its loop. */
 void rc_redis_links_stop(struct rc_shard *s);
 
+/* Whether none of s's links that are up has commands unsent or unanswered: a draining
+ * shard waits for that (bounded by redis_command_timeout_ms) before it exits. */
+bool rc_redis_links_idle(const struct rc_shard *s);
+
 /* Frees s's links: after its ring exited (no operation can touch their buffers). */
 void rc_redis_links_free(struct rc_shard *s);
 

@@ -229,6 +229,10 @@ struct rc_shard {
 	/* engine = redis: instance i's command link at [2i], subscriber link at [2i+1] */
 	struct rc_redis_link *redis_links;
 	uint64_t redis_rand; /* xorshift state: reconnect jitter */
+	uint64_t xnode_refresh_ms; /* next refresh of this node's presence entries (owned topics) */
+	uint64_t xnode_beat_ms;    /* shard 0: next node registry heartbeat */
+	uint64_t xnode_rewrite;    /* bit i: instance i's entries are rewritten whole at the next
+				    * refresh (its command link came up) */
 	char *scratch;                 /* publish data parsing */
 	size_t scratch_cap;
 	/* permessage-deflate: one codec per shard, nothing per connection */
@@ -336,6 +340,9 @@ struct rc_app {
 	uint32_t redis_count;
 	char redis_sha[41]; /* of the engine's Lua script (rc_redis_script_sha) */
 	const struct rc_redis_hooks *redis_hooks;
+	char xnode_sha[41];      /* of the nodes' script (rc_xnode_script_sha, presence_redis.c) */
+	uint64_t conn_id_salt;   /* engine = redis: random, top bit clear, XORed into connection
+				  * ids so they differ across nodes; 0 with the memory engine */
 	struct rc_pmd_config pmd; /* permessage-deflate settings */
 	uint64_t epoch_key;       /* random per process: topic epochs differ across restarts */
 	uint8_t *arena;        /* registered frame arena (fixed buffer 0 of every ring) */

@@ -22,6 +22,7 @@
 #include "memory.h"
 #include "outbox.h"
 #include "pubsub.h"
+#include "presence_redis.h"
 #include "redis_conn.h"
 #include "sendq.h"
 #include "session.h"
@@ -60,6 +61,9 @@ static void drain_begin(struct rc_shard *s)
 		else if (c->state == RC_CONN_HTTP)
 			rc_conn_terminate(c, RC_CLOSE_drain);
 	}
+	/* The other nodes stop listing this one's users now, not when their entries expire. */
+	if (s->redis_links)
+		rc_xnode_drain(s);
 }
 
 /* After the drain deadline every remaining connection is closed without waiting. */
@@ -158,7 +162,7 @@ static bool is_send(uint64_t ud)
 static bool loop_done(const struct rc_shard *s)
 {
 	return s->draining && s->conns_live == 0 && !s->accept_armed && !s->admin_accept_armed &&
-	       !s->tls_accept_armed;
+	       !s->tls_accept_armed && (!s->redis_links || rc_redis_links_idle(s));
 }
 
 /* Submits the turn's SQEs and waits for a completion, the next tick, or a doorbell. */
@@ -192,8 +196,10 @@ static void loop(struct rc_shard *s)
 
 	while (!loop_done(s)) {
 		rc_pubsub_poll(s);
-		if (s->redis_links)
+		if (s->redis_links) {
+			rc_xnode_turn(s);
 			rc_redis_links_turn(s);
+		}
 		rc_tls_turn(s);
 		rc_shard_flush(s);
 		rc_bufring_commit(s);

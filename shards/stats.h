@@ -140,6 +140,17 @@ struct rc_shard_stats {
 	uint64_t redis_publish_batches; /* script calls carrying publishes */
 	uint64_t redis_publish_batched; /* publishes in them: per call is the batching */
 	uint64_t redis_reply_oversize;  /* links failed on a reply past redis_reply_bytes_max */
+	/* engine = redis, across nodes (presence_redis.c) */
+	uint64_t redis_presence_writes;   /* commands writing this node's presence entries */
+	uint64_t redis_presence_queries;  /* presence queries answered from every node's entries */
+	uint64_t redis_presence_partial;  /* ... answered from this node's alone: Redis unreachable */
+	uint64_t redis_events_sent;       /* join/leave events published for the other nodes */
+	uint64_t redis_events_received;   /* join/leave events of other nodes fanned out here */
+	uint64_t redis_control_sent;      /* disconnect/unsubscribe actions told to the other nodes */
+	uint64_t redis_control_received;  /* ... heard from another node and acted on */
+	uint64_t redis_control_unsent;    /* ... that could not be told (Redis unreachable) */
+	uint64_t redis_heartbeats;        /* node registry refreshes sent */
+	uint64_t redis_node_errors;       /* malformed events, control messages, replies or entries */
 	uint64_t sse_open;           /* gauge: GET /sse streams */
 	uint64_t sse_streams;        /* GET /sse streams started */
 	uint64_t sse_refused;        /* GET /sse requests refused (bad topics or since: 400) */

@@ -56,7 +56,8 @@ SHARD_LAYERS=(
 	"input.h input.c"                 # WebSocket frames in
 	"http_serve.h http_serve.c"       # HTTP until the upgrade; bytes' entry point
 	"pubsub.h pubsub.c pubsub_int.h pubsub_users.c" # owners, fan-out, resume; presence
-	"pubsub_redis.h pubsub_redis.c"   # the Redis engine: publish, channels, syncs
+	"pubsub_redis.h pubsub_redis.c presence_redis.h presence_redis.c" # the Redis engine:
+	                                  # publish, channels, syncs; presence and users across nodes
 	"pubsub_proto.h pubsub_proto.c"   # the JSON protocol, POST /publish
 	"api_serve.h api_serve.c"         # the server API (/api/...) on the protocol
 	"memory.h memory.c"               # the budget in force: admission level, trims, shedding

@@ -17,6 +17,10 @@ struct rc_config *rc_config_new(void);
 int rc_config_set_key(struct rc_config *cfg, const char *key, const char *value, char *err,
 		      size_t err_len);
 
+/* Sets node_id to "hostname-pid-random" if it is empty (rc_app_create does it too), so what
+ * is printed is what runs. 0 or -errno. */
+int rc_config_default_node_id(struct rc_config *cfg);
+
 /* Frees a configuration from rc_config_new(). */
 void rc_config_delete(struct rc_config *cfg);
 

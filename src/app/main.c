@@ -212,6 +212,8 @@ int main(int argc, char **argv)
 	enum action act = parse_args(&cfg, argc, argv, err, sizeof(err));
 	if (act == RUN)
 		act = parse_flags(&cfg, argc, argv, err, sizeof(err));
+	if ((act == RUN || act == PRINT) && rc_config_default_node_id(&cfg) != 0)
+		act = FAIL;
 	if (act == RUN && check_config(&cfg, err, sizeof(err)) != 0)
 		act = FAIL;
 	int rc = RC_EXIT_OK;

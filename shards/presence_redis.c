@@ -1,0 +1,551 @@
+/*
+ * Presence, join/leave and user actions across the nodes sharing Redis (see
+ * presence_redis.h). A topic's owner shard writes this node's entries of the topic into the
+ * hash prefix{topic}.p.<node_id> on the topic's instance, in the order the owner changed its
+ * own set (the same command link: a query sent after a change sees it); the owner's set
+ * stays the truth, Redis a mirror that expires unless refreshed, rewritten whole whenever its
+ * link comes back. The control channel and the node registry live on the first instance.
+ * Shard threads: the owner's for topics, shard 0's for the control channel and the registry,
+ * the API connection's for its calls.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "envelope.h"
+#include "frame.h"
+#include "presence.h"
+#include "presence_redis.h"
+#include "pubsub_int.h"
+#include "pubsub_redis.h"
+#include "redis_xnode.h"
+
+#define KEY_BYTES 1024 /* redis_prefix is at most 256 bytes, a topic 128, a node id 64 */
+
+/* What a reply of this module answers. */
+enum what {
+	W_DONE = RC_XNODE_WHAT_BASE, /* a write or a PUBLISH: only a NOSCRIPT matters */
+	W_LOAD,                      /* SCRIPT LOAD of the nodes' script */
+	W_QUERY,                     /* ctx: a PRESENCE_GET xmsg */
+	W_INFO,                      /* ctx: an ANSWER xmsg holding this node's /api/info */
+};
+
+/* A command being built: argv and lens grow up to cap arguments. */
+struct cmd {
+	const char **argv;
+	size_t *lens;
+	int argc;
+	int cap;
+	char nkeys[4];
+};
+
+static void arg(struct cmd *c, const char *p, size_t n)
+{
+	RC_ASSERT(c->argc < c->cap);
+	c->argv[c->argc] = p;
+	c->lens[c->argc++] = n;
+}
+
+/* Starts an EVALSHA of the nodes' script with nkeys keys and room for more arguments (keys
+ * included). False without memory (counted). */
+static bool script_start(struct cmd *c, struct rc_shard *s, int nkeys, int more)
+{
+	c->cap = 3 + more;
+	c->argc = 0;
+	c->argv = malloc((size_t)c->cap * (sizeof(*c->argv) + sizeof(*c->lens)));
+	if (!c->argv) {
+		s->stats.alloc_failures++;
+		return false;
+	}
+	c->lens = (size_t *)(c->argv + c->cap);
+	snprintf(c->nkeys, sizeof(c->nkeys), "%d", nkeys);
+	arg(c, "EVALSHA", 7);
+	arg(c, s->app->xnode_sha, 40);
+	arg(c, c->nkeys, strlen(c->nkeys));
+	return true;
+}
+
+/* Queues c on l (ctx and what come back with the reply) and frees its arrays. 0 or -errno
+ * (rc_redis_command). */
+static int script_send(struct cmd *c, struct rc_redis_link *l, void *ctx, enum what what)
+{
+	int rc = rc_redis_command(l, c->argc, c->argv, c->lens, ctx, what);
+	free(c->argv);
+	c->argv = NULL;
+	return rc;
+}
+
+static const char *node_id(const struct rc_shard *s)
+{
+	return s->app->cfg.node_id;
+}
+
+static bool own_node(const struct rc_shard *s, const char *node, size_t len)
+{
+	const char *me = node_id(s);
+	return strlen(me) == len && memcmp(me, node, len) == 0;
+}
+
+static size_t key(const struct rc_shard *s, char out[KEY_BYTES], const char *topic, size_t tlen,
+		  enum rc_xnode_key which)
+{
+	return rc_xnode_key(out, KEY_BYTES, s->app->cfg.redis_prefix, topic, tlen, node_id(s),
+			    which);
+}
+
+static void load_script(struct rc_redis_link *l)
+{
+	size_t len;
+	const char *text = rc_xnode_script(&len);
+	const char *argv[] = {"SCRIPT", "LOAD", text};
+	size_t lens[] = {6, 4, len};
+	(void)rc_redis_command(l, 3, argv, lens, NULL, W_LOAD);
+}
+
+/* The script cache was flushed: load again, and rewrite what the lost writes would have. */
+static void noscript(struct rc_redis_link *l)
+{
+	struct rc_shard *s = l->shard;
+	load_script(l);
+	s->xnode_rewrite |= 1ull << (l->index / 2);
+	s->xnode_refresh_ms = 0;
+}
+
+static bool is_noscript(const redisReply *r)
+{
+	return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* ---- this node's entries ---------------------------------------------------------------- */
+/* One entry's field (connection id) and value (its JSON), as the script takes them. */
+struct field {
+	char id[RC_PRESENCE_CONN_CHARS];
+	char *json;
+	size_t len;
+};
+
+/* Writes this node's entries of t: mode 'a' with one (NULL: none, a refresh of the expiry)
+ * or 'w' with every entry t's set holds. Not sent when the link is down: it is rewritten
+ * whole when it comes back. */
+static void write_entries(struct rc_shard *s, const struct rc_otopic *t, char mode,
+			  const struct rc_presence_entry *one)
+{
+	struct rc_redis_link *l =
+		rc_pubsub_redis_link(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
+	const struct rc_presence *p = t->presence;
+	uint32_t n = one ? 1 : (mode == 'w' && p ? p->count : 0);
+	char k[2][KEY_BYTES], ttl[24];
+	size_t kl[2] = {key(s, k[0], t->node.name, t->node.name_len, RC_XNODE_KEY_PRESENCE),
+			key(s, k[1], t->node.name, t->node.name_len, RC_XNODE_KEY_TOPIC_NODES)};
+	struct field *f = calloc(n + 1, sizeof(*f));
+	struct cmd c = {0};
+	bool ok = f && kl[0] && kl[1] && l->state == RC_REDIS_UP &&
+		  script_start(&c, s, 2, 5 + 2 * (int)n);
+	for (uint32_t i = 0; ok && i < n; i++) {
+		const struct rc_presence_entry *e = one ? one : &p->v[i];
+		rc_presence_conn_text(e->conn, f[i].id);
+		f[i].json = rc_presence_write_client(e, &f[i].len);
+		ok = f[i].json != NULL;
+	}
+	if (ok) {
+		arg(&c, k[0], kl[0]);
+		arg(&c, k[1], kl[1]);
+		arg(&c, mode == 'w' ? "w" : "a", 1);
+		arg(&c, ttl, (size_t)snprintf(ttl, sizeof(ttl), "%llu",
+					      (unsigned long long)s->app->cfg.presence_ttl_ms));
+		arg(&c, node_id(s), strlen(node_id(s)));
+		for (uint32_t i = 0; i < n; i++) {
+			arg(&c, f[i].id, sizeof(f[i].id));
+			arg(&c, f[i].json, f[i].len);
+		}
+		if (script_send(&c, l, NULL, W_DONE) == 0)
+			s->stats.redis_presence_writes++;
+	}
+	free(c.argv);
+	for (uint32_t i = 0; f && i < n; i++)
+		free(f[i].json);
+	free(f);
+}
+
+/* Deletes this node's hash (key which of topic[0..tlen)) and its place in the set beside it
+ * (key set) on l: mode 'x'. 0 or -errno. */
+static int remove_node(struct rc_shard *s, struct rc_redis_link *l, const char *topic,
+		       size_t tlen, enum rc_xnode_key which, enum rc_xnode_key set)
+{
+	char k[2][KEY_BYTES];
+	size_t kl[2] = {key(s, k[0], topic, tlen, which), key(s, k[1], topic, tlen, set)};
+	struct cmd c = {0};
+	if (!kl[0] || !kl[1] || l->state != RC_REDIS_UP || !script_start(&c, s, 2, 4))
+		return -ENOTCONN;
+	arg(&c, k[0], kl[0]);
+	arg(&c, k[1], kl[1]);
+	arg(&c, "x", 1);
+	arg(&c, node_id(s), strlen(node_id(s)));
+	return script_send(&c, l, NULL, W_DONE);
+}
+
+/* Deletes this node's hash of t and its place in t's node set. */
+static void drop_entries(struct rc_shard *s, const struct rc_otopic *t)
+{
+	struct rc_redis_link *l =
+		rc_pubsub_redis_link(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
+	if (remove_node(s, l, t->node.name, t->node.name_len, RC_XNODE_KEY_PRESENCE,
+			RC_XNODE_KEY_TOPIC_NODES) == 0)
+		s->stats.redis_presence_writes++;
+}
+
+void rc_xnode_presence(struct rc_shard *s, struct rc_otopic *t, uint64_t conn, bool add)
+{
+	const struct rc_presence_entry *e = add && t->presence ? rc_presence_find(t->presence,
+										  conn)
+							       : NULL;
+	RC_ASSERT(s->app->engine != NULL);
+	if (s->draining || (add && !e))
+		return; /* draining: dropped whole (rc_xnode_drain); not kept: not listed */
+	if (add) {
+		write_entries(s, t, 'a', e);
+		return;
+	}
+	struct rc_redis_link *l =
+		rc_pubsub_redis_link(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
+	char k[KEY_BYTES], id[RC_PRESENCE_CONN_CHARS];
+	size_t kl = key(s, k, t->node.name, t->node.name_len, RC_XNODE_KEY_PRESENCE);
+	rc_presence_conn_text(conn, id);
+	const char *argv[] = {"HDEL", k, id};
+	size_t lens[] = {4, kl, sizeof(id)};
+	if (kl && rc_redis_command(l, 3, argv, lens, NULL, W_DONE) == 0)
+		s->stats.redis_presence_writes++;
+}
+
+/* Calls fn on every topic s owns that keeps presence entries here. */
+static void each_listed(struct rc_shard *s, void (*fn)(struct rc_shard *s,
+						       const struct rc_otopic *t))
+{
+	for (uint32_t b = 0; b <= s->otopics.mask; b++) {
+		for (struct rc_topic_node *n = s->otopics.buckets[b]; n; n = n->next) {
+			const struct rc_otopic *t = rc_container_of(n, struct rc_otopic, node);
+			if (t->presence && t->presence->count && !rc_topic_reserved(n->name,
+										     n->name_len))
+				fn(s, t);
+		}
+	}
+}
+
+static void refresh_one(struct rc_shard *s, const struct rc_otopic *t)
+{
+	struct rc_redis_link *l =
+		rc_pubsub_redis_link(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
+	write_entries(s, t, s->xnode_rewrite >> (l->index / 2) & 1 ? 'w' : 'a', NULL);
+}
+
+/* Renews the expiry of this shard's entries (one command per topic), or rewrites them whole
+ * on an instance whose link came back. */
+static void refresh(struct rc_shard *s)
+{
+	each_listed(s, refresh_one);
+	for (uint32_t i = 0; i < s->app->redis_count; i++)
+		if (rc_redis_link(s, i, RC_REDIS_CMD)->state == RC_REDIS_UP)
+			s->xnode_rewrite &= ~(1ull << i);
+}
+
+/* ---- the node registry (shard 0, first instance) ----------------------------------------- */
+/* Sums a counter of every shard, read racily as /metrics reads them. */
+static uint64_t total(const struct rc_app *app, size_t offset)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < app->shards_count; i++) {
+		const uint64_t *v = (const uint64_t *)((const char *)&app->shards[i].stats + offset);
+		sum += __atomic_load_n(v, __ATOMIC_RELAXED);
+	}
+	return sum;
+}
+
+/* Writes the node's registry entry (name, shards, connections, subscriptions, presence
+ * entries) with the expiry presence_ttl_ms. */
+static void heartbeat(struct rc_shard *s)
+{
+	static const char *const names[] = {"shards", "connections", "subscriptions",
+					    "presence_entries"};
+	const struct rc_app *app = s->app;
+	struct rc_redis_link *l = rc_redis_link(s, 0, RC_REDIS_CMD);
+	char k[2][KEY_BYTES], host[256] = "", v[5][24];
+	size_t kl[2] = {key(s, k[0], "", 0, RC_XNODE_KEY_NODE),
+			key(s, k[1], "", 0, RC_XNODE_KEY_NODES)};
+	uint64_t vals[] = {(uint64_t)app->shards_count,
+			   total(app, offsetof(struct rc_shard_stats, websockets_open)),
+			   total(app, offsetof(struct rc_shard_stats, subscriptions)),
+			   total(app, offsetof(struct rc_shard_stats, presence_entries))};
+	struct cmd c = {0};
+	if (!kl[0] || !kl[1] || l->state != RC_REDIS_UP || !script_start(&c, s, 2, 17))
+		return;
+	(void)gethostname(host, sizeof(host) - 1);
+	arg(&c, k[0], kl[0]);
+	arg(&c, k[1], kl[1]);
+	arg(&c, "w", 1);
+	arg(&c, v[4], (size_t)snprintf(v[4], sizeof(v[4]), "%llu",
+				       (unsigned long long)app->cfg.presence_ttl_ms));
+	arg(&c, node_id(s), strlen(node_id(s)));
+	arg(&c, "name", 4);
+	arg(&c, host, strlen(host));
+	for (size_t i = 0; i < RC_ARRAY_LEN(names); i++) {
+		arg(&c, names[i], strlen(names[i]));
+		arg(&c, v[i], (size_t)snprintf(v[i], sizeof(v[i]), "%llu",
+					       (unsigned long long)vals[i]));
+	}
+	if (script_send(&c, l, NULL, W_DONE) == 0)
+		s->stats.redis_heartbeats++;
+}
+
+/* Removes the node's registry entry (a graceful stop). */
+static void unregister(struct rc_shard *s)
+{
+	(void)remove_node(s, rc_redis_link(s, 0, RC_REDIS_CMD), "", 0, RC_XNODE_KEY_NODE,
+			  RC_XNODE_KEY_NODES);
+}
+
+void rc_xnode_turn(struct rc_shard *s)
+{
+	const struct rc_config *cfg = &s->app->cfg;
+	uint64_t now = s->clock.now_ms;
+	if (s->draining)
+		return;
+	if (now >= s->xnode_refresh_ms) {
+		refresh(s);
+		s->xnode_refresh_ms = now + cfg->presence_ttl_ms / 3;
+	}
+	if (s->index == 0 && now >= s->xnode_beat_ms) {
+		heartbeat(s);
+		s->xnode_beat_ms = now + cfg->node_heartbeat_ms;
+	}
+}
+
+void rc_xnode_drain(struct rc_shard *s)
+{
+	RC_ASSERT(s->draining);
+	each_listed(s, drop_entries);
+	if (s->index == 0)
+		unregister(s);
+}
+
+/* ---- queries ------------------------------------------------------------------------------ */
+void rc_xnode_presence_get(struct rc_shard *s, struct rc_xmsg *m)
+{
+	struct rc_redis_link *l = rc_pubsub_redis_link(s, m->topic, m->topic_len, RC_REDIS_CMD);
+	char k[2][KEY_BYTES], max[24];
+	size_t kl[2] = {key(s, k[0], m->topic, m->topic_len, RC_XNODE_KEY_TOPIC_NODES),
+			key(s, k[1], m->topic, m->topic_len, RC_XNODE_KEY_PRESENCE_BASE)};
+	uint64_t list_max = m->stats_only ? 0 : s->app->cfg.presence_list_max;
+	struct cmd c = {0};
+	if (kl[0] && kl[1] && l->state == RC_REDIS_UP && script_start(&c, s, 1, 4)) {
+		arg(&c, k[0], kl[0]);
+		arg(&c, "q", 1);
+		arg(&c, k[1], kl[1]);
+		arg(&c, max, (size_t)snprintf(max, sizeof(max), "%llu",
+					      (unsigned long long)list_max));
+		if (script_send(&c, l, m, W_QUERY) == 0)
+			return;
+	}
+	s->stats.redis_presence_partial++;
+	rc_pubsub_presence_answer(s, m, true);
+}
+
+/* Redis's answer r (NULL: none) to presence query m (taken). */
+static void query_reply(struct rc_redis_link *l, struct rc_xmsg *m, const redisReply *r)
+{
+	struct rc_shard *s = l->shard;
+	struct rc_xnode_presence p;
+	size_t skipped = 0, len = 0;
+	if (is_noscript(r))
+		noscript(l);
+	if (!r || r->type == REDIS_REPLY_ERROR || rc_xnode_parse_presence(r, &p) != 0) {
+		s->stats.redis_node_errors += r && r->type != REDIS_REPLY_ERROR;
+		s->stats.redis_presence_partial++;
+		rc_pubsub_presence_answer(s, m, true);
+		return;
+	}
+	char *json = rc_xnode_write_presence(&p, m->stats_only ? "presence_stats" : "presence",
+					     m->topic, m->topic_len, !m->stats_only, &skipped,
+					     &len);
+	s->stats.redis_node_errors += skipped;
+	s->stats.redis_presence_queries++;
+	s->stats.presence_queries++;
+	rc_pubsub_answer_query(s, m, json, len);
+	free(json);
+}
+
+/* Answers info request m (taken) from its local object and the registry's reply r (NULL:
+ * Redis could not be asked: "partial"). */
+static void info_answer(struct rc_shard *s, struct rc_xmsg *m, const redisReply *r)
+{
+	size_t len = 0;
+	char *json = rc_xnode_write_info(m->data, m->data_len, r, &len);
+	struct rc_conn *c = rc_pubsub_reply_conn(s, m);
+	if (!json)
+		s->stats.alloc_failures++;
+	if (c)
+		s->app->pubsub_hooks->answer(c, RC_REPLY_HTTP, 0, json, len);
+	free(json);
+	rc_pubsub_xmsg_free(s->app, m);
+}
+
+void rc_xnode_info(struct rc_conn *c, const char *local, size_t len)
+{
+	struct rc_shard *s = c->shard;
+	struct rc_redis_link *l = rc_redis_link(s, 0, RC_REDIS_CMD);
+	struct rc_xmsg *m = rc_pubsub_xmsg_new(s->app, s, RC_X_ANSWER, "", 0, len);
+	char k[2][KEY_BYTES];
+	size_t kl[2] = {key(s, k[0], "", 0, RC_XNODE_KEY_NODES),
+			key(s, k[1], "", 0, RC_XNODE_KEY_NODE_BASE)};
+	struct cmd cmd = {0};
+	if (!m) {
+		s->stats.alloc_failures++;
+		s->app->pubsub_hooks->answer(c, RC_REPLY_HTTP, 0, NULL, 0); /* the 503 */
+		return;
+	}
+	memcpy(m->data, local, len);
+	m->reply = RC_REPLY_HTTP;
+	m->slot = (uint32_t)(c - s->conns);
+	m->gen = c->gen;
+	if (kl[0] && kl[1] && l->state == RC_REDIS_UP && script_start(&cmd, s, 1, 3)) {
+		arg(&cmd, k[0], kl[0]);
+		arg(&cmd, "i", 1);
+		arg(&cmd, k[1], kl[1]);
+		if (script_send(&cmd, l, m, W_INFO) == 0)
+			return;
+	}
+	info_answer(s, m, NULL);
+}
+
+/* ---- join/leave events ------------------------------------------------------------------- */
+void rc_xnode_event_out(struct rc_shard *s, const struct rc_otopic *t, bool join,
+			const char *env, size_t len)
+{
+	struct rc_redis_link *l =
+		rc_pubsub_redis_link(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
+	char ch[KEY_BYTES];
+	int cl = snprintf(ch, sizeof(ch), "%s%s", s->app->cfg.redis_prefix, t->node.name);
+	size_t plen = 0;
+	char *payload = rc_xnode_write_event(join ? 'j' : 'l', node_id(s), env, len, &plen);
+	const char *argv[] = {"PUBLISH", ch, payload};
+	size_t lens[] = {7, (size_t)cl, plen};
+	if (!payload)
+		s->stats.alloc_failures++;
+	else if (rc_redis_command(l, 3, argv, lens, NULL, W_DONE) == 0)
+		s->stats.redis_events_sent++;
+	free(payload);
+}
+
+void rc_xnode_event_in(struct rc_shard *s, struct rc_otopic *t, const char *p, size_t n)
+{
+	struct rc_xnode_event e;
+	char *env;
+	if (rc_xnode_parse_event(p, n, &e) != 0) {
+		s->stats.redis_node_errors++;
+		return;
+	}
+	/* This node fanned its own out when it happened. */
+	if (own_node(s, e.node, e.node_len) || !(t->presence_flags & RC_PRESENCE_EVENTS))
+		return;
+	struct rc_frame *f = rc_pubsub_frame_shared(s, t->node.name, t->node.name_len,
+						    t->node.hash, e.data_len, &env);
+	if (!f) {
+		s->stats.alloc_failures++;
+		return;
+	}
+	memcpy(env, e.data, e.data_len);
+	s->stats.redis_events_received++;
+	rc_pubsub_fan_out_event(s, t, f);
+}
+
+/* ---- the control channel ------------------------------------------------------------------ */
+int rc_xnode_user_action(struct rc_shard *s, const char *user, size_t ulen, const char *topic,
+			 size_t tlen, uint16_t code)
+{
+	struct rc_redis_link *l = rc_redis_link(s, 0, RC_REDIS_CMD);
+	struct rc_xnode_ctl m = {.kind = tlen ? 'u' : 'd', .node = node_id(s),
+				 .node_len = strlen(node_id(s)), .code = code, .topic = topic,
+				 .topic_len = tlen, .user = user, .user_len = ulen};
+	char ch[KEY_BYTES], payload[512];
+	size_t cl = key(s, ch, "", 0, RC_XNODE_KEY_CONTROL);
+	size_t plen = rc_xnode_write_ctl(payload, sizeof(payload), &m);
+	const char *argv[] = {"PUBLISH", ch, payload};
+	size_t lens[] = {7, cl, plen};
+	if (!cl || !plen || rc_redis_command(l, 3, argv, lens, NULL, W_DONE) != 0) {
+		s->stats.redis_control_unsent++;
+		return -ENOTCONN;
+	}
+	s->stats.redis_control_sent++;
+	return 0;
+}
+
+bool rc_xnode_push(struct rc_redis_link *l, const redisReply *r)
+{
+	struct rc_shard *s = l->shard;
+	const redisReply *ch = r->element[1], *p = r->element[2];
+	size_t plen = strlen(s->app->cfg.redis_prefix);
+	char want[KEY_BYTES];
+	struct rc_xnode_ctl m;
+	RC_ASSERT(ch->len > plen);
+	if (ch->str[plen] != '!') /* in no topic's channel: cheap for every message */
+		return false;
+	size_t wl = key(s, want, "", 0, RC_XNODE_KEY_CONTROL);
+	if (wl != ch->len || memcmp(want, ch->str, wl) != 0)
+		return false;
+	if (strcmp(r->element[0]->str, "message") != 0)
+		return true; /* the subscription's confirmation */
+	if (p->type != REDIS_REPLY_STRING || rc_xnode_parse_ctl(p->str, p->len, &m) != 0) {
+		s->stats.redis_node_errors++;
+		return true;
+	}
+	if (own_node(s, m.node, m.node_len))
+		return true; /* acted on where it was called */
+	s->stats.redis_control_received++;
+	(void)rc_pubsub_user_action(s, m.user, m.user_len, m.topic, m.topic_len, m.code);
+	return true;
+}
+
+void rc_xnode_link_up(struct rc_redis_link *l)
+{
+	struct rc_shard *s = l->shard;
+	if (l->kind == RC_REDIS_CMD) {
+		load_script(l);
+		s->xnode_rewrite |= 1ull << (l->index / 2);
+		s->xnode_refresh_ms = 0;
+		if (l->index == 0)
+			s->xnode_beat_ms = 0;
+		return;
+	}
+	char ch[KEY_BYTES];
+	size_t cl = key(s, ch, "", 0, RC_XNODE_KEY_CONTROL);
+	const char *argv[] = {"SUBSCRIBE", ch};
+	size_t lens[] = {9, cl};
+	/* One subscription per node: shard 0's, on the first instance. A link that cannot take
+	 * it is failed, so its reconnect tries again. */
+	if (s->index == 0 && l->index == 1 && cl &&
+	    rc_redis_command(l, 2, argv, lens, NULL, 0) != 0)
+		rc_redis_link_fail(l);
+}
+
+void rc_xnode_reply(struct rc_redis_link *l, void *ctx, uint32_t what, redisReply *r)
+{
+	switch ((enum what)what) {
+	case W_DONE:
+		if (is_noscript(r))
+			noscript(l);
+		return;
+	case W_LOAD:
+		if (r && r->type == REDIS_REPLY_STRING &&
+		    (r->len != 40 || memcmp(r->str, l->shard->app->xnode_sha, 40) != 0))
+			rc_redis_link_fail(l); /* another script answered to our name */
+		return;
+	case W_QUERY: query_reply(l, ctx, r); return;
+	case W_INFO:
+		if (is_noscript(r))
+			noscript(l);
+		info_answer(l->shard, ctx, r && r->type == REDIS_REPLY_ARRAY ? r : NULL);
+		return;
+	default: RC_ASSERT(!"unknown Redis command tag of presence_redis.c");
+	}
+}
