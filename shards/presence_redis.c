@@ -502,7 +502,8 @@ bool rc_xnode_push(struct rc_redis_link *l, const redisReply *r)
 	if (own_node(s, m.node, m.node_len))
 		return true; /* acted on where it was called */
 	s->stats.redis_control_received++;
-	(void)rc_pubsub_user_action(s, m.user, m.user_len, m.topic, m.topic_len, m.code);
+	(void)rc_pubsub_user_action(s, m.user, m.user_len, m.topic_len ? m.topic : "",
+				    m.topic_len, m.code);
 	return true;
 }
 
