@@ -29,6 +29,7 @@
 #include "namespace.h"
 #include "pubsub.h"
 #include "pubsub_proto.h"
+#include "presence_redis.h"
 #include "pubsub_redis.h"
 #include "redis_proto.h"
 #include "redis_xnode.h"
@@ -680,6 +681,7 @@ void rc_app_destroy(struct rc_app *app)
 		if (s->running)
 			io_uring_queue_exit(&s->ring);
 		rc_redis_links_free(s);
+		rc_xnode_free(s);
 		if (s->outbox)
 			rc_pubsub_free(s);
 		if (s->inbox.slots)

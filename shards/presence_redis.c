@@ -16,6 +16,7 @@
 
 #include "envelope.h"
 #include "frame.h"
+#include "mem.h"
 #include "presence.h"
 #include "presence_redis.h"
 #include "pubsub_int.h"
@@ -126,39 +127,57 @@ struct field {
 	size_t len;
 };
 
-/* Writes this node's entries of t: mode 'a' with one (NULL: none, a refresh of the expiry)
- * or 'w' with every entry t's set holds. Not sent when the link is down: it is rewritten
- * whole when it comes back. */
-static void write_entries(struct rc_shard *s, const struct rc_otopic *t, char mode,
-			  const struct rc_presence_entry *one)
+/* One script call on this node's hash of a topic: fields to delete, entries to set. */
+struct change {
+	const char *topic; /* borrowed, as its length */
+	size_t tlen;
+	char mode;         /* 'a' (change or refresh) or 'w' (replace whole) */
+	const uint64_t *dels; /* connection ids */
+	uint32_t ndel;
+	const struct rc_presence_entry *const *set;
+	uint32_t nset;
+};
+
+/* Encodes the ids and entries of ch into f (ndel + nset slots). False without memory. */
+static bool fields_of(const struct change *ch, struct field *f)
 {
-	struct rc_redis_link *l =
-		rc_pubsub_redis_link(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
-	const struct rc_presence *p = t->presence;
-	uint32_t n = one ? 1 : (mode == 'w' && p ? p->count : 0);
-	char k[2][KEY_BYTES], ttl[24];
-	size_t kl[2] = {key(s, k[0], t->node.name, t->node.name_len, RC_XNODE_KEY_PRESENCE),
-			key(s, k[1], t->node.name, t->node.name_len, RC_XNODE_KEY_TOPIC_NODES)};
+	for (uint32_t i = 0; i < ch->ndel; i++)
+		rc_presence_conn_text(ch->dels[i], f[i].id);
+	for (uint32_t i = 0; i < ch->nset; i++) {
+		struct field *x = &f[ch->ndel + i];
+		rc_presence_conn_text(ch->set[i]->conn, x->id);
+		x->json = rc_presence_write_client(ch->set[i], &x->len);
+		if (!x->json)
+			return false;
+	}
+	return true;
+}
+
+/* Sends ch as one script call on its topic's command link. Not sent when the link is down:
+ * the topic is rewritten whole when it comes back. */
+static void write_change(struct rc_shard *s, const struct change *ch)
+{
+	struct rc_redis_link *l = rc_pubsub_redis_link(s, ch->topic, ch->tlen, RC_REDIS_CMD);
+	uint32_t n = ch->ndel + ch->nset;
+	char k[2][KEY_BYTES], num[2][24];
+	size_t kl[2] = {key(s, k[0], ch->topic, ch->tlen, RC_XNODE_KEY_PRESENCE),
+			key(s, k[1], ch->topic, ch->tlen, RC_XNODE_KEY_TOPIC_NODES)};
 	struct field *f = calloc(n + 1, sizeof(*f));
 	struct cmd c = {0};
-	bool ok = f && kl[0] && kl[1] && l->state == RC_REDIS_UP &&
-		  script_start(&c, s, 2, 5 + 2 * (int)n);
-	for (uint32_t i = 0; ok && i < n; i++) {
-		const struct rc_presence_entry *e = one ? one : &p->v[i];
-		rc_presence_conn_text(e->conn, f[i].id);
-		f[i].json = rc_presence_write_client(e, &f[i].len);
-		ok = f[i].json != NULL;
-	}
+	bool ok = f && kl[0] && kl[1] && l->state == RC_REDIS_UP && fields_of(ch, f) &&
+		  script_start(&c, s, 2, 6 + (int)ch->ndel + 2 * (int)ch->nset);
 	if (ok) {
 		arg(&c, k[0], kl[0]);
 		arg(&c, k[1], kl[1]);
-		arg(&c, mode == 'w' ? "w" : "a", 1);
-		arg(&c, ttl, (size_t)snprintf(ttl, sizeof(ttl), "%llu",
-					      (unsigned long long)s->app->cfg.presence_ttl_ms));
+		arg(&c, ch->mode == 'w' ? "w" : "a", 1);
+		arg(&c, num[0], (size_t)snprintf(num[0], sizeof(num[0]), "%llu",
+						 (unsigned long long)s->app->cfg.presence_ttl_ms));
 		arg(&c, node_id(s), strlen(node_id(s)));
+		arg(&c, num[1], (size_t)snprintf(num[1], sizeof(num[1]), "%u", ch->ndel));
 		for (uint32_t i = 0; i < n; i++) {
 			arg(&c, f[i].id, sizeof(f[i].id));
-			arg(&c, f[i].json, f[i].len);
+			if (i >= ch->ndel)
+				arg(&c, f[i].json, f[i].len);
 		}
 		if (script_send(&c, l, NULL, W_DONE) == 0)
 			s->stats.redis_presence_writes++;
@@ -167,6 +186,113 @@ static void write_entries(struct rc_shard *s, const struct rc_otopic *t, char mo
 	for (uint32_t i = 0; f && i < n; i++)
 		free(f[i].json);
 	free(f);
+}
+
+/* A change of one entry waiting for the turn's flush: the topic by name (its record may go
+ * before), the connection; whether it is added or removed is read from the set then. */
+struct rc_xnode_op {
+	uint64_t conn;
+	uint16_t tlen;
+	char topic[RC_TOPIC_BYTES_LIMIT + 1];
+};
+
+static int op_order(const void *a, const void *b)
+{
+	const struct rc_xnode_op *x = a, *y = b;
+	if (x->tlen != y->tlen)
+		return x->tlen < y->tlen ? -1 : 1;
+	int d = memcmp(x->topic, y->topic, x->tlen);
+	if (d)
+		return d;
+	return (x->conn > y->conn) - (x->conn < y->conn);
+}
+
+/* Writes the changes of ops[0..n) (one topic, sorted by connection) in one script call:
+ * each connection set as the owner keeps it now, or deleted. */
+static void flush_topic(struct rc_shard *s, const struct rc_xnode_op *ops, uint32_t n)
+{
+	const struct rc_otopic *t = rc_pubsub_owned(s, ops[0].topic, ops[0].tlen);
+	const struct rc_presence *p = t ? t->presence : NULL;
+	uint64_t *dels = malloc(n * sizeof(*dels));
+	const struct rc_presence_entry **set = malloc(n * sizeof(*set));
+	struct change ch = {ops[0].topic, ops[0].tlen, 'a', dels, 0, set, 0};
+	for (uint32_t i = 0; dels && set && i < n; i++) {
+		if (i && ops[i].conn == ops[i - 1].conn)
+			continue;
+		const struct rc_presence_entry *e = p ? rc_presence_find(p, ops[i].conn) : NULL;
+		if (e)
+			set[ch.nset++] = e;
+		else
+			dels[ch.ndel++] = ops[i].conn;
+	}
+	if (dels && set)
+		write_change(s, &ch);
+	else
+		s->stats.alloc_failures++;
+	free(dels);
+	free(set);
+}
+
+/* Sends the turn's changes: one script call per topic, in the order of the owner's set (a
+ * query sent after this sees them). */
+static void flush(struct rc_shard *s)
+{
+	struct rc_xnode_op *ops = s->xnode_ops;
+	uint32_t n = s->xnode_ops_count, first = 0;
+	if (!n)
+		return;
+	s->xnode_ops_count = 0;
+	if (s->draining)
+		return; /* dropped whole (rc_xnode_drain) */
+	qsort(ops, n, sizeof(*ops), op_order);
+	for (uint32_t i = 1; i <= n; i++) {
+		if (i < n && ops[i].tlen == ops[first].tlen &&
+		    memcmp(ops[i].topic, ops[first].topic, ops[i].tlen) == 0)
+			continue;
+		flush_topic(s, ops + first, i - first);
+		first = i;
+	}
+}
+
+void rc_xnode_presence(struct rc_shard *s, struct rc_otopic *t, uint64_t conn, bool add)
+{
+	(void)add; /* read from the set at the flush: the last change of a turn wins */
+	RC_ASSERT(s->app->engine != NULL);
+	if (s->draining)
+		return;
+	if (s->xnode_ops_count == s->xnode_ops_cap) {
+		uint32_t cap = s->xnode_ops_cap ? s->xnode_ops_cap * 2 : 64;
+		size_t grow = (cap - s->xnode_ops_cap) * sizeof(*s->xnode_ops);
+		struct rc_xnode_op *ops = NULL;
+		if (rc_mem_try_charge(s->app, RC_BUDGET_engine, grow)) {
+			ops = realloc(s->xnode_ops, cap * sizeof(*ops));
+			if (!ops)
+				rc_mem_release(s->app, RC_BUDGET_engine, grow);
+		}
+		if (!ops) {
+			/* Not mirrored now: the next refresh rewrites this instance whole. */
+			s->stats.alloc_failures++;
+			struct rc_redis_link *l = rc_pubsub_redis_link(s, t->node.name,
+								       t->node.name_len,
+								       RC_REDIS_CMD);
+			s->xnode_rewrite |= 1ull << (l->index / 2);
+			return;
+		}
+		s->xnode_ops = ops;
+		s->xnode_ops_cap = cap;
+	}
+	struct rc_xnode_op *op = &s->xnode_ops[s->xnode_ops_count++];
+	op->conn = conn;
+	op->tlen = t->node.name_len;
+	memcpy(op->topic, t->node.name, op->tlen);
+}
+
+void rc_xnode_free(struct rc_shard *s)
+{
+	rc_mem_release(s->app, RC_BUDGET_engine, s->xnode_ops_cap * sizeof(*s->xnode_ops));
+	free(s->xnode_ops);
+	s->xnode_ops = NULL;
+	s->xnode_ops_cap = s->xnode_ops_count = 0;
 }
 
 /* Deletes this node's hash (key which of topic[0..tlen)) and its place in the set beside it
@@ -196,29 +322,6 @@ static void drop_entries(struct rc_shard *s, const struct rc_otopic *t)
 		s->stats.redis_presence_writes++;
 }
 
-void rc_xnode_presence(struct rc_shard *s, struct rc_otopic *t, uint64_t conn, bool add)
-{
-	const struct rc_presence_entry *e = add && t->presence ? rc_presence_find(t->presence,
-										  conn)
-							       : NULL;
-	RC_ASSERT(s->app->engine != NULL);
-	if (s->draining || (add && !e))
-		return; /* draining: dropped whole (rc_xnode_drain); not kept: not listed */
-	if (add) {
-		write_entries(s, t, 'a', e);
-		return;
-	}
-	struct rc_redis_link *l =
-		rc_pubsub_redis_link(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
-	char k[KEY_BYTES], id[RC_PRESENCE_CONN_CHARS];
-	size_t kl = key(s, k, t->node.name, t->node.name_len, RC_XNODE_KEY_PRESENCE);
-	rc_presence_conn_text(conn, id);
-	const char *argv[] = {"HDEL", k, id};
-	size_t lens[] = {4, kl, sizeof(id)};
-	if (kl && rc_redis_command(l, 3, argv, lens, NULL, W_DONE) == 0)
-		s->stats.redis_presence_writes++;
-}
-
 /* Calls fn on every topic s owns that keeps presence entries here. */
 static void each_listed(struct rc_shard *s, void (*fn)(struct rc_shard *s,
 						       const struct rc_otopic *t))
@@ -237,7 +340,24 @@ static void refresh_one(struct rc_shard *s, const struct rc_otopic *t)
 {
 	struct rc_redis_link *l =
 		rc_pubsub_redis_link(s, t->node.name, t->node.name_len, RC_REDIS_CMD);
-	write_entries(s, t, s->xnode_rewrite >> (l->index / 2) & 1 ? 'w' : 'a', NULL);
+	struct change ch = {t->node.name, t->node.name_len, 'a', NULL, 0, NULL, 0};
+	const struct rc_presence *p = t->presence;
+	if (!(s->xnode_rewrite >> (l->index / 2) & 1)) {
+		write_change(s, &ch); /* the expiry only */
+		return;
+	}
+	const struct rc_presence_entry **set = malloc(p->count * sizeof(*set));
+	if (!set) {
+		s->stats.alloc_failures++;
+		return;
+	}
+	for (uint32_t i = 0; i < p->count; i++)
+		set[i] = &p->v[i];
+	ch.mode = 'w';
+	ch.set = set;
+	ch.nset = p->count;
+	write_change(s, &ch);
+	free(set);
 }
 
 /* Renews the expiry of this shard's entries (one command per topic), or rewrites them whole
@@ -278,7 +398,7 @@ static void heartbeat(struct rc_shard *s)
 			   total(app, offsetof(struct rc_shard_stats, subscriptions)),
 			   total(app, offsetof(struct rc_shard_stats, presence_entries))};
 	struct cmd c = {0};
-	if (!kl[0] || !kl[1] || l->state != RC_REDIS_UP || !script_start(&c, s, 2, 17))
+	if (!kl[0] || !kl[1] || l->state != RC_REDIS_UP || !script_start(&c, s, 2, 18))
 		return;
 	(void)gethostname(host, sizeof(host) - 1);
 	arg(&c, k[0], kl[0]);
@@ -287,6 +407,7 @@ static void heartbeat(struct rc_shard *s)
 	arg(&c, v[4], (size_t)snprintf(v[4], sizeof(v[4]), "%llu",
 				       (unsigned long long)app->cfg.presence_ttl_ms));
 	arg(&c, node_id(s), strlen(node_id(s)));
+	arg(&c, "0", 1); /* no field to delete */
 	arg(&c, "name", 4);
 	arg(&c, host, strlen(host));
 	for (size_t i = 0; i < RC_ARRAY_LEN(names); i++) {
@@ -309,6 +430,7 @@ void rc_xnode_turn(struct rc_shard *s)
 {
 	const struct rc_config *cfg = &s->app->cfg;
 	uint64_t now = s->clock.now_ms;
+	flush(s);
 	if (s->draining)
 		return;
 	if (now >= s->xnode_refresh_ms) {
@@ -338,6 +460,7 @@ void rc_xnode_presence_get(struct rc_shard *s, struct rc_xmsg *m)
 			key(s, k[1], m->topic, m->topic_len, RC_XNODE_KEY_PRESENCE_BASE)};
 	uint64_t list_max = m->stats_only ? 0 : s->app->cfg.presence_list_max;
 	struct cmd c = {0};
+	flush(s); /* the query sees every change the owner made before it */
 	if (kl[0] && kl[1] && l->state == RC_REDIS_UP && script_start(&c, s, 1, 4)) {
 		arg(&c, k[0], kl[0]);
 		arg(&c, "q", 1);

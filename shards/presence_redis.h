@@ -19,9 +19,13 @@
 #define RC_XNODE_WHAT_BASE 64u
 
 /* ---- the engine's owner side (rc_engine_ops, pubsub_users.c); the topic's owner thread ---- */
-/* Mirrors t's entry of connection conn into this node's hash of t (add: the entry as the
- * owner keeps it; not kept, nothing is written), or removes it. */
+/* t's entry of connection conn changed (add: added, else removed): this node's hash of t
+ * follows at the turn's end, one script call per topic for the turn's changes (the entry as
+ * the owner keeps it then, or deleted). */
 void rc_xnode_presence(struct rc_shard *s, struct rc_otopic *t, uint64_t conn, bool add);
+
+/* Frees s's changes waiting for the turn's flush. After its thread joined. */
+void rc_xnode_free(struct rc_shard *s);
 
 /* Answers presence query m (taken) with every live node's entries; when Redis cannot be
  * asked, with this node's own and "partial":true. */

@@ -43,6 +43,7 @@ struct rc_conn_hooks;     /* conn_rt.h */
 struct rc_redis_link;     /* redis_conn.h */
 struct rc_redis_addr;     /* redis_conn.h */
 struct rc_redis_hooks;    /* redis_conn.h */
+struct rc_xnode_op;       /* presence_redis.c */
 struct rc_engine_ops;     /* pubsub.h */
 struct rc_tls_shard;      /* tls.h */
 struct rc_tls_app;        /* tls_ctx.h */
@@ -233,6 +234,9 @@ struct rc_shard {
 	uint64_t xnode_beat_ms;    /* shard 0: next node registry heartbeat */
 	uint64_t xnode_rewrite;    /* bit i: instance i's entries are rewritten whole at the next
 				    * refresh (its command link came up) */
+	struct rc_xnode_op *xnode_ops; /* presence changes of this turn, flushed at its end */
+	uint32_t xnode_ops_count;
+	uint32_t xnode_ops_cap;
 	char *scratch;                 /* publish data parsing */
 	size_t scratch_cap;
 	/* permessage-deflate: one codec per shard, nothing per connection */

@@ -25,9 +25,10 @@
  * names the nodes holding entries, scored by their expiry (Redis time), so a query skips a
  * dead node's hash even before Redis evicts it. The node registry has the same shape: a hash
  * per node and a sorted set of nodes.
- * 'a' (add or refresh): KEYS 1 the node's hash, 2 the set; ARGV 2 the TTL in ms, 3 the node,
- *   then field/value pairs to set. The hash and the node's score get the TTL; expired nodes
- *   leave the set; the set lives as long as its latest node.
+ * 'a' (change or refresh): KEYS 1 the node's hash, 2 the set; ARGV 2 the TTL in ms, 3 the
+ *   node, 4 how many fields to delete, those fields, then field/value pairs to set. The hash
+ *   and the node's score get the TTL (an emptied hash leaves the set); expired nodes leave
+ *   the set; the set lives as long as its latest node.
  * 'w' (replace): as 'a', the hash emptied first (a full rewrite, a registry entry).
  * 'x' (remove): KEYS as 'a'; ARGV 2 the node. The hash and the node's score go.
  * 'q' (presence): KEYS 1 the set; ARGV 2 the hashes' name without the node, 3 the most
@@ -44,11 +45,15 @@ static const char script[] =
 	"end\n"
 	"local mode = ARGV[1]\n"
 	"if mode == 'a' or mode == 'w' then\n"
-	"  local ttl, t = tonumber(ARGV[2]), now()\n"
+	"  local ttl, t, nd = tonumber(ARGV[2]), now(), tonumber(ARGV[4])\n"
 	"  if mode == 'w' then redis.call('DEL', KEYS[1]) end\n"
-	"  for i = 4, #ARGV - 1, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
-	"  redis.call('PEXPIRE', KEYS[1], ttl)\n"
-	"  redis.call('ZADD', KEYS[2], t + ttl, ARGV[3])\n"
+	"  for i = 5, 4 + nd do redis.call('HDEL', KEYS[1], ARGV[i]) end\n"
+	"  for i = 5 + nd, #ARGV - 1, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+	"  if redis.call('PEXPIRE', KEYS[1], ttl) == 1 then\n"
+	"    redis.call('ZADD', KEYS[2], t + ttl, ARGV[3])\n"
+	"  else\n"
+	"    redis.call('ZREM', KEYS[2], ARGV[3])\n"
+	"  end\n"
 	"  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', t)\n"
 	"  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
 	"  return 1\n"
