@@ -579,7 +579,8 @@ void rc_xnode_event_in(struct rc_shard *s, struct rc_otopic *t, const char *p, s
 	}
 	memcpy(env, e.data, e.data_len);
 	s->stats.redis_events_received++;
-	rc_pubsub_fan_out_event(s, t, f);
+	if (!s->app->engine->defer_event(s, t, f))
+		rc_pubsub_fan_out_event(s, t, f);
 }
 
 /* ---- the control channel ------------------------------------------------------------------ */

@@ -563,6 +563,10 @@ static void otopic_free(struct rc_shard *s, struct rc_otopic *t)
 		rc_frame_unref(t->held[i]);
 	rc_mem_release(s->app, RC_BUDGET_engine, t->held_cap * sizeof(*t->held));
 	free(t->held);
+	for (uint32_t i = 0; i < t->events_count; i++)
+		rc_frame_unref(t->events[i]);
+	rc_mem_release(s->app, RC_BUDGET_engine, t->events_cap * sizeof(*t->events));
+	free(t->events);
 	while (t->waiting) {
 		struct rc_xmsg *m = t->waiting;
 		t->waiting = m->next;

@@ -71,6 +71,9 @@ struct rc_otopic {
 	bool syncing;       /* a sync script is in flight: live messages are held */
 	bool need_sync;     /* subscribed, the sync could not be sent: sent when the link is up */
 	bool answered_blind; /* subscribers were answered before the first sync: reset them */
+	struct rc_frame **events; /* join/leave frames held while subscribers wait (waiting) */
+	uint32_t events_count;
+	uint32_t events_cap;
 	uint8_t presence_flags;     /* RC_PRESENCE_* of its namespace */
 	struct rc_presence *presence; /* who is subscribed (RC_PRESENCE_LIST); NULL: nobody yet */
 	uint32_t subscribers; /* subscriptions the owner heard come and not go (presence_flags) */
@@ -213,6 +216,9 @@ struct rc_engine_ops {
 	 * nodes' subscribers hear it too. */
 	void (*event)(struct rc_shard *s, const struct rc_otopic *t, bool join, const char *env,
 		      size_t len);
+	/* Takes join/leave frame f of t if t's new subscribers still wait for their answer: it
+	 * goes out after it (a subscriber sees its own join). False: f is the caller's. */
+	bool (*defer_event)(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f);
 };
 
 /* ---- for the engine (pubsub_redis.c); owner shard thread ---------------------------------- */

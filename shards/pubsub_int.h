@@ -1,7 +1,8 @@
 /*
  * Inside pub/sub: what pubsub.c lends pubsub_users.c (cross-shard messages, owned topics,
  * broadcast frames) and what pubsub_users.c gives back (presence bookkeeping, the handlers of
- * its messages). Private to the two; shard threads.
+ * its messages). Private to the two and to the Redis engine's pubsub_redis.c and
+ * presence_redis.c (answers, unsequenced frames); shard threads.
  */
 #ifndef RC_PUBSUB_INT_H
 #define RC_PUBSUB_INT_H

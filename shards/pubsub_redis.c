@@ -17,6 +17,7 @@
 #include "mem.h"
 #include "namespace.h"
 #include "presence_redis.h"
+#include "pubsub_int.h"
 #include "pubsub_redis.h"
 #include "redis_proto.h"
 #include "redis_xnode.h"
@@ -349,6 +350,16 @@ static void answer_blind(struct rc_shard *s, struct rc_otopic *t, struct rc_xmsg
 	rc_pubsub_answer(s, m);
 }
 
+/* Fans the join/leave frames held while subscribers waited out, once none waits. */
+static void release_events(struct rc_shard *s, struct rc_otopic *t)
+{
+	if (t->waiting)
+		return;
+	for (uint32_t i = 0; i < t->events_count; i++)
+		rc_pubsub_fan_out_event(s, t, t->events[i]);
+	t->events_count = 0;
+}
+
 static void answer_waiting_blind(struct rc_shard *s, struct rc_otopic *t)
 {
 	while (t->waiting) {
@@ -357,6 +368,7 @@ static void answer_waiting_blind(struct rc_shard *s, struct rc_otopic *t)
 		m->next = NULL;
 		answer_blind(s, t, m);
 	}
+	release_events(s, t);
 }
 
 /* Answers REPLAY m (taken) of synced t: locally when the owner's history holds everything
@@ -517,6 +529,35 @@ static void settle(struct rc_shard *s, struct rc_otopic *t)
 		m->next = NULL;
 		replay_synced(s, t, m);
 	}
+	release_events(s, t);
+}
+
+/* Holds join/leave frame f (taken) while t's subscribers wait for the first sync, so they see
+ * it after their answer; past RC_REDIS_HELD_LIMIT or without memory it is dropped (counted:
+ * events are at most once). */
+static bool engine_defer_event(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
+{
+	if (!t->waiting)
+		return false;
+	if (t->events_count == t->events_cap) {
+		uint32_t cap = t->events_cap ? t->events_cap * 2 : 8;
+		struct rc_frame **v = NULL;
+		size_t grow = (cap - t->events_cap) * sizeof(*v);
+		if (cap <= RC_REDIS_HELD_LIMIT && rc_mem_try_charge(s->app, RC_BUDGET_engine, grow)) {
+			v = realloc(t->events, cap * sizeof(*v));
+			if (!v)
+				rc_mem_release(s->app, RC_BUDGET_engine, grow);
+		}
+		if (!v) {
+			rc_frame_unref(f);
+			s->stats.redis_held_drops++;
+			return true;
+		}
+		t->events = v;
+		t->events_cap = cap;
+	}
+	t->events[t->events_count++] = f;
+	return true;
 }
 
 /* A sync context, charged to the engine's memory. NULL: out of memory or budget. */
@@ -1018,6 +1059,7 @@ const struct rc_engine_ops rc_redis_engine = {
 	.presence = rc_xnode_presence,
 	.presence_get = rc_xnode_presence_get,
 	.event = rc_xnode_event_out,
+	.defer_event = engine_defer_event,
 };
 
 const struct rc_redis_hooks rc_redis_link_hooks = {

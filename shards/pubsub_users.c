@@ -105,7 +105,8 @@ static void presence_event(struct rc_shard *s, struct rc_otopic *t, const struct
 		e->event(s, t, join, json, len);
 	free(json);
 	s->stats.presence_events++;
-	rc_pubsub_fan_out_event(s, t, f);
+	if (!e || !e->defer_event(s, t, f))
+		rc_pubsub_fan_out_event(s, t, f);
 }
 
 
