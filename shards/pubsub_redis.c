@@ -532,31 +532,40 @@ static void settle(struct rc_shard *s, struct rc_otopic *t)
 	release_events(s, t);
 }
 
+/* Appends f (taken) to the frame array *v (*count of *cap), which doubles from 8 up to
+ * RC_REDIS_HELD_LIMIT, charged to the engine; past it or without memory f is dropped
+ * (counted in redis_held_drops). */
+static void frames_push(struct rc_shard *s, struct rc_frame ***v, uint32_t *count,
+			uint32_t *cap, struct rc_frame *f)
+{
+	if (*count == *cap) {
+		uint32_t want = *cap ? *cap * 2 : 8;
+		struct rc_frame **grown = NULL;
+		size_t grow = (want - *cap) * sizeof(*grown);
+		if (want <= RC_REDIS_HELD_LIMIT && rc_mem_try_charge(s->app, RC_BUDGET_engine, grow)) {
+			grown = realloc(*v, want * sizeof(*grown));
+			if (!grown)
+				rc_mem_release(s->app, RC_BUDGET_engine, grow);
+		}
+		if (!grown) {
+			rc_frame_unref(f);
+			s->stats.redis_held_drops++;
+			return;
+		}
+		*v = grown;
+		*cap = want;
+	}
+	RC_ASSERT(*count < *cap);
+	(*v)[(*count)++] = f;
+}
+
 /* Holds join/leave frame f (taken) while t's subscribers wait for the first sync, so they see
- * it after their answer; past RC_REDIS_HELD_LIMIT or without memory it is dropped (counted:
- * events are at most once). */
+ * it after their answer (events are at most once: past the bound it is dropped). */
 static bool engine_defer_event(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
 {
 	if (!t->waiting)
 		return false;
-	if (t->events_count == t->events_cap) {
-		uint32_t cap = t->events_cap ? t->events_cap * 2 : 8;
-		struct rc_frame **v = NULL;
-		size_t grow = (cap - t->events_cap) * sizeof(*v);
-		if (cap <= RC_REDIS_HELD_LIMIT && rc_mem_try_charge(s->app, RC_BUDGET_engine, grow)) {
-			v = realloc(t->events, cap * sizeof(*v));
-			if (!v)
-				rc_mem_release(s->app, RC_BUDGET_engine, grow);
-		}
-		if (!v) {
-			rc_frame_unref(f);
-			s->stats.redis_held_drops++;
-			return true;
-		}
-		t->events = v;
-		t->events_cap = cap;
-	}
-	t->events[t->events_count++] = f;
+	frames_push(s, &t->events, &t->events_count, &t->events_cap, f);
 	return true;
 }
 
@@ -634,25 +643,7 @@ static void sync_done(struct rc_shard *s, struct rc_otopic *t, const struct rc_r
  * is announced when a later seq goes out). */
 static void hold(struct rc_shard *s, struct rc_otopic *t, struct rc_frame *f)
 {
-	if (t->held_count == t->held_cap) {
-		uint32_t cap = t->held_cap ? t->held_cap * 2 : 8;
-		struct rc_frame **h = NULL;
-		size_t grow = (cap - t->held_cap) * sizeof(*h);
-		if (cap <= RC_REDIS_HELD_LIMIT && rc_mem_try_charge(s->app, RC_BUDGET_engine, grow)) {
-			h = realloc(t->held, cap * sizeof(*h));
-			if (!h)
-				rc_mem_release(s->app, RC_BUDGET_engine, grow);
-		}
-		if (!h) {
-			rc_frame_unref(f);
-			s->stats.redis_held_drops++;
-			return;
-		}
-		t->held = h;
-		t->held_cap = cap;
-	}
-	RC_ASSERT(t->held_count < t->held_cap);
-	t->held[t->held_count++] = f;
+	frames_push(s, &t->held, &t->held_count, &t->held_cap, f);
 }
 
 /* A message published on t's channel. */
