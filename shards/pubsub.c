@@ -1255,6 +1255,12 @@ bool rc_pubsub_busy(struct rc_shard *s, struct rc_app *app, uint64_t hash)
 }
 
 /* ---- for pubsub_users.c (pubsub_int.h) ----------------------------------------------------- */
+const struct rc_engine_ops *rc_pubsub_engine_of(const struct rc_shard *s, const char *name,
+						size_t len)
+{
+	return engine_of(s, name, len);
+}
+
 struct rc_shard *rc_pubsub_owner_of(const struct rc_app *app, uint64_t hash)
 {
 	return owner_of(app, hash);

@@ -10,6 +10,10 @@
 #include "pubsub.h"
 
 /* ---- pubsub.c ---- */
+/* Who sequences topic name and shares its presence across nodes: the engine (Redis), or
+ * NULL (this process's memory; and always for the gateway's own ringcast.* feeds). */
+const struct rc_engine_ops *rc_pubsub_engine_of(const struct rc_shard *s, const char *name,
+						size_t len);
 /* The owner shard of a topic hash. */
 struct rc_shard *rc_pubsub_owner_of(const struct rc_app *app, uint64_t hash);
 /* A cross-shard message about topic with room for dlen bytes of data, charged (outbox) until

@@ -20,13 +20,6 @@
 #include "token.h"
 
 /* ---- owner side: presence and join/leave ---------------------------------------------------- */
-/* The engine that shares t's presence and events with other nodes, or NULL (memory). */
-static const struct rc_engine_ops *engine_of(const struct rc_shard *s, const char *topic,
-					     size_t len)
-{
-	return s->app->engine && !rc_topic_reserved(topic, len) ? s->app->engine : NULL;
-}
-
 /* Drops t's presence set (an emptied one, or the topic's end), releasing its charge. */
 void rc_pubsub_presence_drop(struct rc_shard *s, struct rc_otopic *t)
 {
@@ -100,7 +93,7 @@ static void presence_event(struct rc_shard *s, struct rc_otopic *t, const struct
 		return;
 	}
 	memcpy(env, json, len);
-	const struct rc_engine_ops *e = engine_of(s, m->topic, m->topic_len);
+	const struct rc_engine_ops *e = rc_pubsub_engine_of(s, m->topic, m->topic_len);
 	if (e)
 		e->event(s, t, join, json, len);
 	free(json);
@@ -139,7 +132,7 @@ static bool events_wanted(struct rc_shard *s, struct rc_otopic *t, const struct 
 static void owner_presence(struct rc_shard *s, struct rc_xmsg *m, bool add)
 {
 	struct rc_otopic *t = rc_pubsub_owned(s, m->topic, m->topic_len);
-	const struct rc_engine_ops *e = engine_of(s, m->topic, m->topic_len);
+	const struct rc_engine_ops *e = rc_pubsub_engine_of(s, m->topic, m->topic_len);
 	if (t && (t->presence_flags & RC_PRESENCE_LIST)) {
 		presence_keep(s, t, m, add);
 		if (e)
@@ -205,7 +198,7 @@ void rc_pubsub_presence_answer(struct rc_shard *s, struct rc_xmsg *m, bool parti
  * the answer comes back empty. Consumes m. */
 static void owner_presence_get(struct rc_shard *s, struct rc_xmsg *m)
 {
-	const struct rc_engine_ops *e = engine_of(s, m->topic, m->topic_len);
+	const struct rc_engine_ops *e = rc_pubsub_engine_of(s, m->topic, m->topic_len);
 	if (e)
 		e->presence_get(s, m);
 	else
