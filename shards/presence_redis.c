@@ -17,6 +17,7 @@
 #include "envelope.h"
 #include "frame.h"
 #include "mem.h"
+#include "namespace.h"
 #include "presence.h"
 #include "presence_redis.h"
 #include "pubsub_int.h"
@@ -571,6 +572,13 @@ void rc_xnode_event_in(struct rc_shard *s, struct rc_otopic *t, const char *p, s
 	/* This node fanned its own out when it happened. */
 	if (own_node(s, e.node, e.node_len) || !(t->presence_flags & RC_PRESENCE_EVENTS))
 		return;
+	/* The bound of join storms holds for what other nodes send too: this node's count. */
+	const struct rc_namespace *ns = rc_namespace_of(s->app->namespaces, t->node.name,
+							t->node.name_len);
+	if (ns && t->subscribers > ns->join_leave_subscribers_max) {
+		s->stats.presence_events_skipped++;
+		return;
+	}
 	struct rc_frame *f = rc_pubsub_frame_shared(s, t->node.name, t->node.name_len,
 						    t->node.hash, e.data_len, &env);
 	if (!f) {
