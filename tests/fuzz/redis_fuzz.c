@@ -17,7 +17,7 @@
 
 #include "base/rc_assert.h"
 #include "redis_proto.h"
-#include "ws_fuzz_input.h"
+#include "resp_fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -80,30 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	const char *p = (const char *)data + 1;
-	size_t n = size - 1, max = ws_fuzz_chunk_max(data[0]);
-	uint32_t seed = data[0];
-	struct rc_redis_bound bound;
-	redisReader *reader = rc_redis_reader_create(&bound, (size_t)64 << (data[0] % 16));
-	RC_ASSERT(reader != NULL);
-	bool ok = true;
-	while (ok && n > 0) {
-		size_t len = ws_fuzz_chunk_len(&seed, n, max);
-		ok = redisReaderFeed(reader, p, len) == REDIS_OK;
-		p += len;
-		n -= len;
-		void *reply = NULL;
-		while (ok && (ok = redisReaderGetReply(reader, &reply) == REDIS_OK) && reply) {
-			RC_ASSERT(bound.bytes <= bound.bytes_max);
-			rc_redis_bound_next(&bound);
-			check_reply(reply);
-			freeReplyObject(reply);
-			reply = NULL;
-		}
-		ok = ok && !rc_redis_reader_over(reader, &bound);
-	}
-	redisReaderFree(reader);
-
+	resp_fuzz_replies(data, size, check_reply);
 	check_payload((const char *)data, size);
 	char *s = malloc(size + 1), host[64];
 	uint16_t port;

@@ -13,10 +13,13 @@
 #include <hiredis/hiredis.h>
 
 #include "base/rc_assert.h"
+#include "redis_proto.h" /* the bounded reader */
 #include "ws_fuzz_input.h"
 
-/* Feeds data[1..size) to a fresh reader in the chunks data[0] asks for and calls check on
- * each decoded reply (borrowed for the call), until the input ends or the reader fails. */
+/* Feeds data[1..size) to a fresh reader bounded as the links' are (rc_redis_reader_create;
+ * the bound, 64 bytes shifted by data[0] % 16, varies with the first byte too) in the chunks
+ * data[0] asks for, and calls check on each decoded reply (borrowed for the call), until the
+ * input ends or the reader fails. */
 static inline void resp_fuzz_replies(const uint8_t *data, size_t size,
 				     void (*check)(const redisReply *r))
 {
@@ -25,7 +28,8 @@ static inline void resp_fuzz_replies(const uint8_t *data, size_t size,
 	const char *p = (const char *)data + 1;
 	size_t n = size - 1, max = ws_fuzz_chunk_max(data[0]);
 	uint32_t seed = data[0];
-	redisReader *reader = redisReaderCreate();
+	struct rc_redis_bound bound;
+	redisReader *reader = rc_redis_reader_create(&bound, (size_t)64 << (data[0] % 16));
 	RC_ASSERT(reader != NULL);
 	bool ok = true;
 	while (ok && n > 0) {
@@ -35,10 +39,13 @@ static inline void resp_fuzz_replies(const uint8_t *data, size_t size,
 		n -= len;
 		void *reply = NULL;
 		while (ok && (ok = redisReaderGetReply(reader, &reply) == REDIS_OK) && reply) {
+			RC_ASSERT(bound.bytes <= bound.bytes_max);
+			rc_redis_bound_next(&bound);
 			check(reply);
 			freeReplyObject(reply);
 			reply = NULL;
 		}
+		ok = ok && !rc_redis_reader_over(reader, &bound);
 	}
 	redisReaderFree(reader);
 }
