@@ -212,6 +212,9 @@ struct rc_engine_ops {
 	void (*presence)(struct rc_shard *s, struct rc_otopic *t, uint64_t conn, bool add);
 	/* Answers presence query m (taken) with every node's entries. */
 	void (*presence_get)(struct rc_shard *s, struct rc_xmsg *m);
+	/* Answers history query m (taken: since m->seq, at most m->limit) from the store every
+	 * node shares, whether or not this node has the topic. */
+	void (*history)(struct rc_shard *s, struct rc_xmsg *m);
 	/* A join (or leave) of t went out here as envelope env[0..len) (borrowed): the other
 	 * nodes' subscribers hear it too. */
 	void (*event)(struct rc_shard *s, const struct rc_otopic *t, bool join, const char *env,

@@ -46,6 +46,13 @@ void rc_pubsub_presence_drop(struct rc_shard *s, struct rc_otopic *t);
 /* Sends text[0..len) (borrowed; NULL: no memory) back to query m's connection, which gets
  * an empty answer when memory is short. Consumes m. */
 void rc_pubsub_answer_query(struct rc_shard *s, struct rc_xmsg *m, const char *text, size_t len);
+/* Answers history query m with the topic's epoch (has_epoch: known), seq and msgs[0..len):
+ * its msg envelopes, oldest first, joined by commas. Consumes m. */
+void rc_pubsub_history_answer(struct rc_shard *s, struct rc_xmsg *m, bool has_epoch,
+			      uint64_t epoch, uint64_t seq, const char *msgs, size_t len);
+/* Answers history query m from what this owner holds (the memory engine's answer, and the
+ * Redis engine's when Redis cannot be asked). Consumes m. */
+void rc_pubsub_history_local(struct rc_shard *s, struct rc_xmsg *m);
 /* Answers presence query m (taken) from this owner's set of its topic; partial adds
  * "partial":true (the other nodes' entries could not be read). */
 void rc_pubsub_presence_answer(struct rc_shard *s, struct rc_xmsg *m, bool partial);

@@ -32,6 +32,7 @@ enum what {
 	W_REPLAY,   /* ctx: a subscriber's REPLAY xmsg (seq = since) */
 	W_SYNC,     /* ctx: struct sync */
 	W_RELOAD,   /* SCRIPT LOAD after a NOSCRIPT batch: the link's resend goes after it */
+	W_HISTORY,  /* ctx: a history query's xmsg (seq = since, limit) */
 };
 
 /* A sync in flight: the topic by name (the record may be forgotten meanwhile). */
@@ -862,6 +863,83 @@ static void sync_reply(struct rc_redis_link *l, struct sync *y, const redisReply
 		answer_waiting_blind(s, t);
 }
 
+/* ---- history queries: from the stream every node shares --------------------------------- */
+/* A history answer being written: the msg envelopes after since (and from oldest, the
+ * history bound's first seq), up to seq, at most limit of them, joined by commas. */
+struct history_text {
+	const struct rc_xmsg *m;
+	uint64_t oldest;
+	uint64_t seq;
+	uint32_t count;
+	char *buf;
+	size_t len;
+	size_t cap;
+	bool failed;
+};
+
+static void history_msg(struct rc_shard *s, struct rc_otopic *t, const struct rc_redis_msg *msg,
+			void *ctx)
+{
+	struct history_text *h = ctx;
+	const struct rc_xmsg *m = h->m;
+	(void)s;
+	(void)t;
+	if (h->failed || msg->seq <= m->seq || msg->seq < h->oldest || msg->seq > h->seq ||
+	    h->count >= m->limit)
+		return;
+	size_t need = h->len + 1 + rc_envelope_msg_len(m->topic_len, msg->seq, msg->data_len);
+	if (need > h->cap) {
+		size_t cap = RC_MAX(need, 2 * h->cap);
+		char *p = realloc(h->buf, cap);
+		if (!p) {
+			h->failed = true;
+			return;
+		}
+		h->buf = p;
+		h->cap = cap;
+	}
+	if (h->count++)
+		h->buf[h->len++] = ',';
+	h->len += rc_envelope_write_msg(h->buf + h->len, h->cap - h->len, m->topic, m->topic_len,
+					msg->seq, msg->data, msg->data_len);
+}
+
+/* The stream's answer r to history query m (taken): its messages after since, oldest first,
+ * within the topic's history bound; what this owner holds when Redis did not answer. */
+static void history_reply(struct rc_redis_link *l, struct rc_xmsg *m, const redisReply *r)
+{
+	struct rc_shard *s = l->shard;
+	struct rc_redis_result res;
+	bool again;
+	bool ok = script_result(l, r, &res, &again);
+	if (again && issue_replay(l, m->topic, m->topic_len, true, m->seq, m, W_HISTORY) == 0)
+		return;
+	if (!ok) {
+		rc_pubsub_history_local(s, m);
+		return;
+	}
+	uint64_t count, age;
+	history_bounds(s, m->topic, m->topic_len, &count, &age);
+	struct history_text h = {m, res.seq >= count ? res.seq - count + 1 : 1, res.seq, 0,
+				 NULL, 0, 0, false};
+	each_entry_msg(s, NULL, &res, history_msg, &h);
+	if (h.failed) {
+		s->stats.alloc_failures++;
+		h.len = 0;
+	}
+	rc_pubsub_history_answer(s, m, true, res.epoch, res.seq, h.buf ? h.buf : "", h.len);
+	free(h.buf);
+}
+
+/* A history query (taken) on the topic's owner: asked of the stream, so any node answers
+ * for a topic it never had; what this owner holds while Redis cannot be asked. */
+static void engine_history(struct rc_shard *s, struct rc_xmsg *m)
+{
+	if (issue_replay(link_of(s, m->topic, m->topic_len, RC_REDIS_CMD), m->topic,
+			 m->topic_len, true, m->seq, m, W_HISTORY) != 0)
+		rc_pubsub_history_local(s, m);
+}
+
 static void on_reply(struct rc_redis_link *l, void *ctx, uint32_t what, redisReply *r)
 {
 	switch ((enum what)what) {
@@ -878,6 +956,7 @@ static void on_reply(struct rc_redis_link *l, void *ctx, uint32_t what, redisRep
 	case W_PUBLISH: publish_reply(l, ctx, r); return;
 	case W_REPLAY: replay_reply(l, ctx, r); return;
 	case W_SYNC: sync_reply(l, ctx, r); return;
+	case W_HISTORY: history_reply(l, ctx, r); return;
 	default:
 		RC_ASSERT(what >= RC_XNODE_WHAT_BASE); /* presence_redis.c's */
 		rc_xnode_reply(l, ctx, what, r);
@@ -1049,6 +1128,7 @@ const struct rc_engine_ops rc_redis_engine = {
 	.replay = engine_replay,
 	.presence = rc_xnode_presence,
 	.presence_get = rc_xnode_presence_get,
+	.history = engine_history,
 	.event = rc_xnode_event_out,
 	.defer_event = engine_defer_event,
 };

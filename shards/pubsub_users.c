@@ -206,44 +206,67 @@ static void owner_presence_get(struct rc_shard *s, struct rc_xmsg *m)
 }
 
 
-/* Answers a history query: the messages after m->seq that t's history holds (at most
- * m->limit, oldest first) as their msg envelopes, with the topic's epoch and current seq.
- * Consumes m. */
-static void owner_history(struct rc_shard *s, struct rc_xmsg *m)
+void rc_pubsub_history_answer(struct rc_shard *s, struct rc_xmsg *m, bool has_epoch,
+			      uint64_t epoch, uint64_t seq, const char *msgs, size_t len)
+{
+	size_t cap = 128 + m->topic_len + len, n = 0;
+	char *out = malloc(cap);
+	if (out) {
+		n = (size_t)snprintf(out, cap, "{\"topic\":\"%s\"", m->topic);
+		if (has_epoch)
+			n += (size_t)snprintf(out + n, cap - n, ",\"epoch\":\"%016llx\"",
+					      (unsigned long long)epoch);
+		n += (size_t)snprintf(out + n, cap - n, ",\"seq\":%llu,\"messages\":[",
+				      (unsigned long long)seq);
+		memcpy(out + n, msgs, len);
+		n += len;
+		memcpy(out + n, "]}", 2);
+		n += 2;
+		RC_ASSERT(n <= cap);
+	}
+	rc_pubsub_answer_query(s, m, out, n);
+	free(out);
+}
+
+/* The messages after m->seq that t's history holds (at most m->limit, oldest first) as
+ * their msg envelopes, with the topic's epoch and current seq. */
+void rc_pubsub_history_local(struct rc_shard *s, struct rc_xmsg *m)
 {
 	struct rc_otopic *t = rc_pubsub_owned(s, m->topic, m->topic_len);
 	uint32_t first = 0, n = 0;
 	bool gap;
 	if (t && m->seq < t->seq)
 		n = RC_MIN(rc_history_since(&t->hist, m->seq, &first, &gap), m->limit);
-	size_t cap = 128 + m->topic_len, len = 0;
+	size_t cap = 1, len = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *env;
 		cap += rc_pubsub_frame_envelope(rc_history_at(&t->hist, first + i)->ref, &env) + 1;
 	}
-	char *out = malloc(cap);
-	if (out) {
-		len = (size_t)snprintf(out, cap, "{\"topic\":\"%s\"", m->topic);
-		if (t)
-			len += (size_t)snprintf(out + len, cap - len, ",\"epoch\":\"%016llx\"",
-						(unsigned long long)t->epoch);
-		len += (size_t)snprintf(out + len, cap - len, ",\"seq\":%llu,\"messages\":[",
-					(unsigned long long)(t ? t->seq : 0));
-		for (uint32_t i = 0; i < n; i++) {
-			const uint8_t *env;
-			size_t elen = rc_pubsub_frame_envelope(
-				rc_history_at(&t->hist, first + i)->ref, &env);
-			if (i)
-				out[len++] = ',';
-			memcpy(out + len, env, elen);
-			len += elen;
-		}
-		memcpy(out + len, "]}", 2);
-		len += 2;
-		RC_ASSERT(len <= cap);
+	char *msgs = malloc(cap);
+	for (uint32_t i = 0; msgs && i < n; i++) {
+		const uint8_t *env;
+		size_t elen = rc_pubsub_frame_envelope(rc_history_at(&t->hist, first + i)->ref, &env);
+		if (i)
+			msgs[len++] = ',';
+		memcpy(msgs + len, env, elen);
+		len += elen;
 	}
-	rc_pubsub_answer_query(s, m, out, len);
-	free(out);
+	if (!msgs) { /* the query itself goes back, empty */
+		rc_pubsub_answer_query(s, m, NULL, 0);
+		return;
+	}
+	rc_pubsub_history_answer(s, m, t != NULL, t ? t->epoch : 0, t ? t->seq : 0, msgs, len);
+	free(msgs);
+}
+
+/* A history query: from the engine's shared store, or from what this owner holds. */
+static void owner_history(struct rc_shard *s, struct rc_xmsg *m)
+{
+	const struct rc_engine_ops *e = rc_pubsub_engine_of(s, m->topic, m->topic_len);
+	if (e && e->history)
+		e->history(s, m);
+	else
+		rc_pubsub_history_local(s, m);
 }
 
 

@@ -181,6 +181,36 @@ class RedisPresenceTest(RedisTestCase):
                                         "ringcast_redis_control_received_total"), 1 + 1)
         run(go(), 60)
 
+    def test_history_on_a_node_that_never_had_the_topic(self):
+        """/api/history is the stream's, on any node: node b, which never had the topic,
+        answers what node a's publishes stored (since and limit applied, the history bound
+        kept), with the same epoch as node a; unknown topics answer empty."""
+        a, b = self.nodes_with(2, history_messages_max=4)
+
+        async def go():
+            x = await connect(a.port, "ann")
+            await x.sub("h.t")
+            for i in range(1, 8):
+                self.assertEqual(api(a.port, "publish", {"topic": "h.t", "data": i})[0], 200)
+            m = await x.recv(10)
+            while m.get("seq") != 7:
+                m = await x.recv(10)
+            status, h = api(b.port, "history", {"topic": "h.t"})
+            self.assertEqual(status, 200, h)
+            self.assertRegex(h["epoch"], "^[0-9a-f]{16}$")
+            self.assertEqual((h["seq"], h["epoch"]),
+                             (7, api(a.port, "history", {"topic": "h.t"})[1]["epoch"]))
+            self.assertEqual([(m["seq"], m["data"]) for m in h["messages"]],
+                             [(4, 4), (5, 5), (6, 6), (7, 7)])
+            status, h = api(b.port, "history", {"topic": "h.t", "since": 3, "limit": 2})
+            self.assertEqual([m["seq"] for m in h["messages"]], [4, 5])
+            self.assertEqual(h["messages"][0],
+                             {"op": "msg", "topic": "h.t", "seq": 4, "data": 4})
+            status, h = api(b.port, "history", {"topic": "h.none"})
+            self.assertEqual((status, h["seq"], h["messages"]), (200, 0, []))
+            await x.close()
+        run(go(), 60)
+
     def test_redis_gone_answers_partial(self):
         a, b = self.nodes_with(2)
 
