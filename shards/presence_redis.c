@@ -32,6 +32,7 @@ enum what {
 	W_LOAD,                      /* SCRIPT LOAD of the nodes' script */
 	W_QUERY,                     /* ctx: a PRESENCE_GET xmsg */
 	W_INFO,                      /* ctx: an ANSWER xmsg holding this node's /api/info */
+	W_TOPICS,                    /* ctx: an ANSWER xmsg holding this node's topic lines */
 };
 
 /* A command being built: argv and lens grow up to cap arguments. */
@@ -427,6 +428,86 @@ static void unregister(struct rc_shard *s)
 			  RC_XNODE_KEY_NODES);
 }
 
+/* ---- topics: each shard's, for /api/topics on any node --------------------------------- */
+/* This shard's member name among the topic hashes: "<node>/<shard>". */
+static void topics_member(const struct rc_shard *s, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%d", node_id(s), s->index);
+}
+
+/* The keys of this shard's topic hash and of the set naming the live ones; false if they do
+ * not fit. */
+static bool topics_keys(const struct rc_shard *s, const char *member, char k[2][KEY_BYTES],
+			size_t kl[2])
+{
+	const char *prefix = s->app->cfg.redis_prefix;
+	kl[0] = rc_xnode_key(k[0], KEY_BYTES, prefix, "", 0, member, RC_XNODE_KEY_TOPICS);
+	kl[1] = rc_xnode_key(k[1], KEY_BYTES, prefix, "", 0, member, RC_XNODE_KEY_TOPIC_SETS);
+	return kl[0] && kl[1];
+}
+
+/*
+ * Replaces this shard's topic hash on the first instance with the topics subscribed here
+ * (personal ones left out) and their subscribers, expiring after presence_ttl_ms unless
+ * written again (every third of it): /api/topics on another node sums every live shard's.
+ */
+static void topics_write(struct rc_shard *s)
+{
+	struct rc_redis_link *l = rc_redis_link(s, 0, RC_REDIS_CMD);
+	char member[RC_NODE_ID_BYTES_LIMIT + 16], k[2][KEY_BYTES], ttl[24];
+	size_t kl[2];
+	uint32_t n = 0, i = 0;
+	struct cmd c = {0};
+	topics_member(s, member, sizeof(member));
+	for (uint32_t b = 0; b <= s->ltopics.mask; b++)
+		for (struct rc_topic_node *t = s->ltopics.buckets[b]; t; t = t->next)
+			n++;
+	char (*counts)[12] = malloc((size_t)RC_MAX(n, 1) * sizeof(*counts));
+	if (!counts || !topics_keys(s, member, k, kl) || l->state != RC_REDIS_UP ||
+	    !script_start(&c, s, 2, 6 + 2 * (int)n)) {
+		free(counts);
+		return;
+	}
+	arg(&c, k[0], kl[0]);
+	arg(&c, k[1], kl[1]);
+	arg(&c, "w", 1);
+	arg(&c, ttl, (size_t)snprintf(ttl, sizeof(ttl), "%llu",
+				      (unsigned long long)s->app->cfg.presence_ttl_ms));
+	arg(&c, member, strlen(member));
+	arg(&c, "0", 1); /* no field to delete: the hash is replaced */
+	for (uint32_t b = 0; b <= s->ltopics.mask; b++) {
+		for (struct rc_topic_node *t = s->ltopics.buckets[b]; t; t = t->next) {
+			const struct rc_ltopic *lt = rc_container_of(t, struct rc_ltopic, node);
+			if (rc_topic_personal(t->name, t->name_len))
+				continue;
+			arg(&c, t->name, t->name_len);
+			arg(&c, counts[i], (size_t)snprintf(counts[i], sizeof(counts[i]), "%u",
+							    lt->count));
+			i++;
+		}
+	}
+	(void)script_send(&c, l, NULL, W_DONE);
+	free(counts);
+}
+
+/* Removes this shard's topic hash (the drain). */
+static void topics_remove(struct rc_shard *s)
+{
+	struct rc_redis_link *l = rc_redis_link(s, 0, RC_REDIS_CMD);
+	char member[RC_NODE_ID_BYTES_LIMIT + 16], k[2][KEY_BYTES];
+	size_t kl[2];
+	struct cmd c = {0};
+	topics_member(s, member, sizeof(member));
+	if (!topics_keys(s, member, k, kl) || l->state != RC_REDIS_UP ||
+	    !script_start(&c, s, 2, 4))
+		return;
+	arg(&c, k[0], kl[0]);
+	arg(&c, k[1], kl[1]);
+	arg(&c, "x", 1);
+	arg(&c, member, strlen(member));
+	(void)script_send(&c, l, NULL, W_DONE);
+}
+
 void rc_xnode_turn(struct rc_shard *s)
 {
 	const struct rc_config *cfg = &s->app->cfg;
@@ -436,6 +517,7 @@ void rc_xnode_turn(struct rc_shard *s)
 		return;
 	if (now >= s->xnode_refresh_ms) {
 		refresh(s);
+		topics_write(s);
 		s->xnode_refresh_ms = now + cfg->presence_ttl_ms / 3;
 	}
 	if (s->index == 0 && now >= s->xnode_beat_ms) {
@@ -448,6 +530,7 @@ void rc_xnode_drain(struct rc_shard *s)
 {
 	RC_ASSERT(s->draining);
 	each_listed(s, drop_entries);
+	topics_remove(s);
 	if (s->index == 0)
 		unregister(s);
 }
@@ -501,10 +584,15 @@ static void query_reply(struct rc_redis_link *l, struct rc_xmsg *m, const redisR
 
 /* Answers info request m (taken) from its local object and the registry's reply r (NULL:
  * Redis could not be asked: "partial"). */
-static void info_answer(struct rc_shard *s, struct rc_xmsg *m, const redisReply *r)
+/* Answers m (taken), which holds this node's own JSON (W_INFO) or topic lines (W_TOPICS),
+ * with what r says of the live nodes; NULL: Redis could not be asked ("partial"). */
+static void registry_answer(struct rc_shard *s, struct rc_xmsg *m, enum what what,
+			    const redisReply *r)
 {
 	size_t len = 0;
-	char *json = rc_xnode_write_info(m->data, m->data_len, r, &len);
+	char *json = what == W_INFO
+			     ? rc_xnode_write_info(m->data, m->data_len, r, &len)
+			     : rc_xnode_write_topics(m->data, m->data_len, r, node_id(s), &len);
 	struct rc_conn *c = rc_pubsub_reply_conn(s, m);
 	if (!json)
 		s->stats.alloc_failures++;
@@ -514,14 +602,16 @@ static void info_answer(struct rc_shard *s, struct rc_xmsg *m, const redisReply 
 	rc_pubsub_xmsg_free(s->app, m);
 }
 
-void rc_xnode_info(struct rc_conn *c, const char *local, size_t len)
+/* Asks the registry-shaped set and hashes (set, base) of the live nodes for c's answer,
+ * which local[0..len) (borrowed) begins. */
+static void ask_registry(struct rc_conn *c, const char *local, size_t len,
+			 enum rc_xnode_key set, enum rc_xnode_key base, enum what what)
 {
 	struct rc_shard *s = c->shard;
 	struct rc_redis_link *l = rc_redis_link(s, 0, RC_REDIS_CMD);
 	struct rc_xmsg *m = rc_pubsub_xmsg_new(s->app, s, RC_X_ANSWER, "", 0, len);
 	char k[2][KEY_BYTES];
-	size_t kl[2] = {key(s, k[0], "", 0, RC_XNODE_KEY_NODES),
-			key(s, k[1], "", 0, RC_XNODE_KEY_NODE_BASE)};
+	size_t kl[2] = {key(s, k[0], "", 0, set), key(s, k[1], "", 0, base)};
 	struct cmd cmd = {0};
 	if (!m) {
 		s->stats.alloc_failures++;
@@ -536,10 +626,20 @@ void rc_xnode_info(struct rc_conn *c, const char *local, size_t len)
 		arg(&cmd, k[0], kl[0]);
 		arg(&cmd, "i", 1);
 		arg(&cmd, k[1], kl[1]);
-		if (script_send(&cmd, l, m, W_INFO) == 0)
+		if (script_send(&cmd, l, m, what) == 0)
 			return;
 	}
-	info_answer(s, m, NULL);
+	registry_answer(s, m, what, NULL);
+}
+
+void rc_xnode_info(struct rc_conn *c, const char *local, size_t len)
+{
+	ask_registry(c, local, len, RC_XNODE_KEY_NODES, RC_XNODE_KEY_NODE_BASE, W_INFO);
+}
+
+void rc_xnode_topics(struct rc_conn *c, const char *local, size_t len)
+{
+	ask_registry(c, local, len, RC_XNODE_KEY_TOPIC_SETS, RC_XNODE_KEY_TOPICS_BASE, W_TOPICS);
 }
 
 /* ---- join/leave events ------------------------------------------------------------------- */
@@ -675,9 +775,11 @@ void rc_xnode_reply(struct rc_redis_link *l, void *ctx, uint32_t what, redisRepl
 		return;
 	case W_QUERY: query_reply(l, ctx, r); return;
 	case W_INFO:
+	case W_TOPICS:
 		if (is_noscript(r))
 			noscript(l);
-		info_answer(l->shard, ctx, r && r->type == REDIS_REPLY_ARRAY ? r : NULL);
+		registry_answer(l->shard, ctx, (enum what)what,
+				r && r->type == REDIS_REPLY_ARRAY ? r : NULL);
 		return;
 	default: RC_ASSERT(!"unknown Redis command tag of presence_redis.c");
 	}

@@ -71,4 +71,9 @@ int rc_xnode_user_action(struct rc_shard *s, const char *user, size_t ulen, cons
  * "partial":true when Redis cannot be asked. */
 void rc_xnode_info(struct rc_conn *c, const char *local, size_t len);
 
+/* Answers /api/topics on c with this node's topic lines local[0..len) (borrowed; "topic
+ * count" per shard's topic, see rc_api_write_topics) and every other live node's shards'
+ * topics from Redis, summed; this node's with "partial":true when Redis cannot be asked. */
+void rc_xnode_topics(struct rc_conn *c, const char *local, size_t len);
+
 #endif

@@ -20,6 +20,7 @@
 #include "mem.h"
 #include "namespace.h"
 #include "pubsub.h"
+#include "presence_redis.h"
 #include "pubsub_proto.h"
 #include "api.h"
 #include "sendq.h"
@@ -571,6 +572,12 @@ void rc_proto_answer(struct rc_conn *c, enum rc_reply reply, uint32_t tag, const
 		hp->busy |= !gather(c->shard, hp, text, len);
 		if (--hp->pending)
 			return;
+		if (!hp->busy && c->shard->app->engine) {
+			/* With Redis, the other nodes' topics join them: one answer more. */
+			hp->count = hp->pending = 1;
+			rc_xnode_topics(c, hp->acc, hp->acc_len);
+			return;
+		}
 		text = hp->busy ? NULL : rc_api_write_topics(hp->acc, hp->acc_len, &len);
 	}
 	if (text && len)

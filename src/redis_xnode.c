@@ -17,6 +17,7 @@
 #include "base/rc_assert.h"
 #include "base/rc_util.h"
 #include "config.h"   /* rc_node_id_valid */
+#include "api.h"      /* rc_api_write_topics */
 #include "envelope.h" /* rc_topic_name_valid */
 
 /*
@@ -122,6 +123,9 @@ size_t rc_xnode_key(char *out, size_t cap, const char *prefix, const char *topic
 	case RC_XNODE_KEY_NODE: n = snprintf(out, cap, "%snode.%s", prefix, node); break;
 	case RC_XNODE_KEY_NODE_BASE: n = snprintf(out, cap, "%snode.", prefix); break;
 	case RC_XNODE_KEY_CONTROL: n = snprintf(out, cap, "%s!ctl", prefix); break;
+	case RC_XNODE_KEY_TOPIC_SETS: n = snprintf(out, cap, "%stopics", prefix); break;
+	case RC_XNODE_KEY_TOPICS: n = snprintf(out, cap, "%stopics.%s", prefix, node); break;
+	case RC_XNODE_KEY_TOPICS_BASE: n = snprintf(out, cap, "%stopics.", prefix); break;
 	default: break;
 	}
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
@@ -356,5 +360,60 @@ char *rc_xnode_write_info(const char *local, size_t llen, const redisReply *r, s
 			ok = false;
 		}
 	}
+	return print(root, ok, len);
+}
+
+/* Whether member "<node>/<shard>" is one of node own's shards. */
+static bool own_member(const redisReply *m, const char *own)
+{
+	size_t n = strlen(own);
+	return m->type == REDIS_REPLY_STRING && m->len > n && m->str[n] == '/' &&
+	       memcmp(m->str, own, n) == 0;
+}
+
+/* Appends "topic count\n" for each valid field/value pair of hash reply h to text. */
+static bool append_topics(char **text, size_t *len, size_t *cap, const redisReply *h)
+{
+	for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
+		const redisReply *t = h->element[i], *v = h->element[i + 1];
+		uint64_t count;
+		if (t->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+		    !rc_topic_name_valid(t->str, t->len) || !rc_parse_u64(v->str, v->len, &count))
+			continue;
+		if (*len + t->len + 24 > *cap) {
+			size_t c = 2 * *cap + t->len + 24;
+			char *p = realloc(*text, c);
+			if (!p)
+				return false;
+			*text = p;
+			*cap = c;
+		}
+		*len += (size_t)snprintf(*text + *len, *cap - *len, "%.*s %llu\n", (int)t->len,
+					 t->str, (unsigned long long)count);
+	}
+	return true;
+}
+
+char *rc_xnode_write_topics(const char *local, size_t llen, const redisReply *r,
+			    const char *own, size_t *len)
+{
+	size_t cap = llen + 256, n = llen;
+	char *lines = malloc(cap), *out = NULL;
+	bool ok = lines != NULL;
+	if (ok)
+		memcpy(lines, local, llen);
+	for (size_t i = 0; ok && r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+		if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+		    !own_member(e->element[0], own))
+			ok = append_topics(&lines, &n, &cap, e->element[1]);
+	}
+	out = ok ? rc_api_write_topics(lines, n, len) : NULL;
+	free(lines);
+	if (!out || r)
+		return out;
+	cJSON *root = cJSON_Parse(out);
+	free(out);
+	ok = cJSON_IsObject(root) && cJSON_AddTrueToObject(root, "partial") != NULL;
 	return print(root, ok, len);
 }

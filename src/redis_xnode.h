@@ -32,6 +32,9 @@ enum rc_xnode_key {
 	RC_XNODE_KEY_NODE,         /* prefixnode.<node>: what a node says of itself */
 	RC_XNODE_KEY_NODE_BASE,    /* prefixnode. */
 	RC_XNODE_KEY_CONTROL,      /* prefix!ctl: the control channel ('!' is in no topic) */
+	RC_XNODE_KEY_TOPIC_SETS,   /* prefixtopics: shards with topics, "<node>/<shard>", by expiry */
+	RC_XNODE_KEY_TOPICS,       /* prefixtopics.<node>/<shard>: a shard's topics and subscribers */
+	RC_XNODE_KEY_TOPICS_BASE,  /* prefixtopics. */
 	RC_XNODE_KEY_COUNT,
 };
 
@@ -111,5 +114,15 @@ char *rc_xnode_write_presence(const struct rc_xnode_presence *p, const char *op,
  * malformed entries of r are skipped.
  */
 char *rc_xnode_write_info(const char *local, size_t llen, const redisReply *r, size_t *len);
+
+/*
+ * /api/topics across nodes: the "topic count" lines of this node's shards (local[0..llen),
+ * see rc_api_write_topics) with the topics of r, a registry answer over the shards' topic
+ * hashes ({{"<node>/<shard>", {topic, count, ...}}, ...}) leaving out node own's shards
+ * (their counts came live), summed per topic. r NULL (Redis not asked): the local topics
+ * and "partial":true. Returns the JSON (malloc, *len) or NULL (bad input, no memory).
+ */
+char *rc_xnode_write_topics(const char *local, size_t llen, const redisReply *r,
+			    const char *own, size_t *len);
 
 #endif

@@ -42,6 +42,7 @@ static void check_reply(const redisReply *r)
 		RC_ASSERT(skipped <= p.clients->elements);
 	}
 	check_object(rc_xnode_write_info("{}", 2, r, &len), &len);
+	check_object(rc_xnode_write_topics("a 1\n", 4, r, "n", &len), &len);
 }
 
 static void check_payloads(const char *p, size_t n)

@@ -211,6 +211,38 @@ class RedisPresenceTest(RedisTestCase):
             await x.close()
         run(go(), 60)
 
+    def test_topics_are_summed_over_nodes(self):
+        """/api/topics on any node counts every node's subscribers (each shard's topics are
+        written to Redis every third of presence_ttl_ms); a node stopped gracefully takes
+        its own out at once; personal topics are never listed."""
+        a, b = self.nodes_with(2, presence_ttl_ms=1500, node_heartbeat_ms=500)
+
+        def topics(node):
+            status, got = api(node.port, "topics")
+            assert status == 200, got
+            return got
+
+        async def go():
+            xs = [await connect(a.port, u) for u in ("u1", "u2")]
+            ys = [await connect(b.port, u) for u in ("u3", "u4")]
+            for c in xs + ys[:1]:
+                await c.sub("t.x")
+            await ys[1].sub("t.y")
+            both = {"topics": [{"topic": "t.x", "subscribers": 3},
+                               {"topic": "t.y", "subscribers": 1}]}
+            self.assertEqual(poll(lambda: topics(a), both), both)
+            self.assertEqual(poll(lambda: topics(b), both), both)
+            b.stop_and_check()
+            alone = {"topics": [{"topic": "t.x", "subscribers": 2}]}
+            self.assertEqual(poll(lambda: topics(a), alone), alone)
+            self.redis[0].kill()
+            got = poll(lambda: topics(a).get("partial"), True)
+            self.assertTrue(got)
+            self.assertEqual(topics(a)["topics"], alone["topics"])
+            for c in xs:
+                await c.close()
+        run(go(), 60)
+
     def test_redis_gone_answers_partial(self):
         a, b = self.nodes_with(2)
 

@@ -194,6 +194,31 @@ Test(redis_xnode, info_adds_the_live_nodes)
 	cr_assert(rc_xnode_write_info("[1]", 3, NULL, &len) == NULL);
 }
 
+Test(redis_xnode, topics_sum_other_nodes_shards)
+{
+	/* this node "me": its shards' lines come live; me/0 in Redis is left out, "me.x" is
+	 * another node (ids may hold '.'), a bad count and a bad name are skipped */
+	const char local[] = "a 2\nb 1\n";
+	redisReply *r = reply_of("*4\r\n"
+				 "*2\r\n$4\r\nme/0\r\n*2\r\n$1\r\na\r\n$2\r\n99\r\n"
+				 "*2\r\n$6\r\nme.x/1\r\n*4\r\n$1\r\na\r\n$1\r\n3\r\n"
+				 "$1\r\nc\r\n$1\r\nx\r\n"
+				 "*2\r\n$4\r\nn2/0\r\n*4\r\n$1\r\nc\r\n$1\r\n5\r\n"
+				 "$3\r\na b\r\n$1\r\n1\r\n"
+				 "*1\r\n$4\r\nn3/0\r\n");
+	size_t len;
+	char *json = rc_xnode_write_topics(local, strlen(local), r, "me", &len);
+	cr_assert(eq(str, json, "{\"topics\":[{\"topic\":\"a\",\"subscribers\":5},"
+				"{\"topic\":\"b\",\"subscribers\":1},"
+				"{\"topic\":\"c\",\"subscribers\":5}]}"));
+	free(json);
+	freeReplyObject(r);
+	json = rc_xnode_write_topics(local, strlen(local), NULL, "me", &len);
+	cr_assert(eq(str, json, "{\"topics\":[{\"topic\":\"a\",\"subscribers\":2},"
+				"{\"topic\":\"b\",\"subscribers\":1}],\"partial\":true}"));
+	free(json);
+}
+
 Test(redis_xnode, node_ids)
 {
 	char id[RC_NODE_ID_BYTES_LIMIT + 1];
