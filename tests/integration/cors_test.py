@@ -12,13 +12,8 @@ from harness import ServerTestCase, scale
 
 
 def request(port, method, path, headers=None, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=scale(5))
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r, r.read()
-    finally:
-        c.close()
+    return harness.exchange(http.client.HTTPConnection("127.0.0.1", port, timeout=scale(5)),
+                            method, path, body, headers)
 
 
 def sse_head(port, origin):

@@ -219,6 +219,16 @@ def tail(text, lines=40):
     return "\n".join(text.splitlines()[-lines:])
 
 
+def exchange(conn, method, path, body=None, headers=None):
+    """One request on an http.client connection, which it closes: (response, body bytes)."""
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r, r.read()
+    finally:
+        conn.close()
+
+
 def metric_total(port, name):
     """The sum over shards (and labels) of ringcast_<name> from GET /metrics."""
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=scale(5)) as r:

@@ -510,13 +510,9 @@ async def publish_ws(port, topic, datas, check_acks=True):
 
 
 def http_request(port, method, path, body=b"", headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=scale(10))
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    r, data = harness.exchange(http.client.HTTPConnection("127.0.0.1", port, timeout=scale(10)),
+                               method, path, body, headers)
+    return r.status, data
 
 
 def http_publish(port, body):

@@ -73,12 +73,8 @@ class TlsTest(harness.ServerTestCase):
     def https(self, method, path, body=None, headers=None, ctx=None):
         conn = http.client.HTTPSConnection("localhost", self.tport, timeout=scale(5),
                                            context=ctx or client_ctx())
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            return r.status, r.read()
-        finally:
-            conn.close()
+        r, data = harness.exchange(conn, method, path, body, headers)
+        return r.status, data
 
     def metric(self, name, **labels):
         """The sum over shards of metric name with labels, read over https."""
