@@ -487,9 +487,14 @@ bool rc_conn_table_validate(const struct rc_shard *s)
 		websockets += !!(c->flags & RC_CF_APP_OPEN);
 	}
 	/* Every flagged record waits on the list (which may also hold records freed since). */
-	for (uint32_t i = 0; i < s->dirty_count; i++)
-		if (s->dirty[i] >= s->conns_cap)
+	if (s->dirty_head >= s->conns_cap)
+		return false;
+	for (uint32_t i = 0, at = s->dirty_head; i < s->dirty_count; i++) {
+		if (s->dirty[at] >= s->conns_cap)
 			return false;
+		if (++at == s->conns_cap)
+			at = 0;
+	}
 	return live == s->conns_live && refusing == s->conns_refusing &&
 	       admin == s->conns_admin && dirty <= s->dirty_count &&
 	       s->stats.connections_open == live && s->stats.websockets_open == websockets;

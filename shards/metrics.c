@@ -339,6 +339,8 @@ static void write_all(struct out *o, const struct rc_app *app)
 	RC_FAMILY(o, app, pings_sent, "counter", "Heartbeat pings sent.");
 	RC_FAMILY(o, app, sends, "counter", "send/sendmsg operations issued.");
 	RC_FAMILY(o, app, recv_rearms, "counter", "Multishot receives re-armed.");
+	RC_FAMILY(o, app, flushes_bounded, "counter",
+		  "Loop turns whose sends stopped at sends_per_turn_max (the rest went next turn).");
 	RC_FAMILY(o, app, receives_deferred, "counter",
 		  "Receives put off to a later loop turn: over receives_per_turn_max.");
 	RC_FAMILY(o, app, recv_buffers, "gauge",

@@ -332,8 +332,9 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	return true;
 }
 
-/* How many subscribers ahead a fan-out asks for a connection record (and twice as many for
- * a subscription record) before it reads them. */
+/* How many subscribers ahead a fan-out asks for the queue nodes a delivery touches (twice as
+ * many for the connection record that points at them, four times for the subscription
+ * record that points at that) before it reads them. */
 #define RC_SUBV_AHEAD 4
 
 /* Asks for the lines of c's record a delivery reads (its queue, then its state and flags). */
@@ -341,6 +342,17 @@ static inline void rc_conn_prefetch(const struct rc_conn *c)
 {
 	__builtin_prefetch(&c->q);
 	__builtin_prefetch(&c->flags);
+}
+
+/* Asks for the nodes a delivery to c reads and writes when its queue is not empty: the head
+ * (the slow-consumer test reads its age) and the tail (the new node is linked after it).
+ * While a round of sends is under way, publishes meet queues not yet sent (issue 14). */
+static inline void rc_queue_prefetch(const struct rc_conn *c)
+{
+	if (c->q.head) {
+		__builtin_prefetch(c->q.head);
+		__builtin_prefetch(c->q.tail, 1);
+	}
 }
 
 /* Delivers a broadcast frame to this shard's subscribers. Consumes one reference. */
@@ -360,10 +372,12 @@ static void deliver_local(struct rc_shard *s, struct rc_frame *f)
 	 * the records it needs a few subscribers ahead: the array lets the loads overlap that a
 	 * list would chain (issue 14). */
 	for (uint32_t i = 0; i < given; i++) {
+		if (i + 4 * RC_SUBV_AHEAD < given)
+			__builtin_prefetch(t->subv[i + 4 * RC_SUBV_AHEAD]);
 		if (i + 2 * RC_SUBV_AHEAD < given)
-			__builtin_prefetch(t->subv[i + 2 * RC_SUBV_AHEAD]);
+			rc_conn_prefetch(t->subv[i + 2 * RC_SUBV_AHEAD]->conn);
 		if (i + RC_SUBV_AHEAD < given)
-			rc_conn_prefetch(t->subv[i + RC_SUBV_AHEAD]->conn);
+			rc_queue_prefetch(t->subv[i + RC_SUBV_AHEAD]->conn);
 		if (offer(t->subv[i], f))
 			used++;
 	}

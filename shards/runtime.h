@@ -185,7 +185,8 @@ struct rc_shard {
 	uint32_t conns_refusing; /* records answering a 503 (not counted against the limit) */
 	uint32_t conns_admin;    /* records from the admin listener (not counted either) */
 	uint32_t conns_live;
-	uint32_t *dirty; /* slots to flush this turn */
+	uint32_t *dirty; /* slots to flush, oldest first: circular, conns_cap entries */
+	uint32_t dirty_head; /* the oldest entry's index */
 	uint32_t dirty_count;
 	int index;
 	int cpu;

@@ -62,7 +62,8 @@ void rc_conn_mark_dirty(struct rc_conn *c)
 		return;
 	RC_DASSERT(s->dirty_count < s->conns_cap);
 	c->flags |= RC_CF_DIRTY;
-	s->dirty[s->dirty_count++] = (uint32_t)(c - s->conns);
+	uint32_t at = s->dirty_head + s->dirty_count++;
+	s->dirty[at < s->conns_cap ? at : at - s->conns_cap] = (uint32_t)(c - s->conns);
 }
 
 bool rc_sendq_slow(const struct rc_conn *c, size_t add)
@@ -494,9 +495,20 @@ static void issue_send(struct rc_conn *c)
 
 void rc_shard_flush(struct rc_shard *s)
 {
-	/* Bounded by the table size: a connection is on the list at most once. */
-	for (uint32_t i = 0; i < s->dirty_count; i++) {
-		struct rc_conn *c = &s->conns[s->dirty[i]];
+	uint32_t max = (uint32_t)s->app->cfg.sends_per_turn_max, issued = 0;
+	/* Oldest first, at most max sends: the rest keep their place for the next turn, so a
+	 * publish that arrives meanwhile joins the queues of the subscribers not yet served
+	 * instead of waiting for a whole round over all of them (issue 14). A connection is on
+	 * the list at most once. */
+	while (s->dirty_count) {
+		if (issued == max) {
+			s->stats.flushes_bounded++;
+			return;
+		}
+		struct rc_conn *c = &s->conns[s->dirty[s->dirty_head]];
+		if (++s->dirty_head == s->conns_cap)
+			s->dirty_head = 0;
+		s->dirty_count--;
 		c->flags &= (uint16_t)~RC_CF_DIRTY;
 		if (c->state == RC_CONN_FREE || c->state == RC_CONN_DOOMED)
 			continue;
@@ -509,10 +521,13 @@ void rc_shard_flush(struct rc_shard *s)
 		if (c->flags & RC_CF_SEND)
 			continue; /* the completion will send the rest */
 		if (c->tls) {
-			if (rc_tls_issue_send(c))
+			if (rc_tls_issue_send(c)) {
+				issued++;
 				continue; /* sent, or the queue waits for the handshake */
+			}
 		} else if (c->q.head) {
 			issue_send(c);
+			issued++;
 			continue;
 		}
 		if (c->flags & RC_CF_FLUSH_CLOSE) {
@@ -524,7 +539,7 @@ void rc_shard_flush(struct rc_shard *s)
 				rc_conn_shutdown_wr(c);
 		}
 	}
-	s->dirty_count = 0;
+	s->dirty_head = 0;
 }
 
 /* Drops the frames the kernel accepted (res bytes) from the head of c's queue. */

@@ -206,7 +206,7 @@ static void loop(struct rc_shard *s)
 		/* Work waiting in outboxes, put-off receives or put-off handshakes: poll, do not
 		 * sleep. */
 		int rc = submit_and_wait(s, rc_outbox_waiting(s) || s->rx_fifo_count ||
-						    rc_tls_waiting(s) ? 0 : 1);
+						    s->dirty_count || rc_tls_waiting(s) ? 0 : 1);
 		RC_ASSERT(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN);
 		uint64_t turn_start_us = s->clock.now_us;
 		rc_clock_update(&s->clock);
@@ -214,12 +214,12 @@ static void loop(struct rc_shard *s)
 		rc_conn_rx_turn(s);
 		unsigned head, n = 0, work = 0;
 		io_uring_for_each_cqe (&s->ring, head, cqe) {
-			/* A send's completion is bounded work that only starts the socket's next
-			 * send: all of them are taken each turn, so every socket is served once a
-			 * turn, oldest first, and a publish's receive does not wait in the CQ
-			 * behind a whole round of them (issue 14). Other completions are bounded
-			 * by batch_max, and the walk by the CQ's size (a full SQ submits and may
-			 * post more meanwhile). */
+			/* A send's completion is bounded work that only marks the socket for its
+			 * next send: all of them are taken each turn (a turn issues at most
+			 * sends_per_turn_max), so a publish's receive does not wait in the CQ
+			 * behind a round of them (issue 14). Other completions are bounded by
+			 * batch_max, and the walk by the CQ's size (a full SQ submits and may post
+			 * more meanwhile). */
 			if (!is_send(io_uring_cqe_get_data64(cqe)))
 				work++;
 			dispatch(s, cqe);

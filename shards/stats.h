@@ -83,6 +83,7 @@ struct rc_shard_stats {
 	uint64_t http_requests;
 	uint64_t pings_sent;
 	uint64_t recv_rearms; /* multishot recv re-armed (ENOBUFS or kernel ended it) */
+	uint64_t flushes_bounded;   /* turns whose sends stopped at sends_per_turn_max */
 	uint64_t receives_deferred; /* receives put off a turn: over receives_per_turn_max */
 	uint64_t recv_buffers; /* gauge: provided receive buffers (grows under bursts) */
 	uint64_t stale_cqes;  /* completions for a recycled slot, dropped */

@@ -101,6 +101,9 @@
 	X(ring_entries, 4096, 64, 32768, "", "io_uring submission queue entries per shard")        \
 	X(cqe_batch_max, 1024, 16, 65536, "",                                                     \
 	  "completions handled per loop turn (send completions are not counted: all are taken)")  \
+	X(sends_per_turn_max, 1024, 1, 1048576, "",                                              \
+	  "sends issued per loop turn, oldest waiting connection first; the rest go next turn, "  \
+	  "so a turn stays short and a publish joins the subscribers not yet served")             \
 	X(receives_per_turn_max, 16, 1, 63, "",                                                   \
 	  "receives (of up to recv_buffer_bytes each) handled per connection per loop turn; "    \
 	  "more wait, in order, for the next turn, so one flooding client cannot hold the shard") \
