@@ -14,6 +14,7 @@
 
 #include "bufring.h"
 #include "conn_rt.h"
+#include "sendq.h"
 #include "log.h"
 
 static uint32_t slot_of(const struct rc_conn *c)
@@ -134,7 +135,7 @@ static void close_desc(struct rc_conn *c)
 	RC_ASSERT(c->inflight == 0);
 	RC_ASSERT(!(c->flags & RC_CF_DESC_CLOSING));
 	/* The send queue let go at the closed hook or at its last send's completion. */
-	RC_ASSERT(c->q.head == NULL);
+	RC_ASSERT(c->q.count == 0 && c->q.ring == NULL);
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
 	io_uring_prep_close_direct(sqe, slot);
 	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_CLOSE, c->gen, slot));
@@ -147,7 +148,7 @@ static void release_slot(struct rc_conn *c)
 	struct rc_shard *s = c->shard;
 	RC_ASSERT(c->inflight == 0);
 	/* pend and http_pub share storage with c->ws: the assembler holds nothing either. */
-	RC_ASSERT(c->q.head == NULL && c->pend == NULL && c->http_pub == NULL);
+	RC_ASSERT(c->q.count == 0 && c->q.ring == NULL && c->pend == NULL && c->http_pub == NULL);
 	RC_ASSERT(c->zc_wait == NULL && c->subs == NULL);
 	c->state = RC_CONN_FREE;
 	c->gen = (c->gen + 1) & RC_GEN_MASK;
@@ -442,11 +443,12 @@ static bool record_ok(const struct rc_shard *s, const struct rc_conn *c)
 	if (c->gen > RC_GEN_MASK)
 		return false;
 	if (c->state == RC_CONN_FREE)
-		return c->inflight == 0 && !c->q.head && !c->pend && !c->http_pub && !c->subs &&
+		return c->inflight == 0 && !c->q.ring && !c->pend && !c->http_pub && !c->subs &&
 		       !c->zc_wait;
 	if (c->shard != s || c->state > RC_CONN_DOOMED || c->inflight < owed)
 		return false;
-	if (!c->q.head != !c->q.tail || (!c->q.head && c->q.bytes))
+	if ((c->q.count && !c->q.ring) || (c->q.ring && c->q.count > c->q.ring->cap) ||
+	    (!c->q.count && c->q.bytes))
 		return false;
 	if (c->zc_wait && !c->inflight)
 		return false;
@@ -464,7 +466,7 @@ static bool record_ok(const struct rc_shard *s, const struct rc_conn *c)
 		 * unless a send still reads it, and the descriptor's close under way. */
 		if (c->pend || c->http_pub || c->subs || (c->flags & RC_CF_APP_OPEN))
 			return false;
-		return c->inflight > 0 && (c->q.head == NULL || (c->flags & RC_CF_SEND));
+		return c->inflight > 0 && (c->q.count == 0 || (c->flags & RC_CF_SEND));
 	default: return !(c->flags & RC_CF_DESC_CLOSING);
 	}
 }

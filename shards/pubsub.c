@@ -245,29 +245,24 @@ static struct rc_frame *gap_frame(struct rc_sub *sub, uint64_t from, uint64_t to
 static bool conflate(struct rc_sub *sub, struct rc_frame *f)
 {
 	struct rc_conn *c = sub->conn;
-	struct rc_qnode *before, *prev = NULL, *n = NULL, *gap = NULL;
-	struct rc_qnode *at = rc_sendq_unsent(c, &before);
+	uint32_t unsent = rc_sendq_unsent(c), n = c->q.count;
 	/* The newest message of the topic waiting: older ones queued before c fell behind
 	 * stay ahead of it, so seqs keep their order. */
-	for (struct rc_qnode *p = before; at; p = at, at = at->next) {
-		if (message_of(at->frame, f->topic_hash)) {
-			prev = p;
-			n = at;
-		}
-	}
-	if (!n)
+	while (n > unsent && !message_of(rc_sendq_at(&c->q, n - 1)->frame, f->topic_hash))
+		n--;
+	if (n == unsent)
 		return false;
+	n--;
 	/* The gap that announces what this message already replaced sits just before it. */
-	if (prev && prev != before && !prev->frame->shared &&
-	    prev->frame->topic_hash == f->topic_hash && prev->frame->seq)
-		gap = prev;
-	uint64_t from = gap ? gap->frame->seq : n->frame->seq;
+	const struct rc_frame *prev = n > unsent ? rc_sendq_at(&c->q, n - 1)->frame : NULL;
+	bool gap = prev && !prev->shared && prev->topic_hash == f->topic_hash && prev->seq;
+	uint64_t from = gap ? prev->seq : rc_sendq_at(&c->q, n)->frame->seq;
 	struct rc_frame *g = gap_frame(sub, from, f->seq - 1);
 	if (!g)
 		return false;
 	if (gap)
-		rc_sendq_swap(c, gap, g);
-	else if (rc_sendq_insert(c, prev, g) != 0)
+		rc_sendq_swap(c, n - 1, g);
+	else if (rc_sendq_insert(c, n++, g) != 0)
 		return false;
 	rc_sendq_swap(c, n, f);
 	c->shard->stats.conflations++;
@@ -295,7 +290,7 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	if (sub->pending || (!event && f->seq <= sub->last_seq) || c->state != RC_CONN_OPEN)
 		return false;
 	/* An empty queue takes anything (rc_sendq_slow's first test, without the call). */
-	bool over = c->q.head && rc_sendq_slow(c, f->len);
+	bool over = c->q.count && rc_sendq_slow(c, f->len);
 	if (over) {
 		enum rc_ns_slow policy = slow_policy(sub);
 		/* Policy latest keeps the newest message: an event has none to replace, so it
@@ -332,9 +327,9 @@ static bool offer(struct rc_sub *sub, struct rc_frame *f)
 	return true;
 }
 
-/* How many subscribers ahead a fan-out asks for the queue nodes a delivery touches (twice as
- * many for the connection record that points at them, four times for the subscription
- * record that points at that) before it reads them. */
+/* How many subscribers ahead a fan-out asks for the ring entries a delivery touches (twice
+ * as many for the ring's header, three times for the connection record that points at it,
+ * four times for the subscription record that points at that) before it reads them. */
 #define RC_SUBV_AHEAD 4
 
 /* Asks for the lines of c's record a delivery reads (its queue, then its state and flags). */
@@ -344,14 +339,16 @@ static inline void rc_conn_prefetch(const struct rc_conn *c)
 	__builtin_prefetch(&c->flags);
 }
 
-/* Asks for the nodes a delivery to c reads and writes when its queue is not empty: the head
- * (the slow-consumer test reads its age) and the tail (the new node is linked after it).
- * While a round of sends is under way, publishes meet queues not yet sent (issue 14). */
+/* Asks for the ring entries a delivery to c reads and writes when its queue is not empty:
+ * the oldest (the slow-consumer test reads its age) and the next free one (the frame goes
+ * there). While a round of sends is under way, publishes meet queues not yet sent (issue 14).
+ * The ring's header (its size) was asked for a step earlier. */
 static inline void rc_queue_prefetch(const struct rc_conn *c)
 {
-	if (c->q.head) {
-		__builtin_prefetch(c->q.head);
-		__builtin_prefetch(c->q.tail, 1);
+	const struct rc_sendq *q = &c->q;
+	if (q->count) {
+		__builtin_prefetch(rc_sendq_at(q, 0));
+		__builtin_prefetch(&q->ring->e[(q->head + q->count) & (q->ring->cap - 1)], 1);
 	}
 }
 
@@ -374,8 +371,10 @@ static void deliver_local(struct rc_shard *s, struct rc_frame *f)
 	for (uint32_t i = 0; i < given; i++) {
 		if (i + 4 * RC_SUBV_AHEAD < given)
 			__builtin_prefetch(t->subv[i + 4 * RC_SUBV_AHEAD]);
-		if (i + 2 * RC_SUBV_AHEAD < given)
-			rc_conn_prefetch(t->subv[i + 2 * RC_SUBV_AHEAD]->conn);
+		if (i + 3 * RC_SUBV_AHEAD < given)
+			rc_conn_prefetch(t->subv[i + 3 * RC_SUBV_AHEAD]->conn);
+		if (i + 2 * RC_SUBV_AHEAD < given && t->subv[i + 2 * RC_SUBV_AHEAD]->conn->q.ring)
+			__builtin_prefetch(t->subv[i + 2 * RC_SUBV_AHEAD]->conn->q.ring);
 		if (i + RC_SUBV_AHEAD < given)
 			rc_queue_prefetch(t->subv[i + RC_SUBV_AHEAD]->conn);
 		if (offer(t->subv[i], f))

@@ -33,7 +33,8 @@
 #include "wheel.h"
 
 struct rc_frame;          /* frame.h */
-struct rc_qnode;          /* sendq.h */
+struct rc_qring;          /* sendq.h */
+struct rc_zcwait;         /* sendq.h */
 struct rc_sendop;         /* sendq.h */
 struct rc_sub;            /* pubsub.h */
 struct rc_otopic;         /* pubsub.h */
@@ -94,10 +95,14 @@ struct rc_buf {
 
 /* A connection's send queue (sendq.c): frames in order, the head partly sent (the node
  * keeps how much). 64-bit: a single message may exceed send_queue_bytes_max. */
+/* Sizes of empty queue rings a shard keeps for reuse: 4, 8, .. 128 entries (sendq.c). */
+#define RC_QRING_CLASSES 6
+
 struct rc_sendq {
-	struct rc_qnode *head;
-	struct rc_qnode *tail;
-	uint64_t bytes; /* queued and not yet sent */
+	struct rc_qring *ring; /* the frames, in order; NULL while empty (sendq.h) */
+	uint32_t head;	       /* ring index of the oldest */
+	uint32_t count;	       /* frames queued */
+	uint64_t bytes;	       /* queued and not yet sent */
 };
 
 /*
@@ -121,7 +126,7 @@ struct rc_conn {
 	void *user;
 	struct rc_shard *shard;
 	struct rc_sub *subs; /* this connection's subscriptions */
-	struct rc_qnode *zc_wait; /* frames sent zero-copy whose notification is owed (FIFO) */
+	struct rc_zcwait *zc_wait; /* frames sent zero-copy whose notification is owed (FIFO) */
 	uint32_t gen;
 	uint32_t last_rx_tick;
 	uint32_t rate_tokens; /* messages_per_second_max bucket, in thousandths of a message */
@@ -145,7 +150,7 @@ struct rc_conn {
 
 /* Idle memory per connection is the product, so a field that grows the record is a decision,
  * not an accident: small fields share bytes, and what only a queued frame needs (the head's
- * sent offset, the gathered send in flight) lives in the queue's head node, which leaves room
+ * sent offset, the gathered send in flight) lives in the queue's ring header, which leaves room
  * for 64-bit queue bytes and the message deadline. The docs quote the size
  * (docs/architecture.md, README.md). */
 RC_STATIC_ASSERT(sizeof(struct rc_conn) == 152, "struct rc_conn changed size: update the docs");
@@ -212,9 +217,10 @@ struct rc_shard {
 	uint32_t buf_size;
 	uint32_t br_returned; /* buffers added since the last advance */
 	/* pools */
-	struct rc_qnode *qnode_free;
+	struct rc_qring *qring_free[RC_QRING_CLASSES]; /* empty queue rings by size (sendq.c) */
+	uint64_t qring_free_bytes;  /* what they hold, bounded (rc_qring_pool_bytes_max) */
+	uint32_t qring_free_count;
 	struct rc_sendop *sendop_free;
-	uint32_t qnode_free_count;  /* at most RC_QNODE_POOL_LIMIT */
 	uint32_t sendop_free_count; /* at most RC_SENDOP_POOL_LIMIT */
 	struct rc_sendop *sendop_small_free; /* RC_SEND_IOV_SMALL operations */
 	uint32_t sendop_small_free_count;    /* at most one per live connection (or 64) */

@@ -16,43 +16,108 @@
 #include "sendq.h"
 #include "tls_rt.h"
 
-/* A node is charged while it holds a frame (send_queue); the pool is the shard's cache. */
-static struct rc_qnode *qnode_get(struct rc_shard *s)
+/* A ring's bytes: its header and cap entries. */
+static size_t qring_bytes(uint32_t cap)
 {
-	struct rc_qnode *n = s->qnode_free;
-	if (n) {
-		RC_DASSERT(s->qnode_free_count > 0);
-		s->qnode_free = n->next;
-		s->qnode_free_count--;
-	} else {
-		n = malloc(sizeof(*n));
-	}
-	if (n)
-		rc_mem_charge(s->app, RC_BUDGET_send_queue, sizeof(*n));
-	return n;
+	return sizeof(struct rc_qring) + (size_t)cap * sizeof(struct rc_qent);
 }
 
-/* Pools n for reuse, or frees it past one node per live connection (at least
- * RC_QNODE_POOL_LIMIT), so a burst's memory goes back while a broadcast to every connection
- * takes its nodes from the pool, turn after turn, instead of the allocator. */
-static void qnode_put(struct rc_shard *s, struct rc_qnode *n)
+/* The pool class of a ring of cap entries, or -1 if rings that big are not pooled. */
+static int qring_class(uint32_t cap)
 {
-	rc_mem_release(s->app, RC_BUDGET_send_queue, sizeof(*n));
-	if (s->qnode_free_count >= RC_MAX(RC_QNODE_POOL_LIMIT, s->conns_live)) {
-		free(n);
+	int k = __builtin_ctz(cap) - __builtin_ctz(RC_QRING_MIN);
+	return k >= 0 && k < RC_QRING_CLASSES ? k : -1;
+}
+
+/* How many bytes of empty rings s keeps: a floor, else a few per live connection. */
+static uint64_t qring_pool_bytes_max(const struct rc_shard *s)
+{
+	return RC_MAX((uint64_t)RC_QRING_POOL_BYTES, (uint64_t)s->conns_live * RC_QRING_POOL_PER_CONN);
+}
+
+/* A ring of cap entries, from the pool or the allocator, charged while it is in use
+ * (send_queue); the pool is the shard's cache. NULL without memory. */
+static struct rc_qring *qring_get(struct rc_shard *s, uint32_t cap)
+{
+	int k = qring_class(cap);
+	struct rc_qring *r = k >= 0 ? s->qring_free[k] : NULL;
+	if (r) {
+		s->qring_free[k] = r->next_free;
+		s->qring_free_count--;
+		s->qring_free_bytes -= qring_bytes(cap);
+	} else {
+		r = malloc(qring_bytes(cap));
+		if (!r)
+			return NULL;
+		r->cap = cap;
+	}
+	RC_DASSERT(r->cap == cap);
+	r->op = NULL;
+	r->sent = 0;
+	rc_mem_charge(s->app, RC_BUDGET_send_queue, qring_bytes(cap));
+	return r;
+}
+
+/* Pools r for reuse, or frees it past the pool's bound. */
+static void qring_put(struct rc_shard *s, struct rc_qring *r)
+{
+	size_t n = qring_bytes(r->cap);
+	int k = qring_class(r->cap);
+	rc_mem_release(s->app, RC_BUDGET_send_queue, n);
+	if (k < 0 || s->qring_free_bytes + n > qring_pool_bytes_max(s)) {
+		free(r);
 		return;
 	}
-	n->frame = NULL;
-	n->next = s->qnode_free;
-	s->qnode_free = n;
-	s->qnode_free_count++;
+	r->next_free = s->qring_free[k];
+	s->qring_free[k] = r;
+	s->qring_free_count++;
+	s->qring_free_bytes += n;
 }
 
-/* Takes n, one queued node of c, off the books and back to the pool with its frame. */
-static void node_drop(struct rc_conn *c, struct rc_qnode *n)
+/* c's queue is empty: its ring goes back unless a send still owns its head (op). */
+static void qring_settle(struct rc_conn *c)
 {
-	rc_frame_unref(n->frame);
-	qnode_put(c->shard, n);
+	struct rc_sendq *q = &c->q;
+	if (q->count || !q->ring || q->ring->op)
+		return;
+	qring_put(c->shard, q->ring);
+	q->ring = NULL;
+	q->head = 0;
+}
+
+/* Makes room for one more entry in c's queue: a ring for an empty queue, a ring twice the
+ * size (entries in order from index 0) for a full one. False without memory. */
+static bool qring_room(struct rc_conn *c)
+{
+	struct rc_sendq *q = &c->q;
+	struct rc_qring *r = q->ring;
+	if (r && q->count < r->cap)
+		return true;
+	struct rc_qring *g = qring_get(c->shard, r ? r->cap * 2 : RC_QRING_MIN);
+	if (!g)
+		return false;
+	if (r) {
+		uint32_t first = RC_MIN(q->count, r->cap - q->head);
+		memcpy(g->e, r->e + q->head, first * sizeof(g->e[0]));
+		memcpy(g->e + first, r->e, (q->count - first) * sizeof(g->e[0]));
+		g->op = r->op;
+		g->sent = r->sent;
+		r->op = NULL;
+		qring_put(c->shard, r);
+	}
+	q->ring = g;
+	q->head = 0;
+	return true;
+}
+
+/* Drops the head frame of c's non-empty queue (its bytes are off the books already). */
+static void pop_head(struct rc_conn *c)
+{
+	struct rc_sendq *q = &c->q;
+	rc_frame_unref(q->ring->e[q->head].frame);
+	q->head = (q->head + 1) & (q->ring->cap - 1);
+	q->count--;
+	q->ring->sent = 0;
 }
 
 void rc_conn_mark_dirty(struct rc_conn *c)
@@ -69,24 +134,23 @@ void rc_conn_mark_dirty(struct rc_conn *c)
 bool rc_sendq_slow(const struct rc_conn *c, size_t add)
 {
 	const struct rc_config *cfg = &c->shard->app->cfg;
-	const struct rc_qnode *h = c->q.head;
-	if (!h)
+	if (!c->q.count)
 		return false;
 	if (c->q.bytes + add > cfg->send_queue_bytes_max)
 		return true;
 	if (!cfg->send_queue_age_max_ms)
 		return false;
-	uint32_t ticks = rc_clock_tick(&c->shard->clock) - h->queued_tick;
+	uint32_t ticks = rc_clock_tick(&c->shard->clock) - rc_sendq_at(&c->q, 0)->queued_tick;
 	return (uint64_t)ticks * cfg->timer_tick_ms > cfg->send_queue_age_max_ms;
 }
 
 /* Whether c's queue may take add more bytes: refused (false) for a slow consumer when
- * checked. The node and the frame are charged to the budget where they are allocated
- * (qnode_get, frame.c); the budget's own bound is kept by shedding at its hard mark. */
+ * checked. The ring and the frame are charged to the budget where they are allocated
+ * (qring_get, frame.c); the budget's own bound is kept by shedding at its hard mark. */
 static bool admit(const struct rc_conn *c, size_t add, bool checked)
 {
 	/* An empty queue takes anything (rc_sendq_slow's first test, without the call). */
-	return !checked || !c->q.head || !rc_sendq_slow(c, add);
+	return !checked || !c->q.count || !rc_sendq_slow(c, add);
 }
 
 /* Queues f at c's tail (checked: refused for a slow consumer). Takes f's reference. */
@@ -101,21 +165,14 @@ static int enqueue(struct rc_conn *c, struct rc_frame *f, bool checked)
 		rc_frame_unref(f);
 		return -ENOBUFS;
 	}
-	struct rc_qnode *n = qnode_get(c->shard);
-	if (!n) {
+	if (!qring_room(c)) {
 		rc_frame_unref(f);
 		return -ENOMEM;
 	}
-	n->frame = f;
-	n->next = NULL;
-	n->op = NULL;
-	n->sent = 0;
-	n->queued_tick = rc_clock_tick(&c->shard->clock);
-	if (c->q.tail)
-		c->q.tail->next = n;
-	else
-		c->q.head = n;
-	c->q.tail = n;
+	struct rc_qent *e = &c->q.ring->e[(c->q.head + c->q.count) & (c->q.ring->cap - 1)];
+	e->frame = f;
+	e->queued_tick = rc_clock_tick(&c->shard->clock);
+	c->q.count++;
 	c->q.bytes += f->len;
 	/* A waiting pong keeps its place before f (replies stay in order); the next ping's
 	 * pong joins the tail. Pongs beyond one are each followed by another frame, all of them
@@ -141,11 +198,11 @@ int rc_sendq_push(struct rc_conn *c, struct rc_frame *f, bool checked)
  */
 static int pong_replace(struct rc_conn *c, struct rc_frame *f, bool checked)
 {
-	struct rc_qnode *t = c->q.tail;
+	struct rc_qent *t = rc_sendq_at(&c->q, c->q.count - 1);
 	struct rc_frame *old = t->frame;
 
 	RC_ASSERT(c->flags & RC_CF_PONG);
-	RC_ASSERT(t->sent == 0);
+	RC_ASSERT(c->q.count > 1 || c->q.ring->sent == 0);
 	if (!admit(c, f->len > old->len ? f->len - old->len : 0, checked)) {
 		rc_frame_unref(f);
 		return -ENOBUFS;
@@ -267,11 +324,11 @@ int rc_conn_send_raw(struct rc_conn *c, const void *p, size_t len)
 /* Drops every frame of c's queue (no send may be reading them). */
 static void release(struct rc_conn *c)
 {
-	struct rc_qnode *n = c->q.head;
-	while (n) {
-		struct rc_qnode *next = n->next;
-		node_drop(c, n);
-		n = next;
+	while (c->q.count)
+		pop_head(c);
+	if (c->q.ring) {
+		RC_ASSERT(c->q.ring->op == NULL);
+		qring_put(c->shard, c->q.ring);
 	}
 	memset(&c->q, 0, sizeof(c->q));
 	c->flags &= (uint16_t)~RC_CF_PONG;
@@ -286,77 +343,62 @@ void rc_sendq_conn_closed(struct rc_conn *c)
 	}
 }
 
-struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before)
+uint32_t rc_sendq_unsent(const struct rc_conn *c)
 {
 	/* Frames the kernel may be reading (the send in flight) or has half sent stay. A TLS
 	 * connection's send reads its ciphertext, so its queue may be empty meanwhile. */
-	size_t keep = 0;
-	if ((c->flags & RC_CF_SEND) && c->q.head)
-		keep = c->q.head->op ? c->q.head->op->mh.msg_iovlen : 1;
-	else if (c->q.head && c->q.head->sent)
+	const struct rc_sendq *q = &c->q;
+	uint32_t keep = 0;
+	if ((c->flags & RC_CF_SEND) && q->count)
+		keep = q->ring->op ? (uint32_t)q->ring->op->mh.msg_iovlen : 1;
+	else if (q->count && q->ring->sent)
 		keep = 1;
-	struct rc_qnode *last = NULL, *n = c->q.head;
-	for (size_t i = 0; i < keep && n; i++) {
-		last = n;
-		n = n->next;
-	}
-	*before = last;
-	return n;
+	return RC_MIN(keep, q->count);
 }
 
-void rc_sendq_swap(struct rc_conn *c, struct rc_qnode *n, struct rc_frame *f)
+void rc_sendq_swap(struct rc_conn *c, uint32_t i, struct rc_frame *f)
 {
-	RC_ASSERT(c->q.bytes >= n->frame->len);
-	RC_ASSERT(n->sent == 0);
-	c->q.bytes = c->q.bytes - n->frame->len + f->len;
-	rc_frame_unref(n->frame);
-	n->frame = f;
+	struct rc_qent *e = rc_sendq_at(&c->q, i);
+	RC_ASSERT(i >= rc_sendq_unsent(c) && i < c->q.count);
+	RC_ASSERT(c->q.bytes >= e->frame->len);
+	c->q.bytes = c->q.bytes - e->frame->len + f->len;
+	rc_frame_unref(e->frame);
+	e->frame = f;
 }
 
-int rc_sendq_insert(struct rc_conn *c, struct rc_qnode *prev, struct rc_frame *f)
+int rc_sendq_insert(struct rc_conn *c, uint32_t i, struct rc_frame *f)
 {
-	struct rc_qnode *n = qnode_get(c->shard);
-	if (!n) {
+	RC_ASSERT(i <= c->q.count && i >= rc_sendq_unsent(c));
+	if (!qring_room(c)) {
 		rc_frame_unref(f);
 		return -ENOMEM;
 	}
-	n->frame = f;
-	n->op = NULL;
-	n->sent = 0;
-	n->queued_tick = prev ? prev->queued_tick : rc_clock_tick(&c->shard->clock);
-	n->next = prev ? prev->next : c->q.head;
-	if (prev)
-		prev->next = n;
-	else
-		c->q.head = n;
-	if (!n->next) {
-		c->q.tail = n;
+	struct rc_sendq *q = &c->q;
+	uint32_t tick = i ? rc_sendq_at(q, i - 1)->queued_tick : rc_clock_tick(&c->shard->clock);
+	for (uint32_t k = q->count; k > i; k--)
+		*rc_sendq_at(q, k) = *rc_sendq_at(q, k - 1);
+	*rc_sendq_at(q, i) = (struct rc_qent){.frame = f, .queued_tick = tick};
+	if (i == q->count)
 		c->flags &= (uint16_t)~RC_CF_PONG; /* a waiting pong is no longer last */
-	}
-	c->q.bytes += f->len;
-	RC_DASSERT(c->q.head != NULL);
+	q->count++;
+	q->bytes += f->len;
 	return 0;
 }
 
 void rc_sendq_drop_unsent(struct rc_conn *c)
 {
 	struct rc_sendq *q = &c->q;
-	struct rc_qnode *last;
-	struct rc_qnode *n = rc_sendq_unsent(c, &last);
-	while (n) {
-		struct rc_qnode *next = n->next;
-		q->bytes -= n->frame->len;
-		node_drop(c, n);
-		n = next;
+	uint32_t keep = rc_sendq_unsent(c);
+	while (q->count > keep) {
+		struct rc_qent *e = rc_sendq_at(q, q->count - 1);
+		q->bytes -= e->frame->len;
+		rc_frame_unref(e->frame);
+		q->count--;
 	}
-	if (last)
-		last->next = NULL;
-	else
-		q->head = NULL;
-	q->tail = last;
 	/* A waiting pong was never handed over, so it went too. */
 	c->flags &= (uint16_t)~RC_CF_PONG;
-	RC_ASSERT(q->head || q->bytes == 0);
+	RC_ASSERT(q->count || q->bytes == 0);
+	qring_settle(c);
 }
 
 /* An operation for iovs iovecs: a small one when they fit, so a broadcast's gathered sends
@@ -395,38 +437,29 @@ static void sendop_put(struct rc_shard *s, struct rc_sendop *op)
 	(*count)++;
 }
 
-/* The frames queued from n, counted up to RC_SEND_IOV_SMALL + 1: which operation a gathered
- * send from n takes (1: a plain send). */
-static int gather_count(const struct rc_qnode *n)
-{
-	int iovs = 0;
-	for (; n && iovs <= RC_SEND_IOV_SMALL; n = n->next)
-		iovs++;
-	return iovs;
-}
-
 /*
  * Sends the head frame zero-copy from the registered arena. The kernel reads the frame until
- * the notification completion, so a node keeps a reference to it on c->zc_wait until then.
+ * the notification completion, so c->zc_wait keeps a reference to it until then.
  */
 static bool issue_send_zc(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
-	struct rc_qnode *n = c->q.head, *w = qnode_get(s);
-	uint32_t slot = (uint32_t)(c - s->conns);
+	struct rc_frame *f = rc_sendq_at(&c->q, 0)->frame;
+	uint32_t sent = c->q.ring->sent, slot = (uint32_t)(c - s->conns);
+	struct rc_zcwait *w = malloc(sizeof(*w));
 	if (!w)
 		return false;
-	rc_frame_ref_n(n->frame, 1);
-	w->frame = n->frame;
+	rc_mem_charge(s->app, RC_BUDGET_send_queue, sizeof(*w));
+	rc_frame_ref_n(f, 1);
+	w->frame = f;
 	w->next = NULL;
-	w->op = NULL;
-	struct rc_qnode **tail = &c->zc_wait;
+	struct rc_zcwait **tail = &c->zc_wait;
 	while (*tail)
 		tail = &(*tail)->next;
 	*tail = w;
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
-	io_uring_prep_send_zc_fixed(sqe, (int)slot, n->frame->data + n->sent,
-				    n->frame->len - n->sent, MSG_NOSIGNAL, 0, 0);
+	io_uring_prep_send_zc_fixed(sqe, (int)slot, f->data + sent, f->len - sent, MSG_NOSIGNAL, 0,
+				    0);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_SEND_ZC, c->gen, slot));
 	c->flags |= RC_CF_SEND;
@@ -437,50 +470,58 @@ static bool issue_send_zc(struct rc_conn *c)
 
 void rc_send_zc_notified(struct rc_conn *c)
 {
-	struct rc_qnode *w = c->zc_wait;
+	struct rc_zcwait *w = c->zc_wait;
 	RC_ASSERT(w != NULL);
 	c->zc_wait = w->next;
 	rc_frame_unref(w->frame);
-	qnode_put(c->shard, w);
+	rc_mem_release(c->shard->app, RC_BUDGET_send_queue, sizeof(*w));
+	free(w);
 	rc_conn_op_done(c);
 }
 
-/* Issues one send for c's queue: a plain send for one frame, a gathered sendmsg for more. */
+/* Issues one send for c's queue: a plain send for one frame, a gathered sendmsg for more
+ * (at most RC_SEND_IOV_LIMIT frames, read in one linear walk of the ring). */
 static void issue_send(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
-	struct rc_qnode *n = c->q.head;
+	struct rc_sendq *q = &c->q;
+	struct rc_qring *r = q->ring;
+	struct rc_frame *f = r->e[q->head].frame;
 	uint32_t slot = (uint32_t)(c - s->conns);
 	uint64_t zc_min = s->app->cfg.send_zc_threshold_bytes;
 
-	RC_ASSERT(n != NULL);
+	RC_ASSERT(q->count > 0);
 	RC_ASSERT(!(c->flags & RC_CF_SEND));
+	RC_ASSERT(r->op == NULL);
 	/* Large arena frames go zero-copy one at a time; small ones are cheaper to copy. */
-	if (zc_min && n->frame->arena_class && n->frame->len - n->sent >= zc_min &&
-	    issue_send_zc(c))
+	if (zc_min && f->arena_class && f->len - r->sent >= zc_min && issue_send_zc(c))
 		return;
 	struct io_uring_sqe *sqe;
-	int iovs = n->next ? gather_count(n) : 1;
-	if (iovs == 1 || !(n->op = sendop_get(s, iovs))) {
+	uint32_t iovs = RC_MIN(q->count, (uint32_t)RC_SEND_IOV_LIMIT);
+	if (iovs == 1 || !(r->op = sendop_get(s, (int)iovs))) {
 		sqe = rc_uring_sqe(s);
-		io_uring_prep_send(sqe, (int)slot, n->frame->data + n->sent,
-				   n->frame->len - n->sent, MSG_NOSIGNAL);
-		if (!n->next)
-			c->flags &= (uint16_t)~RC_CF_PONG; /* the kernel has the tail */
+		io_uring_prep_send(sqe, (int)slot, f->data + r->sent, f->len - r->sent,
+				   MSG_NOSIGNAL);
+		iovs = 1;
 	} else {
-		struct rc_sendop *op = n->op;
-		for (iovs = 0; n && (uint32_t)iovs < op->iov_cap; iovs++, n = n->next) {
-			op->iov[iovs].iov_base = n->frame->data + n->sent;
-			op->iov[iovs].iov_len = n->frame->len - n->sent;
+		struct rc_sendop *op = r->op;
+		uint32_t mask = r->cap - 1;
+		iovs = RC_MIN(iovs, op->iov_cap);
+		for (uint32_t i = 0; i < iovs; i++) {
+			struct rc_frame *g = r->e[(q->head + i) & mask].frame;
+			op->iov[i].iov_base = g->data;
+			op->iov[i].iov_len = g->len;
 		}
-		if (!n)
-			c->flags &= (uint16_t)~RC_CF_PONG; /* the kernel has the tail */
+		op->iov[0].iov_base = f->data + r->sent;
+		op->iov[0].iov_len = f->len - r->sent;
 		memset(&op->mh, 0, sizeof(op->mh));
 		op->mh.msg_iov = op->iov;
 		op->mh.msg_iovlen = (size_t)iovs;
 		sqe = rc_uring_sqe(s);
 		io_uring_prep_sendmsg(sqe, (int)slot, &op->mh, MSG_NOSIGNAL);
 	}
+	if (iovs == q->count)
+		c->flags &= (uint16_t)~RC_CF_PONG; /* the kernel has the tail */
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_SEND, c->gen, slot));
 	c->flags |= RC_CF_SEND;
@@ -525,7 +566,7 @@ void rc_shard_flush(struct rc_shard *s)
 				issued++;
 				continue; /* sent, or the queue waits for the handshake */
 			}
-		} else if (c->q.head) {
+		} else if (c->q.count) {
 			issue_send(c);
 			issued++;
 			continue;
@@ -547,21 +588,19 @@ static void consume(struct rc_conn *c, uint32_t res)
 {
 	struct rc_sendq *q = &c->q;
 	while (res > 0) {
-		struct rc_qnode *n = q->head;
-		RC_ASSERT(n != NULL);
-		uint32_t left = n->frame->len - n->sent;
+		RC_ASSERT(q->count > 0);
+		struct rc_qring *r = q->ring;
+		uint32_t left = r->e[q->head].frame->len - r->sent;
 		if (res < left) {
-			n->sent += res;
+			r->sent += res;
 			q->bytes -= res;
 			return;
 		}
 		res -= left;
 		q->bytes -= left;
-		q->head = n->next;
-		if (!q->head)
-			q->tail = NULL;
-		node_drop(c, n);
+		pop_head(c);
 	}
+	qring_settle(c);
 }
 
 void rc_sendq_consume(struct rc_conn *c, uint32_t n)
@@ -577,10 +616,10 @@ void rc_send_complete(struct rc_conn *c, int res)
 
 	RC_ASSERT(c->flags & RC_CF_SEND);
 	c->flags &= (uint16_t)~RC_CF_SEND;
-	struct rc_qnode *head = c->q.head;
-	if (head && head->op) {
-		sendop_put(s, head->op); /* the gathered send that started at the head is done */
-		head->op = NULL;
+	struct rc_qring *r = c->q.ring;
+	if (r && r->op) {
+		sendop_put(s, r->op); /* the gathered send that started at the head is done */
+		r->op = NULL;
 	}
 	if (c->state == RC_CONN_DOOMED) {
 		release(c); /* terminated while the kernel read the queue */
@@ -598,7 +637,7 @@ void rc_send_complete(struct rc_conn *c, int res)
 		rc_tls_sent(c, (uint32_t)res); /* ciphertext: its frames left the queue already */
 	else
 		consume(c, (uint32_t)res);
-	if (c->q.head || (c->tls && rc_tls_out_pending(c)) || (c->flags & RC_CF_FLUSH_CLOSE) ||
+	if (c->q.count || (c->tls && rc_tls_out_pending(c)) || (c->flags & RC_CF_FLUSH_CLOSE) ||
 	    (c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
 		rc_conn_mark_dirty(c);
 		return;
@@ -613,11 +652,14 @@ void rc_send_complete(struct rc_conn *c, int res)
 
 void rc_pools_free(struct rc_shard *s)
 {
-	while (s->qnode_free) {
-		struct rc_qnode *n = s->qnode_free;
-		s->qnode_free = n->next;
-		free(n);
+	for (int k = 0; k < RC_QRING_CLASSES; k++) {
+		while (s->qring_free[k]) {
+			struct rc_qring *r = s->qring_free[k];
+			s->qring_free[k] = r->next_free;
+			free(r);
+		}
 	}
+	s->qring_free_bytes = 0;
 	struct rc_sendop **pools[] = {&s->sendop_free, &s->sendop_small_free};
 	for (size_t i = 0; i < sizeof(pools) / sizeof(pools[0]); i++) {
 		while (*pools[i]) {
@@ -626,7 +668,7 @@ void rc_pools_free(struct rc_shard *s)
 			free(op);
 		}
 	}
-	s->qnode_free_count = 0;
+	s->qring_free_count = 0;
 	s->sendop_free_count = 0;
 	s->sendop_small_free_count = 0;
 }

@@ -15,23 +15,52 @@
 
 struct rc_frame;
 
-/* One queued frame reference. Pooled per shard (s->qnode_free). What only the head needs
- * lives here rather than in every connection record. */
-struct rc_qnode {
-	struct rc_qnode *next;
-	struct rc_frame *frame; /* a reference, released when the bytes are sent or dropped */
-	struct rc_sendop *op;   /* head only: the gathered send in flight that starts here */
-	uint32_t queued_tick;   /* for send_queue_age_max_ms */
-	uint32_t sent;          /* bytes of frame already sent: nonzero only at the queue's head */
+/* One queued frame: a reference, released when its bytes are sent or dropped. */
+struct rc_qent {
+	struct rc_frame *frame;
+	uint32_t queued_tick; /* for send_queue_age_max_ms */
 };
+
+/*
+ * A connection's queue is a ring of entries (a power of two of them), so a send gathers and a
+ * completion drops frames in one linear walk, and a frame queued costs a store, not a node
+ * (issue 14: a broadcast's per-delivery work was pointer chasing through scattered nodes).
+ * What only the head needs lives here, not in every connection record. A ring is allocated
+ * when a frame is queued to an empty queue and goes back to the shard's pool when the queue
+ * empties; it doubles when full and is charged to the budget (send_queue) while in use.
+ */
+struct rc_qring {
+	union {
+		struct rc_sendop *op;	    /* the gathered send in flight that starts at head */
+		struct rc_qring *next_free; /* in the shard's pool */
+	};
+	uint32_t cap;  /* entries: a power of two */
+	uint32_t sent; /* bytes of the head frame already sent */
+	struct rc_qent e[];
+};
+
+/* A frame sent zero-copy whose notification is owed: its reference, kept until then. */
+struct rc_zcwait {
+	struct rc_zcwait *next;
+	struct rc_frame *frame;
+};
+
+/* Entry i (0: the oldest) of a non-empty queue. */
+static inline struct rc_qent *rc_sendq_at(const struct rc_sendq *q, uint32_t i)
+{
+	return &q->ring->e[(q->head + i) & (q->ring->cap - 1)];
+}
 
 #define RC_SEND_IOV_LIMIT 64
 /* A gathered send of at most this many frames takes a small operation (136 bytes). */
 #define RC_SEND_IOV_SMALL 4
-/* Free queue nodes and send operations a shard keeps for reuse; past these they are freed,
- * so the memory of a burst goes back (64 operations: 70 KiB). Nodes and small operations are
- * also kept up to one per live connection: what a broadcast to every connection takes. */
-#define RC_QNODE_POOL_LIMIT 4096 /* 32-byte nodes: 128 KiB */
+/* The smallest queue ring, and the bytes of empty rings a shard keeps for reuse: at least
+ * this many, and up to RC_QRING_POOL_PER_CONN per live connection (what a broadcast to every
+ * connection takes turn after turn); past it they are freed, so a burst's memory goes back.
+ * Send operations: at most RC_SENDOP_POOL_LIMIT large ones (70 KiB). */
+#define RC_QRING_MIN 4
+#define RC_QRING_POOL_BYTES (256u * 1024u)
+#define RC_QRING_POOL_PER_CONN 256u
 #define RC_SENDOP_POOL_LIMIT 64
 /* A codec buffer larger than this is freed by the once-a-second sweep (rc_sendq_trim): a
  * big message's buffer is a one-off. */
@@ -107,17 +136,17 @@ void rc_sendq_conn_closed(struct rc_conn *c);
  * without memory. */
 struct rc_frame *rc_frame_build(uint8_t opcode, bool rsv1, const void *p, size_t len);
 
-/* The first node of c's queue not handed to the kernel (neither in the send in flight nor
- * half sent), NULL if none; *before is the node ahead of it (NULL: it is the head). */
-struct rc_qnode *rc_sendq_unsent(struct rc_conn *c, struct rc_qnode **before);
+/* The index of the first frame of c's queue not handed to the kernel (neither in the send
+ * in flight nor half sent); c->q.count if none. */
+uint32_t rc_sendq_unsent(const struct rc_conn *c);
 
-/* Puts f (the caller's reference, taken) in unsent node n of c's queue, releasing the frame
- * it held; the queue's bytes follow. */
-void rc_sendq_swap(struct rc_conn *c, struct rc_qnode *n, struct rc_frame *f);
+/* Puts f (the caller's reference, taken) in place of unsent entry i of c's queue, releasing
+ * the frame it held; the queue's bytes follow. */
+void rc_sendq_swap(struct rc_conn *c, uint32_t i, struct rc_frame *f);
 
-/* Queues f (the caller's reference, taken) right after node prev of c's queue (NULL: at its
- * head), which must not be followed by a node in flight. 0 or -ENOMEM (f released). */
-int rc_sendq_insert(struct rc_conn *c, struct rc_qnode *prev, struct rc_frame *f);
+/* Queues f (the caller's reference, taken) at index i of c's queue (i <= count, at or after
+ * rc_sendq_unsent), the frames from i on moving back one. 0 or -ENOMEM (f released). */
+int rc_sendq_insert(struct rc_conn *c, uint32_t i, struct rc_frame *f);
 
 /* Drops every queued frame not yet handed to the kernel (slow consumer being closed). */
 void rc_sendq_drop_unsent(struct rc_conn *c);
@@ -126,7 +155,7 @@ void rc_sendq_drop_unsent(struct rc_conn *c);
  * encrypted them). Not while a plain send reads the queue. */
 void rc_sendq_consume(struct rc_conn *c, uint32_t n);
 
-/* Frees the shard's pools of queue nodes and send operations. Shard thread, at exit. */
+/* Frees the shard's pools of queue rings and send operations. Shard thread, at exit. */
 void rc_pools_free(struct rc_shard *s);
 
 /* Grows s's scratch buffer *buf (capacity *cap) to at least n bytes, charging the growth to

@@ -322,16 +322,17 @@ bool rc_tls_out_pending(const struct rc_conn *c)
  * frames (and parts) gathered into stage, which leave the queue. Sets *n (> 0). */
 static const uint8_t *next_record(struct rc_conn *c, uint8_t *stage, uint32_t *n)
 {
-	const struct rc_frame *f = c->q.head->frame;
-	if (f->len - c->q.head->sent >= RC_TLS_RECORD_PLAIN_LIMIT) {
+	const struct rc_frame *f = rc_sendq_at(&c->q, 0)->frame;
+	if (f->len - c->q.ring->sent >= RC_TLS_RECORD_PLAIN_LIMIT) {
 		*n = RC_TLS_RECORD_PLAIN_LIMIT;
-		return f->data + c->q.head->sent; /* consumed once encrypted */
+		return f->data + c->q.ring->sent; /* consumed once encrypted */
 	}
 	uint32_t len = 0;
-	while (c->q.head && len < RC_TLS_RECORD_PLAIN_LIMIT) {
-		f = c->q.head->frame;
-		uint32_t k = RC_MIN(f->len - c->q.head->sent, RC_TLS_RECORD_PLAIN_LIMIT - len);
-		memcpy(stage + len, f->data + c->q.head->sent, k);
+	while (c->q.count && len < RC_TLS_RECORD_PLAIN_LIMIT) {
+		f = rc_sendq_at(&c->q, 0)->frame;
+		uint32_t sent = c->q.ring->sent;
+		uint32_t k = RC_MIN(f->len - sent, RC_TLS_RECORD_PLAIN_LIMIT - len);
+		memcpy(stage + len, f->data + sent, k);
 		len += k;
 		rc_sendq_consume(c, k);
 	}
@@ -346,7 +347,7 @@ static const uint8_t *next_record(struct rc_conn *c, uint8_t *stage, uint32_t *n
 static void encrypt(struct rc_conn *c, struct rc_tls_rec *r)
 {
 	uint8_t *stage = c->shard->tls->stage;
-	while (c->q.head && r->t.out_len < TLS_SEND_BATCH_BYTES) {
+	while (c->q.count && r->t.out_len < TLS_SEND_BATCH_BYTES) {
 		uint32_t n;
 		const uint8_t *direct = next_record(c, stage, &n);
 		if (rc_tls_conn_write(&r->t, direct ? direct : stage, n) != 0) {
@@ -364,7 +365,7 @@ bool rc_tls_issue_send(struct rc_conn *c)
 	struct rc_tls_rec *r = rec_of(c);
 	RC_ASSERT(!(c->flags & RC_CF_SEND));
 	if (!r)
-		return c->q.head != NULL; /* an answer waits for the client's first bytes */
+		return c->q.count != 0; /* an answer waits for the client's first bytes */
 	if (!r->wire) {
 		if (r->t.established && !r->t.failed)
 			encrypt(c, r);
@@ -373,7 +374,7 @@ bool rc_tls_issue_send(struct rc_conn *c)
 			rc_mem_charge(s->app, RC_BUDGET_tls, r->wire_cap);
 	}
 	if (!r->wire)
-		return !r->t.failed && c->q.head != NULL;
+		return !r->t.failed && c->q.count != 0;
 	struct io_uring_sqe *sqe = rc_uring_sqe(s);
 	io_uring_prep_send(sqe, (int)r->slot, r->wire + r->wire_off, r->wire_len - r->wire_off,
 			   MSG_NOSIGNAL);

@@ -28,7 +28,7 @@
 	X(frame_assembly, "partial frames and fragmented messages being reassembled")            \
 	X(http, "HTTP requests and bodies being read")                                             \
 	X(inflate, "permessage-deflate output buffers")                                            \
-	X(send_queue, "queue nodes and unicast frames waiting to be sent")                         \
+	X(send_queue, "queue rings and unicast frames waiting to be sent")                         \
 	X(broadcast, "broadcast frames alive (history and send queues share them)")                \
 	X(history, "history rings and dedup windows")                                              \
 	X(topics, "topic and subscription records")                                                \

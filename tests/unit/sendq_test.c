@@ -13,7 +13,7 @@
 #define BURST 20
 #define FLOOD_FRAMES 100
 #define FLOOD_BYTES 65536
-#define MANY (RC_QNODE_POOL_LIMIT + 1000)
+#define MANY 5000
 
 static uint64_t sends_before; /* shard thread only */
 
@@ -61,7 +61,8 @@ static void on_message(struct rc_conn *c, const void *data, size_t len, bool bin
 		for (int i = 0; i < MANY; i++)
 			RC_ASSERT(rc_conn_send(c, "x", 1, false) == 0);
 	} else if (len == 5 && memcmp(data, "pool?", 5) == 0) {
-		int n = snprintf(out, sizeof(out), "%u %u %d", s->qnode_free_count,
+		int n = snprintf(out, sizeof(out), "%llu %u %d",
+				 (unsigned long long)s->qring_free_bytes,
 				 s->sendop_small_free_count, rc_conn_table_validate(s));
 		rc_conn_send(c, out, (size_t)n, false);
 	} else {
@@ -82,8 +83,9 @@ static void start(struct rt *rt)
 	rt_start(rt);
 }
 
-/* Sends "many" and reads the MANY frames it queues at once; then asks "pool?": the free queue
- * nodes the shard kept, which must be fewer than the burst (the rest went back). */
+/* Sends "many" and reads the MANY frames it queues at once (a ring of 8192 entries); then
+ * asks "pool?": the bytes of empty rings the shard kept, which must be within the pool's
+ * bound (the burst's ring went back to the allocator). */
 static void burst_returns_nodes(int fd)
 {
 	char buf[64];
@@ -98,14 +100,14 @@ static void burst_returns_nodes(int fd)
 			    &valid),
 		     3));
 	cr_assert(ge(u32, small_ops, 1), "the small gathered send's operation was pooled");
-	cr_assert(le(u32, free_count, RC_QNODE_POOL_LIMIT));
-	cr_assert(gt(u32, free_count, 0), "nodes are reused below the limit");
+	cr_assert(le(u32, free_count, RC_QRING_POOL_BYTES), "the burst's big ring was freed");
+	cr_assert(gt(u32, free_count, 0), "small rings are kept for reuse");
 	cr_assert(eq(int, valid, 1));
 }
 
 /* BURST messages queued in one turn go out as one sendmsg, each frame intact, and so do
  * RC_SEND_IOV_SMALL (with a small operation, pooled afterwards); a burst of
- * MANY leaves the shard at most RC_QNODE_POOL_LIMIT free queue nodes. (One test: criterion's
+ * MANY leaves the shard at most RC_QRING_POOL_BYTES of empty rings. (One test: criterion's
  * runner leaks under LSan when three of these tests share two workers.) */
 Test(sendq, gathers_a_turns_frames_and_returns_a_bursts_nodes, .timeout = 60)
 {
