@@ -14,7 +14,6 @@
 
 #include "bufring.h"
 #include "conn_rt.h"
-#include "sendq.h"
 #include "log.h"
 
 static uint32_t slot_of(const struct rc_conn *c)

@@ -17,27 +17,22 @@
 #include "tls_rt.h"
 
 /* A ring's bytes: its header and cap entries. */
-static size_t qring_bytes(uint32_t cap)
+static inline size_t qring_bytes(uint32_t cap)
 {
 	return sizeof(struct rc_qring) + (size_t)cap * sizeof(struct rc_qent);
 }
 
 /* The pool class of a ring of cap entries, or -1 if rings that big are not pooled. */
-static int qring_class(uint32_t cap)
+static inline int qring_class(uint32_t cap)
 {
 	int k = __builtin_ctz(cap) - __builtin_ctz(RC_QRING_MIN);
 	return k >= 0 && k < RC_QRING_CLASSES ? k : -1;
 }
 
-/* How many bytes of empty rings s keeps: a floor, else a few per live connection. */
-static uint64_t qring_pool_bytes_max(const struct rc_shard *s)
-{
-	return RC_MAX((uint64_t)RC_QRING_POOL_BYTES, (uint64_t)s->conns_live * RC_QRING_POOL_PER_CONN);
-}
-
 /* A ring of cap entries, from the pool or the allocator, charged while it is in use
- * (send_queue); the pool is the shard's cache. NULL without memory. */
-static struct rc_qring *qring_get(struct rc_shard *s, uint32_t cap)
+ * (send_queue); the pool is the shard's cache. NULL without memory. Inlined: a queue that
+ * empties at every send (one frame per round) takes and returns one per delivery. */
+static inline struct rc_qring *qring_get(struct rc_shard *s, uint32_t cap)
 {
 	int k = qring_class(cap);
 	struct rc_qring *r = k >= 0 ? s->qring_free[k] : NULL;
@@ -58,24 +53,27 @@ static struct rc_qring *qring_get(struct rc_shard *s, uint32_t cap)
 	return r;
 }
 
-/* Pools r for reuse, or frees it past the pool's bound. */
-static void qring_put(struct rc_shard *s, struct rc_qring *r)
+/* Pools r for reuse, or frees it past the pool's bound: RC_QRING_POOL_BYTES, or
+ * RC_QRING_POOL_PER_CONN per live connection if more. */
+static inline void qring_put(struct rc_shard *s, struct rc_qring *r)
 {
 	size_t n = qring_bytes(r->cap);
 	int k = qring_class(r->cap);
 	rc_mem_release(s->app, RC_BUDGET_send_queue, n);
-	if (k < 0 || s->qring_free_bytes + n > qring_pool_bytes_max(s)) {
+	uint64_t keep = s->qring_free_bytes + n;
+	if (k < 0 || (keep > RC_QRING_POOL_BYTES &&
+		      keep > (uint64_t)s->conns_live * RC_QRING_POOL_PER_CONN)) {
 		free(r);
 		return;
 	}
 	r->next_free = s->qring_free[k];
 	s->qring_free[k] = r;
 	s->qring_free_count++;
-	s->qring_free_bytes += n;
+	s->qring_free_bytes = keep;
 }
 
 /* c's queue is empty: its ring goes back unless a send still owns its head (op). */
-static void qring_settle(struct rc_conn *c)
+static inline void qring_settle(struct rc_conn *c)
 {
 	struct rc_sendq *q = &c->q;
 	if (q->count || !q->ring || q->ring->op)
@@ -85,29 +83,35 @@ static void qring_settle(struct rc_conn *c)
 	q->head = 0;
 }
 
-/* Makes room for one more entry in c's queue: a ring for an empty queue, a ring twice the
- * size (entries in order from index 0) for a full one. False without memory. */
-static bool qring_room(struct rc_conn *c)
+/* Replaces c's full ring by one twice its size, entries in order from index 0. */
+static bool __attribute__((noinline)) qring_grow(struct rc_conn *c)
 {
 	struct rc_sendq *q = &c->q;
-	struct rc_qring *r = q->ring;
-	if (r && q->count < r->cap)
-		return true;
-	struct rc_qring *g = qring_get(c->shard, r ? r->cap * 2 : RC_QRING_MIN);
+	struct rc_qring *r = q->ring, *g = qring_get(c->shard, r->cap * 2);
 	if (!g)
 		return false;
-	if (r) {
-		uint32_t first = RC_MIN(q->count, r->cap - q->head);
-		memcpy(g->e, r->e + q->head, first * sizeof(g->e[0]));
-		memcpy(g->e + first, r->e, (q->count - first) * sizeof(g->e[0]));
-		g->op = r->op;
-		g->sent = r->sent;
-		r->op = NULL;
-		qring_put(c->shard, r);
-	}
+	uint32_t first = RC_MIN(q->count, r->cap - q->head);
+	memcpy(g->e, r->e + q->head, first * sizeof(g->e[0]));
+	memcpy(g->e + first, r->e, (q->count - first) * sizeof(g->e[0]));
+	g->op = r->op;
+	g->sent = r->sent;
+	r->op = NULL;
+	qring_put(c->shard, r);
 	q->ring = g;
 	q->head = 0;
 	return true;
+}
+
+/* Makes room for one more entry in c's queue: a ring for an empty queue, a bigger one for a
+ * full one. False without memory. */
+static inline bool qring_room(struct rc_conn *c)
+{
+	struct rc_sendq *q = &c->q;
+	if (q->ring)
+		return q->count < q->ring->cap || qring_grow(c);
+	q->ring = qring_get(c->shard, RC_QRING_MIN);
+	q->head = 0;
+	return q->ring != NULL;
 }
 
 /* Drops the head frame of c's non-empty queue (its bytes are off the books already). */
@@ -120,7 +124,8 @@ static void pop_head(struct rc_conn *c)
 	q->ring->sent = 0;
 }
 
-void rc_conn_mark_dirty(struct rc_conn *c)
+/* Puts c at the tail of its shard's dirty list (once). */
+static inline void mark_dirty(struct rc_conn *c)
 {
 	struct rc_shard *s = c->shard;
 	if (c->flags & RC_CF_DIRTY)
@@ -129,6 +134,11 @@ void rc_conn_mark_dirty(struct rc_conn *c)
 	c->flags |= RC_CF_DIRTY;
 	uint32_t at = s->dirty_head + s->dirty_count++;
 	s->dirty[at < s->conns_cap ? at : at - s->conns_cap] = (uint32_t)(c - s->conns);
+}
+
+void rc_conn_mark_dirty(struct rc_conn *c)
+{
+	mark_dirty(c);
 }
 
 bool rc_sendq_slow(const struct rc_conn *c, size_t add)
@@ -178,7 +188,7 @@ static int enqueue(struct rc_conn *c, struct rc_frame *f, bool checked)
 	 * pong joins the tail. Pongs beyond one are each followed by another frame, all of them
 	 * counted against the queue's limit. */
 	c->flags &= (uint16_t)~RC_CF_PONG;
-	rc_conn_mark_dirty(c);
+	mark_dirty(c);
 	return 0;
 }
 
@@ -639,7 +649,7 @@ void rc_send_complete(struct rc_conn *c, int res)
 		consume(c, (uint32_t)res);
 	if (c->q.count || (c->tls && rc_tls_out_pending(c)) || (c->flags & RC_CF_FLUSH_CLOSE) ||
 	    (c->flags & (RC_CF_DISCARD | RC_CF_SHUT_WR)) == RC_CF_DISCARD) {
-		rc_conn_mark_dirty(c);
+		mark_dirty(c);
 		return;
 	}
 	if ((c->flags & RC_CF_WANT_DRAIN) && c->state == RC_CONN_OPEN) {

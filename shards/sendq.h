@@ -15,30 +15,6 @@
 
 struct rc_frame;
 
-/* One queued frame: a reference, released when its bytes are sent or dropped. */
-struct rc_qent {
-	struct rc_frame *frame;
-	uint32_t queued_tick; /* for send_queue_age_max_ms */
-};
-
-/*
- * A connection's queue is a ring of entries (a power of two of them), so a send gathers and a
- * completion drops frames in one linear walk, and a frame queued costs a store, not a node
- * (issue 14: a broadcast's per-delivery work was pointer chasing through scattered nodes).
- * What only the head needs lives here, not in every connection record. A ring is allocated
- * when a frame is queued to an empty queue and goes back to the shard's pool when the queue
- * empties; it doubles when full and is charged to the budget (send_queue) while in use.
- */
-struct rc_qring {
-	union {
-		struct rc_sendop *op;	    /* the gathered send in flight that starts at head */
-		struct rc_qring *next_free; /* in the shard's pool */
-	};
-	uint32_t cap;  /* entries: a power of two */
-	uint32_t sent; /* bytes of the head frame already sent */
-	struct rc_qent e[];
-};
-
 /* A frame sent zero-copy whose notification is owed: its reference, kept until then. */
 struct rc_zcwait {
 	struct rc_zcwait *next;
