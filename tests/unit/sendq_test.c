@@ -15,23 +15,32 @@
 #define FLOOD_BYTES 65536
 #define MANY 5000
 
+#define MORE_FRAMES 3 /* frames queued per "more" */
+#define MORE_ROUNDS 30
+
 static uint64_t sends_before; /* shard thread only */
+static uint32_t next_frame;   /* shard thread only: the index of the next "more" frame */
 
 static uint8_t pattern(uint32_t frame, uint32_t i)
 {
 	return (uint8_t)(frame * 31u + i * 7u + (i >> 8));
 }
 
-/* Sends FLOOD_FRAMES binary messages of FLOOD_BYTES: the frame index, then a pattern. */
-static void flood(struct rc_conn *c)
+/* Sends binary messages first..first+n-1 of FLOOD_BYTES: the frame index, then a pattern. */
+static void send_frames(struct rc_conn *c, uint32_t first, uint32_t n)
 {
 	static uint8_t buf[FLOOD_BYTES];
-	for (uint32_t f = 0; f < FLOOD_FRAMES; f++) {
+	for (uint32_t f = first; f < first + n; f++) {
 		memcpy(buf, &f, sizeof(f));
 		for (uint32_t i = sizeof(f); i < FLOOD_BYTES; i++)
 			buf[i] = pattern(f, i);
 		RC_ASSERT(rc_conn_send(c, buf, sizeof(buf), true) == 0);
 	}
+}
+
+static void flood(struct rc_conn *c)
+{
+	send_frames(c, 0, FLOOD_FRAMES);
 }
 
 /* "burst": BURST messages in one callback; "flood": the backlog; "sends?": the send
@@ -57,6 +66,11 @@ static void on_message(struct rc_conn *c, const void *data, size_t len, bool bin
 	} else if (len == 5 && memcmp(data, "flood", 5) == 0) {
 		sends_before = s->stats.sends;
 		flood(c);
+	} else if (len == 4 && memcmp(data, "more", 4) == 0) {
+		if (next_frame == 0)
+			sends_before = s->stats.sends;
+		send_frames(c, next_frame, MORE_FRAMES);
+		next_frame += MORE_FRAMES;
 	} else if (len == 4 && memcmp(data, "many", 4) == 0) {
 		for (int i = 0; i < MANY; i++)
 			RC_ASSERT(rc_conn_send(c, "x", 1, false) == 0);
@@ -179,6 +193,39 @@ Test(sendq, partial_sends_arrive_complete_and_in_order, .timeout = 120)
 	const char *answer = rt_recv_text(fd, buf, sizeof(buf));
 	cr_assert(eq(int, sscanf(answer, "%llu %d", &sends, &valid), 2));
 	cr_assert(gt(u64, (uint64_t)sends, 2), "partial sends resumed the queue");
+	cr_assert(eq(int, valid, 1));
+	rt_ws_close(fd);
+	rt_stop(&rt);
+}
+
+/*
+ * The queue's ring while the kernel drains it slowly: each "more" queues three 64 KiB frames
+ * behind a partial send still in flight, and the reader takes about one frame per request,
+ * so the ring's head moves on while frames are appended behind it (its entries wrap around)
+ * and it doubles with its contents wrapped, several times. Every frame arrives whole, once,
+ * in order.
+ */
+Test(sendq, a_wrapped_ring_grows_and_keeps_the_order, .timeout = 120)
+{
+	struct rt rt;
+	char buf[64];
+	int small = 4096;
+	start(&rt);
+	int listen_fd = rt.app->shards[0].listen_fd;
+	cr_assert(eq(int, setsockopt(listen_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0));
+	int fd = rt_ws_open(&rt, "/t", small);
+	uint32_t read = 0;
+	for (int i = 0; i < MORE_ROUNDS; i++) {
+		rt_send_text(fd, "more");
+		read_slowly(fd, read++);
+	}
+	while (read < MORE_ROUNDS * MORE_FRAMES)
+		read_slowly(fd, read++);
+	rt_send_text(fd, "sends?");
+	unsigned long long sends = 0;
+	int valid = 0;
+	cr_assert(eq(int, sscanf(rt_recv_text(fd, buf, sizeof(buf)), "%llu %d", &sends, &valid), 2));
+	cr_assert(gt(u64, (uint64_t)sends, MORE_ROUNDS), "sends went out while frames queued");
 	cr_assert(eq(int, valid, 1));
 	rt_ws_close(fd);
 	rt_stop(&rt);
