@@ -169,6 +169,29 @@ static void read_slowly(int fd, uint32_t want_frame)
 			cr_fatal("frame %u byte %u: %u, want %u", f, i, buf[i], pattern(f, i));
 }
 
+/* A connection to a started rt whose socket buffers are small on both ends (4 KiB). */
+static int open_slow_reader(struct rt *rt)
+{
+	int small = 4096;
+	start(rt);
+	/* Accepted sockets inherit the listener's send buffer. */
+	int listen_fd = rt->app->shards[0].listen_fd;
+	cr_assert(eq(int, setsockopt(listen_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0));
+	return rt_ws_open(rt, "/t", small);
+}
+
+/* Asks "sends?": more than min sends since the step began, and a table that checks out. */
+static void assert_sends_over(int fd, uint64_t min, const char *why)
+{
+	char buf[64];
+	unsigned long long sends = 0;
+	int valid = 0;
+	rt_send_text(fd, "sends?");
+	cr_assert(eq(int, sscanf(rt_recv_text(fd, buf, sizeof(buf)), "%llu %d", &sends, &valid), 2));
+	cr_assert(gt(u64, (uint64_t)sends, min), "%s", why);
+	cr_assert(eq(int, valid, 1));
+}
+
 /*
  * A backlog of 6.4 MB to a reader with 4 KiB socket buffers on both ends: the kernel takes
  * a little of each send, the queue resumes mid-frame, and the bytes arrive whole and in
@@ -177,23 +200,11 @@ static void read_slowly(int fd, uint32_t want_frame)
 Test(sendq, partial_sends_arrive_complete_and_in_order, .timeout = 120)
 {
 	struct rt rt;
-	char buf[64];
-	int small = 4096;
-	start(&rt);
-	/* Accepted sockets inherit the listener's send buffer. */
-	int listen_fd = rt.app->shards[0].listen_fd;
-	cr_assert(eq(int, setsockopt(listen_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0));
-	int fd = rt_ws_open(&rt, "/t", small);
+	int fd = open_slow_reader(&rt);
 	rt_send_text(fd, "flood");
 	for (uint32_t f = 0; f < FLOOD_FRAMES; f++)
 		read_slowly(fd, f);
-	rt_send_text(fd, "sends?");
-	unsigned long long sends = 0;
-	int valid = 0;
-	const char *answer = rt_recv_text(fd, buf, sizeof(buf));
-	cr_assert(eq(int, sscanf(answer, "%llu %d", &sends, &valid), 2));
-	cr_assert(gt(u64, (uint64_t)sends, 2), "partial sends resumed the queue");
-	cr_assert(eq(int, valid, 1));
+	assert_sends_over(fd, 2, "partial sends resumed the queue");
 	rt_ws_close(fd);
 	rt_stop(&rt);
 }
@@ -208,12 +219,7 @@ Test(sendq, partial_sends_arrive_complete_and_in_order, .timeout = 120)
 Test(sendq, a_wrapped_ring_grows_and_keeps_the_order, .timeout = 120)
 {
 	struct rt rt;
-	char buf[64];
-	int small = 4096;
-	start(&rt);
-	int listen_fd = rt.app->shards[0].listen_fd;
-	cr_assert(eq(int, setsockopt(listen_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0));
-	int fd = rt_ws_open(&rt, "/t", small);
+	int fd = open_slow_reader(&rt);
 	uint32_t read = 0;
 	for (int i = 0; i < MORE_ROUNDS; i++) {
 		rt_send_text(fd, "more");
@@ -221,12 +227,7 @@ Test(sendq, a_wrapped_ring_grows_and_keeps_the_order, .timeout = 120)
 	}
 	while (read < MORE_ROUNDS * MORE_FRAMES)
 		read_slowly(fd, read++);
-	rt_send_text(fd, "sends?");
-	unsigned long long sends = 0;
-	int valid = 0;
-	cr_assert(eq(int, sscanf(rt_recv_text(fd, buf, sizeof(buf)), "%llu %d", &sends, &valid), 2));
-	cr_assert(gt(u64, (uint64_t)sends, MORE_ROUNDS), "sends went out while frames queued");
-	cr_assert(eq(int, valid, 1));
+	assert_sends_over(fd, MORE_ROUNDS, "sends went out while frames queued");
 	rt_ws_close(fd);
 	rt_stop(&rt);
 }
