@@ -96,9 +96,14 @@ struct rc_conn *rc_conn_accept_complete(struct rc_shard *s, struct io_uring_cqe 
 	}
 	struct rc_conn *c = &s->conns[slot];
 	uint32_t gen = c->gen;
+	/* A slot freed while on the dirty list is still there (a flush stops at
+	 * sends_per_turn_max): the new connection keeps the mark, so that entry serves it and
+	 * the list holds at most one entry per slot. */
+	uint16_t dirty = c->flags & RC_CF_DIRTY;
 	RC_ASSERT(c->inflight == 0);
 	memset(c, 0, sizeof(*c));
 	c->gen = gen;
+	c->flags = dirty;
 	c->shard = s;
 	c->state = RC_CONN_HTTP;
 	c->last_rx_tick = rc_clock_tick(&s->clock);
@@ -487,7 +492,8 @@ bool rc_conn_table_validate(const struct rc_shard *s)
 		admin += !!(c->flags & RC_CF_ADMIN);
 		websockets += !!(c->flags & RC_CF_APP_OPEN);
 	}
-	/* Every flagged record waits on the list (which may also hold records freed since). */
+	/* Every flagged record (freed ones too: a slot freed while listed keeps its mark for its
+	 * next connection) has exactly one entry on the list. */
 	if (s->dirty_head >= s->conns_cap)
 		return false;
 	for (uint32_t i = 0, at = s->dirty_head; i < s->dirty_count; i++) {
@@ -497,7 +503,7 @@ bool rc_conn_table_validate(const struct rc_shard *s)
 			at = 0;
 	}
 	return live == s->conns_live && refusing == s->conns_refusing &&
-	       admin == s->conns_admin && dirty <= s->dirty_count &&
+	       admin == s->conns_admin && dirty == s->dirty_count &&
 	       s->stats.connections_open == live && s->stats.websockets_open == websockets;
 }
 

@@ -15,6 +15,9 @@ queues, and every delivery must still arrive once and in order, with the bounded
 counted (ringcast_flushes_bounded_total).
 """
 import os
+import socket
+import struct
+import threading
 import unittest
 
 import harness
@@ -61,6 +64,46 @@ class SendsPerTurnBounded(harness.ServerTestCase):
         sends = m['ringcast_sends_total{shard="0"}']
         # Frames gathered per send: publishes met queues still waiting in the round.
         self.assertLess(sends, b["expected_deliveries"], why)
+
+
+def churn(port, stop, counts):
+    """Until stop is set: connections that ask for /health and reset at once (SO_LINGER 0),
+    so their answers are queued and their slots freed, then reused, while a round waits."""
+    while not stop.is_set():
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=harness.scale(5))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            s.close()
+            counts["churned"] += 1
+        except OSError:
+            counts["errors"] += 1
+
+
+@unittest.skipIf(harness.REF, "drives ringcast's pub/sub protocol and metrics")
+@unittest.skipUnless(os.access(BENCH, os.X_OK), "ringcast-bench not built")
+class ChurnWhileARoundWaits(harness.ServerTestCase):
+    """One send per turn, so the flush list always holds a round's worth of subscribers,
+    while other clients connect, ask for an answer and reset: slots are freed while on the
+    list and given to new connections. Every delivery still arrives once and in order, and
+    the shard still answers (a freed slot's list entry serves the slot's next connection)."""
+    shards = 1
+    server_opts = {"sends_per_turn_max": 1, "pin_shards": "false"}
+
+    def test_slots_freed_and_reused_while_listed(self):
+        stop, counts = threading.Event(), {"churned": 0, "errors": 0}
+        t = threading.Thread(target=churn, args=(self.port, stop, counts))
+        t.start()
+        try:
+            c, b, why = bench_broadcast(self, 200, ["-s", "64", "--pub-rate", "300"])
+        finally:
+            stop.set()
+            t.join()
+        self.assertGreater(counts["churned"], 100, counts)
+        self.assertEqual(harness.http_get(self.port, "/health")[0], 200)
+        m = metrics(self.port)
+        self.assertGreater(m['ringcast_flushes_bounded_total{shard="0"}'], 0, why)
+        self.assertEqual(m["ringcast_deliveries_total{shard=\"0\"}"], b["expected_deliveries"])
 
 
 if __name__ == "__main__":

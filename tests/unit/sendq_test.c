@@ -196,8 +196,15 @@ static void assert_sends_over(int fd, uint64_t min, const char *why)
  * A backlog of 6.4 MB to a reader with 4 KiB socket buffers on both ends: the kernel takes
  * a little of each send, the queue resumes mid-frame, and the bytes arrive whole and in
  * order. More sends than the two a backlog of 100 frames needs without partial sends.
+ *
+ * Then the queue's ring while the kernel drains it slowly: each "more" queues three 64 KiB
+ * frames behind a partial send still in flight, and the reader takes about one frame per
+ * request, so the ring's head moves on while frames are appended behind it (its entries
+ * wrap around) and it doubles with its contents wrapped, several times (4 to 64 entries).
+ * Every frame arrives whole, once, in order. (One test: criterion's runner leaks under LSan
+ * when three tests share two workers.)
  */
-Test(sendq, partial_sends_arrive_complete_and_in_order, .timeout = 120)
+Test(sendq, partial_sends_and_a_wrapped_ring_keep_every_byte_in_order, .timeout = 180)
 {
 	struct rt rt;
 	int fd = open_slow_reader(&rt);
@@ -205,21 +212,6 @@ Test(sendq, partial_sends_arrive_complete_and_in_order, .timeout = 120)
 	for (uint32_t f = 0; f < FLOOD_FRAMES; f++)
 		read_slowly(fd, f);
 	assert_sends_over(fd, 2, "partial sends resumed the queue");
-	rt_ws_close(fd);
-	rt_stop(&rt);
-}
-
-/*
- * The queue's ring while the kernel drains it slowly: each "more" queues three 64 KiB frames
- * behind a partial send still in flight, and the reader takes about one frame per request,
- * so the ring's head moves on while frames are appended behind it (its entries wrap around)
- * and it doubles with its contents wrapped, several times. Every frame arrives whole, once,
- * in order.
- */
-Test(sendq, a_wrapped_ring_grows_and_keeps_the_order, .timeout = 120)
-{
-	struct rt rt;
-	int fd = open_slow_reader(&rt);
 	uint32_t read = 0;
 	for (int i = 0; i < MORE_ROUNDS; i++) {
 		rt_send_text(fd, "more");
