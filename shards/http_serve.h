@@ -23,8 +23,9 @@ void rc_conn_http_reply(struct rc_conn *c, const char *resp, size_t len, enum rc
 
 /* Writes the CORS headers of c's current request (Access-Control-Allow-Origin, Vary) into
  * out (cap bytes, NUL terminated): their length, 0 (and "") when the request gets none or
- * they do not fit. RC_CORS_HEADERS_MAX holds an origin of up to 256 bytes. */
-#define RC_CORS_HEADERS_MAX 320
+ * they do not fit. RC_CORS_HEADERS_MAX holds the longest origin the configuration takes
+ * (RC_ORIGIN_BYTES_MAX) and the header names around it. */
+#define RC_CORS_HEADERS_MAX (RC_ORIGIN_BYTES_MAX + 64)
 size_t rc_conn_cors_headers(const struct rc_conn *c, char *out, size_t cap);
 
 /* Frees what input keeps for a terminated c: its HTTP request state (a partial request, a

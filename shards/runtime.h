@@ -349,9 +349,9 @@ struct rc_app {
 	int ws_count;
 	struct rc_http_endpoint http[RC_ENDPOINT_LIMIT];
 	int http_count;
-	struct rc_slice origins[32];
+	struct rc_slice origins[RC_ORIGINS_LIMIT];
 	size_t origins_count;
-	struct rc_slice subprotocols[16];
+	struct rc_slice subprotocols[RC_SUBPROTOCOLS_LIMIT];
 	size_t subprotocols_count;
 	char *origins_buf;
 	char *subprotocols_buf;

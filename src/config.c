@@ -425,6 +425,36 @@ static int validate_redis(const struct rc_config *cfg, char *err, size_t err_len
 	return rc;
 }
 
+/*
+ * A list key's entries: at most limit of them, each at most bytes_max long (0: any length).
+ * More would be dropped silently where the list is used; an origin too long for the CORS
+ * header would be allowed to upgrade but get no CORS headers.
+ */
+static int list_validate(const char *key, const char *value, size_t limit, size_t bytes_max,
+			 char *err, size_t err_len)
+{
+	char *copy = strdup(value), *items[RC_ORIGINS_LIMIT + RC_SUBPROTOCOLS_LIMIT + 1];
+	if (!copy) {
+		snprintf(err, err_len, "%s: no memory", key);
+		return -ENOMEM;
+	}
+	size_t n = rc_config_split_list(copy, items, limit + 1);
+	int rc = 0;
+	if (n > limit) {
+		snprintf(err, err_len, "%s: at most %zu entries", key, limit);
+		rc = -EINVAL;
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (bytes_max && strlen(items[i]) > bytes_max) {
+			snprintf(err, err_len, "%s: '%.40s...' is longer than %zu bytes", key, items[i],
+				 bytes_max);
+			rc = -EINVAL;
+		}
+	}
+	free(copy);
+	return rc;
+}
+
 /* The TLS listener needs a certificate and a port of its own. */
 static int tls_validate(const struct rc_config *cfg, char *err, size_t err_len)
 {
@@ -496,6 +526,13 @@ int rc_config_validate(const struct rc_config *cfg, char *err, size_t err_len)
 		return rc;
 	if (tls_validate(cfg, err, err_len) != 0)
 		return -EINVAL;
+	rc = list_validate("origins", cfg->origins, RC_ORIGINS_LIMIT, RC_ORIGIN_BYTES_MAX, err,
+			   err_len);
+	if (rc == 0)
+		rc = list_validate("subprotocols", cfg->subprotocols, RC_SUBPROTOCOLS_LIMIT, 0, err,
+				   err_len);
+	if (rc)
+		return rc;
 	if (log_level_index(cfg->log_level) >= 0)
 		return 0;
 	snprintf(err, err_len, "log_level: '%s' is not one of error, warn, info, debug",

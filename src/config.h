@@ -21,6 +21,10 @@
 #define RC_MESSAGE_BYTES_LIMIT (1024ull * RC_MIB)
 #define RC_RECV_BUFFERS_LIMIT 32768
 #define RC_REDIS_ADDRESSES_LIMIT 64 /* redis_addresses entries (a bit each in a mask) */
+#define RC_ORIGINS_LIMIT 32	     /* origins entries */
+/* The longest origin: "https://", a 253-byte host name and ":65535". */
+#define RC_ORIGIN_BYTES_MAX 267
+#define RC_SUBPROTOCOLS_LIMIT 16 /* subprotocols entries */
 
 /*
  * X(name, default, min, max, unit, help) for unsigned keys;
@@ -235,8 +239,9 @@
 	  "key of the server API (/api/...) on the public port, sent as Authorization: apikey "    \
 	  "<key>; the admin listener serves the API without it; empty = no API on the public port") \
 	S(origins, "", "comma-separated Origin allowlist of WebSocket upgrades and cross-origin "  \
-	  "HTTP (CORS: /sse, the publish path, assets); empty = any origin")                     \
-	S(subprotocols, "", "comma-separated subprotocols in server preference order")             \
+	  "HTTP (CORS: /sse, the publish path, assets), at most 32 of up to 267 bytes; "          \
+	  "empty = any origin")                                                                    \
+	S(subprotocols, "", "comma-separated subprotocols in server preference order (at most 16)") \
 	S(log_level, "info", "error, warn, info or debug")
 
 /* The values of log_level, least verbose first. */

@@ -119,5 +119,28 @@ class ListedOriginsTest(ServerTestCase):
         self.assertIsNone(r.getheader("Access-Control-Allow-Origin"))
 
 
+# The longest origin the configuration takes: "https://", a 253-byte host, ":65535".
+LONG_ORIGIN = "https://" + ".".join(["a" * 63] * 3 + ["b" * 61]) + ":65535"
+
+
+class LongOriginTest(ServerTestCase):
+    server_opts = {"origins": LONG_ORIGIN}
+
+    def test_the_longest_origin_gets_its_headers(self):
+        """An origin of 267 bytes, the longest the configuration takes (a longer one is a
+        start error), is echoed on a preflight, a publish and a stream."""
+        self.assertEqual(len(LONG_ORIGIN), 267)
+        o = {"Origin": LONG_ORIGIN}
+        r, _ = request(self.port, "OPTIONS", "/publish", o)
+        self.assertEqual((r.status, r.getheader("Access-Control-Allow-Origin")),
+                         (204, LONG_ORIGIN))
+        r, _ = request(self.port, "POST", "/publish",
+                       dict(o, **{"Content-Type": "application/json"}), PUBLISH)
+        self.assertEqual((r.status, r.getheader("Access-Control-Allow-Origin")),
+                         (200, LONG_ORIGIN))
+        head = sse_head(self.port, LONG_ORIGIN)
+        self.assertEqual(head.header("access-control-allow-origin"), LONG_ORIGIN)
+
+
 if __name__ == "__main__":
     harness.main()

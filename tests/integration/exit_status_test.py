@@ -65,6 +65,12 @@ class ConfigErrors(unittest.TestCase):
             ("cross-key rule in file",
              ["--config", self.conf("d.conf", "recv_buffer_bytes = 3000\n")],
              "recv_buffer_bytes"),
+            ("too many origins",
+             ["--origins=" + ",".join("https://a%d.example" % i for i in range(33))],
+             "origins"),
+            ("origin too long", ["--origins=https://" + "a" * 260 + ".example"], "origins"),
+            ("too many subprotocols", ["--subprotocols=" + ",".join("p%d" % i for i in range(17))],
+             "subprotocols"),
             ("flag without value", ["--handshake_timeout_ms"], "--handshake_timeout_ms"),
             ("not a flag", ["stray"], "stray"),
         ]
