@@ -64,10 +64,18 @@ if [ -z "$ONLY" ] || [ "$ONLY" = integration ]; then
 		[ -f "$t" ] || continue
 		[ -n "$PATTERN" ] && [[ "$t" != *$PATTERN* ]] && continue
 		echo "== integration $(basename "$t")"
+		log=$(mktemp)
 		case "$t" in
-		*.py) timeout 600 "$PY" "$t" 2>&1 | tail -n 40; rc=${PIPESTATUS[0]} ;;
-		*.mjs) timeout 600 node "$t" 2>&1 | tail -n 40; rc=${PIPESTATUS[0]} ;;
+		*.py) timeout 600 "$PY" "$t" >"$log" 2>&1; rc=$? ;;
+		*.mjs) timeout 600 node "$t" >"$log" 2>&1; rc=$? ;;
 		esac
+		tail -n 40 "$log"
+		# A failure early in a long file scrolls out of the tail: name it too.
+		if [ "$rc" -ne 0 ]; then
+			[ "$rc" -eq 124 ] && echo "(killed after 600 s)"
+			grep -nE '^ *not ok|^(FAIL|ERROR):|Error:|WATCHDOG' "$log" | head -n 20
+		fi
+		rm -f "$log"
 		record "$(basename "$t")" "$rc"
 	done
 fi
